@@ -1,0 +1,214 @@
+/* Public entry points: argument checks, then rows split across worker threads. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define QT_VERSION_STRING "0.1.0"
+#define QT_MAX_THREADS 256
+/* Below this many values per thread, starting a thread costs more than it saves. */
+#define QT_MIN_VALUES_PER_THREAD (1 << 16)
+
+const char *qt_version(void) {
+    return QT_VERSION_STRING;
+}
+
+qt_status qt_type_get_traits(int32_t type_id, qt_type_traits *out) {
+    const qt_type_desc *desc = qt_type_desc_get(type_id);
+    if (desc == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (out == NULL) {
+        return QT_ERR_ARGUMENT;
+    }
+    const qt_kernel_table *t = qt_dispatch_table(QT_ISA_SCALAR);
+    out->type_id = type_id;
+    out->block_elems = desc->block_elems;
+    out->block_bytes = desc->block_bytes;
+    out->uses_imatrix = desc->uses_imatrix;
+    out->can_quantize = t->codec[type_id].quantize != NULL;
+    out->can_dequantize = t->codec[type_id].dequantize != NULL;
+    out->name = desc->name;
+    return QT_OK;
+}
+
+size_t qt_row_size(int32_t type_id, int64_t n) {
+    const qt_type_desc *desc = qt_type_desc_get(type_id);
+    if (desc == NULL || n < 0 || n % desc->block_elems != 0) {
+        return 0;
+    }
+    return (size_t)(n / desc->block_elems) * (size_t)desc->block_bytes;
+}
+
+static int cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > QT_MAX_THREADS ? QT_MAX_THREADS : (int)n);
+}
+
+static int pick_threads(int32_t requested, int64_t nrows, int64_t n_per_row) {
+    int n = requested <= 0 ? cpu_count() : (requested > QT_MAX_THREADS ? QT_MAX_THREADS : requested);
+    const int64_t by_size = (nrows * n_per_row) / QT_MIN_VALUES_PER_THREAD;
+    if ((int64_t)n > by_size) n = by_size < 1 ? 1 : (int)by_size;
+    if ((int64_t)n > nrows) n = (int)nrows;
+    return n < 1 ? 1 : n;
+}
+
+typedef struct row_job {
+    const qt_codec *codec;
+    int quantize;
+    const uint8_t *src;
+    uint8_t *dst;
+    size_t src_stride;
+    size_t dst_stride;
+    int64_t n_per_row;
+    const float *imatrix;
+    int64_t row_begin;
+    int64_t row_end;
+} row_job;
+
+static void *run_rows(void *arg) {
+    const row_job *job = arg;
+    for (int64_t r = job->row_begin; r < job->row_end; r++) {
+        const uint8_t *s = job->src + (size_t)r * job->src_stride;
+        uint8_t *d = job->dst + (size_t)r * job->dst_stride;
+        if (job->quantize) {
+            job->codec->quantize((const float *)s, d, job->n_per_row, job->imatrix);
+        } else {
+            job->codec->dequantize(s, (float *)d, job->n_per_row);
+        }
+    }
+    return NULL;
+}
+
+static qt_status run_parallel(const row_job *proto, int64_t nrows, int nthreads) {
+    if (nthreads <= 1) {
+        row_job job = *proto;
+        job.row_begin = 0;
+        job.row_end = nrows;
+        run_rows(&job);
+        return QT_OK;
+    }
+    row_job jobs[QT_MAX_THREADS];
+    pthread_t threads[QT_MAX_THREADS];
+    int started[QT_MAX_THREADS] = {0};
+    const int64_t per = nrows / nthreads, extra = nrows % nthreads;
+    int64_t begin = 0;
+    for (int i = 0; i < nthreads; i++) {
+        jobs[i] = *proto;
+        jobs[i].row_begin = begin;
+        begin += per + (i < extra ? 1 : 0);
+        jobs[i].row_end = begin;
+    }
+    /* Thread 0's share runs on the caller; if a start fails, the caller does that share too. */
+    for (int i = 1; i < nthreads; i++) {
+        started[i] = pthread_create(&threads[i], NULL, run_rows, &jobs[i]) == 0;
+    }
+    run_rows(&jobs[0]);
+    for (int i = 1; i < nthreads; i++) {
+        if (started[i]) {
+            pthread_join(threads[i], NULL);
+        } else {
+            run_rows(&jobs[i]);
+        }
+    }
+    return QT_OK;
+}
+
+static qt_status check_common(int32_t type_id, const void *src, const void *dst, int64_t nrows,
+                              int64_t n_per_row, int32_t level, const qt_kernel_table **table,
+                              const qt_type_desc **desc) {
+    *desc = qt_type_desc_get(type_id);
+    if (*desc == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (nrows < 0 || n_per_row < 0) {
+        return QT_ERR_ARGUMENT;
+    }
+    if (n_per_row % (*desc)->block_elems != 0) {
+        return QT_ERR_SHAPE;
+    }
+    if (nrows > 0 && n_per_row > 0 && (src == NULL || dst == NULL)) {
+        return QT_ERR_ARGUMENT;
+    }
+    *table = qt_dispatch_table(level);
+    if (*table == NULL) {
+        return QT_ERR_ISA;
+    }
+    return QT_OK;
+}
+
+qt_status qt_quantize(int32_t type_id, const float *src, void *dst, int64_t nrows,
+                      int64_t n_per_row, const float *imatrix, int32_t nthreads, int32_t level) {
+    const qt_kernel_table *table;
+    const qt_type_desc *desc;
+    qt_status st = check_common(type_id, src, dst, nrows, n_per_row, level, &table, &desc);
+    if (st != QT_OK) {
+        return st;
+    }
+    const qt_codec *codec = &table->codec[type_id];
+    if (codec->quantize == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (nrows == 0 || n_per_row == 0) {
+        return QT_OK;
+    }
+    row_job job = {
+        .codec = codec,
+        .quantize = 1,
+        .src = (const uint8_t *)src,
+        .dst = (uint8_t *)dst,
+        .src_stride = (size_t)n_per_row * sizeof(float),
+        .dst_stride = qt_row_size(type_id, n_per_row),
+        .n_per_row = n_per_row,
+        .imatrix = desc->uses_imatrix ? imatrix : NULL,
+    };
+    return run_parallel(&job, nrows, pick_threads(nthreads, nrows, n_per_row));
+}
+
+qt_status qt_dequantize(int32_t type_id, const void *src, float *dst, int64_t nrows,
+                        int64_t n_per_row, int32_t nthreads, int32_t level) {
+    const qt_kernel_table *table;
+    const qt_type_desc *desc;
+    qt_status st = check_common(type_id, src, dst, nrows, n_per_row, level, &table, &desc);
+    if (st != QT_OK) {
+        return st;
+    }
+    const qt_codec *codec = &table->codec[type_id];
+    if (codec->dequantize == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (nrows == 0 || n_per_row == 0) {
+        return QT_OK;
+    }
+    row_job job = {
+        .codec = codec,
+        .quantize = 0,
+        .src = (const uint8_t *)src,
+        .dst = (uint8_t *)dst,
+        .src_stride = qt_row_size(type_id, n_per_row),
+        .dst_stride = (size_t)n_per_row * sizeof(float),
+        .n_per_row = n_per_row,
+    };
+    return run_parallel(&job, nrows, pick_threads(nthreads, nrows, n_per_row));
+}
+
+qt_status qt_find_nonfinite(const float *src, int64_t nrows, int64_t n_per_row, int64_t *bad_row) {
+    if (bad_row == NULL || nrows < 0 || n_per_row < 0 || (nrows > 0 && n_per_row > 0 && !src)) {
+        return QT_ERR_ARGUMENT;
+    }
+    *bad_row = -1;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint32_t *row = (const uint32_t *)(const void *)(src + r * n_per_row);
+        uint32_t bad = 0;
+        /* An exponent of all ones marks both Inf and NaN; OR-reduce so the loop vectorizes. */
+        for (int64_t i = 0; i < n_per_row; i++) {
+            bad |= ((row[i] & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad) {
+            *bad_row = r;
+            return QT_OK;
+        }
+    }
+    return QT_OK;
+}

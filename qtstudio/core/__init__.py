@@ -1,0 +1,1 @@
+"""Qt-free core: encodings, tensors, model tree, plans and metrics."""

@@ -1,0 +1,16 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """libggml's own quantization vectors (copied from shared/golden)."""
+    with np.load(DATA / "ggml_quants.npz") as z:
+        return {k: z[k] for k in z.files}
