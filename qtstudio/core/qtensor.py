@@ -117,6 +117,6 @@ def dequantize(qt: QTensor, *, threads: int | None = None) -> np.ndarray:
     """Decode a QTensor back to float32 of its logical shape."""
     if not isinstance(qt, QTensor):
         raise TypeError(f"dequantize takes a QTensor, got {type(qt).__name__}")
-    rows, n = _rows(qt.shape)
+    _, n = _rows(qt.shape)
     out = qt.encoding.dequantize_rows(qt.data, n, threads=threads)
     return out.reshape(qt.shape)
