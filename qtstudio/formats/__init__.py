@@ -1,0 +1,112 @@
+"""Checkpoint readers: safetensors (single, sharded, Hugging Face folders), PyTorch, GGUF.
+
+``open_model`` reads headers only; tensor data stays on disk, memory-mapped, until a tensor is
+loaded. Every problem with a file is a :class:`ModelFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from qtstudio.core.model import Model
+
+from .errors import ModelFormatError
+
+__all__ = ["ModelFormatError", "open_model"]
+
+_TORCH_SUFFIXES = {".bin", ".pt", ".pth"}
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return {}
+    try:
+        if cfg.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelFormatError(cfg, "config.json is too large to be a model config")
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(cfg, f"config.json is not readable JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelFormatError(cfg, "config.json is not a JSON object")
+    return doc
+
+
+def _pick_in_folder(folder: Path) -> Path:
+    """The weights of a Hugging Face style folder, safetensors preferred."""
+    for name in ("model.safetensors.index.json", "model.safetensors",
+                 "pytorch_model.bin.index.json", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return folder / name
+    for pattern in ("*.safetensors.index.json", "*.safetensors", "*.gguf", "*.bin.index.json",
+                    "*.bin", "*.pt", "*.pth"):
+        found = sorted(folder.glob(pattern))
+        if len(found) == 1 or (found and pattern == "*.safetensors"):
+            return found[0] if len(found) == 1 else folder
+    raise ModelFormatError(folder, "no model weights found (looked for *.safetensors, "
+                                   "*.safetensors.index.json, *.bin, *.pt, *.pth, *.gguf)")
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelFormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "torch"
+    name = path.name.lower()
+    if name.endswith(".gguf"):
+        return "gguf"
+    if path.suffix.lower() in _TORCH_SUFFIXES:
+        return "torch"
+    return "safetensors"
+
+
+def open_model(path: str | Path) -> Model:
+    """Open a checkpoint lazily (headers only)."""
+    from . import gguf_reader, safetensors_reader, shard_index, torch_reader
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelFormatError(path, "no such file or folder")
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        path = _pick_in_folder(path)
+    config = _read_config(folder)
+    arch = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    name = path.name.lower()
+
+    if path.is_dir():  # several un-indexed safetensors files: read them all as shards
+        files = sorted(path.glob("*.safetensors"))
+        src, meta = safetensors_reader.open_files(files)
+        return Model(path, "safetensors", src.raws, src, config=config, metadata=meta,
+                     architecture=arch)
+    if name.endswith(".index.json"):
+        shards, wmap, index_meta = shard_index.read_index(path)
+        if name.endswith(".safetensors.index.json") or all(
+                s.suffix == ".safetensors" for s in shards):
+            src, meta = safetensors_reader.open_files(shards, index_path=path, weight_map=wmap)
+            return Model(path, "safetensors", src.raws, src, config=config,
+                         metadata={**index_meta, **meta}, architecture=arch)
+        tsrc = torch_reader.open_torch(shards, index_path=path, weight_map=wmap)
+        return Model(path, "torch", tsrc.raws, tsrc, config=config, metadata=index_meta,
+                     architecture=arch)
+    kind = _sniff(path)
+    if kind == "gguf":
+        gsrc, meta, _ = gguf_reader.read_gguf(path)
+        garch = meta.get("general.architecture")
+        return Model(path, "gguf", gsrc.raws, gsrc, config=config, metadata=meta,
+                     architecture=garch if isinstance(garch, str) else arch,
+                     names_are_gguf=True)
+    if kind == "torch":
+        tsrc = torch_reader.open_torch([path])
+        return Model(path, "torch", tsrc.raws, tsrc, config=config, architecture=arch)
+    src, meta = safetensors_reader.open_files([path])
+    return Model(path, "safetensors", src.raws, src, config=config, metadata=meta,
+                 architecture=arch)

@@ -1,0 +1,160 @@
+"""safetensors: single files and sharded checkpoints, read from the header alone.
+
+Layout: u64 little-endian header length N, N bytes of JSON, then the data section. The JSON
+maps each tensor name to dtype, shape and [begin, end) offsets into the data section; the key
+``__metadata__`` holds string pairs. The header is parsed here, not by the safetensors package,
+so that every length and offset is checked against the real file size before anything is
+read or mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qtstudio.core.model import RawTensor
+
+from ._mmap import MappedFile
+from .errors import ModelFormatError
+from .floats import PLAIN_DTYPES, plain_to_f32
+
+# The safetensors format caps its header at 100 MB; anything larger is not a safetensors file.
+MAX_HEADER_BYTES = 100_000_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    raw: RawTensor
+    file: MappedFile
+    offset: int  # absolute, in the file
+
+
+def _fail(path: Path, problem: str, tensor: str | None = None) -> ModelFormatError:
+    return ModelFormatError(path, problem, tensor=tensor)
+
+
+def read_header(path: Path) -> tuple[dict, dict[str, str], int, int]:
+    """(tensor entries, __metadata__, data start, file size), all validated."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _fail(path, f"the file holds {size} bytes; a safetensors file starts with "
+                                  "an 8-byte header length")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                raise _fail(path, f"the header length field says {n} bytes, but only {size - 8} "
+                                  "bytes follow it: the file is truncated or not safetensors")
+            if n > MAX_HEADER_BYTES:
+                raise _fail(path, f"header of {n} bytes is larger than the format's "
+                                  f"{MAX_HEADER_BYTES}-byte limit")
+            text = f.read(n)
+    except OSError as exc:
+        raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"the header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _fail(path, "the header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _fail(path, "__metadata__ must map names to strings")
+    return header, meta, 8 + n, size
+
+
+def _parse_entries(path: Path, header: dict, data_start: int, size: int,
+                   mapped: MappedFile) -> list[_Entry]:
+    data_len = size - data_start
+    out: list[_Entry] = []
+    for name, e in header.items():
+        if not isinstance(e, dict):
+            raise _fail(path, "entry is not an object", name)
+        dtype, shape, offsets = e.get("dtype"), e.get("shape"), e.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise _fail(path, "entry has no dtype", name)
+        if dtype not in PLAIN_DTYPES:
+            raise _fail(path, f"unsupported dtype {dtype} in tensor {name!r} "
+                              f"(supported: {', '.join(PLAIN_DTYPES)})", name)
+        if (not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            raise _fail(path, f"shape {shape!r} is not a list of non-negative integers", name)
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise _fail(path, f"data_offsets {offsets!r} must be two increasing integers", name)
+        begin, end = offsets
+        expected = math.prod(shape) * PLAIN_DTYPES[dtype].itemsize
+        if end - begin != expected:
+            raise _fail(path, f"data_offsets span {end - begin} bytes but {dtype} {shape} "
+                              f"needs {expected}", name)
+        if end > data_len:
+            raise _fail(path, f"the tensor's data ends at byte {data_start + end} but the file "
+                              f"holds only {size} bytes: the file is truncated", name)
+        raw = RawTensor(name, tuple(shape), dtype, expected)
+        out.append(_Entry(raw, mapped, data_start + begin))
+    # File order, and no two tensors may share bytes.
+    out.sort(key=lambda en: (en.offset, en.raw.nbytes))
+    end, owner = 0, ""
+    for cur in out:
+        if not cur.raw.nbytes:
+            continue
+        if cur.offset < end:
+            raise _fail(path, f"data overlaps tensor {owner!r}", cur.raw.name)
+        end, owner = cur.offset + cur.raw.nbytes, cur.raw.name
+    return out
+
+
+class SafetensorsSource:
+    """Tensors from one or more safetensors files, mapped on first access."""
+
+    def __init__(self, entries: list[_Entry], files: list[MappedFile]) -> None:
+        self._entries = {e.raw.name: e for e in entries}
+        self._files = files
+        self.raws = [e.raw for e in entries]
+
+    def load_raw(self, name: str) -> np.ndarray:
+        e = self._entries[name]
+        dt = PLAIN_DTYPES[e.raw.dtype]
+        return e.file.view(e.offset, e.raw.nbytes).view(dt).reshape(e.raw.shape)
+
+    def load(self, name: str) -> np.ndarray:
+        return plain_to_f32(self.load_raw(name), self._entries[name].raw.dtype)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+
+def open_files(paths: list[Path], *, index_path: Path | None = None,
+               weight_map: dict[str, str] | None = None,
+               ) -> tuple[SafetensorsSource, dict[str, str]]:
+    """Read the headers of ``paths`` (shards in order); cross-check against an index map."""
+    entries: list[_Entry] = []
+    files: list[MappedFile] = []
+    metadata: dict[str, str] = {}
+    seen: dict[str, Path] = {}
+    for p in paths:
+        header, meta, start, size = read_header(p)
+        mf = MappedFile(p)
+        files.append(mf)
+        metadata.update(meta)
+        for e in _parse_entries(p, header, start, size, mf):
+            if e.raw.name in seen:
+                raise _fail(p, f"tensor also stored in {seen[e.raw.name].name}", e.raw.name)
+            seen[e.raw.name] = p
+            entries.append(e)
+    if weight_map is not None and index_path is not None:
+        for name, fname in weight_map.items():
+            where = seen.get(name)
+            if where is None or where.name != Path(fname).name:
+                raise _fail(index_path, f"the index places this tensor in {fname}, but that "
+                                        "shard does not hold it", name)
+    return SafetensorsSource(entries, files), metadata
