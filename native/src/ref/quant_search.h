@@ -1,0 +1,75 @@
+/* Scale searches shared by the K-quant, IQ4 and importance-weighted legacy quantizers.
+ *
+ * Each routine picks a scale (and for the asymmetric ones an offset) for one small group of
+ * values and writes the integer levels it settled on. They reproduce ggml's choices bit for bit:
+ * the candidate scales, the accumulation order of every sum and the tie-breaking comparisons are
+ * the same, because a one-ulp difference in a running sum can flip which candidate wins. */
+#ifndef QT_REF_QUANT_SEARCH_H
+#define QT_REF_QUANT_SEARCH_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Below this magnitude a group counts as all zeros. */
+#define QT_GROUP_EPS 1e-15f
+
+/* Round to nearest, ties to even, by adding 1.5 * 2^23 so the FPU's own rounding does the work
+ * and the integer falls out of the low mantissa bits. Exact for |f| < 2^22; larger inputs give
+ * the same (meaningless but deterministic) value that ggml computes. */
+static inline int qt_nearest_int(float f) {
+    const float biased = f + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* Symmetric levels in [-nmax, nmax-1], stored offset by +nmax in L. Weight per element is qw[i]
+ * when given, else a function of x chosen by rmse_type (1: x^2, 2: 1, 3: |x|, other: sqrt|x|).
+ * rmse_type 0 skips the fit and returns 1/iscale. Returns the fitted scale. n <= 256. */
+float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
+                        const float *qw);
+
+/* Q3_K's symmetric search with weights x^2 and a coordinate-descent refinement; L in [0, 2*nmax). */
+float qt_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int refine);
+
+/* Asymmetric levels in [0, nmax] with offset: scans iscale = (rmin + rdelta*k + nmax)/(max-min)
+ * for k = 0..nstep, fitting scale and min by weighted least squares and keeping the candidate with
+ * the lowest weighted error (|e| if use_mad, else e^2). *neg_min receives -min (>= 0). */
+float qt_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
+
+/* As qt_make_qkx2_quants; weights may be NULL (then x^2), and out-of-range candidates are
+ * clamped before rounding. Used by the importance-matrix paths. */
+float qt_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
+
+/* Non-negative levels in [0, nmax] for non-negative x (the super-block scales of the K-quants),
+ * weighted by qw: a scan of nine scales, then coordinate descent. */
+float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* Index of the entry of the sorted 16-entry table closest to x; on an exact tie the larger
+ * entry wins. Comparing 2x with the sum of neighbours keeps the decision exact. */
+static inline int qt_nearest_level16(const int8_t *table, float x) {
+    const float x2 = x + x;
+    int idx = 0;
+    for (int step = 8; step > 0; step >>= 1) {
+        const int probe = idx + step;
+        if (x2 >= (float)(table[probe - 1] + table[probe])) {
+            idx = probe;
+        }
+    }
+    return idx;
+}
+
+/* Best scale for one 32-value group against the non-linear IQ4 table. The start is max/127 (or
+ * -max/127 when ntry <= 0), refined by a weighted least-squares fit, then 2*ntry+1 more
+ * candidates (k - 127)/max, k = -ntry..ntry, each refitted; the best fit wins. Returns 0 when the
+ * group is all zeros. */
+float qt_iq4_group_scale(const float *x, const float *weight, int ntry);
+
+/* The 16 values of the non-linear 4-bit grid shared by IQ4_NL and IQ4_XS. */
+extern const int8_t qt_iq4nl_values[16];
+
+#endif /* QT_REF_QUANT_SEARCH_H */
