@@ -226,6 +226,17 @@ def _register_native() -> None:
 _register_native()
 
 
+def _register_python_builtins() -> None:
+    # Imported here: int8 subclasses Encoding, so it needs this module fully defined.
+    from .int8 import INT8_ENCODINGS
+
+    for enc in INT8_ENCODINGS:
+        REGISTRY.register(enc)
+
+
+_register_python_builtins()
+
+
 def get_encoding(name: str | Encoding) -> Encoding:
     return REGISTRY.get(name)
 

@@ -124,6 +124,8 @@ def quantize_job(model: Model, plan: Plan, *, imatrix: Mapping[str, np.ndarray] 
             w = _imatrix_for(imatrix, entry)
             acc = MetricsAccumulator(n, w if w is not None else None)
             step = max(1, chunk_bytes // max(1, n * 4))
+            if getattr(enc, "needs_whole_tensor", False):
+                step = max(1, x2.shape[0])  # per-tensor statistics: one chunk
             parts: list[np.ndarray] = []
             for r0 in range(0, x2.shape[0], step):
                 cancel.check()
