@@ -141,6 +141,8 @@ class KV:
     value: Any
     vtype: GGUFValueType
     sub_type: GGUFValueType | None = None
+    #: already-encoded value (type tag first), copied verbatim from another GGUF file
+    raw: bytes | None = None
 
 
 @dataclass
@@ -157,16 +159,21 @@ class TensorSlot:
 class GGUFStreamWriter:
     """Declare metadata and tensors, write the header, then stream each tensor's bytes."""
 
-    def __init__(self, fileobj: BinaryIO, *, alignment: int = DEFAULT_ALIGNMENT) -> None:
+    def __init__(self, fileobj: BinaryIO, *, alignment: int = DEFAULT_ALIGNMENT,
+                 max_name_bytes: int | None = MAX_NAME_BYTES) -> None:
         if alignment <= 0 or alignment & (alignment - 1):
             raise GGUFWriteError(f"alignment must be a power of two, got {alignment}")
         self._f = fileobj
         self.alignment = alignment
+        # None lifts ggml's name limit: for plain containers that llama.cpp will never load
+        self.max_name_bytes = max_name_bytes
         self._kv: dict[str, KV] = {}
         self._tensors: list[TensorSlot] = []
         self._names: set[str] = set()
         self._header_written = False
         self._next = 0  # index of the next tensor whose data is expected
+        self._open: TensorSlot | None = None
+        self._written = 0
         self._data_start = 0
 
     # --- metadata ---------------------------------------------------------------------------
@@ -190,6 +197,19 @@ class GGUFStreamWriter:
             self.alignment = align
         self._kv[key] = KV(key, value, vt, st)
 
+    def add_kv_raw(self, key: str, encoded: bytes) -> None:
+        """Set a key from the exact bytes another GGUF file holds (type tag, then value)."""
+        self._check_open()
+        if len(encoded) < 5:
+            raise GGUFWriteError(f"encoded value for {key!r} is too short")
+        vt = GGUFValueType(struct.unpack_from("<i", encoded)[0])
+        if key == "general.alignment":
+            if vt != GGUFValueType.UINT32:
+                raise GGUFWriteError("general.alignment must be a u32")
+            self.add_kv(key, struct.unpack_from("<I", encoded, 4)[0], vt)
+            return
+        self._kv[key] = KV(key, None, vt, None, raw=bytes(encoded))
+
     def remove_kv(self, key: str) -> None:
         self._check_open()
         self._kv.pop(key, None)
@@ -206,9 +226,10 @@ class GGUFStreamWriter:
         raw = name.encode("utf-8")
         if not raw:
             raise GGUFWriteError("a tensor needs a name")
-        if len(raw) > MAX_NAME_BYTES:
+        if self.max_name_bytes is not None and len(raw) > self.max_name_bytes:
             raise GGUFWriteError(
-                f"tensor name {name!r} is {len(raw)} bytes; ggml allows at most {MAX_NAME_BYTES}"
+                f"tensor name {name!r} is {len(raw)} bytes; ggml allows at most "
+                f"{self.max_name_bytes}"
             )
         if name in self._names:
             raise GGUFWriteError(f"tensor {name!r} declared twice")
@@ -245,7 +266,8 @@ class GGUFStreamWriter:
         parts = [GGUF_MAGIC, struct.pack("<IQQ", GGUF_VERSION, len(self._tensors), len(self._kv))]
         for kv in self._kv.values():
             parts.append(_string(kv.key))
-            parts.append(encode_value(kv.value, kv.vtype, kv.sub_type))
+            parts.append(kv.raw if kv.raw is not None
+                         else encode_value(kv.value, kv.vtype, kv.sub_type))
         parts.extend(infos)
         head = b"".join(parts)
         return head + b"\0" * (_pad(len(head), self.alignment) - len(head))
@@ -260,28 +282,50 @@ class GGUFStreamWriter:
     def write_tensor_data(self, name: str, chunks: bytes | memoryview | np.ndarray
                           | Iterable[bytes | memoryview | np.ndarray]) -> None:
         """Write the next declared tensor's bytes, whole or as an iterable of pieces."""
+        self.begin_tensor(name)
+        pieces = [chunks] if isinstance(chunks, bytes | bytearray | memoryview | np.ndarray) \
+            else chunks
+        for piece in pieces:
+            self.write_piece(piece)
+        self.end_tensor()
+
+    def begin_tensor(self, name: str) -> TensorSlot:
+        """Start the next declared tensor; its bytes then come through ``write_piece``."""
         if not self._header_written:
             raise GGUFWriteError("write_header() must come before tensor data")
+        if self._open is not None:
+            raise GGUFWriteError(f"tensor {self._open.name!r} is still being written")
         if self._next >= len(self._tensors):
             raise GGUFWriteError(f"tensor {name!r} was never declared (all data already written)")
         slot = self._tensors[self._next]
         if slot.name != name:
             raise GGUFWriteError(f"tensor data out of order: expected {slot.name!r}, got {name!r}")
-        pieces = [chunks] if isinstance(chunks, bytes | bytearray | memoryview | np.ndarray) \
-            else chunks
-        written = 0
-        for piece in pieces:
-            buf = memoryview(np.ascontiguousarray(piece)).cast("B") \
-                if isinstance(piece, np.ndarray) else memoryview(piece).cast("B")
-            if written + buf.nbytes > slot.nbytes:
-                raise GGUFWriteError(f"tensor {name!r}: more than the declared {slot.nbytes} bytes")
-            self._f.write(buf)
-            written += buf.nbytes
-        if written != slot.nbytes:
+        self._open = slot
+        self._written = 0
+        return slot
+
+    def write_piece(self, piece: bytes | bytearray | memoryview | np.ndarray) -> None:
+        slot = self._open
+        if slot is None:
+            raise GGUFWriteError("write_piece() outside begin_tensor() / end_tensor()")
+        buf = memoryview(np.ascontiguousarray(piece)).cast("B") \
+            if isinstance(piece, np.ndarray) else memoryview(piece).cast("B")
+        if self._written + buf.nbytes > slot.nbytes:
             raise GGUFWriteError(
-                f"tensor {name!r}: wrote {written} bytes, declared {slot.nbytes}"
+                f"tensor {slot.name!r}: more than the declared {slot.nbytes} bytes")
+        self._f.write(buf)
+        self._written += buf.nbytes
+
+    def end_tensor(self) -> None:
+        slot = self._open
+        if slot is None:
+            raise GGUFWriteError("end_tensor() without begin_tensor()")
+        if self._written != slot.nbytes:
+            raise GGUFWriteError(
+                f"tensor {slot.name!r}: wrote {self._written} bytes, declared {slot.nbytes}"
             )
         self._f.write(b"\0" * (_pad(slot.nbytes, self.alignment) - slot.nbytes))
+        self._open = None
         self._next += 1
 
     def finish(self) -> None:

@@ -1,0 +1,355 @@
+"""The GGUF export job: a Model and its Plan become one .gguf file, one tensor at a time.
+
+Three kinds of output, chosen from the source:
+
+- ``gguf``: the source is a GGUF file. Every metadata key (with its exact stored type) and the
+  tensor order are kept; ``general.file_type`` and ``general.quantization_version`` are set as
+  llama-quantize sets them. Tensors whose type does not change are copied byte for byte.
+- ``llama.cpp``: a Hugging Face folder of an architecture llama.cpp runs (llama, mistral, qwen2,
+  bert). Hyperparameters, GGUF tensor names, the llama q/k row order and the tokenizer come
+  from :mod:`qtstudio.export.hf_to_gguf`.
+- ``container``: anything else. A valid GGUF holding the tensors under their own names, with
+  the original architecture recorded; llama.cpp cannot run it and the report says so.
+
+Memory: each tensor is converted and encoded in row chunks and written as it goes, and the
+pages of the memory-mapped source are released after each tensor, so peak memory follows the
+chunk size and the largest tensor, not the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
+
+from qtstudio.core.encodings import Encoding, get_encoding
+from qtstudio.core.model import Model
+from qtstudio.core.plan import Plan, PlanEntry
+from qtstudio.core.presets import PRESETS
+from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
+from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
+from qtstudio.jobs import CancelToken, Progress
+
+from . import hf_to_gguf
+from ._pages import release_pages
+from .atomic import ExportError, atomic_output, check_target
+from .imatrix import ImportanceMatrix
+
+QUANTIZATION_VERSION = 2
+#: float32 bytes converted and encoded at once; bounds memory and keeps cancel responsive
+CHUNK_BYTES = 32 * 1024 * 1024
+_FLOAT_TYPES = {"F32", "F16", "BF16"}
+# llama-quantize drops these from its output: they describe the input's shards
+_SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+
+# LLAMA_FTYPE of a file whose most common quantized type is this one (llama.cpp's own guess)
+_FTYPE_BY_TYPE = {
+    "F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+    "Q3_K": 12, "Q4_K": 15, "Q5_K": 17, "Q6_K": 18, "IQ4_NL": 25, "IQ4_XS": 30, "BF16": 32,
+    "TQ1_0": 36, "TQ2_0": 37, "MXFP4": 38,
+}
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    kind: str  # "gguf" | "llama.cpp" | "container"
+    runnable: bool
+    file_type: int
+    architecture: str | None
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    source_bytes: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def throughput_mb_s(self) -> float:
+        return self.source_bytes / 1e6 / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": self.kind, "runnable": self.runnable,
+                "file_type": self.file_type, "architecture": self.architecture,
+                "tensors": self.tensors, "skipped": self.skipped, "warnings": self.warnings,
+                "bytes_written": self.bytes_written, "source_bytes": self.source_bytes,
+                "elapsed": round(self.elapsed, 3)}
+
+
+@dataclass
+class _Item:
+    """One tensor to write: where it comes from and what it becomes."""
+
+    entry: PlanEntry
+    out_name: str
+    encoding: Encoding
+    shape: tuple[int, ...]
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def file_type_for(plan: Plan, encodings: list[str]) -> int:
+    """general.file_type: the preset's when the plan has one, else the most common type."""
+    if plan.preset and plan.preset in PRESETS:
+        return PRESETS[plan.preset].ftype
+    counts = Counter(e for e in encodings if e != "F32")
+    if not counts:
+        return 0
+    top = counts.most_common(1)[0][0]
+    return _FTYPE_BY_TYPE.get(top, 1024)  # 1024: llama.cpp's "guessed"
+
+
+def export_kind(model: Model) -> str:
+    if model.format == "gguf":
+        return "gguf"
+    if hf_to_gguf.runnable_arch(model.config.get("model_type")) is not None:
+        return "llama.cpp"
+    return "container"
+
+
+def _source_files(model: Model) -> list[Path]:
+    files = [model.path]
+    folder = model.path if model.path.is_dir() else model.path.parent
+    if model.format != "gguf":
+        files += sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    return files
+
+
+def _gguf_kv_bytes(path: Path) -> list[tuple[str, bytes]]:
+    """Every metadata pair of a GGUF file as (key, exact stored bytes of type and value)."""
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # the file passed core's checks; this is defensive
+        raise ExportError(f"{path}: cannot read the metadata again ({exc})") from None
+    out = []
+    for key, fld in reader.fields.items():
+        if key.startswith("GGUF."):  # the reader's own header pseudo-fields
+            continue
+        out.append((key, b"".join(bytes(p.tobytes()) for p in fld.parts[2:])))
+    return out
+
+
+def _resolve_encoding(entry: PlanEntry) -> Encoding:
+    enc = get_encoding(entry.encoding)
+    if enc.ggml_type is None or "gguf" not in enc.export_formats:
+        raise ExportError(f"tensor {entry.name}: encoding {enc.name} cannot be stored in GGUF; "
+                          "resolve the plan with target_format='gguf'")
+    return enc
+
+
+def _build_items(model: Model, plan: Plan, kind: str, allow_requantize: bool,
+                 report: ExportReport) -> tuple[list[_Item], hf_to_gguf.Conversion | None]:
+    conv = None
+    if kind == "llama.cpp":
+        folder = model.path if model.path.is_dir() else model.path.parent
+        conv = hf_to_gguf.hf_conversion(folder, model.config, [t.name for t in model.tensors],
+                                        {t.name: t.shape for t in model.tensors})
+    items: list[_Item] = []
+    for entry in plan.entries:
+        enc = _resolve_encoding(entry)
+        if conv is not None:
+            out = conv.names.get(entry.name)
+            if out is None:
+                continue
+            transform = conv.transforms.get(out)
+        else:
+            out, transform = entry.name, None
+        src = entry.source_dtype
+        if kind == "gguf" and src not in _FLOAT_TYPES and src != enc.name:
+            if not allow_requantize:
+                raise ExportError(
+                    f"tensor {entry.name} is already {src}; re-encoding it as {enc.name} "
+                    "compounds the quantization error. Pass --allow-requantize to do it anyway")
+            report.warnings.append(f"{entry.name}: requantized from {src} to {enc.name}")
+        items.append(_Item(entry, out, enc, tuple(entry.shape), transform))
+    if conv is not None:
+        report.skipped = list(conv.skipped)
+    return items, conv
+
+
+def _add_common_kv(w: GGUFStreamWriter, file_type: int, quantized: bool,
+                   imatrix: ImportanceMatrix | None) -> None:
+    w.add_kv("general.quantization_version", QUANTIZATION_VERSION, GGUFValueType.UINT32)
+    w.add_kv("general.file_type", file_type, GGUFValueType.UINT32)
+    if imatrix is not None:
+        # the keys llama-quantize writes when it was given an importance matrix
+        if imatrix.path is not None:
+            w.add_kv("quantize.imatrix.file", str(imatrix.path), GGUFValueType.STRING)
+        if imatrix.datasets:
+            w.add_kv("quantize.imatrix.dataset", imatrix.datasets[0], GGUFValueType.STRING)
+        w.add_kv("quantize.imatrix.entries_count", len(imatrix), GGUFValueType.INT32)
+        w.add_kv("quantize.imatrix.chunks_count", int(imatrix.chunk_count), GGUFValueType.INT32)
+    if not quantized:
+        w.remove_kv("general.quantization_version")
+
+
+def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[[int, int],
+                                                                           np.ndarray]]:
+    """(raw view to release afterwards, function giving float32 rows [r0, r1))."""
+    e = item.entry
+    n = item.shape[-1]
+    if item.transform is None and e.source_dtype in _FLOAT_TYPES and \
+            e.source_dtype in PLAIN_DTYPES:
+        raw = model.load_raw(e.name)
+        if isinstance(raw, np.ndarray) and raw.dtype == PLAIN_DTYPES[e.source_dtype]:
+            rows = raw.reshape(-1, n)
+            return raw, lambda r0, r1: plain_to_f32(rows[r0:r1], e.source_dtype)
+    x = model.load(e.name)
+    if item.transform is not None:
+        x = item.transform(x)
+    x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, n)
+    raw = None
+    if model.format in ("gguf", "safetensors"):
+        raw = model.load_raw(e.name)
+    return raw, lambda r0, r1: x2[r0:r1]
+
+
+def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
+                    imatrix: ImportanceMatrix | None = None, threads: int | None = None,
+                    cancel: CancelToken | None = None, allow_requantize: bool = False,
+                    chunk_bytes: int = CHUNK_BYTES) -> Generator[Progress, None, ExportReport]:
+    """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
+
+    The file appears only when everything succeeded; cancelling (the token, Ctrl-C, closing the
+    generator) or any error leaves neither the output nor a temporary file.
+    """
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    out = check_target(out_path, _source_files(model))
+    kind = export_kind(model)
+    arch = model.architecture
+    report = ExportReport(path=out, kind=kind, runnable=kind != "container", file_type=0,
+                          architecture=arch)
+    if kind == "container":
+        report.warnings.append(
+            f"llama.cpp cannot run this file: architecture {arch or 'unknown'!r} from a "
+            f"{model.format} checkpoint is stored as a plain GGUF tensor container")
+    items, conv = _build_items(model, plan, kind, allow_requantize, report)
+    names = [i.encoding.name for i in items]
+    report.file_type = file_type_for(plan, names)
+    quantized = any(n not in _FLOAT_TYPES for n in names)
+    bytes_total = sum(model.tensor(i.entry.name).nbytes for i in items)
+    report.source_bytes = bytes_total
+    # tolerant of a closed generator: everything below runs inside the atomic block
+    with atomic_output(out, inputs=_source_files(model)) as f:
+        w = GGUFStreamWriter(f, max_name_bytes=None if kind == "container" else 63)
+        try:
+            _declare(w, model, kind, conv, items, report, quantized, imatrix)
+            w.write_header()
+        except GGUFWriteError as exc:
+            raise ExportError(f"cannot export {model.path}: {exc}") from None
+        done = 0
+        for index, item in enumerate(items):
+            cancel.check()
+            e = item.entry
+            info = model.tensor(e.name)
+            yield Progress("export", e.name, index, len(items), done, bytes_total,
+                           time.perf_counter() - start, f"{item.out_name} -> {item.encoding.name}")
+            yield from _write_tensor(w, model, item, imatrix, threads, cancel, chunk_bytes,
+                                     index, len(items), done, bytes_total, start)
+            report.tensors.append({"name": e.name, "gguf_name": item.out_name,
+                                   "encoding": item.encoding.name, "shape": list(item.shape),
+                                   "nbytes": w.tensors[index].nbytes})
+            done += info.nbytes
+        w.finish()
+        report.bytes_written = f.tell()
+    report.elapsed = time.perf_counter() - start
+    yield Progress("done", "", len(items), len(items), bytes_total, bytes_total, report.elapsed,
+                   f"wrote {out}")
+    return report
+
+
+def _declare(w: GGUFStreamWriter, model: Model, kind: str, conv: hf_to_gguf.Conversion | None,
+             items: list[_Item], report: ExportReport, quantized: bool,
+             imatrix: ImportanceMatrix | None) -> None:
+    if kind == "gguf":
+        for key, raw in _gguf_kv_bytes(model.path):
+            if key not in _SPLIT_KEYS:
+                w.add_kv_raw(key, raw)
+    elif kind == "llama.cpp":
+        assert conv is not None
+        for kv in conv.kv:
+            w.add_kv(kv.key, kv.value, kv.vtype, kv.sub_type)
+    else:
+        w.add_kv("general.architecture", "qtstudio-container", GGUFValueType.STRING)
+        w.add_kv("general.type", "qtstudio-container", GGUFValueType.STRING)
+        w.add_kv("qtstudio.original_architecture", model.architecture or "unknown",
+                 GGUFValueType.STRING)
+        w.add_kv("qtstudio.source_format", model.format, GGUFValueType.STRING)
+        if model.config:
+            import json
+
+            w.add_kv("qtstudio.config_json", json.dumps(model.config, sort_keys=True),
+                     GGUFValueType.STRING)
+    _add_common_kv(w, report.file_type, quantized, imatrix)
+    for item in items:
+        w.add_tensor_info(item.out_name, item.shape,
+                          GGMLQuantizationType(item.encoding.ggml_type))
+
+
+def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
+                  imatrix: ImportanceMatrix | None, threads: int | None, cancel: CancelToken,
+                  chunk_bytes: int, index: int, total: int, done: int, bytes_total: int,
+                  start: float) -> Generator[Progress, None, None]:
+    e = item.entry
+    enc = item.encoding
+    w.begin_tensor(item.out_name)
+    if e.source_dtype == enc.name and item.transform is None:
+        # same type in and out: the stored bytes go through untouched, as llama-quantize does
+        raw = model.load_raw(e.name)
+        flat = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
+        step = max(1, chunk_bytes)
+        for b0 in range(0, flat.size, step):
+            cancel.check()
+            w.write_piece(flat[b0:b0 + step])
+        w.end_tensor()
+        release_pages(raw)
+        return
+    n = item.shape[-1]
+    rows_total = int(np.prod(item.shape[:-1], dtype=np.int64)) if len(item.shape) > 1 else 1
+    weights = None
+    if imatrix is not None and enc.uses_imatrix:
+        weights = imatrix.weights_for(item.out_name, n)
+        if weights is None:
+            weights = imatrix.weights_for(e.name, n)
+    raw, rows_of = _float_rows(model, item)
+    step = max(1, chunk_bytes // max(1, n * 4))
+    info_bytes = model.tensor(e.name).nbytes
+    for r0 in range(0, rows_total, step):
+        cancel.check()
+        r1 = min(rows_total, r0 + step)
+        x = np.ascontiguousarray(rows_of(r0, r1), dtype=np.float32)
+        if enc.name == "F32":
+            w.write_piece(x.astype("<f4", copy=False))
+        else:
+            bad = ~np.isfinite(x)
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise ExportError(f"tensor {e.name}: non-finite value at row {r0 + r}, column "
+                                  f"{c}; it cannot be encoded as {enc.name}")
+            w.write_piece(enc.quantize_rows(x, imatrix=weights, threads=threads))
+        if rows_total > step:
+            yield Progress("export", e.name, index, total, done + info_bytes * r1 // rows_total,
+                           bytes_total, time.perf_counter() - start, f"rows {r1}/{rows_total}")
+    w.end_tensor()
+    release_pages(raw)
+
+
+def export_gguf(model: Model, plan: Plan, out_path: str | Path, **kwargs: Any) -> ExportReport:
+    """Run :func:`export_gguf_job` to the end without progress reporting."""
+    job = export_gguf_job(model, plan, out_path, **kwargs)
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,230 @@
+"""llama.cpp importance-matrix files: the GGUF format and the legacy .dat, read and written.
+
+Both hold, per weight tensor (by GGUF name), the sum over calibration activations of the squared
+input of each column. llama-quantize turns that into one weight per column by dividing by the
+number of calls (legacy) or the per-matrix count (GGUF); ``ImportanceMatrix.entries`` holds those
+divided weights, which is what the quantizers take.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
+
+from qtstudio.formats.gguf_writer import GGUFStreamWriter
+
+KEY_DATASETS = "imatrix.datasets"
+KEY_CHUNK_COUNT = "imatrix.chunk_count"
+KEY_CHUNK_SIZE = "imatrix.chunk_size"
+SUM_SUFFIX = ".in_sum2"
+COUNT_SUFFIX = ".counts"
+
+# Bounds that keep a corrupt legacy header from driving huge loops or allocations.
+_MAX_NAME = 4096
+
+
+class ImatrixError(ValueError):
+    """An importance-matrix file that cannot be read; names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class ImportanceMatrix:
+    """Per-tensor column weights, keyed by GGUF tensor name (e.g. ``blk.0.attn_q.weight``)."""
+
+    entries: dict[str, np.ndarray]
+    datasets: list[str] = field(default_factory=list)
+    chunk_count: int = 0
+    chunk_size: int | None = None
+    path: Path | None = None
+    format: str = "gguf"
+
+    def weights_for(self, name: str, n_columns: int) -> np.ndarray | None:
+        """The weights for a tensor whose rows hold ``n_columns`` values, or None.
+
+        As llama-quantize does, a vector of the wrong length is ignored (no weighting) rather
+        than reinterpreted.
+        """
+        w = self.entries.get(name)
+        if w is None or w.size != n_columns:
+            return None
+        return w
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def load_imatrix(path: str | Path) -> ImportanceMatrix:
+    """Read either format, detected by the GGUF magic."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ImatrixError(p, f"cannot open: {exc.strerror or exc}") from None
+    if magic == b"GGUF":
+        return _load_gguf(p)
+    return _load_legacy(p)
+
+
+def _field_value(reader: GGUFReader, key: str):
+    fld = reader.fields.get(key)
+    if fld is None:
+        return None
+    return fld.contents()
+
+
+def _load_gguf(p: Path) -> ImportanceMatrix:
+    try:
+        reader = GGUFReader(p)
+    except Exception as exc:  # the gguf package raises assorted errors on damaged files
+        raise ImatrixError(p, f"not a readable GGUF importance matrix ({exc})") from None
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    for t in reader.tensors:
+        if t.tensor_type != GGMLQuantizationType.F32:
+            raise ImatrixError(p, f"tensor {t.name} is {t.tensor_type.name}, expected F32")
+        if t.name.endswith(SUM_SUFFIX):
+            sums[t.name[: -len(SUM_SUFFIX)]] = np.asarray(t.data, dtype=np.float32)
+        elif t.name.endswith(COUNT_SUFFIX):
+            counts[t.name[: -len(COUNT_SUFFIX)]] = np.asarray(t.data, dtype=np.float32)
+    if not sums and not counts:
+        raise ImatrixError(p, "no importance data (no *.in_sum2 / *.counts tensors)")
+    for key in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE):
+        if key not in reader.fields:
+            raise ImatrixError(p, f"missing imatrix metadata key {key}")
+    entries: dict[str, np.ndarray] = {}
+    for name in sorted(set(sums) | set(counts)):
+        if name not in sums or name not in counts:
+            raise ImatrixError(p, f"{name} has sums without counts or counts without sums")
+        s = sums[name].reshape(sums[name].shape[0] if sums[name].ndim > 1 else 1, -1)
+        c = counts[name].reshape(-1)
+        if c.size != s.shape[0]:
+            raise ImatrixError(p, f"{name}: {c.size} counts for {s.shape[0]} matrices")
+        out = np.ones_like(s)
+        # A matrix that saw no calibration input gets neutral weights, as llama-quantize does.
+        seen = c > 0
+        out[seen] = s[seen] / c[seen, None]
+        entries[name] = out.reshape(-1)
+    datasets = _field_value(reader, KEY_DATASETS) or []
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    return ImportanceMatrix(
+        entries=entries,
+        datasets=[str(d) for d in datasets],
+        chunk_count=int(_field_value(reader, KEY_CHUNK_COUNT)),
+        chunk_size=int(_field_value(reader, KEY_CHUNK_SIZE)),
+        path=p,
+        format="gguf",
+    )
+
+
+class _Cursor:
+    def __init__(self, p: Path, data: bytes) -> None:
+        self.p, self.data, self.pos = p, data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ImatrixError(self.p, f"truncated while reading {what} at byte {self.pos}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def i32(self, what: str) -> int:
+        return struct.unpack("<i", self.take(4, what))[0]
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+
+def _load_legacy(p: Path) -> ImportanceMatrix:
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImatrixError(p, f"cannot read: {exc.strerror or exc}") from None
+    cur = _Cursor(p, data)
+    n_entries = cur.i32("the entry count")
+    # each entry takes at least 16 bytes, so a count beyond that is corruption, not data
+    if n_entries < 1 or n_entries * 16 > cur.left:
+        raise ImatrixError(p, f"not an importance matrix: entry count {n_entries} is impossible "
+                              f"for a {len(data)}-byte file")
+    entries: dict[str, np.ndarray] = {}
+    for i in range(n_entries):
+        n = cur.i32(f"name length of entry {i + 1}")
+        if not 0 < n <= _MAX_NAME:
+            raise ImatrixError(p, f"entry {i + 1} has an invalid name length {n}")
+        name = cur.take(n, f"name of entry {i + 1}").decode("utf-8", errors="replace")
+        ncall = cur.i32(f"call count of {name}")
+        nval = cur.i32(f"value count of {name}")
+        if nval < 1 or nval * 4 > cur.left:
+            raise ImatrixError(p, f"entry {name} claims {nval} values; the file is too short")
+        vals = np.frombuffer(cur.take(nval * 4, f"values of {name}"), dtype="<f4").astype(
+            np.float32)
+        if ncall > 0:
+            vals = vals / np.float32(ncall)
+        entries[name] = vals
+    chunk_count = 0
+    datasets: list[str] = []
+    # newer legacy files end with the chunk count and the dataset name
+    if cur.left >= 8:
+        chunk_count = cur.i32("the chunk count")
+        n = cur.i32("the dataset name length")
+        if 0 <= n <= cur.left:
+            datasets = [cur.take(n, "the dataset name").decode("utf-8", errors="replace")]
+    return ImportanceMatrix(entries, datasets, chunk_count, None, p, "legacy")
+
+
+# --- writing (for tools and tests that make calibration files) ----------------------------
+
+def save_imatrix_gguf(path: str | Path, sums: Mapping[str, np.ndarray],
+                      counts: Mapping[str, np.ndarray | float], *, datasets: list[str],
+                      chunk_count: int, chunk_size: int) -> None:
+    """Write llama-imatrix's GGUF layout: ``sums[name]`` is [n_mat, n_cols] of squared inputs."""
+    from .atomic import atomic_output
+
+    with atomic_output(path) as f:
+        w = GGUFStreamWriter(f)
+        w.add_kv("general.type", "imatrix")
+        w.add_kv(KEY_DATASETS, list(datasets), GGUFValueType.ARRAY, GGUFValueType.STRING)
+        w.add_kv(KEY_CHUNK_COUNT, int(chunk_count), GGUFValueType.UINT32)
+        w.add_kv(KEY_CHUNK_SIZE, int(chunk_size), GGUFValueType.UINT32)
+        arrays = []
+        for name, s in sums.items():
+            s2 = np.asarray(s, dtype=np.float32)
+            s2 = s2.reshape(1, -1) if s2.ndim == 1 else s2
+            c = np.asarray(counts[name], dtype=np.float32).reshape(s2.shape[0], 1)
+            arrays.append((name + SUM_SUFFIX, s2))
+            arrays.append((name + COUNT_SUFFIX, c))
+        for tname, arr in arrays:
+            w.add_tensor_info(tname, arr.shape, GGMLQuantizationType.F32)
+        w.write_header()
+        for tname, arr in arrays:
+            w.write_tensor_data(tname, np.ascontiguousarray(arr, dtype="<f4"))
+        w.finish()
+
+
+def save_imatrix_legacy(path: str | Path, sums: Mapping[str, np.ndarray],
+                        ncalls: Mapping[str, int], *, chunk_count: int = 0,
+                        dataset: str | None = None) -> None:
+    """Write the legacy .dat layout: per entry name, call count, value count, summed values."""
+    from .atomic import atomic_output
+
+    parts = [struct.pack("<i", len(sums))]
+    for name, s in sums.items():
+        raw = name.encode("utf-8")
+        vals = np.asarray(s, dtype="<f4").reshape(-1)
+        parts.append(struct.pack("<i", len(raw)) + raw)
+        parts.append(struct.pack("<ii", int(ncalls[name]), vals.size) + vals.tobytes())
+    if dataset is not None:
+        raw = dataset.encode("utf-8")
+        parts.append(struct.pack("<ii", int(chunk_count), len(raw)) + raw)
+    with atomic_output(path) as f:
+        f.write(b"".join(parts))
