@@ -11,9 +11,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import info
+from . import eval as eval_cmd
+from . import export, info, inspect, plan, quantize
 
-COMMANDS = [info]
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, export]
 
 
 class CliError(Exception):

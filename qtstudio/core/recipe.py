@@ -227,6 +227,9 @@ class Recipe:
             raise RecipeError(f"{p}: cannot read: {exc.strerror or exc}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RecipeError(f"{p}: not valid JSON ({exc})") from None
+        # A plan saved by `qtstudio-cli plan --out` carries its recipe.
+        if isinstance(doc, dict) and isinstance(doc.get("recipe"), dict) and "tensors" in doc:
+            doc = doc["recipe"]
         try:
             return cls.from_dict(doc)
         except RecipeError as exc:

@@ -1,0 +1,72 @@
+"""`qtstudio-cli quantize MODEL`: quantize in memory and report every tensor's error."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from qtstudio.core.plan import resolve_plan
+from qtstudio.formats import open_model
+from qtstudio.jobs import Cancelled, CancelToken, run_job
+from qtstudio.jobs.quantize import quantize_job
+
+from .progress_bar import ProgressBar
+from .recipe_args import add_recipe_args, build_recipe
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="quantize in memory and write per-tensor error metrics")
+    p.add_argument("model")
+    add_recipe_args(p)
+    p.add_argument("--report", required=True, metavar="FILE.json", help="where to write metrics")
+    p.add_argument("--imatrix", metavar="FILE", help="llama.cpp importance matrix (.gguf/.dat)")
+    p.add_argument("--threads", type=int, help="worker threads for the codecs (default: all)")
+    p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
+                   help="apply this export format's fallbacks first (default none)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.preset and not args.recipe:
+        raise ValueError("quantize needs --preset NAME or --recipe FILE")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    imatrix = None
+    if args.imatrix:
+        from qtstudio.export.imatrix import load_imatrix
+        imatrix = dict(load_imatrix(args.imatrix).entries)
+    with open_model(args.model) as model:
+        recipe = build_recipe(args, model)
+        plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
+                            else args.target, has_imatrix=imatrix is not None)
+        cancel = CancelToken()
+
+        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
+            if cancel.cancelled:
+                raise KeyboardInterrupt
+            cancel.cancel()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        bar = ProgressBar() if not args.quiet else None
+        try:
+            report = run_job(quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
+                                          cancel=cancel), bar)
+        except Cancelled:
+            if bar:
+                bar.finish()
+            print("qtstudio-cli: stopped by Ctrl-C; no report written", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        report.save(Path(args.report))
+    t = report.totals()
+    snr = t["overall_snr_db"]
+    print(f"{t['n_tensors']} tensors, {t['total_bytes']} bytes, {t['avg_bpw']:.4f} bpw, "
+          f"overall SNR {'exact' if snr is None else f'{snr:.2f} dB'}, "
+          f"{t['elapsed']:.2f} s -> {args.report}")
+    for name, count in report.nonfinite.items():
+        print(f"warning: {name}: {count} non-finite values, left unquantized", file=sys.stderr)
+    return 0
