@@ -490,6 +490,33 @@ static void dequantize_q8_0(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- K-quant / IQ4 decoders */
+
+/* Widening steps for simd_x86_kdequant.h: 16 bytes -> 16 floats, two ymm at a time. */
+static inline void qk_emit_u8(float *y, __m128i b, float s) {
+    const __m256 sv = _mm256_set1_ps(s);
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), sv));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(b, b))), sv));
+}
+
+static inline void qk_emit_u8_min(float *y, __m128i b, float s, float m) {
+    const __m256 sv = _mm256_set1_ps(s), mv = _mm256_set1_ps(m);
+    const __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    const __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(b, b)));
+    _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(f0, sv), mv));
+    _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(f1, sv), mv));
+}
+
+static inline void qk_emit_i8(float *y, __m128i b, float s) {
+    const __m256 sv = _mm256_set1_ps(s);
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), sv));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b, b))), sv));
+}
+
+#include "../simd_x86_kdequant.h"
+
 void qt_avx2_register(qt_kernel_table *t) {
     t->codec[QT_T_F16] = (qt_codec){quantize_f16, dequantize_f16};
     t->codec[QT_T_BF16] = (qt_codec){quantize_bf16, dequantize_bf16};
@@ -498,4 +525,5 @@ void qt_avx2_register(qt_kernel_table *t) {
     t->codec[QT_T_Q5_0] = (qt_codec){quantize_q5_0_avx2, dequantize_q5_0};
     t->codec[QT_T_Q5_1] = (qt_codec){quantize_q5_1_avx2, dequantize_q5_1};
     t->codec[QT_T_Q8_0] = (qt_codec){quantize_q8_0_avx2, dequantize_q8_0};
+    qk_register_dequantizers(t);
 }

@@ -411,6 +411,26 @@ static void dequantize_q8_0(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- K-quant / IQ4 decoders */
+
+/* Widening steps for simd_x86_kdequant.h: 16 bytes -> 16 floats in one zmm. */
+static inline void qk_emit_u8(float *y, __m128i b, float s) {
+    _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)),
+                                      _mm512_set1_ps(s)));
+}
+
+static inline void qk_emit_u8_min(float *y, __m128i b, float s, float m) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+    _mm512_storeu_ps(y, _mm512_sub_ps(_mm512_mul_ps(f, _mm512_set1_ps(s)), _mm512_set1_ps(m)));
+}
+
+static inline void qk_emit_i8(float *y, __m128i b, float s) {
+    _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)),
+                                      _mm512_set1_ps(s)));
+}
+
+#include "../simd_x86_kdequant.h"
+
 void qt_avx512_register(qt_kernel_table *t) {
     t->codec[QT_T_F16] = (qt_codec){quantize_f16, dequantize_f16};
     t->codec[QT_T_BF16] = (qt_codec){quantize_bf16, dequantize_bf16};
@@ -419,4 +439,5 @@ void qt_avx512_register(qt_kernel_table *t) {
     t->codec[QT_T_Q5_0] = (qt_codec){quantize_q5_0_avx512, dequantize_q5_0};
     t->codec[QT_T_Q5_1] = (qt_codec){quantize_q5_1_avx512, dequantize_q5_1};
     t->codec[QT_T_Q8_0] = (qt_codec){quantize_q8_0_avx512, dequantize_q8_0};
+    qk_register_dequantizers(t);
 }
