@@ -1,0 +1,72 @@
+"""What tract can read from an NNEF export, and what to use instead when it cannot.
+
+tract reads f32 and f16 tensors anywhere, ggml Q4_0 blocks where a block-aware kernel consumes
+the weight (matrix products, convolutions, gathers) and 8-bit tensors described in graph.quant
+(cast back to f32 in the graph). Anything else is stored in a float type instead, and the export
+report lists each such change with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from qtstudio.core.encodings import Encoding, get_encoding
+
+from .builder import BLOCK_AWARE_USES
+
+#: tensor roles (qtstudio.core.roles) whose weights feed a block-aware kernel
+BLOCK_AWARE_ROLES = frozenset({"linear", "embedding", "conv"})
+FLOAT_ENCODINGS = frozenset({"F32", "F16"})
+
+
+def is_int8(enc: Encoding) -> bool:
+    return enc.name.startswith("INT8_")
+
+
+def q4_0_rows_ok(shape: tuple[int, ...]) -> bool:
+    """tract blocks run along the flattened row: every dim after the first."""
+    if len(shape) < 2 or shape[0] <= 0:
+        return False
+    row = 1
+    for d in shape[1:]:
+        row *= int(d)
+    return row > 0 and row % 32 == 0
+
+
+def nnef_problem(encoding: str | Encoding, shape: tuple[int, ...], *,
+                 role: str | None = None, uses: Iterable[str] | None = None) -> str | None:
+    """Why tract cannot take this tensor in this encoding, or None when it can.
+
+    ``role`` is the model tree's tensor role; ``uses`` are the consumers the exporter saw in the
+    graph (more precise when known).
+    """
+    enc = get_encoding(encoding)
+    if enc.name in FLOAT_ENCODINGS or is_int8(enc):
+        return None
+    if enc.name == "Q4_0":
+        if not q4_0_rows_ok(tuple(shape)):
+            return (f"tract Q4_0 needs rank >= 2 and rows (dims after the first) holding a "
+                    f"multiple of 32 values; shape {tuple(shape)}")
+        if uses is not None:
+            other = sorted(set(uses) - BLOCK_AWARE_USES)
+            if other:
+                return "tract reads Q4_0 only in matmul, conv and gather; this tensor also " \
+                       "feeds elementwise operations"
+        elif role is not None and role not in BLOCK_AWARE_ROLES:
+            return f"tract reads Q4_0 only for linear, conv and embedding weights, not {role}"
+        return None
+    return f"tract NNEF cannot store {enc.name}"
+
+
+def nnef_fallback(encoding: str | Encoding, shape: tuple[int, ...], *, role: str | None = None,
+                  uses: Iterable[str] | None = None) -> tuple[str, str] | None:
+    """(encoding to use instead, reason) when NNEF cannot carry ``encoding``; None when it can.
+
+    The fallback is F16 for quantized types (half the bytes of F32, error far below any 4-8 bit
+    type's) and F32 for BF16, whose range f16 would clip.
+    """
+    problem = nnef_problem(encoding, shape, role=role, uses=uses)
+    if problem is None:
+        return None
+    enc = get_encoding(encoding)
+    return ("F32" if enc.name == "BF16" else "F16"), problem
