@@ -97,12 +97,14 @@ static void build_tables(void) {
     if (level_runs_here(QT_ISA_AVX2)) {
         g_tables[QT_ISA_AVX2] = base;
         qt_avx2_register(&g_tables[QT_ISA_AVX2]);
+        qt_avx2_register_kquants(&g_tables[QT_ISA_AVX2]);
         g_level_ok[QT_ISA_AVX2] = 1;
         g_active = QT_ISA_AVX2;
     }
     if (level_runs_here(QT_ISA_AVX512)) {
         g_tables[QT_ISA_AVX512] = g_tables[QT_ISA_AVX2];
         qt_avx512_register(&g_tables[QT_ISA_AVX512]);
+        qt_avx512_register_kquants(&g_tables[QT_ISA_AVX512]);
         g_level_ok[QT_ISA_AVX512] = 1;
         g_active = QT_ISA_AVX512;
     }

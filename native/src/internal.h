@@ -48,6 +48,9 @@ void qt_ref_register_iq(qt_kernel_table *t);
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 void qt_avx2_register(qt_kernel_table *t);
 void qt_avx512_register(qt_kernel_table *t);
+/* Lane-parallel K-quant/IQ4 quantizers (kquants_avx2.c / kquants_avx512.c). */
+void qt_avx2_register_kquants(qt_kernel_table *t);
+void qt_avx512_register_kquants(qt_kernel_table *t);
 #endif
 #if defined(__aarch64__)
 void qt_neon_register(qt_kernel_table *t);

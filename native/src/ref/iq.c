@@ -45,50 +45,86 @@ static void iq4_pack_group(const float *x, float inv, uint8_t *qs) {
     }
 }
 
-void qt_ref_quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *qw) {
+/* Rows go through the group searches in chunks of this many values (stack buffers). */
+#define IQ_CHUNK_VALUES 4096
+
+void qt_iq_quantize_iq4_nl(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                           const float *qw) {
     block_iq4_nl *y = vy;
-    float w[32];
-    for (int64_t i = 0; i < n / QK4_NL; i++, x += QK4_NL) {
-        iq4_weights(x, qw ? qw + i * QK4_NL : NULL, iq4_sigma2(x, QK4_NL), w);
-        const float d = qt_iq4_group_scale(x, w, IQ4_NTRY);
-        y[i].d = qt_fp32_to_fp16(d);
-        iq4_pack_group(x, d ? 1 / d : 0.0f, y[i].qs);
+    float w[IQ_CHUNK_VALUES], scales[IQ_CHUNK_VALUES / 32];
+    const int64_t nb = n / QK4_NL;
+    for (int64_t c = 0; c < nb; c += IQ_CHUNK_VALUES / 32) {
+        const int nblk = (int)(nb - c < IQ_CHUNK_VALUES / 32 ? nb - c : IQ_CHUNK_VALUES / 32);
+        const float *xc = x + c * QK4_NL;
+        for (int b = 0; b < nblk; b++) {
+            const float *xb = xc + 32 * b;
+            iq4_weights(xb, qw ? qw + (c + b) * QK4_NL : NULL, iq4_sigma2(xb, QK4_NL), w + 32 * b);
+        }
+        ops->iq4(nblk, xc, w, IQ4_NTRY, scales);
+        for (int b = 0; b < nblk; b++) {
+            const float d = scales[b];
+            y[c + b].d = qt_fp32_to_fp16(d);
+            iq4_pack_group(xc + 32 * b, d ? 1 / d : 0.0f, y[c + b].qs);
+        }
+    }
+}
+
+void qt_ref_quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *qw) {
+    qt_iq_quantize_iq4_nl(&qt_scalar_search_ops, x, vy, n, qw);
+}
+
+/* Sub-scales are 6-bit signed multiples of d = -max/32; values are re-mapped with the unrounded
+ * f32 multiple, as ggml does. */
+static void iq4xs_finish(const float *x, const float *scales, block_iq4_xs *b) {
+    float max_scale = 0.0f, amax_scale = 0.0f;
+    for (int ib = 0; ib < QK_K / 32; ib++) {
+        const float a = fabsf(scales[ib]);
+        if (a > amax_scale) {
+            amax_scale = a;
+            max_scale = scales[ib];
+        }
+    }
+    const float d = -max_scale / 32;
+    b->d = qt_fp32_to_fp16(d);
+    const float id = d ? 1 / d : 0.0f;
+    uint16_t sh = 0;
+    memset(b->scales_l, 0, sizeof b->scales_l);
+    for (int ib = 0; ib < QK_K / 32; ib++) {
+        int l = qt_nearest_int(id * scales[ib]);
+        l = QT_MAX(-32, QT_MIN(31, l));
+        const float dl = d * (float)l;
+        iq4_pack_group(x + 32 * ib, dl ? 1 / dl : 0.0f, b->qs + 16 * ib);
+        l += 32;
+        b->scales_l[ib / 2] |= (uint8_t)((l & 0xF) << (4 * (ib % 2)));
+        sh |= (uint16_t)((l >> 4) << (2 * ib));
+    }
+    b->scales_h = sh;
+}
+
+void qt_iq_quantize_iq4_xs(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                           const float *qw) {
+    block_iq4_xs *y = vy;
+    float w[IQ_CHUNK_VALUES], scales[IQ_CHUNK_VALUES / 32];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += IQ_CHUNK_VALUES / QK_K) {
+        const int nsb = (int)(nb - c < IQ_CHUNK_VALUES / QK_K ? nb - c : IQ_CHUNK_VALUES / QK_K);
+        const float *xc = x + c * QK_K;
+        for (int s = 0; s < nsb; s++) {
+            const float sigma2 = iq4_sigma2(xc + s * QK_K, QK_K);
+            for (int ib = 0; ib < QK_K / 32; ib++) {
+                const int o = s * QK_K + 32 * ib;
+                iq4_weights(xc + o, qw ? qw + c * QK_K + o : NULL, sigma2, w + o);
+            }
+        }
+        ops->iq4(nsb * (QK_K / 32), xc, w, IQ4_NTRY, scales);
+        for (int s = 0; s < nsb; s++) {
+            iq4xs_finish(xc + s * QK_K, scales + (QK_K / 32) * s, &y[c + s]);
+        }
     }
 }
 
 void qt_ref_quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *qw) {
-    block_iq4_xs *y = vy;
-    float w[32], scales[QK_K / 32];
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        const float sigma2 = iq4_sigma2(x, QK_K);
-        float max_scale = 0.0f, amax_scale = 0.0f;
-        for (int ib = 0; ib < QK_K / 32; ib++) {
-            iq4_weights(x + 32 * ib, qw ? qw + i * QK_K + 32 * ib : NULL, sigma2, w);
-            scales[ib] = qt_iq4_group_scale(x + 32 * ib, w, IQ4_NTRY);
-            const float a = fabsf(scales[ib]);
-            if (a > amax_scale) {
-                amax_scale = a;
-                max_scale = scales[ib];
-            }
-        }
-        /* Sub-scales are 6-bit signed multiples of d = -max/32; values are re-mapped with the
-         * unrounded f32 multiple, as ggml does. */
-        const float d = -max_scale / 32;
-        y[i].d = qt_fp32_to_fp16(d);
-        const float id = d ? 1 / d : 0.0f;
-        uint16_t sh = 0;
-        memset(y[i].scales_l, 0, sizeof y[i].scales_l);
-        for (int ib = 0; ib < QK_K / 32; ib++) {
-            int l = qt_nearest_int(id * scales[ib]);
-            l = QT_MAX(-32, QT_MIN(31, l));
-            const float dl = d * (float)l;
-            iq4_pack_group(x + 32 * ib, dl ? 1 / dl : 0.0f, y[i].qs + 16 * ib);
-            l += 32;
-            y[i].scales_l[ib / 2] |= (uint8_t)((l & 0xF) << (4 * (ib % 2)));
-            sh |= (uint16_t)((l >> 4) << (2 * ib));
-        }
-        y[i].scales_h = sh;
-    }
+    qt_iq_quantize_iq4_xs(&qt_scalar_search_ops, x, vy, n, qw);
 }
 
 void qt_ref_dequantize_iq4_nl(const void *vx, float *y, int64_t n) {

@@ -32,6 +32,11 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs) {
     }
 }
 
+/* Rows are processed in chunks of up to KQ_CHUNK super-blocks so that the batched searches
+ * see many groups at once while every buffer stays on the stack. */
+#define KQ_CHUNK 16
+#define KQ_CHUNK_VALUES (KQ_CHUNK * QK_K)
+
 /* ---------------------------------------------------------------- Q2_K */
 
 /* Re-round every value against the decoded (fp16 d, dmin times 4-bit) scale and offset. */
@@ -51,16 +56,11 @@ static void q2k_requantize(const float *x, const block_q2_K *b, uint8_t *L) {
     }
 }
 
-static void q2k_block_plain(const float *x, block_q2_K *b) {
-    uint8_t L[QK_K], Laux[16];
-    float w[16], scales[QK_K / 16], mins[QK_K / 16];
+/* Plain path: 4-bit scales and mins, each a linear multiple of its maximum. */
+static void q2k_finish_plain(const float *x, block_q2_K *b, uint8_t *L, const float *scales,
+                             const float *mins) {
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < QK_K / 16; j++) {
-        for (int i = 0; i < 16; i++) {
-            w[i] = fabsf(x[16 * j + i]);
-        }
-        scales[j] = qt_make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f,
-                                        0.1f, 15, 1);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -87,20 +87,17 @@ static void q2k_block_plain(const float *x, block_q2_K *b) {
     pack_2bit(L, b->qs);
 }
 
-static void q2k_block_weighted(const float *x, block_q2_K *b, const float *qw) {
-    uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-    float w[16], sw[QK_K / 16], scales[QK_K / 16], mins[QK_K / 16];
-    const float sigma2 = sum_squares(x, QK_K) / QK_K;
+/* Importance path: scales and mins fitted to 4 bits by weighted least squares. */
+static void q2k_finish_weighted(const float *x, block_q2_K *b, uint8_t *L, const float *scales,
+                                const float *mins, const float *w) {
+    uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
+    float sw[QK_K / 16];
     for (int j = 0; j < QK_K / 16; j++) {
-        const float *xs = x + 16 * j;
         float s = 0.0f;
         for (int i = 0; i < 16; i++) {
-            w[i] = qw[16 * j + i] * sqrtf(sigma2 + xs[i] * xs[i]);
-            s += w[i];
+            s += w[16 * j + i];
         }
         sw[j] = s;
-        scales[j] = qt_make_qkx3_quants(16, 3, xs, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
-                                        36, 0);
     }
     const float dm = qt_make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
     const float mm = qt_make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
@@ -113,15 +110,51 @@ static void q2k_block_weighted(const float *x, block_q2_K *b, const float *qw) {
     pack_2bit(L, b->qs);
 }
 
-void qt_ref_quantize_q2_K(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q2_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        if (qw) {
-            q2k_block_weighted(x + i * QK_K, &y[i], qw + i * QK_K);
-        } else {
-            q2k_block_plain(x + i * QK_K, &y[i]);
+/* Importance weights qw * sqrt(sigma2 + x^2) with sigma2 = scale_num * mean(x^2) per
+ * super-block (Q2_K uses 1, the other K types 2). */
+static void kq_importance(const float *x, const float *qw, int nsb, float scale_num, float *w) {
+    for (int s = 0; s < nsb; s++) {
+        const float *xs = x + s * QK_K;
+        const float sigma2 = scale_num * sum_squares(xs, QK_K) / QK_K;
+        for (int i = 0; i < QK_K; i++) {
+            w[s * QK_K + i] = qw[s * QK_K + i] * sqrtf(sigma2 + xs[i] * xs[i]);
         }
     }
+}
+
+void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
+    block_q2_K *y = vy;
+    float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 16], mins[KQ_CHUNK_VALUES / 16];
+    uint8_t L[KQ_CHUNK_VALUES];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        const float *xc = x + c * QK_K;
+        if (qw) {
+            /* ggml's Q2_K uses sigma2 = mean(x^2), not twice it as the other K types do. */
+            kq_importance(xc, qw + c * QK_K, nsb, 1.0f, w);
+            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
+        } else {
+            for (int i = 0; i < nsb * QK_K; i++) {
+                w[i] = fabsf(xc[i]);
+            }
+            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.5f, 0.1f, 15, 1, 0);
+        }
+        for (int s = 0; s < nsb; s++) {
+            const int o = s * QK_K;
+            if (qw) {
+                q2k_finish_weighted(xc + o, &y[c + s], L + o, scales + 16 * s, mins + 16 * s,
+                                    w + o);
+            } else {
+                q2k_finish_plain(xc + o, &y[c + s], L + o, scales + 16 * s, mins + 16 * s);
+            }
+        }
+    }
+}
+
+void qt_ref_quantize_q2_K(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q2_K(&qt_scalar_search_ops, x, y, n, qw);
 }
 
 void qt_ref_dequantize_q2_K(const void *vx, float *y, int64_t n) {
@@ -197,12 +230,9 @@ static void q3k_finish(const float *x, block_q3_K *b, int8_t *L) {
     pack_2bit(Lu, b->qs);
 }
 
-static void q3k_block_plain(const float *x, block_q3_K *b) {
-    int8_t L[QK_K];
-    float scales[QK_K / 16];
+static void q3k_finish_plain(const float *x, block_q3_K *b, int8_t *L, const float *scales) {
     float max_scale = 0.0f, amax = 0.0f;
     for (int j = 0; j < QK_K / 16; j++) {
-        scales[j] = qt_make_q3_quants(16, 4, x + 16 * j, L + 16 * j, 1);
         const float a = fabsf(scales[j]);
         if (a > amax) {
             amax = a;
@@ -225,19 +255,16 @@ static void q3k_block_plain(const float *x, block_q3_K *b) {
     q3k_finish(x, b, L);
 }
 
-static void q3k_block_weighted(const float *x, block_q3_K *b, const float *qw) {
-    int8_t L[QK_K], Ls[QK_K / 16];
-    float w[16], sw[QK_K / 16], scales[QK_K / 16];
-    const float sigma2 = 2 * sum_squares(x, QK_K) / QK_K;
+static void q3k_finish_weighted(const float *x, block_q3_K *b, int8_t *L, const float *scales,
+                                const float *w) {
+    int8_t Ls[QK_K / 16];
+    float sw[QK_K / 16];
     for (int j = 0; j < QK_K / 16; j++) {
-        const float *xs = x + 16 * j;
         float s = 0.0f;
         for (int i = 0; i < 16; i++) {
-            w[i] = qw[16 * j + i] * sqrtf(sigma2 + xs[i] * xs[i]);
-            s += w[i];
+            s += w[16 * j + i];
         }
         sw[j] = s;
-        scales[j] = qt_make_qx_quants(16, 4, xs, L + 16 * j, 1, w);
     }
     const float d_block = qt_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
     int ls[QK_K / 16];
@@ -249,15 +276,34 @@ static void q3k_block_weighted(const float *x, block_q3_K *b, const float *qw) {
     q3k_finish(x, b, L);
 }
 
-void qt_ref_quantize_q3_K(const float *x, void *vy, int64_t n, const float *qw) {
+void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
     block_q3_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 16];
+    int8_t L[KQ_CHUNK_VALUES];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        const float *xc = x + c * QK_K;
         if (qw) {
-            q3k_block_weighted(x + i * QK_K, &y[i], qw + i * QK_K);
+            kq_importance(xc, qw + c * QK_K, nsb, 2.0f, w);
+            ops->sym(nsb * 16, 16, 4, xc, w, L, scales);
         } else {
-            q3k_block_plain(x + i * QK_K, &y[i]);
+            ops->q3(nsb * 16, 16, 4, xc, L, scales);
+        }
+        for (int s = 0; s < nsb; s++) {
+            const int o = s * QK_K;
+            if (qw) {
+                q3k_finish_weighted(xc + o, &y[c + s], L + o, scales + 16 * s, w + o);
+            } else {
+                q3k_finish_plain(xc + o, &y[c + s], L + o, scales + 16 * s);
+            }
         }
     }
+}
+
+void qt_ref_quantize_q3_K(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q3_K(&qt_scalar_search_ops, x, y, n, qw);
 }
 
 void qt_ref_dequantize_q3_K(const void *vx, float *y, int64_t n) {
@@ -331,21 +377,11 @@ static void k4_requantize(const float *x, uint16_t dh, uint16_t mh, const uint8_
     }
 }
 
-/* Plain path shared by Q4_K (nmax 15) and Q5_K (nmax 31): per 32-value sub-block, weights
- * rms(sub-block) + |x|, then both scales and mins quantized linearly to 6 bits. */
-static void k4_block_plain(const float *x, int nmax, float rmin, int nstep, uint16_t *dh,
-                           uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
-    uint8_t Laux[32];
-    float w[32], scales[QK_K / 32], mins[QK_K / 32];
+/* Plain path shared by Q4_K and Q5_K: both scales and mins quantized linearly to 6 bits. */
+static void k4_finish_plain(const float *x, int nmax, const float *scales, const float *mins,
+                            uint16_t *dh, uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < QK_K / 32; j++) {
-        const float *xs = x + 32 * j;
-        const float av_x = sqrtf(sum_squares(xs, 32) / 32);
-        for (int i = 0; i < 32; i++) {
-            w[i] = av_x + fabsf(xs[i]);
-        }
-        scales[j] = qt_make_qkx2_quants(32, nmax, xs, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
-                                        nstep, 0);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -362,24 +398,19 @@ static void k4_block_plain(const float *x, int nmax, float rmin, int nstep, uint
     k4_requantize(x, *dh, *mh, scales_out, nmax, L);
 }
 
-/* Importance path shared by Q4_K and Q5_K; Q5_K additionally clamps the packed levels to 63. */
-static void k4_block_weighted(const float *x, const float *qw, int nmax, int clamp63,
-                              uint16_t *dh, uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
-    uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
-    float w[32], sw[QK_K / 32], scales[QK_K / 32], mins[QK_K / 32];
-    const float sigma2 = 2 * sum_squares(x, QK_K) / QK_K;
+/* Importance path shared by Q4_K and Q5_K: 6-bit scales and mins fitted by weighted least
+ * squares; Q5_K additionally clamps the packed levels to 63. */
+static void k4_finish_weighted(const float *x, const float *w, int nmax, int clamp63,
+                               const float *scales, const float *mins, uint16_t *dh,
+                               uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
+    uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
+    float sw[QK_K / 32];
     for (int j = 0; j < QK_K / 32; j++) {
-        const float *xs = x + 32 * j;
-        for (int i = 0; i < 32; i++) {
-            w[i] = qw[32 * j + i] * sqrtf(sigma2 + xs[i] * xs[i]);
-        }
         float s = 0.0f;
         for (int i = 0; i < 32; i++) {
-            s += w[i];
+            s += w[32 * j + i];
         }
         sw[j] = s;
-        scales[j] = qt_make_qkx3_quants(32, nmax, xs, w, L + 32 * j, &mins[j], Laux, -0.9f,
-                                        0.05f, 36, 0);
     }
     const float d_block = qt_make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = qt_make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
@@ -395,6 +426,25 @@ static void k4_block_weighted(const float *x, const float *qw, int nmax, int cla
     k4_requantize(x, *dh, *mh, scales_out, nmax, L);
 }
 
+/* Searches for one chunk of Q4_K/Q5_K super-blocks: plain weights are rms(sub-block) + |x|. */
+static void k4_search(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                      int nmax, float rmin, int nstep, float *w, uint8_t *L, float *scales,
+                      float *mins) {
+    if (qwc) {
+        kq_importance(xc, qwc, nsb, 2.0f, w);
+        ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
+        return;
+    }
+    for (int g = 0; g < nsb * 8; g++) {
+        const float *xs = xc + 32 * g;
+        const float av_x = sqrtf(sum_squares(xs, 32) / 32);
+        for (int i = 0; i < 32; i++) {
+            w[32 * g + i] = av_x + fabsf(xs[i]);
+        }
+    }
+    ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, rmin, 0.1f, nstep, 0, 0);
+}
+
 /* Two 4-bit levels per byte: each 64-value chunk uses 32 bytes, element l low, l+32 high. */
 static void pack_4bit_k(const uint8_t *L, uint8_t *qs) {
     for (int c = 0; c < QK_K; c += 64) {
@@ -404,18 +454,33 @@ static void pack_4bit_k(const uint8_t *L, uint8_t *qs) {
     }
 }
 
-void qt_ref_quantize_q4_K(const float *x, void *vy, int64_t n, const float *qw) {
+void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
     block_q4_K *y = vy;
-    uint8_t L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float *xb = x + i * QK_K;
-        if (qw) {
-            k4_block_weighted(xb, qw + i * QK_K, 15, 0, &y[i].d, &y[i].dmin, y[i].scales, L);
-        } else {
-            k4_block_plain(xb, 15, -1.0f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
+    float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 32], mins[KQ_CHUNK_VALUES / 32];
+    uint8_t L[KQ_CHUNK_VALUES];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        const float *xc = x + c * QK_K;
+        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, 15, -1.0f, 20, w, L, scales, mins);
+        for (int s = 0; s < nsb; s++) {
+            block_q4_K *b = &y[c + s];
+            const int o = s * QK_K;
+            if (qw) {
+                k4_finish_weighted(xc + o, w + o, 15, 0, scales + 8 * s, mins + 8 * s, &b->d,
+                                   &b->dmin, b->scales, L + o);
+            } else {
+                k4_finish_plain(xc + o, 15, scales + 8 * s, mins + 8 * s, &b->d, &b->dmin,
+                                b->scales, L + o);
+            }
+            pack_4bit_k(L + o, b->qs);
         }
-        pack_4bit_k(L, y[i].qs);
     }
+}
+
+void qt_ref_quantize_q4_K(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q4_K(&qt_scalar_search_ops, x, y, n, qw);
 }
 
 void qt_ref_dequantize_q4_K(const void *vx, float *y, int64_t n) {
@@ -457,18 +522,33 @@ static void pack_5bit_k(const uint8_t *L, uint8_t *qs, uint8_t *qh) {
     }
 }
 
-void qt_ref_quantize_q5_K(const float *x, void *vy, int64_t n, const float *qw) {
+void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
     block_q5_K *y = vy;
-    uint8_t L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float *xb = x + i * QK_K;
-        if (qw) {
-            k4_block_weighted(xb, qw + i * QK_K, 31, 1, &y[i].d, &y[i].dmin, y[i].scales, L);
-        } else {
-            k4_block_plain(xb, 31, -0.5f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+    float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 32], mins[KQ_CHUNK_VALUES / 32];
+    uint8_t L[KQ_CHUNK_VALUES];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        const float *xc = x + c * QK_K;
+        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, 31, -0.5f, 15, w, L, scales, mins);
+        for (int s = 0; s < nsb; s++) {
+            block_q5_K *b = &y[c + s];
+            const int o = s * QK_K;
+            if (qw) {
+                k4_finish_weighted(xc + o, w + o, 31, 1, scales + 8 * s, mins + 8 * s, &b->d,
+                                   &b->dmin, b->scales, L + o);
+            } else {
+                k4_finish_plain(xc + o, 31, scales + 8 * s, mins + 8 * s, &b->d, &b->dmin,
+                                b->scales, L + o);
+            }
+            pack_5bit_k(L + o, b->qs, b->qh);
         }
-        pack_5bit_k(L, y[i].qs, y[i].qh);
     }
+}
+
+void qt_ref_quantize_q5_K(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q5_K(&qt_scalar_search_ops, x, y, n, qw);
 }
 
 void qt_ref_dequantize_q5_K(const void *vx, float *y, int64_t n) {
@@ -500,12 +580,9 @@ void qt_ref_dequantize_q5_K(const void *vx, float *y, int64_t n) {
 
 /* ---------------------------------------------------------------- Q6_K */
 
-static void q6k_block(const float *x, block_q6_K *b, const float *qw) {
-    int8_t L[QK_K];
-    float scales[QK_K / 16];
+static void q6k_finish(const float *x, block_q6_K *b, int8_t *L, const float *scales) {
     float max_scale = 0.0f, max_abs = 0.0f;
     for (int j = 0; j < QK_K / 16; j++) {
-        scales[j] = qt_make_qx_quants(16, 32, x + 16 * j, L + 16 * j, 1, qw ? qw + 16 * j : NULL);
         const float a = fabsf(scales[j]);
         if (a > max_abs) {
             max_abs = a;
@@ -549,11 +626,25 @@ static void q6k_block(const float *x, block_q6_K *b, const float *qw) {
     }
 }
 
-void qt_ref_quantize_q6_K(const float *x, void *vy, int64_t n, const float *qw) {
+/* With an importance matrix ggml passes the raw per-column weights to the sub-block search. */
+void qt_kq_quantize_q6_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
     block_q6_K *y = vy;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        q6k_block(x + i * QK_K, &y[i], qw ? qw + i * QK_K : NULL);
+    float scales[KQ_CHUNK_VALUES / 16];
+    int8_t L[KQ_CHUNK_VALUES];
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        const float *xc = x + c * QK_K;
+        ops->sym(nsb * 16, 16, 32, xc, qw ? qw + c * QK_K : NULL, L, scales);
+        for (int s = 0; s < nsb; s++) {
+            q6k_finish(xc + s * QK_K, &y[c + s], L + s * QK_K, scales + 16 * s);
+        }
     }
+}
+
+void qt_ref_quantize_q6_K(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q6_K(&qt_scalar_search_ops, x, y, n, qw);
 }
 
 void qt_ref_dequantize_q6_K(const void *vx, float *y, int64_t n) {

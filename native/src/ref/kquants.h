@@ -5,6 +5,24 @@
 
 #include <stdint.h>
 
+#include "quant_search.h"
+
+/* K-quant row quantizers with the group searches supplied by a level (scalar or SIMD). */
+void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                         const float *qw);
+void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                         const float *qw);
+void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                         const float *qw);
+void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                         const float *qw);
+void qt_kq_quantize_q6_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                         const float *qw);
+void qt_iq_quantize_iq4_nl(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                           const float *qw);
+void qt_iq_quantize_iq4_xs(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                           const float *qw);
+
 void qt_ref_quantize_q2_K(const float *x, void *y, int64_t n, const float *qw);
 void qt_ref_quantize_q3_K(const float *x, void *y, int64_t n, const float *qw);
 void qt_ref_quantize_q4_K(const float *x, void *y, int64_t n, const float *qw);

@@ -373,3 +373,39 @@ float qt_iq4_group_scale(const float *x, const float *weight, int ntry) {
     }
     return d;
 }
+
+/* ---- scalar batched entry points ---- */
+
+static void scalar_asym(int ngroups, int n, int nmax, const float *x, const float *w, uint8_t *L,
+                        float *scale, float *neg_min, float rmin, float rdelta, int nstep,
+                        int use_mad, int clamp_first) {
+    uint8_t Laux[256];
+    for (int g = 0; g < ngroups; g++) {
+        const size_t o = (size_t)g * (size_t)n;
+        scale[g] = asym_search(n, nmax, x + o, w + o, L + o, &neg_min[g], Laux, rmin, rdelta,
+                               nstep, use_mad, clamp_first);
+    }
+}
+
+static void scalar_sym(int ngroups, int n, int nmax, const float *x, const float *w, int8_t *L,
+                       float *scale) {
+    for (int g = 0; g < ngroups; g++) {
+        const size_t o = (size_t)g * (size_t)n;
+        scale[g] = qt_make_qx_quants(n, nmax, x + o, L + o, 1, w ? w + o : NULL);
+    }
+}
+
+static void scalar_q3(int ngroups, int n, int nmax, const float *x, int8_t *L, float *scale) {
+    for (int g = 0; g < ngroups; g++) {
+        const size_t o = (size_t)g * (size_t)n;
+        scale[g] = qt_make_q3_quants(n, nmax, x + o, L + o, 1);
+    }
+}
+
+static void scalar_iq4(int ngroups, const float *x, const float *w, int ntry, float *scale) {
+    for (int g = 0; g < ngroups; g++) {
+        scale[g] = qt_iq4_group_scale(x + 32 * g, w + 32 * g, ntry);
+    }
+}
+
+const qt_search_ops qt_scalar_search_ops = {scalar_asym, scalar_sym, scalar_q3, scalar_iq4};

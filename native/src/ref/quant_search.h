@@ -72,4 +72,29 @@ float qt_iq4_group_scale(const float *x, const float *weight, int ntry);
 /* The 16 values of the non-linear 4-bit grid shared by IQ4_NL and IQ4_XS. */
 extern const int8_t qt_iq4nl_values[16];
 
+
+/* ---- batched searches: the same searches over many consecutive groups ----
+ *
+ * The per-group searches are chains of dependent float additions, so one group at a time leaves
+ * the core waiting on latency. The quantizers hand whole runs of groups to these entry points;
+ * the scalar table loops over groups, the SIMD levels give each vector lane its own group (each
+ * lane keeps the scalar order of operations, so the bytes stay identical). Groups are
+ * consecutive runs of n values of x (and of w when given); results are per group. */
+typedef struct qt_search_ops {
+    /* qkx2 (clamp_first 0) or qkx3 (clamp_first 1) asymmetric search; w is required. */
+    void (*asym)(int ngroups, int n, int nmax, const float *x, const float *w, uint8_t *L,
+                 float *scale, float *neg_min, float rmin, float rdelta, int nstep, int use_mad,
+                 int clamp_first);
+    /* qt_make_qx_quants with rmse_type 1; w NULL means x^2. L offset by +nmax. */
+    void (*sym)(int ngroups, int n, int nmax, const float *x, const float *w, int8_t *L,
+                float *scale);
+    /* qt_make_q3_quants with refinement. L offset by +nmax. */
+    void (*q3)(int ngroups, int n, int nmax, const float *x, int8_t *L, float *scale);
+    /* qt_iq4_group_scale over 32-value groups with weights w. */
+    void (*iq4)(int ngroups, const float *x, const float *w, int ntry, float *scale);
+} qt_search_ops;
+
+/* One group at a time. */
+extern const qt_search_ops qt_scalar_search_ops;
+
 #endif /* QT_REF_QUANT_SEARCH_H */

@@ -1,0 +1,55 @@
+/* AVX-512 K-quant and IQ4 quantizers: sixteen groups searched at once, one per lane, bit-exact
+ * with the scalar reference (see kquants_lanes.h). Uses AVX-512F only. */
+#include <immintrin.h>
+
+#include "../blocks.h"
+#include "../internal.h"
+#include "../ref/kquants.h"
+#include "../ref/quant_search.h"
+
+#define W 16
+#define LANE_FN(name) qt_avx512_kq_##name
+
+typedef __m512 vf;
+typedef __m512i vi;
+typedef __mmask16 vm;
+
+#define VF_SET1(a) _mm512_set1_ps(a)
+#define VF_ZERO() _mm512_setzero_ps()
+#define VF_LOAD(p) _mm512_load_ps(p)
+#define VF_LOADU(p) _mm512_loadu_ps(p)
+#define VF_STORE(p, v) _mm512_store_ps(p, v)
+#define VF_ADD(a, b) _mm512_add_ps(a, b)
+#define VF_SUB(a, b) _mm512_sub_ps(a, b)
+#define VF_MUL(a, b) _mm512_mul_ps(a, b)
+#define VF_DIV(a, b) _mm512_div_ps(a, b)
+#define VF_MIN(a, b) _mm512_min_ps(a, b)
+#define VF_ABS(a) _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)))
+#define VF_XOR(a, b) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+#define VF_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define VF_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define VF_GE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
+#define VF_NEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ)
+#define VF_BLEND(m, a, b) _mm512_mask_blend_ps(m, b, a)
+#define VF_AS_VI(a) _mm512_castps_si512(a)
+#define VF_LOOKUP16(t, idx) _mm512_permutexvar_ps(idx, (t)[0])
+#define VI_TO_VF(a) _mm512_cvtepi32_ps(a)
+#define VI_SET1(a) _mm512_set1_epi32(a)
+#define VI_ADD(a, b) _mm512_add_epi32(a, b)
+#define VI_SUB(a, b) _mm512_sub_epi32(a, b)
+#define VI_AND(a, b) _mm512_and_si512(a, b)
+#define VI_MIN(a, b) _mm512_min_epi32(a, b)
+#define VI_MAX(a, b) _mm512_max_epi32(a, b)
+#define VI_BLEND(m, a, b) _mm512_mask_blend_epi32(m, b, a)
+#define VI_KEEP(m, v) _mm512_maskz_mov_epi32(m, v)
+#define VM_AND(a, b) ((vm)((a) & (b)))
+#define VM_OR(a, b) ((vm)((a) | (b)))
+#define VM_NOT(a) ((vm)~(a))
+#define VM_ANY(a) ((a) != 0)
+#define VM_NONE() ((vm)0)
+
+#include "kquants_lanes.h"
+
+void qt_avx512_register_kquants(qt_kernel_table *t) {
+    LANE_FN(install)(t);
+}

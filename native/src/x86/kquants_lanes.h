@@ -1,0 +1,440 @@
+/* Lane-parallel group searches for the K-quant and IQ4 quantizers, written once against a small
+ * vector vocabulary that kquants_avx2.c (8 lanes) and kquants_avx512.c (16 lanes) define before
+ * including this file.
+ *
+ * Each lane runs one group's search from quant_search.c: the same candidates, the same
+ * products grouped the same way, every running sum accumulated in the same element order. The
+ * only thing that changes is that W groups advance together, so the long chains of dependent
+ * additions of W groups overlap instead of running one after another. Branches of the scalar
+ * code become per-lane masks; work a lane would have skipped is computed and then discarded,
+ * which cannot change the lanes that keep it. No fused multiply-add is used anywhere (the build
+ * passes -ffp-contract=off), so every rounding matches the scalar code.
+ *
+ * Required before inclusion: W, LANE_FN(name), types vf/vi/vm, and the VF_ / VI_ / VM_ macros
+ * used below. */
+
+#define LANE_MAXN 32 /* longest group handled here (Q4_K/Q5_K/IQ4 sub-blocks) */
+
+/* ggml's round-half-even via the 1.5 * 2^23 bias, lane by lane. */
+static inline vi LANE_FN(nint)(vf v) {
+    const vi bits = VF_AS_VI(VF_ADD(v, VF_SET1(12582912.0f)));
+    return VI_SUB(VI_AND(bits, VI_SET1(0x007fffff)), VI_SET1(0x00400000));
+}
+
+static inline vi LANE_FN(clampi)(vi v, int lo, int hi) {
+    return VI_MIN(VI_MAX(v, VI_SET1(lo)), VI_SET1(hi));
+}
+
+static inline vf LANE_FN(neg)(vf v) {
+    return VF_XOR(v, VF_SET1(-0.0f));
+}
+
+/* Copy W groups of n values (group g at src + g*n; only `count` exist, the rest read as 0) into
+ * element-major order dst[i*W + g]. */
+static void LANE_FN(gather)(const float *src, int n, int count, float *dst) {
+    for (int g = 0; g < W; g++) {
+        if (g < count) {
+            const float *s = src + (size_t)g * (size_t)n;
+            for (int i = 0; i < n; i++) dst[i * W + g] = s[i];
+        } else {
+            for (int i = 0; i < n; i++) dst[i * W + g] = 0.0f;
+        }
+    }
+}
+
+/* Signed value of the largest magnitude per lane (first one on ties) and that magnitude. */
+static inline void LANE_FN(peak)(const float *xt, int n, vf *amax_out, vf *peak_out) {
+    vf amax = VF_ZERO(), peak = VF_ZERO();
+    for (int i = 0; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W);
+        const vf a = VF_ABS(xi);
+        const vm gt = VF_GT(a, amax);
+        amax = VF_BLEND(gt, a, amax);
+        peak = VF_BLEND(gt, xi, peak);
+    }
+    *amax_out = amax;
+    *peak_out = peak;
+}
+
+/* ------------------------------------------------------------ asymmetric (qkx2 / qkx3) */
+
+static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax, float rmin,
+                               float rdelta, int nstep, int use_mad, int clamp_first, vf *Lf,
+                               vf *scale_out, vf *negmin_out) {
+    vf Laux[LANE_MAXN];
+    const vf zero = VF_ZERO();
+    const vf fmax = VF_SET1((float)nmax);
+    vf lo = VF_LOAD(xt), hi = lo;
+    vf sum_w = VF_LOAD(wt);
+    vf sum_x = VF_MUL(sum_w, lo);
+    for (int i = 1; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
+        lo = VF_BLEND(VF_LT(xi, lo), xi, lo);
+        hi = VF_BLEND(VF_GT(xi, hi), xi, hi);
+        sum_w = VF_ADD(sum_w, wi);
+        sum_x = VF_ADD(sum_x, VF_MUL(wi, xi));
+    }
+    lo = VF_BLEND(VF_GT(lo, zero), zero, lo);
+    const vm live = VF_GT(hi, lo); /* lanes whose group is not flat */
+    vf iscale = VF_DIV(fmax, VF_SUB(hi, lo));
+    vf scale = VF_DIV(VF_SET1(1.0f), iscale);
+    vf best = zero;
+    for (int i = 0; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
+        const vi l = LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, VF_SUB(xi, lo))), 0, nmax);
+        const vf fl = VI_TO_VF(l);
+        Lf[i] = fl;
+        vf diff = VF_SUB(VF_ADD(VF_MUL(scale, fl), lo), xi);
+        diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
+        best = VF_ADD(best, VF_MUL(wi, diff));
+    }
+    for (int k = 0; nstep >= 1 && k <= nstep; k++) {
+        const float num = rmin + rdelta * (float)k + (float)nmax;
+        iscale = VF_DIV(VF_SET1(num), VF_SUB(hi, lo));
+        vf sl = zero, sl2 = zero, sxl = zero;
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
+            vi l;
+            if (clamp_first) {
+                const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
+                l = LANE_FN(nint)(VF_MIN(v, fmax));
+                l = VI_KEEP(VF_GT(v, zero), l);
+            } else {
+                l = LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, VF_SUB(xi, lo))), 0, nmax);
+            }
+            const vf fl = VI_TO_VF(l);
+            Laux[i] = fl;
+            const vf wl = VF_MUL(wi, fl);
+            sl = VF_ADD(sl, wl);
+            sl2 = VF_ADD(sl2, VF_MUL(wl, fl));
+            sxl = VF_ADD(sxl, VF_MUL(wl, xi));
+        }
+        const vf D = VF_SUB(VF_MUL(sum_w, sl2), VF_MUL(sl, sl));
+        const vm okD = VM_AND(VF_GT(D, zero), live);
+        if (!VM_ANY(okD)) {
+            continue;
+        }
+        vf ts = VF_DIV(VF_SUB(VF_MUL(sum_w, sxl), VF_MUL(sum_x, sl)), D);
+        vf tm = VF_DIV(VF_SUB(VF_MUL(sl2, sum_x), VF_MUL(sl, sxl)), D);
+        const vm pos = VF_GT(tm, zero);
+        tm = VF_BLEND(pos, zero, tm);
+        ts = VF_BLEND(pos, VF_DIV(sxl, sl2), ts);
+        vf err = zero;
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
+            vf diff = VF_SUB(VF_ADD(VF_MUL(ts, Laux[i]), tm), xi);
+            diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
+            err = VF_ADD(err, VF_MUL(wi, diff));
+        }
+        const vm better = VM_AND(okD, VF_LT(err, best));
+        if (!VM_ANY(better)) {
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            Lf[i] = VF_BLEND(better, Laux[i], Lf[i]);
+        }
+        best = VF_BLEND(better, err, best);
+        scale = VF_BLEND(better, ts, scale);
+        lo = VF_BLEND(better, tm, lo);
+    }
+    for (int i = 0; i < n; i++) {
+        Lf[i] = VF_BLEND(live, Lf[i], zero);
+    }
+    *scale_out = VF_BLEND(live, scale, zero);
+    *negmin_out = LANE_FN(neg)(lo);
+}
+
+static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const float *w,
+                          uint8_t *L, float *scale, float *neg_min, float rmin, float rdelta,
+                          int nstep, int use_mad, int clamp_first) {
+    if (n > LANE_MAXN) {
+        qt_scalar_search_ops.asym(ngroups, n, nmax, x, w, L, scale, neg_min, rmin, rdelta, nstep,
+                                  use_mad, clamp_first);
+        return;
+    }
+    float xt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float wt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float lt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float st[W] __attribute__((aligned(64))), mt[W] __attribute__((aligned(64)));
+    vf Lf[LANE_MAXN];
+    for (int g0 = 0; g0 < ngroups; g0 += W) {
+        const int count = ngroups - g0 < W ? ngroups - g0 : W;
+        const size_t off = (size_t)g0 * (size_t)n;
+        LANE_FN(gather)(x + off, n, count, xt);
+        LANE_FN(gather)(w + off, n, count, wt);
+        vf s, m;
+        LANE_FN(asym_core)(xt, wt, n, nmax, rmin, rdelta, nstep, use_mad, clamp_first, Lf, &s,
+                           &m);
+        VF_STORE(st, s);
+        VF_STORE(mt, m);
+        for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[i]);
+        for (int g = 0; g < count; g++) {
+            scale[g0 + g] = st[g];
+            neg_min[g0 + g] = mt[g];
+            uint8_t *Lg = L + off + (size_t)g * (size_t)n;
+            for (int i = 0; i < n; i++) Lg[i] = (uint8_t)(int)lt[i * W + g];
+        }
+    }
+}
+
+/* ------------------------------------------------------------ symmetric (qx, rmse_type 1) */
+
+static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax, vf *Lf,
+                              vf *scale_out) {
+    vf cand[LANE_MAXN];
+    const vf zero = VF_ZERO();
+    vf amax, peak;
+    LANE_FN(peak)(xt, n, &amax, &peak);
+    const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
+    vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
+    vf sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W);
+        const vf wi = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
+        const vf fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+        Lf[i] = fl;
+        sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
+        suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+    }
+    vf scale = VF_BLEND(VF_NEQ(suml2, zero), VF_DIV(sumlx, suml2), zero);
+    vf best = VF_MUL(scale, sumlx);
+    for (int k = -9; k <= 9; k++) {
+        if (k == 0) {
+            continue;
+        }
+        iscale = VF_DIV(VF_SET1(-((float)nmax + 0.1f * (float)k)), peak);
+        sumlx = suml2 = zero;
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xt + i * W);
+            const vf wi = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
+            const vf fl =
+                VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+            cand[i] = fl;
+            sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
+            suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+        }
+        const vm better = VM_AND(VM_AND(VF_GT(suml2, zero),
+                                        VF_GT(VF_MUL(sumlx, sumlx), VF_MUL(best, suml2))),
+                                 live);
+        if (!VM_ANY(better)) {
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            Lf[i] = VF_BLEND(better, cand[i], Lf[i]);
+        }
+        scale = VF_BLEND(better, VF_DIV(sumlx, suml2), scale);
+        best = VF_BLEND(better, VF_MUL(scale, sumlx), best);
+    }
+    const vf off = VF_SET1((float)nmax);
+    for (int i = 0; i < n; i++) {
+        Lf[i] = VF_BLEND(live, VF_ADD(Lf[i], off), zero);
+    }
+    *scale_out = VF_BLEND(live, scale, zero);
+}
+
+/* Q3_K's search: weights x^2, then up to five sweeps of single-level moves. */
+static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale_out) {
+    const vf zero = VF_ZERO();
+    vf amax, peak;
+    LANE_FN(peak)(xt, n, &amax, &peak);
+    const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
+    const vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
+    vf sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W);
+        const vf fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+        Lf[i] = fl;
+        const vf wi = VF_MUL(xi, xi);
+        sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
+        suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+    }
+    /* A lane whose sweep changes nothing would change nothing in any later sweep either, so
+     * sweeping on while other lanes still move leaves it exactly as the scalar code does. */
+    for (int sweep = 0; sweep < 5; sweep++) {
+        vm changed = VM_NONE();
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xt + i * W);
+            const vf wi = VF_MUL(xi, xi);
+            const vf wx = VF_MUL(wi, xi);
+            const vf slx = VF_SUB(sumlx, VF_MUL(wx, Lf[i]));
+            const vf sl2 = VF_SUB(suml2, VF_MUL(VF_MUL(wi, Lf[i]), Lf[i]));
+            const vf fnl = VI_TO_VF(
+                LANE_FN(clampi)(LANE_FN(nint)(VF_DIV(VF_MUL(xi, sl2), slx)), -nmax, nmax - 1));
+            const vf slx2 = VF_ADD(slx, VF_MUL(wx, fnl));
+            const vf sl22 = VF_ADD(sl2, VF_MUL(VF_MUL(wi, fnl), fnl));
+            vm acc = VM_AND(VF_GT(slx, zero), VF_NEQ(fnl, Lf[i]));
+            acc = VM_AND(acc, VF_GT(sl22, zero));
+            acc = VM_AND(acc, VF_GT(VF_MUL(VF_MUL(slx2, slx2), suml2),
+                                    VF_MUL(VF_MUL(sumlx, sumlx), sl22)));
+            Lf[i] = VF_BLEND(acc, fnl, Lf[i]);
+            sumlx = VF_BLEND(acc, slx2, sumlx);
+            suml2 = VF_BLEND(acc, sl22, suml2);
+            changed = VM_OR(changed, acc);
+        }
+        if (!VM_ANY(VM_AND(changed, live))) {
+            break;
+        }
+    }
+    const vf off = VF_SET1((float)nmax);
+    for (int i = 0; i < n; i++) {
+        Lf[i] = VF_BLEND(live, VF_ADD(Lf[i], off), zero);
+    }
+    *scale_out = VF_BLEND(VM_AND(live, VF_GT(suml2, zero)), VF_DIV(sumlx, suml2), zero);
+}
+
+/* Drives sym_core (w may be NULL) or q3_core over batches of W groups. */
+static void LANE_FN(sym_batches)(int ngroups, int n, int nmax, const float *x, const float *w,
+                                 int8_t *L, float *scale, int q3) {
+    float xt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float wt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float lt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float st[W] __attribute__((aligned(64)));
+    vf Lf[LANE_MAXN];
+    for (int g0 = 0; g0 < ngroups; g0 += W) {
+        const int count = ngroups - g0 < W ? ngroups - g0 : W;
+        const size_t off = (size_t)g0 * (size_t)n;
+        LANE_FN(gather)(x + off, n, count, xt);
+        vf s;
+        if (q3) {
+            LANE_FN(q3_core)(xt, n, nmax, Lf, &s);
+        } else {
+            if (w) {
+                LANE_FN(gather)(w + off, n, count, wt);
+            }
+            LANE_FN(sym_core)(xt, w ? wt : NULL, n, nmax, Lf, &s);
+        }
+        VF_STORE(st, s);
+        for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[i]);
+        for (int g = 0; g < count; g++) {
+            scale[g0 + g] = st[g];
+            int8_t *Lg = L + off + (size_t)g * (size_t)n;
+            for (int i = 0; i < n; i++) Lg[i] = (int8_t)(int)lt[i * W + g];
+        }
+    }
+}
+
+static void LANE_FN(sym)(int ngroups, int n, int nmax, const float *x, const float *w, int8_t *L,
+                         float *scale) {
+    if (n > LANE_MAXN) {
+        qt_scalar_search_ops.sym(ngroups, n, nmax, x, w, L, scale);
+        return;
+    }
+    LANE_FN(sym_batches)(ngroups, n, nmax, x, w, L, scale, 0);
+}
+
+static void LANE_FN(q3)(int ngroups, int n, int nmax, const float *x, int8_t *L, float *scale) {
+    if (n > LANE_MAXN) {
+        qt_scalar_search_ops.q3(ngroups, n, nmax, x, L, scale);
+        return;
+    }
+    LANE_FN(sym_batches)(ngroups, n, nmax, x, NULL, L, scale, 1);
+}
+
+/* ------------------------------------------------------------ IQ4 non-linear grid */
+
+/* Per lane: the IQ4 table entry nearest to v (ties to the larger), as its value. */
+static inline vf LANE_FN(iq4_level)(vf v, const vf *thr, const vf *val) {
+    const vf v2 = VF_ADD(v, v);
+    vi idx = VI_SET1(0);
+    for (int step = 8; step > 0; step >>= 1) {
+        const vi probe = VI_ADD(idx, VI_SET1(step));
+        const vm ge = VF_GE(v2, VF_LOOKUP16(thr, probe));
+        idx = VI_BLEND(ge, probe, idx);
+    }
+    return VF_LOOKUP16(val, idx);
+}
+
+static void LANE_FN(iq4)(int ngroups, const float *x, const float *w, int ntry, float *scale) {
+    float xt[32 * W] __attribute__((aligned(64)));
+    float wt[32 * W] __attribute__((aligned(64)));
+    float st[W] __attribute__((aligned(64)));
+    float thr_s[16] __attribute__((aligned(64))), val_s[16] __attribute__((aligned(64)));
+    const int8_t *tab = qt_iq4nl_values;
+    for (int p = 0; p < 16; p++) {
+        val_s[p] = (float)tab[p];
+        thr_s[p] = p ? (float)(tab[p - 1] + tab[p]) : 0.0f;
+    }
+    vf thr[16 / W + (16 % W != 0)], val[16 / W + (16 % W != 0)];
+    for (int h = 0; h * W < 16; h++) {
+        thr[h] = VF_LOADU(thr_s + h * W);
+        val[h] = VF_LOADU(val_s + h * W);
+    }
+    const vf zero = VF_ZERO();
+    for (int g0 = 0; g0 < ngroups; g0 += W) {
+        const int count = ngroups - g0 < W ? ngroups - g0 : W;
+        LANE_FN(gather)(x + (size_t)g0 * 32, 32, count, xt);
+        LANE_FN(gather)(w + (size_t)g0 * 32, 32, count, wt);
+        vf amax, peak;
+        LANE_FN(peak)(xt, 32, &amax, &peak);
+        const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
+        vf d = ntry > 0 ? VF_DIV(LANE_FN(neg)(peak), VF_SET1((float)tab[0]))
+                        : VF_DIV(peak, VF_SET1((float)tab[0]));
+        vf id = VF_DIV(VF_SET1(1.0f), d);
+        vf sumqx = zero, sumq2 = zero;
+        for (int j = 0; j < 32; j++) {
+            const vf xj = VF_LOAD(xt + j * W), wj = VF_LOAD(wt + j * W);
+            const vf q = LANE_FN(iq4_level)(VF_MUL(id, xj), thr, val);
+            const vf wq = VF_MUL(wj, q);
+            sumqx = VF_ADD(sumqx, VF_MUL(wq, xj));
+            sumq2 = VF_ADD(sumq2, VF_MUL(wq, q));
+        }
+        d = VF_BLEND(VF_GT(sumq2, zero), VF_DIV(sumqx, sumq2), zero);
+        vf best = VF_MUL(d, sumqx);
+        for (int k = -ntry; k <= ntry; k++) {
+            id = VF_DIV(VF_SET1((float)(k + tab[0])), peak);
+            sumqx = sumq2 = zero;
+            for (int j = 0; j < 32; j++) {
+                const vf xj = VF_LOAD(xt + j * W), wj = VF_LOAD(wt + j * W);
+                const vf q = LANE_FN(iq4_level)(VF_MUL(id, xj), thr, val);
+                const vf wq = VF_MUL(wj, q);
+                sumqx = VF_ADD(sumqx, VF_MUL(wq, xj));
+                sumq2 = VF_ADD(sumq2, VF_MUL(wq, q));
+            }
+            const vm better = VM_AND(VF_GT(sumq2, zero),
+                                     VF_GT(VF_MUL(sumqx, sumqx), VF_MUL(best, sumq2)));
+            d = VF_BLEND(better, VF_DIV(sumqx, sumq2), d);
+            best = VF_BLEND(better, VF_MUL(d, sumqx), best);
+        }
+        VF_STORE(st, VF_BLEND(live, d, zero));
+        for (int g = 0; g < count; g++) {
+            scale[g0 + g] = st[g];
+        }
+    }
+}
+
+static const qt_search_ops LANE_FN(search_ops) = {LANE_FN(asym), LANE_FN(sym), LANE_FN(q3),
+                                                  LANE_FN(iq4)};
+
+/* Row quantizers of this level: the shared drivers with this level's searches. */
+static void LANE_FN(quantize_q2_K)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q2_K(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_q3_K)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q3_K(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_q4_K)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q4_K(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_q5_K)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q5_K(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_q6_K)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_kq_quantize_q6_K(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_iq4_nl)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_iq_quantize_iq4_nl(&LANE_FN(search_ops), x, y, n, qw);
+}
+static void LANE_FN(quantize_iq4_xs)(const float *x, void *y, int64_t n, const float *qw) {
+    qt_iq_quantize_iq4_xs(&LANE_FN(search_ops), x, y, n, qw);
+}
+
+/* Installs this level's quantizers; dequantizers already in the table are left alone. */
+static void LANE_FN(install)(qt_kernel_table *t) {
+    t->codec[QT_T_Q2_K].quantize = LANE_FN(quantize_q2_K);
+    t->codec[QT_T_Q3_K].quantize = LANE_FN(quantize_q3_K);
+    t->codec[QT_T_Q4_K].quantize = LANE_FN(quantize_q4_K);
+    t->codec[QT_T_Q5_K].quantize = LANE_FN(quantize_q5_K);
+    t->codec[QT_T_Q6_K].quantize = LANE_FN(quantize_q6_K);
+    t->codec[QT_T_IQ4_NL].quantize = LANE_FN(quantize_iq4_nl);
+    t->codec[QT_T_IQ4_XS].quantize = LANE_FN(quantize_iq4_xs);
+}
