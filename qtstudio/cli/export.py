@@ -1,0 +1,115 @@
+"""`qtstudio-cli export MODEL -o OUT`: write the quantized model as GGUF (or NNEF)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import signal
+import sys
+
+from qtstudio.core.plan import resolve_plan
+from qtstudio.formats import open_model
+from qtstudio.jobs import Cancelled, CancelToken, run_job
+
+from .progress_bar import ProgressBar
+from .recipe_args import add_recipe_args, build_recipe, human_bytes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the quantized model to a file llama.cpp (GGUF) "
+                                      "or tract (NNEF) runs")
+    p.add_argument("model")
+    add_recipe_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (.gguf) or, for NNEF, directory / .tgz")
+    p.add_argument("--format", choices=["gguf", "nnef"], default="gguf",
+                   help="output format (default gguf)")
+    p.add_argument("--imatrix", metavar="FILE",
+                   help="llama.cpp importance matrix (GGUF imatrix or legacy .dat)")
+    p.add_argument("--threads", type=int, help="worker threads for the codecs (default: all)")
+    p.add_argument("--allow-requantize", action="store_true",
+                   help="re-encode tensors of a quantized GGUF from their decoded values "
+                        "(loses quality, as llama-quantize --allow-requantize)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _cli_error(message: str) -> Exception:
+    from . import CliError
+
+    return CliError(message)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format == "nnef":
+        return _run_nnef(args)
+    return _run_gguf(args)
+
+
+def _run_nnef(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("qtstudio.export.nnef") is None:
+        raise _cli_error("NNEF export is not available in this build")
+    mod = importlib.import_module("qtstudio.export.nnef")
+    fn = getattr(mod, "export_nnef_cli", None)
+    if fn is None:
+        raise _cli_error("NNEF export is not available in this build "
+                         "(qtstudio.export.nnef has no export_nnef_cli)")
+    return int(fn(args) or 0)
+
+
+def _run_gguf(args: argparse.Namespace) -> int:
+    from qtstudio.export.atomic import ExportError
+    from qtstudio.export.gguf import export_gguf_job
+    from qtstudio.export.imatrix import load_imatrix
+
+    if not args.preset and not args.recipe and not args.rule:
+        raise ValueError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    imatrix = load_imatrix(args.imatrix) if args.imatrix else None
+    with open_model(args.model) as model:
+        recipe = build_recipe(args, model)
+        plan = resolve_plan(model, recipe, target_format="gguf",
+                            has_imatrix=imatrix is not None)
+        for e in plan.fallbacks:
+            print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
+                  file=sys.stderr)
+        cancel = CancelToken()
+
+        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
+            if cancel.cancelled:
+                raise KeyboardInterrupt
+            cancel.cancel()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        bar = ProgressBar() if not args.quiet else None
+        try:
+            report = run_job(export_gguf_job(model, plan, args.output, imatrix=imatrix,
+                                             threads=args.threads, cancel=cancel,
+                                             allow_requantize=args.allow_requantize), bar)
+        except Cancelled:
+            if bar:
+                bar.finish()
+            print("qtstudio-cli: stopped by Ctrl-C; no output file was written", file=sys.stderr)
+            return 130
+        except ExportError as exc:
+            if bar:
+                bar.finish()
+            raise _cli_error(str(exc)) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if report.skipped:
+        print(f"note: {len(report.skipped)} tensors llama.cpp does not use were left out: "
+              f"{', '.join(report.skipped[:5])}{' ...' if len(report.skipped) > 5 else ''}",
+              file=sys.stderr)
+    print(f"wrote {report.path}: {len(report.tensors)} tensors, "
+          f"{human_bytes(report.bytes_written)}, file type {report.file_type}, "
+          f"{report.elapsed:.2f} s ({report.throughput_mb_s:.1f} MB/s)")
+    if not report.runnable:
+        print("llama.cpp cannot run this file: it is a plain GGUF tensor container "
+              f"(architecture {report.architecture or 'unknown'}); qtstudio and the gguf "
+              "package can read it")
+    return 0
