@@ -75,7 +75,7 @@ class NnefBuilder:
 
     def external(self, shape: tuple[int, ...], kind: str) -> Value:
         ident = self.fresh("input")
-        decl_kind = "scalar" if kind == "scalar" else ("integer" if kind == "integer" else "logical")
+        decl_kind = kind if kind in ("scalar", "integer", "logical") else "scalar"
         self.lines.append(f"{ident} = external<{decl_kind}>(shape = {ints(shape)});")
         v = Value(ident, tuple(shape), kind)
         self.externals.append(v)
