@@ -1,0 +1,5 @@
+"""The desktop app: the only package that imports Qt (PySide6) or pyqtgraph.
+
+Modules here import Qt at their top, except ``app`` (the entry point) and ``document`` (the plan
+state the widgets observe), which stay importable without a display.
+"""

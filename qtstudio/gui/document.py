@@ -1,0 +1,137 @@
+"""The plan document: an open model, the recipe being edited, its resolved plan, and measurements.
+
+Qt-free on purpose (the widgets subscribe to it, as napari's Qt layer subscribes to its models), so
+the editing logic is testable without a display and the undo commands only swap recipes in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtstudio.core.encodings import get_encoding
+from qtstudio.core.plan import Plan, resolve_plan
+from qtstudio.core.recipe import Recipe, Rule
+
+#: encodings a tensor that must stay float may take
+FLOAT_ENCODINGS = ("F32", "F16", "BF16")
+
+Listener = Callable[[str], None]
+
+_METRIC_KEYS = ("rmse", "rel_error", "snr_db", "cosine", "max_abs")
+
+
+def _metrics_dict(value: Any) -> dict[str, float]:
+    """Accept a metrics dataclass, a namespace or a plain dict and give a plain dict back."""
+    if isinstance(value, dict):
+        return {k: float(v) for k, v in value.items()
+                if k in _METRIC_KEYS and isinstance(v, int | float)}
+    out = {}
+    for key in _METRIC_KEYS:
+        if hasattr(value, key):
+            out[key] = float(getattr(value, key))
+    return out
+
+
+@dataclass
+class Measurements:
+    """Per (tensor, encoding) errors, from a quantize run or a what-if sweep; kept across edits so
+    switching an encoding back shows its error again without recomputing."""
+
+    errors: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    bench: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    accuracy: dict[str, float] | None = None
+
+    def error(self, name: str, encoding: str) -> dict[str, float] | None:
+        return self.errors.get((name, encoding.upper()))
+
+    def set_error(self, name: str, encoding: str, metrics: Any) -> None:
+        self.errors[(name, encoding.upper())] = _metrics_dict(metrics)
+
+
+class PlanDocument:
+    """Model + recipe + resolved plan; every change goes through ``set_recipe``."""
+
+    def __init__(self, model: Any, recipe: Recipe | None = None,
+                 recipe_path: Path | None = None) -> None:
+        self.model = model
+        self.recipe: Recipe = recipe if recipe is not None else Recipe()
+        self.recipe_path = recipe_path
+        self.measurements = Measurements()
+        self.last_report: Any = None
+        self.plan: Plan = resolve_plan(model, self.recipe)
+        self._listeners: list[Listener] = []
+
+    # ---- observers -------------------------------------------------------------------------
+    def subscribe(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def unsubscribe(self, fn: Listener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def notify(self, what: str) -> None:
+        """``what`` is "plan" (the recipe changed) or "measurements" (new errors or timings)."""
+        for fn in list(self._listeners):
+            fn(what)
+
+    # ---- recipe edits (the undo commands call these with snapshots) --------------------------
+    def recipe_snapshot(self) -> dict:
+        return self.recipe.to_dict()
+
+    def set_recipe(self, recipe: Recipe | dict) -> None:
+        if isinstance(recipe, dict):
+            recipe = Recipe.from_dict(recipe)
+        plan = resolve_plan(self.model, recipe)  # resolve first: a bad recipe changes nothing
+        self.recipe, self.plan = recipe, plan
+        self.notify("plan")
+
+    def with_overrides(self, names: Iterable[str], encoding: str | None) -> dict:
+        """The recipe that results from assigning ``encoding`` (None: back to the plan's choice)."""
+        d = self.recipe_snapshot()
+        overrides = dict(d.get("overrides") or {})
+        for name in names:
+            if encoding is None:
+                overrides.pop(name, None)
+            else:
+                overrides[name] = encoding
+        d["overrides"] = overrides
+        return d
+
+    def with_rules(self, rules: list[Rule]) -> dict:
+        d = self.recipe_snapshot()
+        d["rules"] = [r.to_dict() for r in rules]
+        return d
+
+    def with_preset(self, preset: str | None) -> dict:
+        d = self.recipe_snapshot()
+        d["preset"] = preset
+        return d
+
+    def with_float_encoding(self, name: str) -> dict:
+        d = self.recipe_snapshot()
+        d["float_encoding"] = name
+        return d
+
+    # ---- queries -----------------------------------------------------------------------------
+    def candidates(self, name: str) -> list[str]:
+        """Encodings the tensor can take: any whose block fits its rows when it is quantizable,
+        the float types only when it must stay float."""
+        from qtstudio.core.encodings import encodings
+
+        info = self.model.tensor(name)
+        if not info.quantizable:
+            return list(FLOAT_ENCODINGS)
+        return [e.name for e in encodings() if e.accepts_shape(tuple(info.shape))]
+
+    def error(self, name: str) -> dict[str, float] | None:
+        return self.measurements.error(name, self.plan.entry(name).encoding)
+
+    def bpw_of(self, encoding: str, shape: tuple[int, ...]) -> float:
+        enc = get_encoding(encoding)
+        n = 1
+        for s in shape:
+            n *= int(s)
+        return 8.0 * enc.nbytes(tuple(shape)) / max(n, 1)

@@ -1,0 +1,144 @@
+"""The export dialog: GGUF for any model, NNEF (tract) for models the app can rebuild in torch.
+
+The writing itself is a job from qtstudio.export, run in the window's worker so progress, cancel
+and errors behave as for quantizing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .document import PlanDocument
+
+GGUF = "GGUF (llama.cpp)"
+NNEF = "NNEF (tract)"
+
+
+def demo_nnef_inputs(doc: PlanDocument) -> tuple[Any, dict[str, str], list] | None:
+    """(torch module, {module parameter: encoding}, example inputs) for the demo model, else
+    None: NNEF export traces a torch module, which only the demo can be rebuilt into here."""
+    import torch
+    from torch import nn
+
+    from qtstudio.core import demo
+
+    try:
+        if doc.model.path.resolve() != demo.demo_model_path().resolve():
+            return None
+    except FileNotFoundError:
+        return None
+    cfg = demo.demo_config()
+    module = demo.build_module()
+    linear = [str(i) for i, m in enumerate(module) if isinstance(m, nn.Linear)]
+    mapping: dict[str, str] = {}
+    for idx, prefix in zip(linear, cfg["tensor_prefixes"], strict=True):
+        for kind in ("weight", "bias"):
+            mapping[f"{idx}.{kind}"] = doc.plan.entry(f"{prefix}.{kind}").encoding
+    example = [torch.zeros(1, int(cfg["layers"][0]))]
+    return module, mapping, example
+
+
+class ExportDialog(QDialog):
+    def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent or window)
+        self.setWindowTitle("Export quantized model")
+        self.setObjectName("exportDialog")
+        self._window = window
+        self._doc = doc
+        self.format = QComboBox(objectName="exportFormat")
+        self.format.addItem(GGUF)
+        if demo_nnef_inputs(doc) is not None:
+            self.format.addItem(NNEF)
+        self.path = QLineEdit(objectName="exportPath")
+        browse = QPushButton("Browse…", objectName="exportBrowse")
+        browse.clicked.connect(self.browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        stem = doc.model.path.stem.replace(".safetensors", "")
+        preset = (doc.recipe.preset or "mixed").lower()
+        self.path.setText(str(doc.model.path.parent / f"{stem}-{preset}.gguf"))
+        self.format.currentTextChanged.connect(self._format_changed)
+        plan = doc.plan
+        info = QLabel(f"{len(plan.entries)} tensors, {plan.avg_bpw:.2f} bpw average, "
+                      f"{len(plan.fallbacks)} fallback(s). The file appears only when the "
+                      "export completes; cancelling leaves nothing behind.")
+        info.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Format", self.format)
+        form.addRow("File", row)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.export_btn = buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.export_btn.setObjectName("exportButton")
+        buttons.accepted.connect(self.start)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(info)
+        lay.addWidget(buttons)
+        self.resize(620, 180)
+
+    def _format_changed(self, fmt: str) -> None:
+        p = Path(self.path.text())
+        stem = p.name.removesuffix(".gguf").removesuffix(".nnef.tgz")
+        self.path.setText(str(p.with_name(stem + (".nnef.tgz" if fmt == NNEF else ".gguf"))))
+
+    def browse(self) -> None:
+        nnef = self.format.currentText() == NNEF
+        flt = "NNEF archive (*.nnef.tgz);;All files (*)" if nnef else \
+            "GGUF (*.gguf);;All files (*)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), flt)
+        if path:
+            self.path.setText(path)
+
+    def start(self) -> None:
+        text = self.path.text().strip()
+        if not text:
+            self._window.statusBar().showMessage("Choose where to write the file", 5000)
+            return
+        out = Path(text)
+        doc, plan, model = self._doc, self._doc.plan, self._doc.model
+        if self.format.currentText() == NNEF:
+            from qtstudio.export.nnef import export_nnef_job
+
+            nnef = demo_nnef_inputs(doc)
+            assert nnef is not None
+            module, mapping, example = nnef
+
+            def factory(cancel):
+                return export_nnef_job(module, mapping, example, out, cancel=cancel)
+        else:
+            from qtstudio.export.gguf import export_gguf_job
+
+            def factory(cancel):
+                return export_gguf_job(model, plan, out, cancel=cancel)
+
+        if self._window.start_job("Export", factory, self._done) is not None:
+            self.accept()
+
+    def _done(self, report: Any) -> None:
+        path = getattr(report, "path", None)
+        warnings = list(getattr(report, "warnings", []) or [])
+        written = getattr(report, "bytes_written", 0)
+        from .format import human_bytes
+
+        msg = f"Exported {path}" + (f" ({human_bytes(written)})" if written else "")
+        if warnings:
+            msg += " — " + "; ".join(warnings)
+        self._window.last_export = report
+        self._window.statusBar().showMessage(msg, 12000)

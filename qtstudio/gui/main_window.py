@@ -1,0 +1,859 @@
+"""The main window: layer tree in the middle, plan panels on the right, plots below."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .delegates import EncodingDelegate
+from .document import PlanDocument
+from .filter_proxy import LayerFilterProxy
+from .format import human_bytes
+from .rules_panel import RulesPanel
+from .summary_panel import SummaryPanel
+from .tree_model import COL, COLUMNS, LayerTreeModel, NodeRole
+from .undo import RecipeEdit
+from .worker import JobWorker
+
+MAX_RECENT = 10
+MODEL_FILTER = ("Models (*.safetensors *.json *.bin *.pt *.pth *.gguf);;"
+                "safetensors (*.safetensors *.safetensors.index.json);;"
+                "PyTorch (*.bin *.pt *.pth);;GGUF (*.gguf);;All files (*)")
+RECIPE_FILTER = "Recipes (*.json);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("qtstudio")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.doc: PlanDocument | None = None
+        self.tree_model: LayerTreeModel | None = None
+        self.undo_stack = QUndoStack(self)
+        self.worker: JobWorker | None = None
+        self.last_error: str | None = None
+        self.error_dialog: QMessageBox | None = None
+        self._is_demo = False
+
+        self._build_tree()
+        self._build_docks()
+        self._build_status()
+        self._build_actions()
+        self._update_enabled()
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+
+    # ================================================================ construction ==========
+    def _build_tree(self) -> None:
+        self.filter_edit = QLineEdit(objectName="filterEdit")
+        self.filter_edit.setPlaceholderText("Filter tensors by name (Ctrl+F)…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.regex_box = QCheckBox("regex", objectName="regexBox")
+        self.match_label = QLabel("")
+        top = QHBoxLayout()
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.regex_box)
+        top.addWidget(self.match_label)
+
+        self.proxy = LayerFilterProxy(self)
+        self.tree = QTreeView(objectName="layerTree")
+        self.tree.setModel(self.proxy)
+        self.tree.setUniformRowHeights(True)  # lets the view skip measuring 10k rows
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed
+                                  | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._tree_menu)
+        self.tree.setSortingEnabled(True)
+        self.tree.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.tree.header().setStretchLastSection(False)
+        self.encoding_delegate = EncodingDelegate(lambda: self.doc, self.tree)
+        self.tree.setItemDelegateForColumn(COL["encoding"], self.encoding_delegate)
+
+        self.filter_edit.textChanged.connect(self._apply_filter)
+        self.regex_box.toggled.connect(lambda _b: self._apply_filter())
+
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.tree, 1)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        from .plots import AnalysisPanel
+
+        self.summary = SummaryPanel()
+        self.summary.tensor_activated.connect(self.select_tensor)
+        self.rules = RulesPanel()
+        self.rules.edit_requested.connect(self.push_recipe)
+        plan_split = QSplitter(Qt.Orientation.Vertical)
+        plan_split.addWidget(self.summary)
+        plan_split.addWidget(self.rules)
+        self.plan_dock = QDockWidget("Plan", self, objectName="planDock")
+        self.plan_dock.setWidget(plan_split)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plan_dock)
+
+        self.analysis = AnalysisPanel(self)
+        self.analysis.tensor_clicked.connect(self.select_tensor)
+        self.analysis_dock = QDockWidget("Analysis", self, objectName="analysisDock")
+        self.analysis_dock.setWidget(self.analysis)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.analysis_dock)
+        self.resizeDocks([self.plan_dock], [460], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.analysis_dock], [330], Qt.Orientation.Vertical)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.progress = QProgressBar(objectName="jobProgress")
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.cancel_btn = QPushButton("Cancel", objectName="cancelButton")
+        self.cancel_btn.clicked.connect(self.cancel_job)
+        self.plan_label = QLabel("", objectName="planLabel")
+        sb.addPermanentWidget(self.plan_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_btn)
+        self.progress.hide()
+        self.cancel_btn.hide()
+        sb.showMessage("Open a model (Ctrl+O) or drop one on the window")
+
+    def _action(self, text: str, slot: Callable, shortcut: Any = None, tip: str = "",
+                name: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+            act.setToolTip(tip)
+        if name:
+            act.setObjectName(name)
+        act.triggered.connect(lambda _checked=False: slot())
+        self.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        K = QKeySequence.StandardKey  # noqa: N806 (reads like the Qt docs)
+        a = self._action
+        self.act_open = a("&Open model…", self.open_dialog, K.Open, "Open a checkpoint",
+                          "actOpen")
+        self.act_open_demo = a("Open &demo model", self.open_demo, None,
+                               "The small digits classifier shipped with qtstudio")
+        self.act_open_recipe = a("Open &recipe…", self.open_recipe_dialog, "Ctrl+Shift+O",
+                                 "Load rules, overrides and preset from a JSON recipe")
+        self.act_save_recipe = a("&Save recipe", self.save_recipe, K.Save,
+                                 "Save the recipe as JSON", "actSaveRecipe")
+        self.act_save_recipe_as = a("Save recipe &as…", self.save_recipe_as, K.SaveAs)
+        self.act_export = a("&Export…", self.export_dialog, "Ctrl+Shift+E",
+                            "Write the quantized model as GGUF or NNEF", "actExport")
+        self.act_quit = a("&Quit", self.close, K.Quit)
+        self.act_undo = self.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(K.Undo)
+        self.act_redo = self.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcut(K.Redo)
+        self.act_find = a("&Find tensor", self._focus_filter, K.Find)
+        self.act_select_all = a("Select &all", self.tree.selectAll, K.SelectAll)
+        self.act_assign = a("&Assign encoding…", self.assign_dialog, "Ctrl+E",
+                            "Give every selected tensor one encoding", "actAssign")
+        self.act_clear = a("&Clear overrides", lambda: self.assign_to_selection(None),
+                           K.Delete, "Selected tensors go back to what the rules and preset say")
+        self.act_add_rule = a("Add rule from &filter", self.rule_from_filter, "Ctrl+Shift+R",
+                              "A rule whose pattern is the filter text")
+        self.act_quantize = a("&Quantize with metrics", self.run_quantize, "Ctrl+R",
+                              "Quantize every tensor in memory and measure its error",
+                              "actQuantize")
+        self.act_bench = a("&Benchmark layers", self.run_benchmark, "Ctrl+B",
+                           "Time each selected layer (all when nothing is selected)")
+        self.act_whatif = a("&What-if for selection", self.run_whatif, "Ctrl+W",
+                            "Error of every candidate encoding for the selected tensors")
+        self.act_eval = a("E&valuate demo accuracy", self.run_evaluate, "Ctrl+Shift+V",
+                          "Accuracy of the demo model before and after quantization")
+        self.act_cancel = a("&Cancel job", self.cancel_job, "Esc")
+        self.act_expand = a("E&xpand all", self.tree.expandAll, "Ctrl+Shift+Right")
+        self.act_collapse = a("C&ollapse all", self.tree.collapseAll, "Ctrl+Shift+Left")
+
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_open, self.act_open_demo])
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        m.addActions([self.act_open_recipe, self.act_save_recipe, self.act_save_recipe_as])
+        m.addSeparator()
+        m.addAction(self.act_export)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_find, self.act_select_all, self.act_assign, self.act_clear,
+                      self.act_add_rule])
+
+        self.preset_menu = mb.addMenu("&Presets")
+        self.preset_menu.aboutToShow.connect(self._fill_presets)
+        self._fill_presets()
+
+        m = mb.addMenu("&Run")
+        m.addActions([self.act_quantize, self.act_bench, self.act_whatif, self.act_eval])
+        m.addSeparator()
+        m.addAction(self.act_cancel)
+
+        m = mb.addMenu("&View")
+        m.addActions([self.act_expand, self.act_collapse])
+        m.addSeparator()
+        m.addAction(self.plan_dock.toggleViewAction())
+        m.addAction(self.analysis_dock.toggleViewAction())
+
+        m = mb.addMenu("&Help")
+        m.addAction(a("&About qtstudio", self._about))
+
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.addActions([self.act_open, self.act_save_recipe])
+        tb.addSeparator()
+        tb.addActions([self.act_undo, self.act_redo])
+        tb.addSeparator()
+        tb.addActions([self.act_quantize, self.act_bench, self.act_whatif, self.act_export])
+
+    # ================================================================ opening ===============
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
+        if path:
+            self.open_model(path)
+
+    def open_demo(self, recipe_path: str | Path | None = None) -> bool:
+        from qtstudio.core.demo import demo_model_path
+
+        ok = self.open_model(demo_model_path(), recipe_path=recipe_path, remember=False)
+        self._is_demo = ok
+        self._update_enabled()
+        return ok
+
+    def open_model(self, path: str | Path, recipe_path: str | Path | None = None, *,
+                   remember: bool = True) -> bool:
+        """Open a checkpoint (headers only); the previous one closes. False on a bad file."""
+        from qtstudio.formats import open_model
+
+        if self.worker is not None:
+            self.statusBar().showMessage("Wait for the running job to finish, or cancel it")
+            return False
+        path = Path(path)
+        self.statusBar().showMessage(f"Opening {path}…")
+        try:
+            model = open_model(path)
+            recipe = None
+            if recipe_path is not None:
+                from qtstudio.core.recipe import Recipe
+
+                recipe = Recipe.load(recipe_path)
+            doc = PlanDocument(model, recipe, Path(recipe_path) if recipe_path else None)
+        except Exception as exc:  # every reader problem is reported, never a crash
+            self.show_error(f"Cannot open {path}", exc)
+            return False
+        self._set_document(doc)
+        self._is_demo = False
+        if remember:
+            self._remember(path)
+        self.statusBar().showMessage(
+            f"Opened {path.name}: {len(model.tensors)} tensors, "
+            f"{human_bytes(model.total_bytes)}", 8000)
+        return True
+
+    def _set_document(self, doc: PlanDocument | None) -> None:
+        old = self.doc
+        if self.tree_model is not None:
+            self.tree_model.detach()
+        self.undo_stack.clear()
+        self.doc = doc
+        if doc is None:
+            self.proxy.setSourceModel(None)
+            self.tree_model = None
+        else:
+            self.tree_model = LayerTreeModel(doc, self)
+            self.tree_model.assign_requested.connect(self.assign)
+            self.tree_model.refreshed.connect(self.tree.viewport().update)
+            self.proxy.setSourceModel(self.tree_model)
+            doc.subscribe(self._on_doc)
+            self._size_columns()
+        self.tree.selectionModel().selectionChanged.connect(self._on_selection)
+        self.summary.set_document(doc)
+        self.rules.set_document(doc)
+        self.analysis.set_document(doc)
+        if old is not None and old is not doc:
+            old.model.close()
+        self._apply_filter()
+        if doc is not None and len(doc.model.tensors) <= 2000 and not self.filter_edit.text():
+            self.tree.expandToDepth(1)
+        self._update_enabled()
+        self._update_title()
+        self._update_plan_label()
+
+    def _size_columns(self) -> None:
+        header = self.tree.header()
+        widths = {"name": 300, "shape": 120, "dtype": 60, "parameters": 80, "size": 90,
+                  "encoding": 130, "bpw": 55, "error": 80}
+        for i, name in enumerate(COLUMNS):
+            header.resizeSection(i, widths[name])
+
+    def _on_doc(self, what: str) -> None:
+        self._update_plan_label()
+        self._update_title()
+
+    # ---- recent files and drops ---------------------------------------------------------------
+    def _settings(self) -> QSettings:
+        return QSettings()
+
+    def recent_files(self) -> list[str]:
+        value = self._settings().value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember(self, path: Path) -> None:
+        p = str(Path(path).resolve())
+        files = [f for f in self.recent_files() if f != p]
+        files.insert(0, p)
+        s = self._settings()
+        s.setValue("recentFiles", files[:MAX_RECENT])
+        s.setValue("lastDir", str(Path(p).parent))
+
+    def _last_dir(self) -> str:
+        return str(self._settings().value("lastDir", str(Path.home())))
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        if not files:
+            act = self.recent_menu.addAction("(none yet)")
+            act.setEnabled(False)
+            return
+        for i, f in enumerate(files):
+            act = self.recent_menu.addAction(f"&{(i + 1) % 10} {f}")
+            act.triggered.connect(lambda _c=False, f=f: self.open_model(f))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear list",
+                                   lambda: self._settings().setValue("recentFiles", []))
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                if path.suffix.lower() == ".json" and self.doc is not None and \
+                        not path.name.endswith(".index.json") and _looks_like_recipe(path):
+                    self.load_recipe(path)
+                else:
+                    self.open_model(path)
+                event.acceptProposedAction()
+                return
+
+    # ================================================================ recipe files ==========
+    def open_recipe_dialog(self) -> None:
+        if self.doc is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", self._last_dir(),
+                                              RECIPE_FILTER)
+        if path:
+            self.load_recipe(path)
+
+    def load_recipe(self, path: str | Path) -> bool:
+        from qtstudio.core.recipe import Recipe
+
+        if self.doc is None:
+            return False
+        try:
+            recipe = Recipe.load(path)
+            after = recipe.to_dict()
+            self.push_recipe(after, f"Load recipe {Path(path).name}")
+        except Exception as exc:
+            self.show_error(f"Cannot load recipe {path}", exc)
+            return False
+        self.doc.recipe_path = Path(path)
+        self.undo_stack.setClean()
+        self.statusBar().showMessage(f"Loaded recipe {path}", 5000)
+        return True
+
+    def save_recipe(self) -> bool:
+        if self.doc is None:
+            return False
+        if self.doc.recipe_path is None:
+            return self.save_recipe_as()
+        return self._write_recipe(self.doc.recipe_path)
+
+    def save_recipe_as(self) -> bool:
+        if self.doc is None:
+            return False
+        start = str(self.doc.recipe_path or Path(self._last_dir()) / "recipe.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", start, RECIPE_FILTER)
+        if not path:
+            return False
+        return self._write_recipe(Path(path))
+
+    def _write_recipe(self, path: Path) -> bool:
+        assert self.doc is not None
+        try:
+            self.doc.recipe.save(path)
+        except Exception as exc:
+            self.show_error(f"Cannot save recipe to {path}", exc)
+            return False
+        self.doc.recipe_path = path
+        self.undo_stack.setClean()
+        self.statusBar().showMessage(f"Saved recipe to {path}", 5000)
+        self._update_title()
+        return True
+
+    # ================================================================ editing ===============
+    def push_recipe(self, after: dict, text: str) -> None:
+        """Every plan edit goes through here, so every one of them can be undone."""
+        if self.doc is None:
+            return
+        try:
+            self.undo_stack.push(RecipeEdit(self.doc, after, text))
+        except Exception as exc:  # a recipe the core refuses (bad pattern, unknown type)
+            self.show_error(f"Cannot apply: {text}", exc)
+            return
+        self.statusBar().showMessage(text, 4000)
+
+    def assign(self, names: list[str], encoding: str | None) -> None:
+        """Give ``names`` the encoding (None: back to rules/preset), skipping shapes that
+        cannot take it, in one undo step."""
+        if self.doc is None or not names:
+            return
+        take = names
+        skipped = 0
+        if encoding is not None:
+            take = [n for n in names if encoding in self.doc.candidates(n)]
+            skipped = len(names) - len(take)
+        if not take:
+            self.statusBar().showMessage(
+                f"None of the {len(names)} selected tensor(s) can take {encoding}", 6000)
+            return
+        what = encoding or "plan default"
+        label = take[0] if len(take) == 1 else f"{len(take)} tensors"
+        self.push_recipe(self.doc.with_overrides(take, encoding), f"Set {label} to {what}")
+        if skipped:
+            self.statusBar().showMessage(
+                f"Set {len(take)} tensor(s) to {what}; {skipped} kept their type "
+                f"(shape or role cannot take {encoding})", 8000)
+
+    def selected_tensor_names(self) -> list[str]:
+        """Tensors under the selected rows (a group row stands for everything below it)."""
+        names: dict[str, None] = {}
+        for idx in self.tree.selectionModel().selectedRows(0):
+            node = idx.data(NodeRole)
+            if node is None:
+                continue
+            for t in node.iter_tensors():
+                names[t.name] = None
+        return list(names)
+
+    def assign_to_selection(self, encoding: str | None) -> None:
+        self.assign(self.selected_tensor_names(), encoding)
+
+    def assign_dialog(self) -> None:
+        names = self.selected_tensor_names()
+        if self.doc is None or not names:
+            self.statusBar().showMessage("Select tensors first", 4000)
+            return
+        options = self._candidates_for(names)
+        if not options:
+            return
+        items = [f"{enc} ({n} of {len(names)})" for enc, n in options]
+        item, ok = QInputDialog.getItem(self, "Assign encoding",
+                                        f"Encoding for {len(names)} tensor(s):", items, 0, False)
+        if ok and item:
+            self.assign(names, item.split(" ", 1)[0])
+
+    def _candidates_for(self, names: list[str]) -> list[tuple[str, int]]:
+        """Encodings that at least one of ``names`` accepts, with how many accept it."""
+        assert self.doc is not None
+        counts: dict[str, int] = {}
+        for n in names:
+            for enc in self.doc.candidates(n):
+                counts[enc] = counts.get(enc, 0) + 1
+        return list(counts.items())
+
+    def rule_from_filter(self) -> None:
+        text = self.filter_edit.text().strip()
+        if self.doc is None:
+            return
+        import re
+
+        pattern = text if self.regex_box.isChecked() else re.escape(text) if text else ""
+        self.rules.add_rule(pattern)
+
+    def apply_preset(self, name: str | None) -> None:
+        if self.doc is not None:
+            self.push_recipe(self.doc.with_preset(name), f"Preset {name or 'none'}")
+
+    def _fill_presets(self) -> None:
+        from qtstudio.core.presets import PRESETS
+
+        self.preset_menu.clear()
+        current = self.doc.recipe.preset if self.doc else None
+        act = self.preset_menu.addAction("(no preset)")
+        act.setCheckable(True)
+        act.setChecked(current is None)
+        act.triggered.connect(lambda _c=False: self.apply_preset(None))
+        self.preset_menu.addSeparator()
+        for name in PRESETS:
+            act = self.preset_menu.addAction(name)
+            act.setCheckable(True)
+            act.setChecked(name == current)
+            act.setEnabled(self.doc is not None)
+            act.triggered.connect(lambda _c=False, n=name: self.apply_preset(n))
+
+    def _tree_menu(self, pos) -> None:
+        if self.doc is None:
+            return
+        names = self.selected_tensor_names()
+        menu = QMenu(self)
+        if names:
+            sub = menu.addMenu(f"Assign encoding to {len(names)} tensor(s)")
+            for enc, n in self._candidates_for(names):
+                label = enc if n == len(names) else f"{enc}  ({n} of {len(names)} can)"
+                act = sub.addAction(label)
+                act.setObjectName(f"assign_{enc}")
+                act.triggered.connect(lambda _c=False, e=enc: self.assign(names, e))
+            menu.addAction(self.act_clear)
+            menu.addSeparator()
+            menu.addAction(self.act_whatif)
+            menu.addAction(self.act_bench)
+            menu.addAction("Copy names", lambda: _copy("\n".join(names)))
+            menu.addSeparator()
+        menu.addActions([self.act_expand, self.act_collapse])
+        self.context_menu = menu  # tests reach the menu through this
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    # ================================================================ filtering / selection ==
+    def _focus_filter(self) -> None:
+        self.filter_edit.setFocus()
+        self.filter_edit.selectAll()
+
+    def _apply_filter(self) -> None:
+        text = self.filter_edit.text()
+        problem = self.proxy.set_pattern(text, regex=self.regex_box.isChecked())
+        self.filter_edit.setStyleSheet("QLineEdit { border: 1px solid #d04040; }"
+                                       if problem else "")
+        self.filter_edit.setToolTip(problem or "")
+        if problem:
+            self.statusBar().showMessage(problem, 5000)
+        if self.doc is None:
+            self.match_label.setText("")
+            return
+        if text and not problem:
+            self.match_label.setText(f"{self.proxy.matching_tensor_count()} match")
+            if len(self.doc.model.tensors) <= 5000:
+                self.tree.expandAll()
+        else:
+            self.match_label.setText(f"{len(self.doc.model.tensors)} tensors")
+
+    def _on_selection(self, *_args) -> None:
+        names = self.selected_tensor_names()
+        self.analysis.set_selection(names)
+        if names and self.doc is not None:
+            size = sum(self.doc.plan.entry(n).nbytes for n in names)
+            self.statusBar().showMessage(
+                f"{len(names)} tensor(s) selected, {human_bytes(size)} planned", 4000)
+
+    def select_tensor(self, name: str) -> None:
+        """Select and reveal one tensor (from a plot click or the fallback list)."""
+        if self.tree_model is None:
+            return
+        src = self.tree_model.index_for_path(name)
+        if not src.isValid():
+            return
+        idx = self.proxy.mapFromSource(src)
+        if not idx.isValid():  # filtered out: clear the filter so it can be shown
+            self.filter_edit.clear()
+            idx = self.proxy.mapFromSource(src)
+        parent = idx.parent()
+        while parent.isValid():
+            self.tree.expand(parent)
+            parent = parent.parent()
+        self.tree.setCurrentIndex(idx)
+        self.tree.selectionModel().select(
+            idx, self.tree.selectionModel().SelectionFlag.ClearAndSelect
+            | self.tree.selectionModel().SelectionFlag.Rows)
+        self.tree.scrollTo(idx)
+
+    # ================================================================ jobs ==================
+    def start_job(self, title: str, factory, on_result: Callable[[Any], None]) -> JobWorker | None:
+        """Run a generator job off the GUI thread; only one at a time."""
+        if self.worker is not None:
+            self.statusBar().showMessage(f"{self.worker.name} is still running", 4000)
+            return None
+        w = JobWorker(factory, name=title, parent=self)
+        w.yielded.connect(self._on_progress)
+        w.returned.connect(on_result)
+        w.errored.connect(self._on_job_error)
+        w.finished.connect(self._on_job_finished)
+        self.worker = w
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{title}…")
+        self.progress.show()
+        self.cancel_btn.show()
+        self.cancel_btn.setEnabled(True)
+        self.statusBar().showMessage(f"{title}…")
+        self._update_enabled()
+        w.start()
+        return w
+
+    def cancel_job(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.cancel_btn.setEnabled(False)
+            self.statusBar().showMessage(f"Cancelling {self.worker.name}…")
+
+    def _on_progress(self, p: Any) -> None:
+        total = getattr(p, "total", 0) or 0
+        index = getattr(p, "index", 0) or 0
+        bt = getattr(p, "bytes_total", 0) or 0
+        bd = getattr(p, "bytes_done", 0) or 0
+        frac = bd / bt if bt else (index / total if total else 0.0)
+        self.progress.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
+        name = getattr(p, "name", "") or ""
+        stage = getattr(p, "stage", "") or (self.worker.name if self.worker else "")
+        where = f" {min(index + 1, total)}/{total}" if total else ""
+        self.progress.setFormat(f"{stage}{where}")
+        msg = getattr(p, "message", "") or ""
+        self.statusBar().showMessage(f"{stage}: {name}{where} {msg}".strip())
+
+    def _on_job_error(self, exc: BaseException) -> None:
+        from qtstudio.jobs import Cancelled
+
+        title = self.worker.name if self.worker else "job"
+        if isinstance(exc, Cancelled):
+            self.statusBar().showMessage(f"{title} cancelled; the plan and earlier results "
+                                         "are unchanged", 8000)
+        else:
+            self.show_error(f"{title} failed", exc)
+
+    def _on_job_finished(self) -> None:
+        w = self.worker
+        self.worker = None
+        if w is not None:
+            w.deleteLater()
+        self.progress.hide()
+        self.cancel_btn.hide()
+        self._update_enabled()
+
+    def show_error(self, title: str, exc: BaseException | str) -> None:
+        """A non-blocking message box with the error text (the status bar repeats it)."""
+        text = str(exc) if not isinstance(exc, str) else exc
+        if isinstance(exc, BaseException) and not text:
+            text = type(exc).__name__
+        self.last_error = f"{title}: {text}"
+        self.statusBar().showMessage(self.last_error, 10000)
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setObjectName("errorDialog")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.error_dialog = box
+        box.open()
+
+    # ---- the jobs themselves ---------------------------------------------------------------
+    def run_quantize(self) -> JobWorker | None:
+        from qtstudio.jobs.quantize import quantize_job
+
+        doc = self.doc
+        if doc is None:
+            return None
+        plan = doc.plan
+        return self.start_job(
+            "Quantize", lambda cancel: quantize_job(doc.model, plan, cancel=cancel),
+            lambda report: self._on_quantized(doc, plan, report))
+
+    def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
+        from .analysis import report_metrics
+
+        n = 0
+        for name, enc, metrics in report_metrics(report, plan):
+            doc.measurements.set_error(name, enc, metrics)
+            n += 1
+        doc.last_report = report
+        doc.notify("measurements")
+        self.statusBar().showMessage(f"Quantized {n} tensors; errors are in the tree and the "
+                                     "Error plot", 8000)
+
+    def run_benchmark(self) -> JobWorker | None:
+        from .analysis import benchmark_job
+
+        doc = self.doc
+        if doc is None:
+            return None
+        names = self.selected_tensor_names() or [t.name for t in doc.model.tensors]
+        plan = doc.plan
+        return self.start_job(
+            "Benchmark", lambda cancel: benchmark_job(doc.model, plan, names, cancel=cancel),
+            lambda res: self._on_benchmark(doc, res))
+
+    def _on_benchmark(self, doc: PlanDocument, results) -> None:
+        for r in results:
+            doc.measurements.bench[(r.name, r.encoding)] = r.as_dict()
+        doc.notify("measurements")
+        self.analysis.show_tab("Benchmark")
+        self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
+
+    def run_whatif(self) -> JobWorker | None:
+        from .analysis import whatif_job
+
+        doc = self.doc
+        if doc is None:
+            return None
+        names = self.selected_tensor_names()
+        if not names:
+            self.statusBar().showMessage("Select the tensors to compare first", 5000)
+            return None
+        cands = {n: doc.candidates(n) for n in names}
+        return self.start_job(
+            "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel),
+            lambda res: self._on_whatif(doc, names, res))
+
+    def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
+        for (name, enc), metrics in results.items():
+            doc.measurements.set_error(name, enc, metrics)
+        doc.notify("measurements")
+        self.analysis.show_whatif(names)
+
+    def run_evaluate(self) -> JobWorker | None:
+        doc = self.doc
+        if doc is None or not self._is_demo:
+            self.statusBar().showMessage("Accuracy needs the demo model (File ▸ Open demo)", 5000)
+            return None
+        from qtstudio.core.demo import evaluate
+
+        recipe = doc.recipe
+
+        def job(cancel):
+            yield from ()
+            return evaluate(recipe)
+
+        return self.start_job("Evaluate", job, lambda res: self._on_evaluated(doc, res))
+
+    def _on_evaluated(self, doc: PlanDocument, result: dict) -> None:
+        doc.measurements.accuracy = dict(result)
+        doc.notify("measurements")
+        self.analysis.show_tab("Accuracy")
+        f, q = result.get("float_accuracy"), result.get("quantized_accuracy")
+        self.statusBar().showMessage(f"Demo accuracy: float {f:.2%}, quantized {q:.2%}", 8000)
+
+    def export_dialog(self) -> None:
+        if self.doc is None:
+            return
+        from .export_dialog import ExportDialog
+
+        dlg = ExportDialog(self, self.doc)
+        self.export_dlg = dlg
+        dlg.open()
+
+    # ================================================================ chrome ================
+    def _update_enabled(self) -> None:
+        has = self.doc is not None
+        busy = self.worker is not None
+        for act in (self.act_save_recipe, self.act_save_recipe_as, self.act_open_recipe,
+                    self.act_assign, self.act_clear, self.act_add_rule):
+            act.setEnabled(has)
+        for act in (self.act_quantize, self.act_bench, self.act_whatif, self.act_export):
+            act.setEnabled(has and not busy)
+        self.act_eval.setEnabled(has and not busy and self._is_demo)
+        self.act_open.setEnabled(not busy)
+        self.act_cancel.setEnabled(busy)
+
+    def _on_clean_changed(self, _clean: bool) -> None:
+        # also fires while Qt tears the window down, after the stack's C++ side is gone
+        with contextlib.suppress(RuntimeError):
+            self._update_title()
+
+    def _update_title(self) -> None:
+        if self.doc is None:
+            self.setWindowTitle("qtstudio")
+            return
+        name = self.doc.model.path.name
+        recipe = self.doc.recipe_path.name if self.doc.recipe_path else "unsaved recipe"
+        dirty = "" if self.undo_stack.isClean() else " *"
+        self.setWindowTitle(f"{name} — {recipe}{dirty} — qtstudio")
+
+    def _update_plan_label(self) -> None:
+        if self.doc is None:
+            self.plan_label.setText("")
+            return
+        p = self.doc.plan
+        self.plan_label.setText(f"{human_bytes(p.original_bytes)} → {human_bytes(p.total_bytes)}"
+                                f" · {p.avg_bpw:.2f} bpw · {len(list(p.fallbacks))} fallbacks")
+
+    def _about(self) -> None:
+        import qtstudio
+
+        QMessageBox.about(self, "About qtstudio",
+                          f"qtstudio {qtstudio.__version__}\nMixed-precision model quantization "
+                          "studio: per-tensor encodings, native SIMD codecs, GGUF and NNEF export.")
+
+    def closeEvent(self, event) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            QThreadPool.globalInstance().waitForDone(10000)
+        if self.doc is not None:
+            self.doc.model.close()
+        super().closeEvent(event)
+
+    def wait_idle(self, timeout_ms: int = 10000) -> None:
+        """Process events until no job runs (for scripts and tests)."""
+        from PySide6.QtCore import QCoreApplication, QElapsedTimer
+
+        t = QElapsedTimer()
+        t.start()
+        while self.worker is not None and t.elapsed() < timeout_ms:
+            QCoreApplication.processEvents()
+            QTimer.singleShot(0, lambda: None)
+
+
+def _copy(text: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.clipboard().setText(text)
+
+
+def _looks_like_recipe(path: Path) -> bool:
+    """A dropped .json is a recipe when it has recipe keys (a config.json is not)."""
+    import json
+
+    try:
+        if path.stat().st_size > 4 * 1024 * 1024:
+            return False
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool({"rules", "overrides", "preset"} & set(doc))
+

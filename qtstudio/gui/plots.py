@@ -1,0 +1,449 @@
+"""The Analysis dock: pyqtgraph panels for error, memory, histogram, what-if, timings, accuracy.
+
+One widget class per panel; each keeps its plot items and updates them with ``setData`` when the
+document changes, instead of rebuilding the scene.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .document import PlanDocument
+from .format import human_bytes, human_seconds
+from .theme import encoding_color
+from .worker import JobWorker
+
+MiB = 1024.0 * 1024.0
+
+
+def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    w.setTitle(title)
+    w.setLabel("left", left)
+    w.setLabel("bottom", bottom)
+    w.showGrid(x=True, y=True, alpha=0.25)
+    w.getAxis("left").enableAutoSIPrefix(False)
+    return w
+
+
+class ErrorPlot(QWidget):
+    """Relative error of every tensor along the depth of the model, log scale, by encoding."""
+
+    tensor_clicked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = _plot("Per-tensor error along depth", "relative RMS error",
+                          "tensor (model order)")
+        self.plot.setLogMode(x=False, y=True)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.note = QLabel("Run ▸ Quantize (Ctrl+R) to measure every tensor.")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.note)
+        self.series: dict[str, pg.PlotDataItem] = {}
+
+    def update_from(self, doc: PlanDocument | None) -> None:
+        by_enc: dict[str, tuple[list[float], list[float], list[str]]] = {}
+        if doc is not None:
+            for i, t in enumerate(doc.model.tensors):
+                err = doc.error(t.name)
+                if not err or not err.get("rel_error") or err["rel_error"] <= 0:
+                    continue
+                enc = doc.plan.entry(t.name).encoding
+                xs, ys, names = by_enc.setdefault(enc, ([], [], []))
+                xs.append(i)
+                ys.append(err["rel_error"])
+                names.append(t.name)
+        for enc in list(self.series):
+            if enc not in by_enc:
+                item = self.series.pop(enc)
+                self.legend.removeItem(item)
+                self.plot.removeItem(item)
+        for enc, (xs, ys, names) in sorted(by_enc.items()):
+            item = self.series.get(enc)
+            if item is None:
+                color = encoding_color(enc)
+                # a PlotDataItem (not a bare ScatterPlotItem) so the axis' log mode applies
+                item = pg.PlotDataItem(pen=None, symbol="o", symbolSize=7,
+                                       symbolPen=pg.mkPen(None), symbolBrush=pg.mkBrush(color),
+                                       name=enc)
+                item.sigPointsClicked.connect(self._clicked)
+                self.plot.addItem(item)
+                self.series[enc] = item
+            item.setData(x=np.asarray(xs, float), y=np.asarray(ys, float), data=names)
+        n = sum(len(v[0]) for v in by_enc.values())
+        self.note.setText(f"{n} tensor(s) measured; click a point to select its tensor."
+                          if n else "Run ▸ Quantize (Ctrl+R) to measure every tensor.")
+
+    def point_count(self) -> int:
+        return sum(len(s.xData) for s in self.series.values() if s.xData is not None)
+
+    def _clicked(self, _item, points, *_args) -> None:
+        if len(points):
+            self.tensor_clicked.emit(str(points[0].data()))
+
+
+class MemoryPlot(QWidget):
+    """Bytes before and after, stacked by storage type."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = _plot("Memory before and after", "MiB", "")
+        self.plot.showGrid(x=False, y=True, alpha=0.25)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        ax = self.plot.getAxis("bottom")
+        ax.setTicks([[(0, "before (source)"), (1, "after (plan)")]])
+        self.plot.setXRange(-0.8, 1.8)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot)
+        self.bars: list[pg.BarGraphItem] = []
+        self.stacks: dict[int, dict[str, float]] = {}
+
+    def update_from(self, doc: PlanDocument | None) -> None:
+        for b in self.bars:
+            self.plot.removeItem(b)
+        self.legend.clear()
+        self.bars = []
+        self.stacks = {0: {}, 1: {}}
+        if doc is None:
+            return
+        for t in doc.model.tensors:
+            self.stacks[0][t.dtype] = self.stacks[0].get(t.dtype, 0.0) + t.nbytes
+        for e in doc.plan.entries:
+            self.stacks[1][e.encoding] = self.stacks[1].get(e.encoding, 0.0) + e.nbytes
+        seen: set[str] = set()
+        for x, stack in self.stacks.items():
+            base = 0.0
+            for enc, nb in sorted(stack.items(), key=lambda kv: -kv[1]):
+                h = nb / MiB
+                color = encoding_color(enc)
+                bar = pg.BarGraphItem(x=[x], height=[h], y0=[base], width=0.6,
+                                      brush=color, pen=pg.mkPen(color.darker(130)))
+                self.plot.addItem(bar)
+                self.bars.append(bar)
+                if enc not in seen:
+                    seen.add(enc)
+                    self.legend.addItem(bar, enc)
+                base += h
+        top = max(sum(s.values()) for s in self.stacks.values()) / MiB
+        self.plot.setYRange(0, top * 1.08 if top else 1)
+        before = sum(self.stacks[0].values())
+        after = sum(self.stacks[1].values())
+        self.plot.setTitle(f"Memory: {human_bytes(before)} → {human_bytes(after)}")
+
+
+class HistogramPlot(QWidget):
+    """Weights of the selected tensor with the grid its encoding can represent."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = _plot("Histogram", "count", "weight value")
+        self.hist = pg.PlotDataItem(stepMode="center", fillLevel=0, fillOutline=True,
+                                    brush=(90, 140, 210, 120), pen=pg.mkPen((60, 110, 190)))
+        self.grid = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((220, 80, 60, 170), width=1))
+        self.plot.addItem(self.hist)
+        self.plot.addItem(self.grid)
+        self.note = QLabel("Select a tensor to see its weights.")
+        self.note.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.note)
+        self._worker: JobWorker | None = None
+        self._want: tuple[str, str] | None = None
+        self.shown: tuple[str, str] | None = None
+        self.levels: np.ndarray = np.zeros(0)
+
+    def show_tensor(self, doc: PlanDocument | None, name: str | None) -> None:
+        if doc is None or name is None:
+            self._want = None
+            return
+        key = (name, doc.plan.entry(name).encoding)
+        if key == self.shown or key == self._want:
+            return
+        self._want = key
+        if self._worker is None:
+            self._start(doc)
+
+    def _start(self, doc: PlanDocument) -> None:
+        assert self._want is not None
+        name, enc = self._want
+        model = doc.model
+
+        def job(cancel):
+            from .analysis import block_grid
+
+            yield None
+            w = np.asarray(model.load(name), dtype=np.float32)
+            finite = w[np.isfinite(w)] if not np.isfinite(w).all() else w.reshape(-1)
+            sample = finite if finite.size <= 4_000_000 else finite[:: finite.size // 4_000_000]
+            counts, edges = np.histogram(sample, bins=200)
+            grid = block_grid(w, enc) if w.ndim >= 1 and w.size else None
+            return name, enc, counts, edges, grid, sample.size
+
+        self._note_busy = self.note.setText(f"Reading {name}…")
+        w = JobWorker(job, name="Histogram", parent=self)
+        w.returned.connect(lambda res, d=doc: self._done(d, res))
+        w.errored.connect(lambda exc: self.note.setText(f"Cannot show {name}: {exc}"))
+        w.finished.connect(lambda d=doc: self._finished(d))
+        self._worker = w
+        w.start()
+
+    def _finished(self, doc: PlanDocument) -> None:
+        self._worker = None
+        if self._want is not None and self._want != self.shown:
+            self._start(doc)
+
+    def _done(self, doc: PlanDocument, res) -> None:
+        name, enc, counts, edges, grid, n = res
+        self.shown = (name, enc)
+        self.hist.setData(edges, counts)
+        ymax = float(counts.max()) if counts.size else 1.0
+        if grid is not None:
+            levels = grid.levels
+            xs = np.repeat(levels, 2)
+            ys = np.tile([0.0, ymax], levels.size)
+            self.grid.setData(xs, ys)
+            self.levels = levels
+            how = (f"{levels.size} evenly spaced levels, step {grid.step:.3g}" if grid.step
+                   else f"{levels.size} distinct decoded values")
+            self.note.setText(
+                f"{name}: {n:,} values. Red lines: the {enc} grid of row {grid.row}, block "
+                f"{grid.block} (the block holding the largest |w|): {how}.")
+        else:
+            self.grid.setData([], [])
+            self.levels = np.zeros(0)
+            self.note.setText(f"{name}: {n:,} values, stored as {enc} (a float type: no grid)")
+        self.plot.setTitle(f"Histogram of {name} ({enc})")
+
+
+class WhatIfPlot(QWidget):
+    """Error of every candidate encoding against its bits per weight, for the selection."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = _plot("What-if: error vs bits per weight", "relative RMS error",
+                          "bits per weight")
+        self.plot.setLogMode(x=False, y=True)
+        self.curve = pg.PlotDataItem(pen=pg.mkPen((120, 120, 120), width=1,
+                                                  style=Qt.PenStyle.DashLine))
+        self.points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10)
+        self.current = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18,
+                                       symbolBrush=pg.mkBrush(None),
+                                       symbolPen=pg.mkPen((230, 60, 60), width=2))
+        self.plot.addItem(self.curve)
+        self.plot.addItem(self.points)
+        self.plot.addItem(self.current)
+        self.labels: list[pg.TextItem] = []
+        self.run_btn = QPushButton("Compute for selection (Ctrl+W)")
+        self.note = QLabel("Select tensors, then compute: every encoding they accept is tried.")
+        self.note.setWordWrap(True)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.note, 1)
+        bottom.addWidget(self.run_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot, 1)
+        lay.addLayout(bottom)
+        self.rows: list[tuple[str, float, float, int]] = []
+
+    def update_from(self, doc: PlanDocument | None, names: list[str]) -> None:
+        from .analysis import whatif_curve
+
+        for lab in self.labels:
+            self.plot.removeItem(lab)
+        self.labels = []
+        self.rows = []
+        if doc is None or not names:
+            self.points.setData([], [])
+            self.curve.setData([], [])
+            self.current.setData([], [])
+            return
+        encs: dict[str, None] = {}
+        for n in names:
+            for e in doc.candidates(n):
+                encs[e] = None
+        self.rows = [r for r in whatif_curve(doc.measurements.errors, names, doc.model, encs)
+                     if r[2] > 0]
+        if not self.rows:
+            self.points.setData([], [])
+            self.curve.setData([], [])
+            self.current.setData([], [])
+            self.note.setText(f"{len(names)} tensor(s) selected; not computed yet.")
+            return
+        xs = np.array([r[1] for r in self.rows])
+        ys = np.array([r[2] for r in self.rows])
+        brushes = [pg.mkBrush(encoding_color(r[0])) for r in self.rows]
+        self.points.setData(x=xs, y=ys, symbolBrush=brushes, data=[r[0] for r in self.rows])
+        self.curve.setData(xs, ys)
+        for enc, x, y, _n in self.rows:
+            lab = pg.TextItem(enc, anchor=(0.5, 1.3), color=encoding_color(enc))
+            lab.setPos(x, np.log10(y))
+            self.plot.addItem(lab)
+            self.labels.append(lab)
+        # the plan's current choice, when the whole selection shares one encoding
+        current = {doc.plan.entry(n).encoding for n in names}
+        cur = [r for r in self.rows if len(current) == 1 and r[0] in current]
+        self.current.setData([r[1] for r in cur], [r[2] for r in cur])
+        self.note.setText(f"{len(names)} tensor(s): parameter-weighted error of each encoding; "
+                          f"the circled point is the current plan.")
+
+
+class BenchmarkTable(QWidget):
+    COLUMNS = ("tensor", "encoding", "shape", "time", "float32", "speed-up")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.method = QLabel("Run ▸ Benchmark layers (Ctrl+B) times each layer in its encoding.")
+        self.method.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.method)
+        lay.addWidget(self.table, 1)
+
+    def update_from(self, doc: PlanDocument | None) -> None:
+        self.table.setSortingEnabled(False)
+        rows = [] if doc is None else list(doc.measurements.bench.values())
+        self.table.setRowCount(len(rows))
+        for r, d in enumerate(rows):
+            cells = (d["name"], d["encoding"], " × ".join(map(str, d["shape"])),
+                     human_seconds(d["seconds"]), human_seconds(d["float_seconds"]),
+                     f"{d['speedup']:.2f}×")
+            sort_keys = (None, None, None, d["seconds"], d["float_seconds"], d["speedup"])
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if sort_keys[c] is not None:
+                    item.setData(Qt.ItemDataRole.UserRole, sort_keys[c])
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        if rows:
+            self.method.setText(f"Method: {rows[0]['method']}. Best of 3 runs.")
+
+
+class AccuracyPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = _plot("Demo model accuracy (digits test set)", "accuracy", "")
+        self.plot.getAxis("bottom").setTicks([[(0, "float32"), (1, "quantized (plan)")]])
+        self.plot.setXRange(-0.8, 1.8)
+        self.plot.setYRange(0, 1.05)
+        self.bars = pg.BarGraphItem(x=[0, 1], height=[0, 0], width=0.6,
+                                    brushes=[pg.mkBrush("#7f7f7f"), pg.mkBrush("#4e79a7")])
+        self.plot.addItem(self.bars)
+        self.text: list[pg.TextItem] = []
+        self.run_btn = QPushButton("Evaluate (Ctrl+Shift+V)")
+        self.note = QLabel("The demo model is evaluated under the current recipe.")
+        self.note.setWordWrap(True)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.note, 1)
+        bottom.addWidget(self.run_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot, 1)
+        lay.addLayout(bottom)
+        self.values: tuple[float, float] | None = None
+
+    def update_from(self, doc: PlanDocument | None) -> None:
+        for t in self.text:
+            self.plot.removeItem(t)
+        self.text = []
+        acc = doc.measurements.accuracy if doc is not None else None
+        if not acc:
+            self.values = None
+            self.bars.setOpts(height=[0, 0])
+            return
+        f, q = float(acc["float_accuracy"]), float(acc["quantized_accuracy"])
+        self.values = (f, q)
+        self.bars.setOpts(height=[f, q])
+        for x, v in ((0, f), (1, q)):
+            t = pg.TextItem(f"{v:.2%}", anchor=(0.5, 1.2))
+            t.setPos(x, v)
+            self.plot.addItem(t)
+            self.text.append(t)
+        self.note.setText(f"float32 {f:.2%} → quantized {q:.2%} ({(q - f) * 100:+.2f} points)")
+
+
+class AnalysisPanel(QTabWidget):
+    tensor_clicked = Signal(str)
+
+    def __init__(self, window: Any) -> None:
+        super().__init__()
+        self.setObjectName("analysisTabs")
+        self._window = window
+        self.doc: PlanDocument | None = None
+        self.selection: list[str] = []
+        self.error = ErrorPlot()
+        self.memory = MemoryPlot()
+        self.histogram = HistogramPlot()
+        self.whatif = WhatIfPlot()
+        self.bench = BenchmarkTable()
+        self.accuracy = AccuracyPanel()
+        for w, title in ((self.error, "Error"), (self.memory, "Memory"),
+                         (self.histogram, "Histogram"), (self.whatif, "What-if"),
+                         (self.bench, "Benchmark"), (self.accuracy, "Accuracy")):
+            self.addTab(w, title)
+        self.error.tensor_clicked.connect(self.tensor_clicked)
+        self.whatif.run_btn.clicked.connect(lambda: window.run_whatif())
+        self.accuracy.run_btn.clicked.connect(lambda: window.run_evaluate())
+
+    def show_tab(self, title: str) -> None:
+        for i in range(self.count()):
+            if self.tabText(i) == title:
+                self.setCurrentIndex(i)
+
+    def set_document(self, doc: PlanDocument | None) -> None:
+        if self.doc is not None:
+            self.doc.unsubscribe(self._on_doc)
+        self.doc = doc
+        self.selection = []
+        if doc is not None:
+            doc.subscribe(self._on_doc)
+        self.histogram.shown = None
+        self.refresh()
+
+    def _on_doc(self, what: str) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.error.update_from(self.doc)
+        self.memory.update_from(self.doc)
+        self.bench.update_from(self.doc)
+        self.accuracy.update_from(self.doc)
+        self.whatif.update_from(self.doc, self.selection)
+        if self.selection:
+            self.histogram.show_tensor(self.doc, self.selection[0])
+
+    def set_selection(self, names: list[str]) -> None:
+        self.selection = names
+        self.whatif.update_from(self.doc, names)
+        if names:
+            self.histogram.show_tensor(self.doc, names[0])
+
+    def show_whatif(self, names: list[str]) -> None:
+        self.whatif.update_from(self.doc, names)
+        self.show_tab("What-if")

@@ -1,0 +1,105 @@
+"""The summary: sizes before and after, average bpw, memory estimate, and every fallback."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .document import PlanDocument
+from .format import human_bytes, human_count
+
+
+class SummaryPanel(QWidget):
+    #: a tensor name the user picked in the fallback list
+    tensor_activated = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._doc: PlanDocument | None = None
+        self.labels: dict[str, QLabel] = {}
+        form = QFormLayout()
+        for key, title in (("model", "Model"), ("params", "Parameters"),
+                           ("before", "Size before"), ("after", "Size after"),
+                           ("ratio", "Compression"), ("bpw", "Average bpw"),
+                           ("memory", "Memory estimate"), ("encodings", "Encodings"),
+                           ("fallbacks", "Fallbacks")):
+            lab = QLabel("–", objectName=f"summary_{key}")
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lab.setWordWrap(True)
+            self.labels[key] = lab
+            form.addRow(title, lab)
+        self.labels["memory"].setToolTip(
+            "runtime estimate M ≈ P × Q / 8 × 1.2 (parameters × average bits, plus 20% for "
+            "activations and runtime buffers), next to the exact bytes of the weights")
+
+        self.fallbacks = QTableWidget(0, 4, objectName="fallbackTable")
+        self.fallbacks.setHorizontalHeaderLabels(["tensor", "asked", "got", "why"])
+        self.fallbacks.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.fallbacks.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.fallbacks.verticalHeader().setVisible(False)
+        hh = self.fallbacks.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.fallbacks.cellDoubleClicked.connect(
+            lambda r, _c: self.tensor_activated.emit(self.fallbacks.item(r, 0).text()))
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Tensors that could not take their type:"))
+        lay.addWidget(self.fallbacks, 1)
+
+    def set_document(self, doc: PlanDocument | None) -> None:
+        if self._doc is not None:
+            self._doc.unsubscribe(self._on_doc)
+        self._doc = doc
+        if doc is not None:
+            doc.subscribe(self._on_doc)
+        self.refresh()
+
+    def _on_doc(self, what: str) -> None:
+        if what == "plan":
+            self.refresh()
+
+    def refresh(self) -> None:
+        doc = self._doc
+        if doc is None:
+            for lab in self.labels.values():
+                lab.setText("–")
+            self.fallbacks.setRowCount(0)
+            return
+        plan, model = doc.plan, doc.model
+        before, after = plan.original_bytes, plan.total_bytes
+        self.labels["model"].setText(f"{model.path.name} ({model.format}, "
+                                     f"{len(model.tensors)} tensors)")
+        self.labels["params"].setText(human_count(model.total_params))
+        self.labels["before"].setText(f"{human_bytes(before)}  ({before:,} B)")
+        self.labels["after"].setText(f"{human_bytes(after)}  ({after:,} B)")
+        self.labels["ratio"].setText(f"{before / after:.2f}×" if after else "–")
+        self.labels["bpw"].setText(f"{plan.avg_bpw:.3f}")
+        self.labels["memory"].setText(
+            f"≈ {human_bytes(plan.memory_estimate_bytes)} at run time "
+            f"(weights exactly {human_bytes(after)})")
+        counts: dict[str, int] = {}
+        for e in plan.entries:
+            counts[e.encoding] = counts.get(e.encoding, 0) + 1
+        self.labels["encodings"].setText(
+            ", ".join(f"{k} × {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        fb = list(plan.fallbacks)
+        self.labels["fallbacks"].setText(
+            f"{len(fb)} tensor(s)" if fb else "none: every tensor got what it asked for")
+        self.fallbacks.setRowCount(len(fb))
+        for row, e in enumerate(fb):
+            for col, text in enumerate((e.name, e.fallback_from or "", e.encoding,
+                                        e.reason or "")):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.fallbacks.setItem(row, col, item)

@@ -1,0 +1,271 @@
+"""The layer tree: a QAbstractItemModel over the core TreeNode hierarchy.
+
+Qt asks only for the rows it shows, so opening a model with tens of thousands of tensors costs one
+pass to index parents (``_row_of``) and nothing per row until it scrolls into view. Group rows
+aggregate the plan (planned bytes, bits per weight, worst error) from one pass per plan change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont
+
+from .document import PlanDocument
+from .format import human_bytes, human_count
+
+COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error")
+COL = {name: i for i, name in enumerate(COLUMNS)}
+
+#: item data role holding the full dotted path (the filter matches on it)
+PathRole = Qt.ItemDataRole.UserRole + 1
+#: item data role holding the TreeNode
+NodeRole = Qt.ItemDataRole.UserRole + 2
+#: item data role holding a sortable number for numeric columns
+SortRole = Qt.ItemDataRole.UserRole + 3
+
+_HEADER_TIPS = {
+    "size": "bytes the tensor takes under the current plan (tooltip: before and after)",
+    "bpw": "bits per weight under the current plan",
+    "error": "relative RMS error of the dequantized weights (group rows: the worst below them)",
+    "encoding": "encoding the plan gives the tensor; double-click or F2 to change it",
+}
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+_ROOT = QModelIndex()  # the invalid index Qt uses for "top level"
+
+
+class LayerTreeModel(QAbstractItemModel):
+    #: (tensor names, encoding or None) the user asked for through the editor
+    assign_requested = Signal(list, object)
+    #: the plan or measurements changed: every visible row may show new values
+    refreshed = Signal()
+
+    def __init__(self, doc: PlanDocument, parent=None) -> None:
+        super().__init__(parent)
+        self._doc = doc
+        self._root = doc.model.tree
+        self._row_of: dict[int, int] = {}
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            for i, child in enumerate(node.children):
+                self._row_of[id(child)] = i
+                if child.children:
+                    stack.append(child)
+        self._agg: dict[int, tuple[int, float, float | None]] = {}
+        self._recompute()
+        doc.subscribe(self._on_doc)
+
+    def detach(self) -> None:
+        self._doc.unsubscribe(self._on_doc)
+
+    @property
+    def document(self) -> PlanDocument:
+        return self._doc
+
+    # ---- aggregation ---------------------------------------------------------------------
+    def _recompute(self) -> None:
+        """Planned bytes, bpw and worst error for every node, bottom-up in one pass."""
+        plan, doc = self._doc.plan, self._doc
+        acc: dict[int, list] = {}
+        order = []  # pre-order; walked backwards it visits children before parents
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            order.append(node)
+            stack.extend(node.children)
+        for node in reversed(order):
+            nb = params = 0
+            worst: float | None = None
+            if node.tensor is not None:  # a node may hold a tensor and have children too
+                err = doc.error(node.tensor.name)
+                nb, params = plan.entry(node.tensor.name).nbytes, node.tensor.params
+                worst = err.get("rel_error") if err else None
+            for child in node.children:
+                cb, cp, ce = acc[id(child)]
+                nb += cb
+                params += cp
+                if ce is not None and (worst is None or ce > worst):
+                    worst = ce
+            acc[id(node)] = [nb, params, worst]
+        self._agg = {k: (v[0], 8.0 * v[0] / v[1] if v[1] else 0.0, v[2]) for k, v in acc.items()}
+
+    def _on_doc(self, what: str) -> None:
+        self._recompute()
+        n = self.rowCount()
+        if n:
+            # One signal for the top level; views repaint the rest on ``refreshed``. A dataChanged
+            # per group would make a sorting/filtering proxy re-examine every row of 10k tensors.
+            self.dataChanged.emit(self.index(0, COL["size"]),
+                                  self.index(n - 1, len(COLUMNS) - 1))
+        self.refreshed.emit()
+
+    # ---- structure -----------------------------------------------------------------------
+    def node(self, index: AnyIndex):
+        return index.internalPointer() if index.isValid() else self._root
+
+    def index(self, row: int, column: int, parent: AnyIndex = _ROOT) -> QModelIndex:
+        pnode = self.node(parent)
+        if row < 0 or column < 0 or column >= len(COLUMNS) or row >= len(pnode.children):
+            return QModelIndex()
+        return self.createIndex(row, column, pnode.children[row])
+
+    def parent(self, index: AnyIndex = _ROOT) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        node = index.internalPointer()
+        pnode = node.parent
+        if pnode is None or pnode is self._root:
+            return QModelIndex()
+        return self.createIndex(self._row_of[id(pnode)], 0, pnode)
+
+    def rowCount(self, parent: AnyIndex = _ROOT) -> int:
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self.node(parent).children)
+
+    def columnCount(self, parent: AnyIndex = _ROOT) -> int:
+        return len(COLUMNS)
+
+    def hasChildren(self, parent: AnyIndex = _ROOT) -> bool:
+        return self.rowCount(parent) > 0
+
+    def index_for_path(self, path: str) -> QModelIndex:
+        """Index of the node whose dotted path is ``path`` (for selection from plots)."""
+        node = self._root.find(path)
+        if node is None or node is self._root:
+            return QModelIndex()
+        return self.createIndex(self._row_of[id(node)], 0, node)
+
+    # ---- data ----------------------------------------------------------------------------
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        name = COLUMNS[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return _HEADER_TIPS.get(name)
+        return None
+
+    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        node = index.internalPointer()
+        if index.column() == COL["encoding"] and node.tensor is not None:
+            f |= Qt.ItemFlag.ItemIsEditable
+        return f
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        node = index.internalPointer()
+        col = COLUMNS[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(node, col)
+        if role == Qt.ItemDataRole.EditRole:
+            if col == "encoding" and node.tensor is not None:
+                return self._doc.plan.entry(node.tensor.name).encoding
+            return self._display(node, col)
+        if role == PathRole:
+            return node.path
+        if role == NodeRole:
+            return node
+        if role == SortRole:
+            return self._sort_key(node, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(node, col)
+        if role == Qt.ItemDataRole.ForegroundRole and node.tensor is not None:
+            entry = self._doc.plan.entry(node.tensor.name)
+            if col == "encoding" and entry.fallback_from:
+                return QBrush(QColor(214, 120, 0))
+        if (role == Qt.ItemDataRole.FontRole and col == "encoding" and node.tensor is not None
+                and node.tensor.name in (self._doc.recipe.overrides or {})):
+            f = QFont()  # bold: chosen by hand, not by a rule or the preset
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (
+                "parameters", "size", "bpw", "error"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, node, col: str) -> Any:
+        t = node.tensor
+        nbytes, bpw, worst = self._agg.get(id(node), (0, 0.0, None))
+        if col == "name":
+            return node.name or "(model)"
+        if col == "parameters":
+            return human_count(t.params if t is not None else node.params)
+        if col == "size":
+            return human_bytes(nbytes)
+        if col == "bpw":
+            return f"{bpw:.2f}"
+        if col == "error":
+            return "" if worst is None else f"{worst:.2e}"
+        if t is None:
+            return ""
+        if col == "shape":
+            return " × ".join(str(s) for s in t.shape)
+        if col == "dtype":
+            return t.dtype
+        if col == "encoding":
+            entry = self._doc.plan.entry(t.name)
+            return f"{entry.encoding} ⟵ {entry.fallback_from}" if entry.fallback_from \
+                else entry.encoding
+        return ""
+
+    def _sort_key(self, node, col: str) -> Any:
+        nbytes, bpw, worst = self._agg.get(id(node), (0, 0.0, None))
+        t = node.tensor
+        if col == "parameters":
+            return t.params if t is not None else node.params
+        if col == "size":
+            return nbytes
+        if col == "bpw":
+            return bpw
+        if col == "error":
+            return -1.0 if worst is None else worst
+        return self._display(node, col)
+
+    def _tooltip(self, node, col: str) -> str | None:
+        t = node.tensor
+        if t is None:
+            if col == "size":
+                nbytes = self._agg.get(id(node), (0, 0.0, None))[0]
+                return f"{human_bytes(node.nbytes)} before, {human_bytes(nbytes)} planned"
+            return node.path or None
+        entry = self._doc.plan.entry(t.name)
+        if col == "encoding":
+            lines = [f"{entry.encoding} (from {entry.origin})"]
+            if entry.fallback_from:
+                lines.append(f"asked for {entry.fallback_from}: {entry.reason}")
+            return "\n".join(lines)
+        if col == "size":
+            return f"{human_bytes(t.nbytes)} before, {human_bytes(entry.nbytes)} planned"
+        if col == "error":
+            err = self._doc.error(t.name)
+            if not err:
+                return "not measured for this encoding yet (Run ▸ Quantize or What-if)"
+            return "\n".join(f"{k}: {v:.4g}" for k, v in err.items())
+        if col == "name":
+            extra = f"\nGGUF: {t.gguf_name}" if t.gguf_name else ""
+            return f"{t.name}\nrole: {t.role}{extra}"
+        return None
+
+    def setData(self, index: AnyIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        node = index.internalPointer()
+        if COLUMNS[index.column()] != "encoding" or node.tensor is None:
+            return False
+        enc = value or None
+        overrides = self._doc.recipe.overrides or {}
+        if overrides.get(node.tensor.name) == enc:
+            return False  # nothing would change: no empty undo step
+        # The window turns this into an undoable command; the change arrives via the document.
+        self.assign_requested.emit([node.tensor.name], enc)
+        return True

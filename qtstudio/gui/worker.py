@@ -1,0 +1,97 @@
+"""Run a plain generator job on a thread-pool thread and report through Qt signals.
+
+The jobs (qtstudio.jobs) know nothing of Qt: they are generators that yield progress, check a
+CancelToken and return their result. ``JobWorker`` turns one of them into the four signals the
+window listens to, in the spirit of superqt's ``thread_worker``:
+
+- ``yielded(object)``: a progress value (throttled, so a job that yields thousands of times a second
+  cannot flood the event loop; the latest value is never lost before ``returned``)
+- ``returned(object)``: the generator's return value
+- ``errored(object)``: the exception (``Cancelled`` when the job stopped on request)
+- ``finished()``: always last
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from qtstudio.jobs import CancelToken
+
+#: a job factory receives the cancel token and returns the generator to drive
+JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
+
+_MIN_EMIT_INTERVAL_S = 0.03  # ~30 progress updates a second is all a progress bar can show
+
+
+class _Runnable(QRunnable):
+    def __init__(self, worker: JobWorker) -> None:
+        super().__init__()
+        self._worker = worker
+        self.setAutoDelete(True)
+
+    def run(self) -> None:
+        self._worker._run()
+
+
+class JobWorker(QObject):
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    finished = Signal()
+
+    def __init__(self, factory: JobFactory, *, name: str = "job",
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.cancel_token = CancelToken()
+        self._factory = factory
+        self._running = False
+        self._done = False
+
+    # ---- control (GUI thread) ----------------------------------------------------------
+    def start(self, pool: QThreadPool | None = None) -> None:
+        if self._running or self._done:
+            raise RuntimeError(f"{self.name} was already started")
+        self._running = True
+        (pool or QThreadPool.globalInstance()).start(_Runnable(self))
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    # ---- body (pool thread) --------------------------------------------------------------
+    def _run(self) -> None:
+        last_emit = 0.0
+        pending: Any = None
+        has_pending = False
+        try:
+            gen = self._factory(self.cancel_token)
+            while True:
+                try:
+                    value = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                now = time.monotonic()
+                if now - last_emit >= _MIN_EMIT_INTERVAL_S:
+                    self.yielded.emit(value)
+                    last_emit = now
+                    has_pending = False
+                else:
+                    pending, has_pending = value, True
+            if has_pending:
+                self.yielded.emit(pending)
+            self.returned.emit(result)
+        except BaseException as exc:  # everything, including Cancelled, goes to the GUI
+            self.errored.emit(exc)
+        finally:
+            self._running = False
+            self._done = True
+            self.finished.emit()
