@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-encode tensors of a quantized GGUF from their decoded values "
                         "(loses quality, as llama-quantize --allow-requantize)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # NNEF only (qtstudio/export/nnef/cli.py reads them)
+    p.add_argument("--calibration", choices=["minmax", "mse"], default="minmax",
+                   help="NNEF Q4_0 block scales: ggml min-max, or MSE grid search")
+    p.add_argument("--verify", action="store_true",
+                   help="NNEF: run the export with tract and compare it with torch")
     p.set_defaults(func=run)
 
 

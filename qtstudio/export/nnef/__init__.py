@@ -11,6 +11,7 @@ import torch
 from qtstudio.jobs import CancelToken, run_job
 
 from .capability import nnef_fallback, nnef_problem
+from .cli import export_nnef_cli
 from .job import ExportReport, TensorReport, export_nnef_job
 from .q4_0 import CALIBRATIONS, quantize_q4_0
 
@@ -19,6 +20,7 @@ __all__ = [
     "ExportReport",
     "TensorReport",
     "export_nnef",
+    "export_nnef_cli",
     "export_nnef_job",
     "nnef_fallback",
     "nnef_problem",

@@ -96,11 +96,12 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
                     path: str | Path, *, calibration: str = "minmax",
                     default_float: str = "F32", cancel: CancelToken | None = None,
                     threads: int | None = None, keep_decoded: bool = True,
-                    ) -> Job[ExportReport]:
+                    name_map: dict[str, str] | None = None) -> Job[ExportReport]:
     """Export ``module`` to an NNEF folder or ``.nnef.tgz`` that tract runs.
 
     ``plan`` is a core Plan, a {tensor name: encoding} mapping, one encoding name for every
-    matmul/conv/embedding weight, or None (all float). Yields Progress per tensor written.
+    matmul/conv/embedding weight, or None (all float). ``name_map`` translates module parameter
+    names to the plan's (checkpoint) names. Yields Progress per tensor written.
     """
     if calibration not in CALIBRATIONS:
         raise ValueError(f"unknown Q4_0 calibration {calibration!r}; choose one of "
@@ -111,7 +112,8 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
     yield Progress("trace", type(module).__name__, 0, 1, 0, 0, 0.0, "capturing the graph")
     traced = trace_module(module, example_inputs)
     cancel.check()
-    builder, outputs = convert(traced, make_policy(plan, default_float=default_float))
+    policy = make_policy(plan, default_float=default_float, name_map=name_map)
+    builder, outputs = convert(traced, policy)
     variables = builder.variables
     total = len(variables)
     bytes_total = sum(int(np.prod(v.shape, dtype=np.int64)) * 4 for v in variables)
@@ -137,7 +139,8 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
                 if keep_decoded:
                     decoded[var.source] = enc.decoded
                 reports.append(TensorReport(
-                    var.source, var.label, tuple(var.tensor.shape), var.encoding, var.requested,
+                    (name_map or {}).get(var.source, var.source), var.label,
+                    tuple(var.tensor.shape), var.encoding, var.requested,
                     var.requested if var.fallback_reason else None, var.fallback_reason,
                     n, enc.stats))
             done += int(np.prod(var.shape, dtype=np.int64)) * 4

@@ -52,8 +52,10 @@ class PlanLookup:
         return None
 
 
-def make_policy(plan: Any, *, default_float: str = "F32"):
+def make_policy(plan: Any, *, default_float: str = "F32",
+                name_map: dict[str, str] | None = None):
     lookup = PlanLookup(plan)
+    name_map = name_map or {}
     default_float = get_encoding(default_float).name
 
     def policy(name: str, tensor: torch.Tensor, uses: frozenset[str],
@@ -65,7 +67,7 @@ def make_policy(plan: Any, *, default_float: str = "F32"):
             quantizable = len(shape) >= 2 and uses <= BLOCK_AWARE_USES
             requested = lookup.uniform if quantizable else None
         else:
-            requested = lookup.find(name)
+            requested = lookup.find(name_map.get(name, name))
         if requested is None:
             return default_float, None, None
         fb = nnef_fallback(requested, shape, uses=uses)

@@ -1,0 +1,106 @@
+"""``qtstudio-cli export MODEL --format nnef``: the command-line side of the NNEF export.
+
+The ``export`` subcommand (qtstudio/cli/export.py) parses the shared options and hands NNEF
+requests here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from qtstudio.jobs import Cancelled, CancelToken, run_job
+
+from .job import ExportReport, export_nnef_job
+from .q4_0 import CALIBRATIONS
+
+
+def _resolve(args: argparse.Namespace, source):
+    from qtstudio.cli.recipe_args import build_recipe
+    from qtstudio.core.plan import resolve_plan
+    from qtstudio.formats import open_model
+
+    with open_model(source.checkpoint) as model:
+        recipe = build_recipe(args, model)
+        return resolve_plan(model, recipe, target_format="nnef")
+
+
+def _summary(report: ExportReport) -> list[str]:
+    d = report.to_dict()
+    enc = ", ".join(f"{k} x{v}" for k, v in sorted(d["encodings"].items()))
+    lines = [f"wrote {report.path}: {d['n_weights']} weights ({enc}), {d['n_constants']} "
+             f"constants, {d['n_operations']} operations, {report.total_bytes} bytes"]
+    for t in report.fallbacks:
+        lines.append(f"fallback: {t.name}: {t.fallback_from} -> {t.encoding} ({t.reason})")
+    gain = report.q4_0_gain()
+    if gain:
+        lines.append(f"Q4_0 {report.calibration}: weight MSE {gain['mse']:.4g} vs min-max "
+                     f"{gain['mse_minmax']:.4g} (gain {100 * gain['gain']:.2f}%)")
+    v = report.verification
+    if v:
+        for i, o in enumerate(v["outputs"]):
+            same, flt = o["vs_torch_same_weights"], o["vs_float_model"]
+            lines.append(
+                f"tract output {i} {tuple(o['shape'])}: vs torch on the same weights max abs "
+                f"{same['max_abs']:.3g} ({same['rel_max']:.2g} of scale {same['scale']:.3g}, "
+                f"{'ok' if o['within_tolerance'] else 'FAILED'}); vs float model max abs "
+                f"{flt['max_abs']:.3g}, cosine {flt['cosine']:.6f}"
+                + (f", argmax agreement {flt['argmax_agreement']:.3f}"
+                   if "argmax_agreement" in flt else ""))
+    return lines
+
+
+def export_nnef_cli(args: argparse.Namespace) -> int:
+    from qtstudio.cli import CliError
+    from qtstudio.cli.progress_bar import ProgressBar
+
+    from .sources import NoGraphError, source_for
+    from .verify import verify_export
+
+    if not (args.preset or args.recipe or getattr(args, "rule", None)):
+        raise CliError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
+    calibration = getattr(args, "calibration", None) or "minmax"
+    if calibration not in CALIBRATIONS:
+        raise CliError(f"--calibration must be one of {', '.join(CALIBRATIONS)}")
+    try:
+        source = source_for(args.model)
+    except NoGraphError as exc:
+        raise CliError(str(exc)) from None
+    plan = _resolve(args, source)
+    for e in plan.fallbacks:
+        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
+    cancel = CancelToken()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop between tensors; second: at once
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = None if getattr(args, "quiet", False) else ProgressBar()
+    try:
+        report = run_job(export_nnef_job(
+            source.module, plan, source.example_inputs, Path(args.output),
+            calibration=calibration, cancel=cancel, threads=getattr(args, "threads", None),
+            name_map=source.names), bar)
+    except Cancelled:
+        if bar:
+            bar.finish()
+        print("qtstudio-cli: stopped by Ctrl-C; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if getattr(args, "verify", False):
+        report.verification = verify_export(report.path, source.module, source.example_inputs,
+                                            report.decoded)
+    for line in _summary(report):
+        print(line)
+    report_path = getattr(args, "report", None)
+    if report_path:
+        Path(report_path).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    if report.verification is not None and not report.verification["ok"]:
+        return 1
+    return 0
