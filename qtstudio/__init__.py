@@ -3,6 +3,7 @@
 from .core.encodings import BlockParameters, Encoding, encodings, get_encoding
 from .core.qtensor import QTensor, dequantize, quantize
 from .export.tensor_file import load_tensors, save_tensors
+from .kernels.matmul import qmatmul
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "export_nnef",
     "get_encoding",
     "load_tensors",
+    "qmatmul",
     "quantize",
     "save_tensors",
 ]

@@ -108,6 +108,25 @@ QT_API qt_status qt_dequantize(int32_t type_id, const void *src, float *dst, int
 QT_API qt_status qt_find_nonfinite(const float *src, int64_t nrows, int64_t n_per_row,
                                    int64_t *bad_row);
 
+/* ---- qmatmul: quantized matrix multiply -------------------------------------------------
+ * y[n, m] = x[n, k] * w[m, k]^T: x row-major float32, w m rows of k values in encoding
+ * type_id (qt_row_size(type_id, k) bytes each, ggml's layout), y row-major float32.
+ *
+ * QT_QMATMUL_FAST quantizes each 16 activations to 8 bits with one float scale and uses
+ * integer dot products; per output value the error against the float64 product of x and the
+ * dequantized weights is at most sum over groups of max|x_group| / 254 * sum|w_group| (the
+ * activation rounding) plus float32 summation rounding. F32, F16 and BF16 weights always take
+ * the exact path. QT_QMATMUL_EXACT decodes weights with the codec's dequantize and multiplies
+ * in float32: only summation rounding (at most k * 2^-24 * sum|x w|) differs from float64.
+ * k must be a multiple of the encoding's block and of 16. Any weight bytes are accepted
+ * (garbage gives garbage, possibly non-finite, values). nthreads <= 0: one per core.
+ * level < 0 uses the active dispatch level. Transient per-call scratch (quantized
+ * activations, tiles) is allocated inside; QT_ERR_NOMEM when that fails. */
+enum { QT_QMATMUL_FAST = 0, QT_QMATMUL_EXACT = 1 };
+
+QT_API qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, int64_t n,
+                            int64_t m, int64_t k, int32_t mode, int32_t nthreads, int32_t level);
+
 #ifdef __cplusplus
 }
 #endif

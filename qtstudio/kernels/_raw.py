@@ -40,6 +40,12 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
         [c_int32, c_void_p, POINTER(c_float), c_int64, c_int64, c_int32, c_int32],
     ),
     "qt_find_nonfinite": (c_int32, [POINTER(c_float), c_int64, c_int64, POINTER(c_int64)]),
+    # qmatmul
+    "qt_qmatmul": (
+        c_int32,
+        [c_int32, POINTER(c_float), c_void_p, POINTER(c_float), c_int64, c_int64, c_int64,
+         c_int32, c_int32, c_int32],
+    ),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():

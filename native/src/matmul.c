@@ -1,0 +1,428 @@
+/* qt_qmatmul: y[n, m] = x[n, k] * w[m, k]^T with w's rows stored in any encoding.
+ *
+ * Work is split over output rows (m) in tiles of 16 rows, one contiguous share per thread.
+ * GEMV (few activation rows) decodes each weight row span into an L1 buffer and dots it with
+ * every activation row. GEMM decodes 16 weight rows x KC values into an interleaved tile that
+ * stays in L1 and runs a register-blocked kernel over all activation rows, so each weight byte
+ * is decoded once per call whatever n is.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "matmul.h"
+
+#define MM_MAX_THREADS 256
+#define MM_GEMM_MIN_ROWS 4     /* below this many activation rows the GEMV loop wins */
+#define MM_KC_Q 1024           /* values per quantized tile chunk: 16 KiB of weights */
+#define MM_KC_F 512            /* values per float tile chunk: 32 KiB of weights */
+#define MM_KC_GEMV 2048        /* values per decoded GEMV span */
+#define MM_NBLOCK 1024         /* activation rows quantized per pass (bounds scratch memory) */
+/* Below this many multiply-adds per thread, another thread costs more than it saves. */
+#define MM_MIN_MACS_PER_THREAD (1 << 20)
+
+static qt_matmul_table g_mm[QT_ISA_COUNT];
+static int g_mm_ok[QT_ISA_COUNT];
+static pthread_once_t g_mm_once = PTHREAD_ONCE_INIT;
+
+static void build_mm_tables(void) {
+    qt_matmul_table base;
+    memset(&base, 0, sizeof base);
+    qt_mm_ref_register(&base);
+    g_mm[QT_ISA_SCALAR] = base;
+    g_mm_ok[QT_ISA_SCALAR] = 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (qt_isa_supported(QT_ISA_AVX2) == QT_OK) {
+        g_mm[QT_ISA_AVX2] = base;
+        qt_mm_avx2_register(&g_mm[QT_ISA_AVX2]);
+        g_mm_ok[QT_ISA_AVX2] = 1;
+    }
+    if (qt_isa_supported(QT_ISA_AVX512) == QT_OK) {
+        g_mm[QT_ISA_AVX512] = g_mm[QT_ISA_AVX2];
+        qt_mm_avx512_register(&g_mm[QT_ISA_AVX512]);
+        g_mm_ok[QT_ISA_AVX512] = 1;
+    }
+#endif
+#if defined(__aarch64__)
+    /* No NEON matmul kernels yet: the NEON level runs the portable ones. */
+    g_mm[QT_ISA_NEON] = base;
+    g_mm_ok[QT_ISA_NEON] = 1;
+#endif
+}
+
+static const qt_matmul_table *mm_table(int32_t level) {
+    pthread_once(&g_mm_once, build_mm_tables);
+    if (level < 0) {
+        level = qt_active_isa();
+    }
+    if (level >= QT_ISA_COUNT || !g_mm_ok[level]) {
+        return NULL;
+    }
+    return &g_mm[level];
+}
+
+typedef struct mm_job {
+    const qt_matmul_table *mt;
+    qt_dequantize_row_fn dequantize; /* exact path decoder */
+    int32_t type_id;
+    int exact;
+    int has_min;
+    const uint8_t *w;
+    size_t w_stride;
+    int32_t block_elems;
+    int32_t block_bytes;
+    const float *x;        /* exact path activations, n rows of k */
+    const qt_mm_act *acts; /* fast path activations, n rows */
+    float *y;
+    int64_t n, m, k;
+    int64_t row_begin, row_end;
+    qt_status status;
+} mm_job;
+
+static const uint8_t *span_ptr(const mm_job *j, int64_t row, int64_t k0) {
+    return j->w + (size_t)row * j->w_stride + (size_t)(k0 / j->block_elems) * j->block_bytes;
+}
+
+/* ---------------------------------------------------------------- fast path */
+
+static void gemv_fast(mm_job *j) {
+    const int64_t kcap = j->k < MM_KC_GEMV ? j->k : MM_KC_GEMV;
+    uint8_t *u = malloc((size_t)kcap);
+    float *sm = malloc(sizeof(float) * 2 * (size_t)(kcap / QT_MM_GROUP));
+    if (!u || !sm) {
+        free(u);
+        free(sm);
+        j->status = QT_ERR_NOMEM;
+        return;
+    }
+    float *s = sm, *mn = sm + kcap / QT_MM_GROUP;
+    const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
+    for (int64_t row = j->row_begin; row < j->row_end; row++) {
+        float acc[MM_GEMM_MIN_ROWS] = {0};
+        for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {
+            const int64_t kc = j->k - k0 < MM_KC_GEMV ? j->k - k0 : MM_KC_GEMV;
+            unpack(span_ptr(j, row, k0), kc, u, s, mn);
+            for (int64_t i = 0; i < j->n; i++) {
+                acc[i] += j->mt->dot(u, s, mn, j->has_min, &j->acts[i], k0, kc);
+            }
+        }
+        for (int64_t i = 0; i < j->n; i++) {
+            j->y[i * j->m + row] = acc[i];
+        }
+    }
+    free(u);
+    free(sm);
+}
+
+/* Interleave 16 unpacked rows (row-major, stride kc) into the tile layout of matmul.h. */
+static void interleave_q(const uint8_t *rows_u, const float *rows_s, const float *rows_m,
+                         int64_t kc, uint8_t *tu, float *ts, float *tm) {
+    const int64_t ng = kc / QT_MM_GROUP;
+    for (int r = 0; r < QT_MM_TILE_ROWS; r++) {
+        const uint8_t *src = rows_u + r * kc;
+        for (int64_t q = 0; q < kc / 4; q++) {
+            memcpy(tu + q * 64 + r * 4, src + q * 4, 4);
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            ts[g * 16 + r] = rows_s[r * ng + g];
+            tm[g * 16 + r] = rows_m[r * ng + g];
+        }
+    }
+}
+
+static void gemm_fast(mm_job *j) {
+    const int64_t kcap = j->k < MM_KC_Q ? j->k : MM_KC_Q;
+    const int64_t ng = kcap / QT_MM_GROUP;
+    const size_t T = QT_MM_TILE_ROWS;
+    uint8_t *rows_u = malloc(T * (size_t)kcap);
+    uint8_t *tu = aligned_alloc(64, T * (size_t)kcap);
+    float *fl = aligned_alloc(64, sizeof(float) * (4 * T * (size_t)ng + T * (size_t)j->n));
+    if (!rows_u || !tu || !fl) {
+        free(rows_u);
+        free(tu);
+        free(fl);
+        j->status = QT_ERR_NOMEM;
+        return;
+    }
+    float *rows_s = fl, *rows_m = fl + T * ng, *ts = fl + 2 * T * ng, *tm = fl + 3 * T * ng;
+    float *out = fl + 4 * T * ng;
+    const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
+    for (int64_t r0 = j->row_begin; r0 < j->row_end; r0 += QT_MM_TILE_ROWS) {
+        const int64_t nr = j->row_end - r0 < QT_MM_TILE_ROWS ? j->row_end - r0 : QT_MM_TILE_ROWS;
+        memset(out, 0, sizeof(float) * T * (size_t)j->n);
+        for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_Q) {
+            const int64_t kc = j->k - k0 < MM_KC_Q ? j->k - k0 : MM_KC_Q;
+            const int64_t g = kc / QT_MM_GROUP;
+            for (int64_t r = 0; r < QT_MM_TILE_ROWS; r++) {
+                if (r < nr) {
+                    unpack(span_ptr(j, r0 + r, k0), kc, rows_u + r * kc, rows_s + r * g,
+                           rows_m + r * g);
+                } else {
+                    /* Rows past the end: zero weights, results dropped below. */
+                    memset(rows_u + r * kc, 128, (size_t)kc);
+                    memset(rows_s + r * g, 0, sizeof(float) * (size_t)g);
+                    memset(rows_m + r * g, 0, sizeof(float) * (size_t)g);
+                }
+            }
+            interleave_q(rows_u, rows_s, rows_m, kc, tu, ts, tm);
+            j->mt->tile(tu, ts, tm, j->has_min, kc, j->acts, j->n, k0, out);
+        }
+        for (int64_t i = 0; i < j->n; i++) {
+            memcpy(j->y + i * j->m + r0, out + i * T, sizeof(float) * (size_t)nr);
+        }
+    }
+    free(rows_u);
+    free(tu);
+    free(fl);
+}
+
+/* ---------------------------------------------------------------- exact path */
+
+static void gemv_exact(mm_job *j) {
+    const int64_t kcap = j->k < MM_KC_GEMV ? j->k : MM_KC_GEMV;
+    float *buf = j->type_id == QT_T_F32 ? NULL : malloc(sizeof(float) * (size_t)kcap);
+    if (j->type_id != QT_T_F32 && !buf) {
+        j->status = QT_ERR_NOMEM;
+        return;
+    }
+    for (int64_t row = j->row_begin; row < j->row_end; row++) {
+        float acc[MM_GEMM_MIN_ROWS] = {0};
+        for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {
+            const int64_t kc = j->k - k0 < MM_KC_GEMV ? j->k - k0 : MM_KC_GEMV;
+            const float *wv;
+            if (buf) {
+                j->dequantize(span_ptr(j, row, k0), buf, kc);
+                wv = buf;
+            } else {
+                wv = (const float *)(const void *)span_ptr(j, row, k0);
+            }
+            for (int64_t i = 0; i < j->n; i++) {
+                acc[i] += j->mt->dot_f32(wv, j->x + i * j->k + k0, kc);
+            }
+        }
+        for (int64_t i = 0; i < j->n; i++) {
+            j->y[i * j->m + row] = acc[i];
+        }
+    }
+    free(buf);
+}
+
+static void gemm_exact(mm_job *j) {
+    const int64_t kcap = j->k < MM_KC_F ? j->k : MM_KC_F;
+    const size_t T = QT_MM_TILE_ROWS;
+    float *rows = malloc(sizeof(float) * T * (size_t)kcap);
+    float *tw = aligned_alloc(64, sizeof(float) * (T * (size_t)kcap + T * (size_t)j->n));
+    if (!rows || !tw) {
+        free(rows);
+        free(tw);
+        j->status = QT_ERR_NOMEM;
+        return;
+    }
+    float *out = tw + T * kcap;
+    for (int64_t r0 = j->row_begin; r0 < j->row_end; r0 += QT_MM_TILE_ROWS) {
+        const int64_t nr = j->row_end - r0 < QT_MM_TILE_ROWS ? j->row_end - r0 : QT_MM_TILE_ROWS;
+        memset(out, 0, sizeof(float) * T * (size_t)j->n);
+        for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_F) {
+            const int64_t kc = j->k - k0 < MM_KC_F ? j->k - k0 : MM_KC_F;
+            for (int64_t r = 0; r < QT_MM_TILE_ROWS; r++) {
+                if (r < nr) {
+                    j->dequantize(span_ptr(j, r0 + r, k0), rows + r * kc, kc);
+                } else {
+                    memset(rows + r * kc, 0, sizeof(float) * (size_t)kc);
+                }
+            }
+            for (int64_t c = 0; c < kc; c++) {
+                for (int64_t r = 0; r < QT_MM_TILE_ROWS; r++) {
+                    tw[c * T + r] = rows[r * kc + c];
+                }
+            }
+            j->mt->tile_f32(tw, kc, j->x + k0, j->k, j->n, out);
+        }
+        for (int64_t i = 0; i < j->n; i++) {
+            memcpy(j->y + i * j->m + r0, out + i * T, sizeof(float) * (size_t)nr);
+        }
+    }
+    free(rows);
+    free(tw);
+}
+
+static void *run_job(void *arg) {
+    mm_job *j = arg;
+    if (j->row_begin >= j->row_end) {
+        return NULL;
+    }
+    const int gemm = j->n >= MM_GEMM_MIN_ROWS;
+    if (j->exact) {
+        (gemm ? gemm_exact : gemv_exact)(j);
+    } else {
+        (gemm ? gemm_fast : gemv_fast)(j);
+    }
+    return NULL;
+}
+
+static int cpu_count(void) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1 : (c > MM_MAX_THREADS ? MM_MAX_THREADS : (int)c);
+}
+
+/* Run proto over rows [0, m) with nthreads workers, shares rounded to whole tiles. */
+static qt_status run_threads(const mm_job *proto, int nthreads) {
+    mm_job jobs[MM_MAX_THREADS];
+    pthread_t threads[MM_MAX_THREADS];
+    int started[MM_MAX_THREADS] = {0};
+    const int64_t tiles = (proto->m + QT_MM_TILE_ROWS - 1) / QT_MM_TILE_ROWS;
+    if ((int64_t)nthreads > tiles) {
+        nthreads = (int)tiles;
+    }
+    if (nthreads < 1) {
+        nthreads = 1;
+    }
+    int64_t t0 = 0;
+    for (int i = 0; i < nthreads; i++) {
+        const int64_t t1 = t0 + tiles / nthreads + (i < tiles % nthreads ? 1 : 0);
+        jobs[i] = *proto;
+        jobs[i].row_begin = t0 * QT_MM_TILE_ROWS;
+        jobs[i].row_end = t1 * QT_MM_TILE_ROWS < proto->m ? t1 * QT_MM_TILE_ROWS : proto->m;
+        jobs[i].status = QT_OK;
+        t0 = t1;
+    }
+    for (int i = 1; i < nthreads; i++) {
+        started[i] = pthread_create(&threads[i], NULL, run_job, &jobs[i]) == 0;
+    }
+    run_job(&jobs[0]);
+    qt_status st = jobs[0].status;
+    for (int i = 1; i < nthreads; i++) {
+        if (started[i]) {
+            pthread_join(threads[i], NULL);
+        } else {
+            run_job(&jobs[i]); /* a thread that could not start: do its share here */
+        }
+        if (jobs[i].status != QT_OK) {
+            st = jobs[i].status;
+        }
+    }
+    return st;
+}
+
+static int pick_threads(int32_t requested, int64_t n, int64_t m, int64_t k) {
+    int t = requested <= 0 ? cpu_count() : (requested > MM_MAX_THREADS ? MM_MAX_THREADS : requested);
+    const double macs = (double)n * (double)m * (double)k;
+    const double by_size = macs / MM_MIN_MACS_PER_THREAD;
+    if ((double)t > by_size) {
+        t = by_size < 1.0 ? 1 : (int)by_size;
+    }
+    return t < 1 ? 1 : t;
+}
+
+/* Quantize activation rows [i0, i0+nb) into one scratch allocation and point acts at it. */
+static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_t i0, int64_t nb,
+                               int64_t k, int gemv, void **scratch, qt_mm_act *acts) {
+    const size_t ng = (size_t)(k / QT_MM_GROUP), nq = (size_t)(k / 4);
+    const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 8 : 0);
+    uint8_t *buf = malloc(per_row * (size_t)nb + 64);
+    if (!buf) {
+        return QT_ERR_NOMEM;
+    }
+    *scratch = buf;
+    /* Float and int arrays first (4-byte aligned), the int8 values last. */
+    float *da = (float *)(void *)buf;
+    float *sa = da + ng * (size_t)nb;
+    int32_t *gbias = (int32_t *)(void *)(sa + ng * (size_t)nb);
+    int32_t *lbias = gemv ? gbias + ng * (size_t)nb : NULL;
+    float *da4 = gemv ? (float *)(void *)(lbias + nq * (size_t)nb) : NULL;
+    int8_t *a = gemv ? (int8_t *)(void *)(da4 + nq * (size_t)nb)
+                     : (int8_t *)(void *)(gbias + ng * (size_t)nb);
+    for (int64_t i = 0; i < nb; i++) {
+        qt_mm_act *ac = &acts[i];
+        int32_t *lb = gemv ? lbias + (size_t)i * nq : NULL;
+        float *d4 = gemv ? da4 + (size_t)i * nq : NULL;
+        mt->quantize_act(x + (i0 + i) * k, k, a + (size_t)i * (size_t)k, da + (size_t)i * ng,
+                         sa + (size_t)i * ng, gbias + (size_t)i * ng, lb, d4);
+        ac->a = a + (size_t)i * (size_t)k;
+        ac->da = da + (size_t)i * ng;
+        ac->sa = sa + (size_t)i * ng;
+        ac->gbias = gbias + (size_t)i * ng;
+        ac->lbias = lb;
+        ac->da4 = d4;
+    }
+    return QT_OK;
+}
+
+qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, int64_t n,
+                     int64_t m, int64_t k, int32_t mode, int32_t nthreads, int32_t level) {
+    const qt_type_desc *desc = qt_type_desc_get(type_id);
+    if (desc == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (n < 0 || m < 0 || k < 0 || (mode != QT_QMATMUL_FAST && mode != QT_QMATMUL_EXACT)) {
+        return QT_ERR_ARGUMENT;
+    }
+    if (k % desc->block_elems != 0) {
+        return QT_ERR_SHAPE;
+    }
+    if (n > 0 && m > 0 && (x == NULL || y == NULL || (k > 0 && w == NULL))) {
+        return QT_ERR_ARGUMENT;
+    }
+    const qt_matmul_table *mt = mm_table(level);
+    const qt_kernel_table *ct = qt_dispatch_table(level);
+    if (mt == NULL || ct == NULL) {
+        return QT_ERR_ISA;
+    }
+    const int is_float = type_id == QT_T_F32 || type_id == QT_T_F16 || type_id == QT_T_BF16;
+    /* Float storage has nothing to gain from 8-bit activations: it always runs exact. */
+    const int exact = mode == QT_QMATMUL_EXACT || is_float;
+    if (exact ? ct->codec[type_id].dequantize == NULL : mt->unpack[type_id] == NULL) {
+        return QT_ERR_TYPE;
+    }
+    if (!exact && k % QT_MM_GROUP != 0) {
+        return QT_ERR_SHAPE;
+    }
+    if (n == 0 || m == 0) {
+        return QT_OK;
+    }
+    if (k == 0) {
+        memset(y, 0, sizeof(float) * (size_t)n * (size_t)m);
+        return QT_OK;
+    }
+    mm_job proto = {
+        .mt = mt,
+        .dequantize = ct->codec[type_id].dequantize,
+        .type_id = type_id,
+        .exact = exact,
+        .has_min = qt_mm_has_min(type_id),
+        .w = (const uint8_t *)w,
+        .w_stride = qt_row_size(type_id, k),
+        .block_elems = desc->block_elems,
+        .block_bytes = desc->block_bytes,
+        .m = m,
+        .k = k,
+    };
+    const int nt = pick_threads(nthreads, n, m, k);
+    /* GEMV handles up to MM_GEMM_MIN_ROWS - 1 activation rows per pass over the weights. */
+    const int64_t step = n < MM_GEMM_MIN_ROWS ? n : MM_NBLOCK;
+    qt_mm_act *acts = exact ? NULL : malloc(sizeof(qt_mm_act) * (size_t)step);
+    if (!exact && !acts) {
+        return QT_ERR_NOMEM;
+    }
+    qt_status st = QT_OK;
+    for (int64_t i0 = 0; i0 < n && st == QT_OK; i0 += step) {
+        const int64_t nb = n - i0 < step ? n - i0 : step;
+        mm_job job = proto;
+        job.n = nb;
+        job.y = y + i0 * m;
+        void *scratch = NULL;
+        if (exact) {
+            job.x = x + i0 * k;
+        } else {
+            st = quantize_acts(mt, x, i0, nb, k, nb < MM_GEMM_MIN_ROWS, &scratch, acts);
+            if (st != QT_OK) {
+                break;
+            }
+            job.acts = acts;
+        }
+        st = run_threads(&job, nt);
+        free(scratch);
+    }
+    free(acts);
+    return st;
+}

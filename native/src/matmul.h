@@ -1,0 +1,79 @@
+/* Private declarations of the quantized matmul (qt_qmatmul): the per-level kernel table and
+ * the two intermediate layouts every weight encoding is decoded into.
+ *
+ * Fast path. A span of one weight row is "unpacked" into groups of 16 values, each value
+ *   w_j = s_g * q_j + m_g     with q_j a signed 8-bit integer stored offset-binary (q + 128),
+ * so one integer dot kernel serves every encoding. Activations are quantized per 16 values:
+ *   x_j ~ da_g * a_j,  a_j in [-127, 127],
+ * and a group contributes s_g * da_g * sum(q a) + m_g * da_g * sum(a). The 128 offset of the
+ * stored weights is removed in integer arithmetic (exactly) before any float conversion.
+ *
+ * Exact path. Weights are decoded to float32 with the codec's own dequantize function and
+ * multiplied in float32; only summation rounding differs from a float64 product.
+ */
+#ifndef QT_MATMUL_H
+#define QT_MATMUL_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+#define QT_MM_GROUP 16        /* values per scale group of the unpacked layout */
+#define QT_MM_TILE_ROWS 16    /* weight rows per GEMM tile (one 512-bit lane per row) */
+
+/* One quantized activation row (k values), all arrays owned by the caller. */
+typedef struct qt_mm_act {
+    const int8_t *a;        /* [k] quantized values */
+    const float *da;        /* [k/16] scale per group */
+    const float *sa;        /* [k/16] da * sum(a) per group (for the weight minimums) */
+    const int32_t *gbias;   /* [k/16] -128 * sum(a) per group (removes the weight offset) */
+    const int32_t *lbias;   /* [k/4] -128 * sum of each 4 values; GEMV only, else NULL */
+    const float *da4;       /* [k/4] da repeated per 4 values; GEMV only, else NULL */
+} qt_mm_act;
+
+/* Decode n values (a whole number of blocks) starting at blocks into the unpacked layout:
+ * u[n] offset-binary integers, s[n/16] and m[n/16] group scales and minimums. */
+typedef void (*qt_mm_unpack_fn)(const void *blocks, int64_t n, uint8_t *u, float *s, float *m);
+
+/* Quantize k floats (k a multiple of 16) into an activation row; lbias/da4 may be NULL. */
+typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int8_t *a, float *da, float *sa,
+                                      int32_t *gbias, int32_t *lbias, float *da4);
+
+/* Dot of an unpacked span (kc values) with activation values [k0, k0+kc). */
+typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, int has_min,
+                              const qt_mm_act *act, int64_t k0, int64_t kc);
+
+/* GEMM tile: 16 weight rows, kc values, interleaved as described in matmul.c (tile_u: group g,
+ * quad c, row r at [g*256 + c*64 + r*4]; tile_s/tile_m: [g*16 + r]). For every activation row i
+ * < nrows: out[i*16 + r] += dot(weight row r, activation row i over [k0, k0+kc)). */
+typedef void (*qt_mm_tile_fn)(const uint8_t *tile_u, const float *tile_s, const float *tile_m,
+                              int has_min, int64_t kc, const qt_mm_act *acts, int64_t nrows,
+                              int64_t k0, float *out);
+
+/* Float dot of n values. */
+typedef float (*qt_mm_dot_f32_fn)(const float *w, const float *x, int64_t n);
+
+/* Float GEMM tile: tile_w[j*16 + r] holds weight row r, column j (j < kc). For i < nrows:
+ * out[i*16 + r] += sum_j tile_w[j*16 + r] * x[i*ldx + j]. */
+typedef void (*qt_mm_tile_f32_fn)(const float *tile_w, int64_t kc, const float *x, int64_t ldx,
+                                  int64_t nrows, float *out);
+
+typedef struct qt_matmul_table {
+    qt_mm_unpack_fn unpack[QT_TYPE_MAX];
+    qt_mm_quantize_act_fn quantize_act;
+    qt_mm_dot_fn dot;
+    qt_mm_tile_fn tile;
+    qt_mm_dot_f32_fn dot_f32;
+    qt_mm_tile_f32_fn tile_f32;
+} qt_matmul_table;
+
+/* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general). */
+int qt_mm_has_min(int32_t type_id);
+
+void qt_mm_ref_register(qt_matmul_table *t);
+#if defined(__x86_64__) || defined(_M_X64)
+void qt_mm_avx2_register(qt_matmul_table *t);
+void qt_mm_avx512_register(qt_matmul_table *t);
+#endif
+
+#endif /* QT_MATMUL_H */

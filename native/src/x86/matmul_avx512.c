@@ -1,0 +1,209 @@
+/* AVX-512 matmul kernels: VNNI integer dots for the fast path, FMA for the exact path.
+ * Registered only when the CPU has AVX-512 VNNI (vpdpbusd); other AVX-512 parts keep AVX2's. */
+#include <immintrin.h>
+
+#include "../blocks.h"
+#include "../matmul.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static inline int32_t load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---------------------------------------------------------------- activations */
+
+static void quantize_act(const float *x, int64_t k, int8_t *a, float *da, float *sa,
+                         int32_t *gbias, int32_t *lbias, float *da4) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t g = 0; g < k / QT_MM_GROUP; g++) {
+        const __m512 v = _mm512_loadu_ps(x + g * QT_MM_GROUP);
+        const float amax = _mm512_reduce_max_ps(_mm512_andnot_ps(sign, v));
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 127.0f / amax : 0.0f;
+        /* cvtps rounds to nearest even, as nearbyintf does in the scalar kernel. */
+        const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(id)));
+        _mm_storeu_si128((__m128i *)(void *)(a + g * QT_MM_GROUP), _mm512_cvtepi32_epi8(q));
+        const int32_t sum = _mm512_reduce_add_epi32(q);
+        da[g] = d;
+        sa[g] = d * (float)sum;
+        gbias[g] = -128 * sum;
+        if (lbias) {
+            const int8_t *ag = a + g * QT_MM_GROUP;
+            for (int l = 0; l < 4; l++) {
+                lbias[4 * g + l] = -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
+                da4[4 * g + l] = d;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- fast path: GEMV dot */
+
+static float dot_vnni(const uint8_t *u, const float *s, const float *m, int has_min,
+                      const qt_mm_act *act, int64_t k0, int64_t kc) {
+    const int8_t *a = act->a + k0;
+    const int32_t *lb = act->lbias + k0 / 4;
+    const float *d4 = act->da4 + k0 / 4;
+    /* Lane l of a 64-value step covers values 4l..4l+3, i.e. group l/4. */
+    const __m512i rep4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 128 <= kc; j += 128) {
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lb + j / 4),
+                                               _mm512_loadu_si512(u + j), _mm512_loadu_si512(a + j));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lb + j / 4 + 16),
+                                               _mm512_loadu_si512(u + j + 64),
+                                               _mm512_loadu_si512(a + j + 64));
+        const __m512 s0 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(s + j / 16)));
+        const __m512 s1 =
+            _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(s + j / 16 + 4)));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(s0, _mm512_loadu_ps(d4 + j / 4)),
+                               acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
+                               _mm512_mul_ps(s1, _mm512_loadu_ps(d4 + j / 4 + 16)), acc1);
+    }
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; j < kc; j += QT_MM_GROUP) {
+        int32_t d = 0;
+        for (int t = 0; t < QT_MM_GROUP; t++) d += ((int32_t)u[j + t] - 128) * a[j + t];
+        total += (float)d * (s[j / 16] * d4[j / 4]);
+    }
+    if (has_min) {
+        const float *sa = act->sa + k0 / 16;
+        const int64_t ng = kc / QT_MM_GROUP;
+        __m512 mac = _mm512_setzero_ps();
+        int64_t g = 0;
+        for (; g + 16 <= ng; g += 16) {
+            mac = _mm512_fmadd_ps(_mm512_loadu_ps(m + g), _mm512_loadu_ps(sa + g), mac);
+        }
+        total += _mm512_reduce_add_ps(mac);
+        for (; g < ng; g++) total += m[g] * sa[g];
+    }
+    return total;
+}
+
+/* ---------------------------------------------------------------- fast path: GEMM tile */
+
+/* rb activation rows against one 16-row tile; lane r of every vector is weight row r. */
+ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                             int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
+                             float *out) {
+    const int8_t *ap[8];
+    const int32_t *gb[8];
+    const float *dp[8], *sp[8];
+    __m512 f[8];
+    for (int r = 0; r < rb; r++) {
+        ap[r] = acts[r].a + k0;
+        gb[r] = acts[r].gbias + k0 / 16;
+        dp[r] = acts[r].da + k0 / 16;
+        sp[r] = acts[r].sa + k0 / 16;
+        f[r] = _mm512_setzero_ps();
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        const uint8_t *wg = tu + g * 256;
+        const __m512i w0 = _mm512_load_si512(wg), w1 = _mm512_load_si512(wg + 64);
+        const __m512i w2 = _mm512_load_si512(wg + 128), w3 = _mm512_load_si512(wg + 192);
+        const __m512 sc = _mm512_load_ps(ts + g * 16);
+        for (int r = 0; r < rb; r++) {
+            const int8_t *a = ap[r] + g * 16;
+            __m512i acc = _mm512_set1_epi32(gb[r][g]);
+            acc = _mm512_dpbusd_epi32(acc, w0, _mm512_set1_epi32(load_i32(a)));
+            acc = _mm512_dpbusd_epi32(acc, w1, _mm512_set1_epi32(load_i32(a + 4)));
+            acc = _mm512_dpbusd_epi32(acc, w2, _mm512_set1_epi32(load_i32(a + 8)));
+            acc = _mm512_dpbusd_epi32(acc, w3, _mm512_set1_epi32(load_i32(a + 12)));
+            f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
+                                   _mm512_mul_ps(sc, _mm512_set1_ps(dp[r][g])), f[r]);
+        }
+        if (has_min) {
+            const __m512 mn = _mm512_load_ps(tm + g * 16);
+            for (int r = 0; r < rb; r++) {
+                f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g]), f[r]);
+            }
+        }
+    }
+    for (int r = 0; r < rb; r++) {
+        float *o = out + r * QT_MM_TILE_ROWS;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
+    }
+}
+
+static void tile_vnni(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                      int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+    const int64_t ng = kc / QT_MM_GROUP;
+    int64_t i = 0;
+    for (; i + 8 <= nrows; i += 8) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 8, k0, out + i * QT_MM_TILE_ROWS);
+    }
+    if (i + 4 <= nrows) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
+        i += 4;
+    }
+    for (; i < nrows; i++) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
+    }
+}
+
+/* ---------------------------------------------------------------- exact path (float) */
+
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 16), _mm512_loadu_ps(x + j + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 32), _mm512_loadu_ps(x + j + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 48), _mm512_loadu_ps(x + j + 48), a3);
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 mk = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w + j), _mm512_maskz_loadu_ps(mk, x + j),
+                             a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+ALWAYS_INLINE void tile_f32_rows(const float *tw, int64_t kc, const float *x, int64_t ldx,
+                                 const int rb, float *out) {
+    __m512 f[8];
+    for (int r = 0; r < rb; r++) f[r] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < kc; j++) {
+        const __m512 w = _mm512_load_ps(tw + j * QT_MM_TILE_ROWS);
+        for (int r = 0; r < rb; r++) {
+            f[r] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[r * ldx + j]), f[r]);
+        }
+    }
+    for (int r = 0; r < rb; r++) {
+        float *o = out + r * QT_MM_TILE_ROWS;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
+    }
+}
+
+static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, int64_t nrows,
+                     float *out) {
+    int64_t i = 0;
+    for (; i + 8 <= nrows; i += 8) {
+        tile_f32_rows(tw, kc, x + i * ldx, ldx, 8, out + i * QT_MM_TILE_ROWS);
+    }
+    if (i + 4 <= nrows) {
+        tile_f32_rows(tw, kc, x + i * ldx, ldx, 4, out + i * QT_MM_TILE_ROWS);
+        i += 4;
+    }
+    for (; i < nrows; i++) {
+        tile_f32_rows(tw, kc, x + i * ldx, ldx, 1, out + i * QT_MM_TILE_ROWS);
+    }
+}
+
+void qt_mm_avx512_register(qt_matmul_table *t) {
+    t->dot_f32 = dot_f32;
+    t->tile_f32 = tile_f32;
+    if (!(qt_cpu_features() & QT_CPU_AVX512VNNI)) {
+        return;
+    }
+    t->quantize_act = quantize_act;
+    t->dot = dot_vnni;
+    t->tile = tile_vnni;
+}

@@ -1,0 +1,86 @@
+"""qmatmul: multiply float32 activations by a weight matrix that stays in its encoding.
+
+``qmatmul(x, w)`` computes ``x @ dequantize(w).T`` without decoding the whole matrix: the C
+library decodes small tiles of ``w`` on the fly, split over threads by output rows.
+
+Accuracy, per output value ``y[i, r]`` against the float64 product of ``x`` and the dequantized
+weights ``W = dequantize(w)``:
+
+* ``exact=True`` (and always for F32 / F16 / BF16 weights): float32 products and sums only,
+  ``|err| <= k * 2**-24 * sum_j |x[i, j] * W[r, j]|``.
+* ``exact=False`` (default for quantized encodings): activations are rounded to 8 bits with
+  one scale per 16 values (like ggml's Q8 activations, with smaller groups), then integer dot
+  products run per group. Each activation moves by at most ``max|x_group| / 254``, so
+  ``|err| <= sum_groups max|x[i, group]| / 254 * sum_group |W[r, j]|`` plus the float32
+  rounding term above.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import _raw
+from .api import NativeError, _check, _resolve_isa, _threads, native_type
+
+if TYPE_CHECKING:
+    from qtstudio.core.qtensor import QTensor
+
+EXACT_ALWAYS = frozenset({"F32", "F16", "BF16"})
+_FAST, _EXACT = 0, 1
+
+
+def _check_x(x: object, k: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"qmatmul: x must be a numpy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"qmatmul: x must be float32, got {x.dtype} "
+                        "(convert with x.astype(np.float32))")
+    if x.ndim != 2:
+        raise ValueError(f"qmatmul: x must be 2-D [n, k], got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError("qmatmul: x must be C-contiguous (use np.ascontiguousarray(x))")
+    if x.shape[1] != k:
+        raise ValueError(f"qmatmul: x has {x.shape[1]} columns but the weight rows hold {k} "
+                         f"values (x {x.shape}, w [m, k] needs x [n, {k}])")
+    return x
+
+
+def qmatmul(x: np.ndarray, w: QTensor, *, threads: int | None = None, exact: bool = False,
+            isa: str | None = None) -> np.ndarray:
+    """``y[n, m] = x[n, k] @ dequantize(w)[m, k].T`` in float32.
+
+    ``w`` is a 2-D QTensor whose rows are quantized along k, in any encoding the native library
+    decodes. ``threads=None`` uses one thread per core. ``isa`` forces a dispatch level (tests).
+    """
+    from qtstudio.core.qtensor import QTensor  # runtime import: core imports this package
+
+    if not isinstance(exact, bool):
+        raise TypeError(f"qmatmul: exact must be True or False, got {exact!r}")
+    if not isinstance(w, QTensor):
+        raise TypeError(f"qmatmul: w must be a QTensor, got {type(w).__name__}")
+    if len(w.shape) != 2:
+        raise ValueError(f"qmatmul: w must be 2-D [m, k], got shape {w.shape}")
+    enc = w.encoding
+    nt = native_type(enc.ggml_type) if enc.ggml_type is not None else None
+    if nt is None or not nt.can_dequantize:
+        raise ValueError(f"qmatmul: encoding {enc.name} is not one the native library can decode")
+    m, k = w.shape
+    x = _check_x(x, k)
+    mode = _EXACT if (exact or nt.name in EXACT_ALWAYS) else _FAST
+    nthreads = _threads(threads)
+    level = _resolve_isa(isa)
+    data = np.ascontiguousarray(w.data)
+    if data.dtype != np.uint8 or data.shape != (m, nt.block_bytes * (k // nt.block_elems)):
+        raise NativeError(f"qmatmul: w's data does not match its shape {w.shape} and {enc.name}")
+    n = x.shape[0]
+    y = np.empty((n, m), dtype=np.float32)
+    fptr = ctypes.POINTER(ctypes.c_float)
+    _check(
+        _raw.lib.qt_qmatmul(nt.type_id, x.ctypes.data_as(fptr), data.ctypes.data,
+                            y.ctypes.data_as(fptr), n, m, k, mode, nthreads, level),
+        f"qmatmul with {enc.name} weights",
+    )
+    return y

@@ -1,0 +1,159 @@
+"""qmatmul against a float64 product of x and the weights as the gguf package decodes them.
+
+Bounds (stated in qtstudio/kernels/matmul.py):
+- exact path: float32 summation only, |err| <= (k + 2) * 2^-24 * sum|x w|;
+- fast path: 8-bit activations per 16 values, |err| <= sum_g max|x_g| / 254 * sum_g |w| plus
+  the float32 term.
+"""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qtstudio as qs
+from qtstudio import kernels
+from qtstudio.kernels import _raw
+
+QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q2_K", "Q3_K", "Q4_K",
+             "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"]
+FLOATS = ["F32", "F16", "BF16"]
+ISAS = [i.name.lower() for i in kernels.available_isas()]
+U = 2.0**-24
+
+
+def _oracle_weights(w: qs.QTensor) -> np.ndarray:
+    """The weights as the gguf package (an independent decoder) reads them, in float64."""
+    qtype = gguf.GGMLQuantizationType(w.encoding.ggml_type)
+    if w.encoding.name == "F32":
+        dec = w.data.view(np.float32)
+    elif w.encoding.name == "F16":
+        dec = w.data.view(np.float16)
+    else:
+        dec = gguf.quants.dequantize(w.data, qtype)
+    return np.asarray(dec, dtype=np.float64).reshape(w.shape)
+
+
+def _exact_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
+    k = x.shape[1]
+    return (k + 2) * U * (np.abs(x.astype(np.float64)) @ np.abs(wd).T) + 1e-35
+
+
+def _fast_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
+    n, k = x.shape
+    amax = np.abs(x.astype(np.float64)).reshape(n, k // 16, 16).max(axis=2)
+    wsum = np.abs(wd).reshape(wd.shape[0], k // 16, 16).sum(axis=2)
+    return 1.0001 * (amax / 254.0) @ wsum.T + 4 * _exact_bound(x, wd)
+
+
+def _weights(enc: str, m: int, k: int, seed: int) -> qs.QTensor:
+    rng = np.random.default_rng(seed)
+    return qs.quantize(rng.standard_normal((m, k)).astype(np.float32), enc)
+
+
+@pytest.mark.parametrize("enc", QUANTIZED + FLOATS)
+@pytest.mark.parametrize("n", [1, 3, 11])
+def test_matches_float64_reference(enc: str, n: int) -> None:
+    # m not a multiple of the 16-row tile, k spanning several decode chunks with a ragged tail
+    m, k = 37, 2304
+    w = _weights(enc, m, k, seed=n)
+    wd = _oracle_weights(w)
+    x = np.random.default_rng(100 + n).standard_normal((n, k)).astype(np.float32)
+    ref = x.astype(np.float64) @ wd.T
+    for isa in ISAS:
+        y = qs.qmatmul(x, w, exact=True, isa=isa)
+        assert y.shape == (n, m) and y.dtype == np.float32
+        assert np.all(np.abs(y - ref) <= _exact_bound(x, wd)), (enc, isa, "exact")
+        y = qs.qmatmul(x, w, isa=isa)
+        bound = _exact_bound(x, wd) if enc in FLOATS else _fast_bound(x, wd)
+        err = np.abs(y - ref)
+        assert np.all(err <= bound), (enc, isa, "fast", float((err / bound).max()))
+        if enc not in FLOATS:
+            # the 8-bit activation error is real, not hidden by a loose bound
+            assert err.max() > _exact_bound(x, wd).max()
+
+
+@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "F16"])
+def test_threads_and_levels_agree(enc: str) -> None:
+    w = _weights(enc, 70, 512, seed=3)
+    x = np.random.default_rng(4).standard_normal((9, 512)).astype(np.float32)
+    for isa in ISAS:
+        one = qs.qmatmul(x, w, threads=1, isa=isa)
+        # rows are independent, so the thread split cannot change a single bit
+        np.testing.assert_array_equal(one, qs.qmatmul(x, w, threads=2, isa=isa))
+        np.testing.assert_array_equal(one, qs.qmatmul(x, w, threads=7, isa=isa))
+    # the GEMV and GEMM kernels compute the same rows
+    y_rows = np.concatenate([qs.qmatmul(x[i:i + 1], w) for i in range(9)])
+    # (same 8-bit activations; only the float summation order differs)
+    assert np.all(np.abs(y_rows - qs.qmatmul(x, w)) <= 4 * _exact_bound(x, _oracle_weights(w)))
+
+
+def test_agrees_with_torch_linear() -> None:
+    torch = pytest.importorskip("torch")
+    w = _weights("Q8_0", 64, 1024, seed=5)
+    x = np.random.default_rng(6).standard_normal((32, 1024)).astype(np.float32)
+    want = torch.nn.functional.linear(torch.from_numpy(x),
+                                      torch.from_numpy(qs.dequantize(w))).numpy()
+    np.testing.assert_allclose(qs.qmatmul(x, w, exact=True), want, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_sized() -> None:
+    w = _weights("Q4_0", 16, 64, seed=1)
+    assert qs.qmatmul(np.zeros((0, 64), np.float32), w).shape == (0, 16)
+
+
+@pytest.fixture
+def no_c_call(monkeypatch):
+    def boom(*args):
+        raise AssertionError("the C library was called with bad arguments")
+    monkeypatch.setattr(_raw.lib, "qt_qmatmul", boom)
+
+
+def test_bad_input_is_rejected_before_c(no_c_call) -> None:
+    w = _weights("Q4_0", 16, 64, seed=1)
+    x = np.ones((2, 64), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        qs.qmatmul(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        qs.qmatmul(np.ones((64, 2), np.float32).T, w)
+    with pytest.raises(ValueError, match="columns"):
+        qs.qmatmul(np.ones((2, 32), np.float32), w)
+    with pytest.raises(ValueError, match="2-D"):
+        qs.qmatmul(np.ones(64, np.float32), w)
+    with pytest.raises(TypeError, match="QTensor"):
+        qs.qmatmul(x, np.ones((16, 64), np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        qs.qmatmul(x, qs.quantize(np.ones((2, 8, 64), np.float32), "Q4_0"))
+    with pytest.raises(ValueError, match="threads"):
+        qs.qmatmul(x, w, threads=0)
+    with pytest.raises(TypeError, match="exact"):
+        qs.qmatmul(x, w, exact="yes")
+    with pytest.raises(ValueError, match="ISA"):
+        qs.qmatmul(x, w, isa="bogus")
+
+
+@settings(max_examples=60, deadline=None)
+@given(enc=st.sampled_from(QUANTIZED), m=st.integers(1, 20), nblocks=st.integers(1, 3),
+       n=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_random_weight_bytes_never_crash(enc: str, m: int, nblocks: int, n: int,
+                                         seed: int) -> None:
+    e = qs.get_encoding(enc)
+    k = e.elements_per_block * nblocks
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, size=(m, e.row_bytes(k)), dtype=np.uint8)
+    w = qs.QTensor(data, (m, k), enc)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        wd = _oracle_weights(w)
+        ref = x.astype(np.float64) @ wd.T
+        bound = _fast_bound(x, wd)
+    for exact in (False, True):
+        with np.errstate(all="ignore"):
+            y = qs.qmatmul(x, w, exact=exact)
+        assert y.shape == (n, m)
+        # where the weights are tame the answer is still right
+        tame = np.isfinite(bound) & (bound < 1e30)
+        assert np.all(np.abs(y - ref)[tame] <= bound[tame])
