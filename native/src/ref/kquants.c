@@ -216,16 +216,15 @@ static void q3k_finish(const float *x, block_q3_K *b, int8_t *L) {
             L[16 * j + i] = (int8_t)(QT_MAX(-4, QT_MIN(3, l)) + 4);
         }
     }
-    /* hmask byte m, bit k carries element 32*k + m. */
-    memset(b->hmask, 0, sizeof b->hmask);
+    /* hmask byte m, bit k carries bit 2 of element 32*k + m; the low two bits go to qs. */
     uint8_t Lu[QK_K];
-    for (int j = 0; j < QK_K; j++) {
-        uint8_t l = (uint8_t)L[j];
-        if (l > 3) {
-            b->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-            l = (uint8_t)(l - 4);
+    memset(b->hmask, 0, sizeof b->hmask);
+    for (int k = 0; k < QK_K / 32; k++) {
+        for (int m = 0; m < 32; m++) {
+            const uint8_t l = (uint8_t)L[32 * k + m];
+            b->hmask[m] |= (uint8_t)(((l >> 2) & 1u) << k);
+            Lu[32 * k + m] = (uint8_t)(l & 3u);
         }
-        Lu[j] = l;
     }
     pack_2bit(Lu, b->qs);
 }
@@ -508,16 +507,9 @@ static void pack_5bit_k(const uint8_t *L, uint8_t *qs, uint8_t *qh) {
     memset(qh, 0, QK_K / 8);
     for (int c = 0; c < QK_K / 64; c++) {
         for (int l = 0; l < 32; l++) {
-            int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
-            if (lo > 15) {
-                lo -= 16;
-                qh[l] |= (uint8_t)(1u << (2 * c));
-            }
-            if (hi > 15) {
-                hi -= 16;
-                qh[l] |= (uint8_t)(2u << (2 * c));
-            }
-            qs[32 * c + l] = (uint8_t)(lo | (hi << 4));
+            const uint8_t lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+            qh[l] |= (uint8_t)((((lo >> 4) & 1u) << (2 * c)) | (((hi >> 4) & 1u) << (2 * c + 1)));
+            qs[32 * c + l] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
         }
     }
 }
