@@ -1,0 +1,116 @@
+"""Plans: precedence, fallbacks with their cost, format limits, and sizes equal to real bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import qtstudio
+from qtstudio.core.plan import MEMORY_OVERHEAD, resolve_plan
+from qtstudio.core.recipe import Recipe, Rule
+from qtstudio.formats import open_model
+from tests.model_builders import write_hf_llama
+
+
+@pytest.fixture()
+def llama(tmp_path):
+    with open_model(write_hf_llama(tmp_path / "m", layers=2)) as m:
+        yield m
+
+
+def test_rules_first_match_wins_over_preset(llama):
+    recipe = Recipe(preset="Q4_K_M", rules=[
+        Rule(r"attn_v", "Q8_0", target="gguf_name"),
+        Rule(r"blk\.0\.", "Q5_K", target="gguf_name"),
+        Rule("model.layers.*.mlp.*", "Q2_K", syntax="glob"),
+    ])
+    plan = resolve_plan(llama, recipe)
+    e = {x.name: x for x in plan.entries}
+    assert e["model.layers.0.self_attn.v_proj.weight"].encoding == "Q8_0"
+    assert e["model.layers.0.self_attn.v_proj.weight"].origin == "rule 1"
+    assert e["model.layers.0.self_attn.q_proj.weight"].encoding == "Q5_K"
+    assert e["model.layers.0.mlp.up_proj.weight"].encoding == "Q5_K"  # rule 2 came first
+    assert e["model.layers.1.mlp.up_proj.weight"].encoding == "Q2_K"
+    assert e["model.layers.1.self_attn.q_proj.weight"].origin == "preset"
+    assert e["model.layers.1.input_layernorm.weight"].origin == "float"
+
+
+def test_override_beats_rules_and_norm_cannot_be_quantized(llama):
+    recipe = Recipe(preset="Q4_0", rules=[Rule(".*", "Q8_0")], overrides={
+        "model.layers.1.self_attn.q_proj.weight": "F16",
+        "model.layers.1.input_layernorm.weight": "Q4_0"})
+    plan = resolve_plan(llama, recipe)
+    assert plan.entry("model.layers.1.self_attn.q_proj.weight").encoding == "F16"
+    assert plan.entry("model.layers.1.self_attn.q_proj.weight").origin == "override"
+    norm = plan.entry("model.layers.1.input_layernorm.weight")
+    assert norm.encoding == "F32" and norm.fallback_from == "Q4_0"
+    assert "not quantizable" in norm.reason
+
+
+def test_shape_fallbacks_are_visible_with_their_cost(tmp_path):
+    rng = np.random.default_rng(0)
+    save_file({"a.weight": rng.standard_normal((4, 96)).astype(np.float32),
+               "b.weight": rng.standard_normal((4, 40)).astype(np.float32),
+               "c.weight": rng.standard_normal((4, 512)).astype(np.float32)},
+              tmp_path / "m.safetensors")
+    with open_model(tmp_path / "m.safetensors") as m:
+        plan = resolve_plan(m, Recipe(default_encoding="Q4_K"))
+    a, b, c = (plan.entry(n) for n in ("a.weight", "b.weight", "c.weight"))
+    assert (a.encoding, a.fallback_from) == ("Q5_0", "Q4_K")
+    assert "row length 96 is not a multiple of Q4_K's block of 256" in a.reason
+    assert a.bpw_cost == pytest.approx(5.5 - 4.5)
+    assert (b.encoding, b.fallback_from) == ("F16", "Q4_K")
+    assert b.bpw_cost == pytest.approx(16 - 4.5)
+    assert c.fallback_from is None and c.encoding == "Q4_K"
+    assert [e.name for e in plan.fallbacks] == ["a.weight", "b.weight"]
+    total_p = 4 * (96 + 40 + 512)
+    assert plan.fallback_bpw_cost == pytest.approx((1.0 * 4 * 96 + 11.5 * 4 * 40) / total_p)
+
+
+def test_export_format_fallbacks(llama):
+    nnef = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "Q4_K"), Rule("k_proj", "Q6_K")]),
+                        target_format="nnef")
+    q = nnef.entry("model.layers.0.self_attn.q_proj.weight")
+    k = nnef.entry("model.layers.0.self_attn.k_proj.weight")
+    assert (q.encoding, q.fallback_from) == ("Q4_0", "Q4_K") and "nnef" in q.reason
+    assert (k.encoding, k.fallback_from) == ("INT8_PC_SYM", "Q6_K")
+    gg = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "INT8_PC_ASYM")]))
+    assert gg.entry("model.layers.0.self_attn.q_proj.weight").encoding == "Q8_0"
+    free = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "INT8_PC_ASYM")]),
+                        target_format=None)
+    assert free.entry("model.layers.0.self_attn.q_proj.weight").encoding == "INT8_PC_ASYM"
+
+
+def test_sizes_are_the_encoded_bytes(llama):
+    plan = resolve_plan(llama, Recipe(preset="Q3_K_M"), target_format=None)
+    for e in plan.entries[:6]:
+        qt = qtstudio.quantize(llama.load(e.name), e.encoding)
+        assert qt.nbytes == e.nbytes, e.name
+    assert plan.total_bytes == sum(e.nbytes for e in plan.entries)
+    assert plan.original_bytes == llama.total_bytes
+    assert plan.avg_bpw == pytest.approx(8 * plan.total_bytes / llama.total_params)
+    assert plan.memory_estimate_bytes == round(
+        llama.total_params * plan.avg_bpw / 8 * MEMORY_OVERHEAD)
+
+
+def test_float_presets_and_float_encoding(llama):
+    plan = resolve_plan(llama, Recipe(preset="F16", float_encoding="BF16"))
+    assert plan.entry("model.layers.0.self_attn.q_proj.weight").encoding == "F16"
+    assert plan.entry("model.norm.weight").encoding == "BF16"
+    nothing = resolve_plan(llama, Recipe())
+    assert set(nothing.counts()) == {"F32"}
+
+
+def test_output_and_token_embedding_types(llama):
+    plan = resolve_plan(llama, Recipe(preset="Q4_K_M", output_tensor_type="Q8_0",
+                                      token_embedding_type="Q6_K"))
+    assert plan.entry("lm_head.weight").encoding == "Q8_0"
+    assert plan.entry("model.embed_tokens.weight").encoding == "Q6_K"
+
+
+def test_plan_dict_fields(llama):
+    d = resolve_plan(llama, Recipe(preset="Q4_K_M")).to_dict()
+    t = d["tensors"][0]
+    assert {"name", "gguf_name", "encoding", "nbytes"} <= set(t)
+    assert {"total_bytes", "avg_bpw", "memory_estimate_bytes", "total_params"} <= set(d)
