@@ -48,7 +48,7 @@ def test_validation_messages(tmp_path, doc, message):
 
 def test_bad_json_file(tmp_path):
     (tmp_path / "r.json").write_text("{")
-    with pytest.raises(RecipeError, match="r.json: not valid JSON"):
+    with pytest.raises(RecipeError, match=r"r\.json: not valid JSON"):
         Recipe.load(tmp_path / "r.json")
 
 
