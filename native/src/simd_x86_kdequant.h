@@ -1,4 +1,4 @@
-/* Decoders for the 256-value K-quant blocks and the IQ4 types, shared by the AVX2 and AVX-512
+/* Decoders for the 256-value K-quant blocks, the IQ4 types and the ternary types, shared by the AVX2 and AVX-512
  * translation units.
  *
  * The bit unpacking works on 16 bytes at a time in SSE registers (every x86 level here has
@@ -207,6 +207,60 @@ static void qk_dequantize_iq4_xs(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* Ternary digit k of each byte (five per byte, most significant first): the byte times 3^k,
+ * kept to 8 bits, times 3, top bits; minus one gives -1, 0, +1. */
+static inline __m128i qk_trit(__m128i b, int pow3) {
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i p = _mm_set1_epi16((short)pow3), three = _mm_set1_epi16(3);
+    const __m128i low8 = _mm_set1_epi16(0xFF);
+    __m128i lo = _mm_and_si128(_mm_mullo_epi16(_mm_unpacklo_epi8(b, zero), p), low8);
+    __m128i hi = _mm_and_si128(_mm_mullo_epi16(_mm_unpackhi_epi8(b, zero), p), low8);
+    lo = _mm_srli_epi16(_mm_mullo_epi16(lo, three), 8);
+    hi = _mm_srli_epi16(_mm_mullo_epi16(hi, three), 8);
+    return _mm_sub_epi8(_mm_packus_epi16(lo, hi), _mm_set1_epi8(1));
+}
+
+static void qk_dequantize_tq1_0(const void *vx, float *y, int64_t n) {
+    static const int pow3[5] = {1, 3, 9, 27, 81};
+    const block_tq1_0 *x = vx;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = _cvtsh_ss(x[i].d);
+        const __m128i a0 = qk_load16(x[i].qs), a1 = qk_load16(x[i].qs + 16);
+        const __m128i b = qk_load16(x[i].qs + 32);
+        for (int k = 0; k < 5; k++, y += 32) {
+            qk_emit_i8(y, qk_trit(a0, pow3[k]), d);
+            qk_emit_i8(y + 16, qk_trit(a1, pow3[k]), d);
+        }
+        for (int k = 0; k < 5; k++, y += 16) {
+            qk_emit_i8(y, qk_trit(b, pow3[k]), d);
+        }
+        /* The last 16 values: four digits of each qh byte, digit-major. */
+        uint8_t h[16];
+        for (int k = 0; k < 4; k++) {
+            for (int j = 0; j < 4; j++) {
+                h[4 * k + j] = (uint8_t)(x[i].qh[j] * pow3[k]);
+            }
+        }
+        qk_emit_i8(y, qk_trit(qk_load16(h), 1), d);
+        y += 16;
+    }
+}
+
+static void qk_dequantize_tq2_0(const void *vx, float *y, int64_t n) {
+    const block_tq2_0 *x = vx;
+    const __m128i one = _mm_set1_epi8(1);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = _cvtsh_ss(x[i].d);
+        for (int h = 0; h < 2; h++) {
+            const __m128i b0 = qk_load16(x[i].qs + 32 * h), b1 = qk_load16(x[i].qs + 32 * h + 16);
+            for (int k = 0; k < 4; k++, y += 32) {
+                qk_emit_i8(y, _mm_sub_epi8(qk_bits(b0, 2 * k, 3), one), d);
+                qk_emit_i8(y + 16, _mm_sub_epi8(qk_bits(b1, 2 * k, 3), one), d);
+            }
+        }
+    }
+}
+
 /* Decoders only: the quantize entries (scalar or another level's) are left as they are. */
 static inline void qk_register_dequantizers(qt_kernel_table *t) {
     t->codec[QT_T_Q2_K].dequantize = qk_dequantize_q2_K;
@@ -216,6 +270,8 @@ static inline void qk_register_dequantizers(qt_kernel_table *t) {
     t->codec[QT_T_Q6_K].dequantize = qk_dequantize_q6_K;
     t->codec[QT_T_IQ4_NL].dequantize = qk_dequantize_iq4_nl;
     t->codec[QT_T_IQ4_XS].dequantize = qk_dequantize_iq4_xs;
+    t->codec[QT_T_TQ1_0].dequantize = qk_dequantize_tq1_0;
+    t->codec[QT_T_TQ2_0].dequantize = qk_dequantize_tq2_0;
 }
 
 #endif /* QT_SIMD_X86_KDEQUANT_H */
