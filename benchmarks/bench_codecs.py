@@ -256,13 +256,14 @@ def table(rows: list[Row]) -> str:
 
 
 def header(ggml: Ggml | None, args: argparse.Namespace) -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
     import gguf
 
     try:
-        from importlib.metadata import version as pkg_version
-
         gguf_version = pkg_version("gguf")
-    except Exception:  # noqa: BLE001 - only decorates the report
+    except PackageNotFoundError:
         gguf_version = getattr(gguf, "__version__", "?")
     cpu = platform.processor() or platform.machine()
     try:

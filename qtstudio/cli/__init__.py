@@ -11,6 +11,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from qtstudio.kernels import NativeError
+
 from . import eval as eval_cmd
 from . import export, info, inspect, plan, quantize
 
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qtstudio-cli: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, TypeError, OSError) as exc:
+    except (CliError, NativeError, ValueError, TypeError, OSError) as exc:
         print(f"qtstudio-cli: error: {exc}", file=sys.stderr)
         return 2
 
