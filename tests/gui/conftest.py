@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from safetensors.numpy import save_file  # noqa: E402
+from safetensors.numpy import save_file
 
 
 def write_llama_like(path: Path, *, n_layers: int = 2, hidden: int = 64, ffn: int = 128,
@@ -57,7 +58,16 @@ def _private_settings(tmp_path_factory, qapp):
 
 @pytest.fixture
 def small_model(tmp_path) -> Path:
-    return write_llama_like(tmp_path / "small.safetensors")
+    """A Hugging Face style folder (config.json says llama, so tensors get GGUF names)."""
+    folder = tmp_path / "tiny-llama"
+    folder.mkdir()
+    write_llama_like(folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2,
+        "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "vocab_size": 96, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 128}))
+    return folder
 
 
 @pytest.fixture

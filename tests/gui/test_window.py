@@ -1,0 +1,227 @@
+"""The main window: opening, the encoding editor, context menu, rules, presets, undo, recipes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QComboBox, QFileDialog, QInputDialog
+
+from qtstudio.core.encodings import encodings
+from qtstudio.core.recipe import Recipe
+
+pytestmark = pytest.mark.gui
+
+Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
+NORM = "model.layers.0.input_layernorm.weight"
+
+
+def _proxy_index(win, name, column):
+    from qtstudio.gui.tree_model import COL
+
+    src = win.tree_model.index_for_path(name)
+    src = win.tree_model.index(src.row(), COL[column], src.parent())
+    return win.proxy.mapFromSource(src)
+
+
+def _select(win, names):
+    sm = win.tree.selectionModel()
+    sm.clearSelection()
+    for n in names:
+        idx = _proxy_index(win, n, "name")
+        sm.select(idx, sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
+
+
+def test_open_model_fills_tree_and_summary(window, small_model):
+    assert window.open_model(small_model)
+    doc = window.doc
+    assert doc is not None and len(doc.model.tensors) == 21
+    assert window.tree_model.rowCount() == 2  # "lm_head" and "model"
+    assert "tiny-llama" not in window.windowTitle() or "model.safetensors" in window.windowTitle()
+    assert window.summary.labels["before"].text().startswith(
+        f"{doc.model.total_bytes / 1024:.2f} KiB")
+    assert window.recent_files()[0].endswith("tiny-llama")
+
+
+def test_bad_file_shows_error_not_crash(window, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # header runs past the end
+    assert not window.open_model(bad)
+    assert window.doc is None
+    assert window.error_dialog is not None and window.error_dialog.isVisible()
+    assert "broken.safetensors" in window.error_dialog.text() + window.error_dialog.windowTitle()
+    window.error_dialog.close()
+
+
+def test_editor_offers_only_what_the_shape_takes(window, small_model, qtbot):
+    window.open_model(small_model)
+    doc = window.doc
+    idx = _proxy_index(window, Q_PROJ, "encoding")
+    window.tree.setCurrentIndex(idx)
+    window.tree.edit(idx)
+    editor = window.tree.findChild(QComboBox, "encodingEditor")
+    assert editor is not None
+    offered = [editor.itemData(i) for i in range(editor.count())]
+    # independent oracle: rows of 64 values split into blocks of the encoding's size
+    expected = [e.name for e in encodings() if 64 % e.elements_per_block == 0]
+    assert offered[0] is None and sorted(offered[1:]) == sorted(expected)
+    assert "Q4_K" not in offered  # 256-value super-blocks do not fit a 64-value row
+    i = editor.findData("Q8_0")
+    editor.setCurrentIndex(i)
+    editor.activated.emit(i)
+    qtbot.waitUntil(lambda: doc.plan.entry(Q_PROJ).encoding == "Q8_0")
+    assert doc.plan.entry(Q_PROJ).origin == "override"
+    assert doc.recipe.overrides == {Q_PROJ: "Q8_0"}
+    assert idx.data() == "Q8_0"
+
+    # a norm must stay float: the editor offers float types only
+    nidx = _proxy_index(window, NORM, "encoding")
+    window.tree.setCurrentIndex(nidx)
+    window.tree.edit(nidx)
+    editors = [e for e in window.tree.findChildren(QComboBox, "encodingEditor")
+               if e.isVisible()]
+    offered = [editors[-1].itemData(i) for i in range(editors[-1].count())]
+    assert offered == [None, "F32", "F16", "BF16"]
+
+
+def test_context_menu_and_shortcut_assign_to_selection(window, small_model, monkeypatch):
+    window.open_model(small_model)
+    doc = window.doc
+    names = [f"model.layers.{i}.mlp.{p}.weight" for i in (0, 1) for p in ("up_proj", "down_proj")]
+    _select(window, [*names, NORM])
+    assert set(window.selected_tensor_names()) == set(names) | {NORM}
+    window._tree_menu(QPoint(5, 5))
+    menu = window.context_menu
+    act = menu.findChild(type(window.act_clear), "assign_Q4_0")
+    assert act is not None and "4 of 5" in act.text()  # the norm cannot take Q4_0
+    act.trigger()
+    menu.close()
+    assert all(doc.plan.entry(n).encoding == "Q4_0" for n in names)
+    assert doc.plan.entry(NORM).encoding == "F32"
+    assert window.undo_stack.count() == 1  # five tensors, one undo step
+
+    # Ctrl+E: choose from a list (the dialog is patched to answer Q5_1)
+    assert window.act_assign.shortcut().toString() == "Ctrl+E"
+    monkeypatch.setattr(QInputDialog, "getItem",
+                        lambda *a, **k: (next(x for x in a[3] if x.startswith("Q5_1")), True))
+    _select(window, names[:2])
+    window.act_assign.trigger()
+    assert [doc.plan.entry(n).encoding for n in names] == ["Q5_1", "Q5_1", "Q4_0", "Q4_0"]
+
+    # Delete: back to what rules and preset say
+    window.act_clear.trigger()
+    assert doc.plan.entry(names[0]).encoding == "F32" and names[0] not in doc.recipe.overrides
+
+
+def test_rules_presets_and_undo_redo(window, small_model):
+    window.open_model(small_model)
+    doc = window.doc
+    window.apply_preset("Q8_0")
+    assert all(e.encoding == "Q8_0" for e in doc.plan.entries if e.quantizable)
+    window.rules.add_rule(r"mlp\.down_proj", "Q4_0")
+    assert doc.plan.entry("model.layers.1.mlp.down_proj.weight").encoding == "Q4_0"
+    assert doc.plan.entry("model.layers.1.mlp.down_proj.weight").origin.startswith("rule")
+    assert window.rules.table.item(0, 4).text() == "2"  # matches column
+    # a glob over GGUF names, placed first
+    window.rules.add_rule("blk.*.ffn_*", "Q5_0")
+    combo_syntax = window.rules.table.cellWidget(1, 1)
+    combo_syntax.setCurrentText("glob")
+    combo_syntax.activated.emit(1)
+    combo_target = window.rules.table.cellWidget(1, 2)
+    combo_target.setCurrentText("gguf_name")
+    combo_target.activated.emit(1)
+    window.rules.table.selectRow(1)
+    window.rules.move_rule(-1)
+    assert doc.recipe.rules[0].pattern == "blk.*.ffn_*" and doc.recipe.rules[0].syntax == "glob"
+    assert doc.plan.entry("model.layers.1.mlp.down_proj.weight").encoding == "Q5_0"
+    assert doc.plan.entry(Q_PROJ).encoding == "Q8_0"
+
+    steps = window.undo_stack.count()
+    texts = [window.undo_stack.text(i) for i in range(steps)]
+    assert steps == 6, texts
+    snapshots = []
+    for _ in range(steps):
+        snapshots.append(doc.recipe.to_dict())
+        window.act_undo.trigger()
+    assert doc.recipe.to_dict() == Recipe().to_dict()
+    assert all(e.encoding == "F32" for e in doc.plan.entries)
+    for snap in reversed(snapshots):
+        window.act_redo.trigger()
+        assert doc.recipe.to_dict() == snap
+    assert window.rules.table.rowCount() == 2
+
+    # an invalid regex typed into the table changes nothing and says why
+    window.rules.table.item(1, 0).setText("mlp.(")  # row 1 is the regex rule
+    assert window.undo_stack.count() == steps
+    assert "not a valid regex" in window.statusBar().currentMessage()
+
+
+def test_recipe_save_and_load_through_dialogs(window, small_model, tmp_path, monkeypatch):
+    window.open_model(small_model)
+    doc = window.doc
+    window.apply_preset("Q4_K_M")
+    window.assign([Q_PROJ], "Q8_0")
+    target = tmp_path / "mix.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.act_save_recipe.trigger()
+    saved = json.loads(target.read_text())
+    assert saved["preset"] == "Q4_K_M" and saved["overrides"] == {Q_PROJ: "Q8_0"}
+    assert window.undo_stack.isClean() and "mix.json" in window.windowTitle()
+
+    window.apply_preset(None)
+    assert doc.recipe.preset is None and "*" in window.windowTitle()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(target), ""))
+    window.act_open_recipe.trigger()
+    assert doc.recipe.to_dict() == Recipe.load(target).to_dict()
+    window.act_undo.trigger()  # loading a recipe is undoable too
+    assert doc.recipe.preset is None
+
+
+def test_open_dialog_drop_and_recent(window, small_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(small_model / "model.safetensors"), ""))
+    window.act_open.trigger()
+    assert window.doc is not None and window.doc.model.path.name == "model.safetensors"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    from .conftest import write_llama_like
+
+    write_llama_like(other / "m.safetensors", n_layers=1)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other))])  # a dropped folder opens too
+    ev = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                    Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(ev)
+    assert window.doc.model.path.name == "m.safetensors"
+    recent = window.recent_files()
+    assert recent[0] == str(other.resolve())
+    assert recent[1].endswith("model.safetensors")
+
+    # a dropped recipe applies to the open model
+    recipe = tmp_path / "r.json"
+    Recipe(default_encoding="Q8_0").save(recipe)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(recipe))])
+    window.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                                Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+    assert window.doc.recipe.default_encoding == "Q8_0"
+
+
+def test_filter_box(window, small_model):
+    window.open_model(small_model)
+    window.filter_edit.setText("q_proj")
+    assert window.match_label.text() == "2 match"
+    window.regex_box.setChecked(True)
+    window.filter_edit.setText(r"layers\.1\..*(k|v)_proj")
+    assert window.match_label.text() == "2 match"
+    window.filter_edit.setText("(")
+    assert "invalid regular expression" in window.filter_edit.toolTip()
+
+
+def test_demo_opens_without_argument(window):
+    assert window.open_demo()
+    assert window.doc.model.path.name == "model.safetensors"
+    assert window.act_eval.isEnabled()
