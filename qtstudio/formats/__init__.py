@@ -70,7 +70,8 @@ def _sniff(path: Path) -> str:
 
 def open_model(path: str | Path) -> Model:
     """Open a checkpoint lazily (headers only)."""
-    from . import gguf_reader, safetensors_reader, shard_index, torch_reader
+    # Readers load on demand: torch is heavy, and most files never need it.
+    from . import safetensors_reader, shard_index
 
     path = Path(path)
     if not path.exists():
@@ -94,17 +95,23 @@ def open_model(path: str | Path) -> Model:
             src, meta = safetensors_reader.open_files(shards, index_path=path, weight_map=wmap)
             return Model(path, "safetensors", src.raws, src, config=config,
                          metadata={**index_meta, **meta}, architecture=arch)
+        from . import torch_reader
+
         tsrc = torch_reader.open_torch(shards, index_path=path, weight_map=wmap)
         return Model(path, "torch", tsrc.raws, tsrc, config=config, metadata=index_meta,
                      architecture=arch)
     kind = _sniff(path)
     if kind == "gguf":
+        from . import gguf_reader
+
         gsrc, meta, _ = gguf_reader.read_gguf(path)
         garch = meta.get("general.architecture")
         return Model(path, "gguf", gsrc.raws, gsrc, config=config, metadata=meta,
                      architecture=garch if isinstance(garch, str) else arch,
                      names_are_gguf=True)
     if kind == "torch":
+        from . import torch_reader
+
         tsrc = torch_reader.open_torch([path])
         return Model(path, "torch", tsrc.raws, tsrc, config=config, architecture=arch)
     src, meta = safetensors_reader.open_files([path])
