@@ -18,6 +18,8 @@ USE_MATMUL = "matmul"
 USE_CONV = "conv"
 USE_GATHER = "gather"
 USE_OTHER = "other"
+#: a convolution whose output goes straight into batch norm
+USE_CONV_SCALED = "conv_batch_norm"
 BLOCK_AWARE_USES = frozenset({USE_MATMUL, USE_CONV, USE_GATHER})
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from qtstudio.core.encodings import Encoding, get_encoding
 
-from .builder import BLOCK_AWARE_USES
+from .builder import BLOCK_AWARE_USES, USE_CONV_SCALED
 
 #: tensor roles (qtstudio.core.roles) whose weights feed a block-aware kernel
 BLOCK_AWARE_ROLES = frozenset({"linear", "embedding", "conv"})
@@ -49,6 +49,8 @@ def nnef_problem(encoding: str | Encoding, shape: tuple[int, ...], *,
                     f"multiple of 32 values; shape {tuple(shape)}")
         if uses is not None:
             other = sorted(set(uses) - BLOCK_AWARE_USES)
+            if USE_CONV_SCALED in other:
+                return "tract 0.23 cannot fold a batch norm into a Q4_0 convolution filter"
             if other:
                 return "tract reads Q4_0 only in matmul, conv and gather; this tensor also " \
                        "feeds elementwise operations"

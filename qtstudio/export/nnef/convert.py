@@ -19,6 +19,7 @@ from torch import fx
 
 from .builder import (
     USE_CONV,
+    USE_CONV_SCALED,
     USE_GATHER,
     USE_MATMUL,
     USE_OTHER,
@@ -57,6 +58,7 @@ _SHAPE_OPS = frozenset({
     "view", "reshape", "_unsafe_view", "unsqueeze", "squeeze", "flatten", "unflatten", "view_as",
     "reshape_as",
 })
+_BATCH_NORM_OPS = frozenset({"batch_norm", "_native_batch_norm_legit_no_training"})
 _COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 _LOGICAL = frozenset({"and", "or"})
 
@@ -111,6 +113,10 @@ class Converter:
                             use = USE_MATMUL
                         elif name in ("conv1d", "conv2d", "convolution") and i == 1:
                             use = USE_CONV
+                            # tract folds a following per-channel scale into the kernel,
+                            # which it cannot do for block-quantized filters
+                            if any(_op_name(u) in _BATCH_NORM_OPS for u in node.users):
+                                use = USE_CONV_SCALED
                         elif name == "embedding" and i == 0:
                             use = USE_GATHER
                         uses.setdefault(item.name, set()).add(use)
@@ -177,6 +183,8 @@ class Converter:
                            kind=_kind_of(tensor), requested=requested, fallback_reason=reason)
             self._declare(var)
             self._weight_vars[a.name] = var
+        if use == USE_CONV_SCALED:
+            use = USE_CONV
         if use in (USE_MATMUL, USE_CONV, USE_GATHER) and var.encoding in ("Q4_0", "F32"):
             return var.ident
         if use == USE_MATMUL and var.encoding == "F16":

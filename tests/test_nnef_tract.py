@@ -1,0 +1,222 @@
+"""NNEF exports loaded and run by tract, compared with torch on the same dequantized weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+tract = pytest.importorskip("tract")
+
+from qtstudio.export.nnef import export_nnef  # noqa: E402
+from qtstudio.export.nnef.dat import read_header  # noqa: E402
+from qtstudio.export.nnef.job import export_nnef_job  # noqa: E402
+from qtstudio.export.nnef.sources import NoGraphError, demo_source, hf_source  # noqa: E402
+from qtstudio.jobs import Cancelled, CancelToken  # noqa: E402
+
+
+def _check(report, *, max_float_rel: float | None = None):
+    v = report.verification
+    assert v is not None and v["ok"], json.dumps(v, indent=1)
+    for o in v["outputs"]:
+        same = o["vs_torch_same_weights"]
+        assert same["max_abs"] <= 1e-4 * same["scale"]
+        if max_float_rel is not None:
+            assert o["vs_float_model"]["rel_max"] <= max_float_rel
+    return v
+
+
+class Mlp(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(64, 96)
+        self.norm = torch.nn.LayerNorm(96)
+        self.fc2 = torch.nn.Linear(96, 32)
+        self.head = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = torch.nn.functional.gelu(self.norm(self.fc1(x)))
+        h = torch.nn.functional.silu(self.fc2(h)) * torch.sigmoid(h[:, :32])
+        return torch.softmax(self.head(torch.tanh(h)), dim=-1)
+
+
+@pytest.mark.parametrize("plan, expect", [
+    (None, {"fc1.weight": "F32"}),
+    ("F16", {"fc1.weight": "F16", "norm.weight": "F32"}),
+    ("Q4_0", {"fc1.weight": "Q4_0", "fc2.weight": "Q4_0", "head.weight": "Q4_0"}),
+    ({"fc1.weight": "INT8_PT_SYM", "fc2.weight": "INT8_PC_ASYM", "head.weight": "INT8_PC_SYM",
+      "norm.weight": "INT8_PT_ASYM", "fc1.bias": "F16"},
+     {"fc1.weight": "INT8_PT_SYM", "fc2.weight": "INT8_PC_ASYM", "norm.weight": "INT8_PT_ASYM"}),
+])
+def test_mlp_encodings_run_in_tract(tmp_path, plan, expect):
+    m = Mlp().eval()
+    x = torch.randn(5, 64)
+    r = export_nnef(m, plan, (x,), tmp_path / "m.nnef", verify=True)
+    got = {t.name: t.encoding for t in r.tensors}
+    for k, v in expect.items():
+        assert got[k] == v
+    _check(r)
+    if plan == "F16":
+        assert r.verification["outputs"][0]["vs_float_model"]["rel_max"] < 1e-2
+    if isinstance(plan, dict):
+        assert (tmp_path / "m.nnef" / "graph.quant").read_text().count(
+            "zero_point_linear_quantize") == 4
+
+
+def test_unsupported_encoding_is_a_visible_fallback(tmp_path):
+    m = Mlp().eval()
+    plan = {"fc1.weight": "Q4_K", "fc1.bias": "Q4_0", "norm.weight": "Q4_0"}
+    r = export_nnef(m, plan, (torch.randn(2, 64),), tmp_path / "f.nnef", verify=True)
+    fb = {t.name: (t.fallback_from, t.encoding, t.reason) for t in r.fallbacks}
+    assert fb["fc1.weight"][:2] == ("Q4_K", "F16") and "cannot store Q4_K" in fb["fc1.weight"][2]
+    assert fb["fc1.bias"][:2] == ("Q4_0", "F16") and "multiple of 32" in fb["fc1.bias"][2]
+    assert fb["norm.weight"][:2] == ("Q4_0", "F16")
+    assert r.to_dict()["fallbacks"]
+    _check(r)
+
+
+def test_q4_0_payload_is_ggml_bytes_and_mse_calibration_reported(tmp_path):
+    from qtstudio.core.qtensor import quantize
+
+    m = Mlp().eval()
+    r = export_nnef(m, "Q4_0", (torch.randn(2, 64),), tmp_path / "mm.nnef")
+    raw = (tmp_path / "mm.nnef" / "fc1.weight.dat").read_bytes()
+    assert read_header(raw[:128])["item_type"] == 0x54523040
+    assert raw[128:] == quantize(m.fc1.weight.detach().numpy(), "Q4_0").tobytes()
+    r2 = export_nnef(m, "Q4_0", (torch.randn(2, 64),), tmp_path / "mse.nnef",
+                     calibration="mse", verify=True)
+    g_mm, g = r.q4_0_gain(), r2.q4_0_gain()
+    assert g_mm["gain"] == 0 and g_mm["mse"] == g_mm["mse_minmax"]
+    assert g["mse_minmax"] == pytest.approx(g_mm["mse"])
+    assert 0 < g["gain"] and g["mse"] < g_mm["mse"]
+    _check(r2)
+
+
+class ConvNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.c1 = torch.nn.Conv2d(2, 16, 4, padding=1)  # rows 2*4*4 = 32: Q4_0
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.c2 = torch.nn.Conv1d(16, 8, 2, stride=2)  # rows 32: Q4_0
+        self.fc = torch.nn.Linear(8 * 4, 4)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.c1(x)))  # [1, 16, 9, 9]
+        h = torch.nn.functional.max_pool2d(h, 2)  # [1, 16, 4, 4]
+        h = h.flatten(2)  # [1, 16, 16]
+        h = self.c2(h)  # [1, 8, 8]
+        return self.fc(h.reshape(1, 2, 32)[:, :, :32])
+
+
+def test_conv_net_with_q4_0_filters(tmp_path):
+    m = ConvNet().eval()
+    x = torch.randn(1, 2, 10, 10)
+    out = tmp_path / "conv.nnef.tgz"
+    r = export_nnef(m, {"c1.weight": "Q4_0", "c2.weight": "Q4_0", "fc.weight": "Q4_0"},
+                    (x,), out, verify=True)
+    enc = {t.name: t.encoding for t in r.tensors}
+    assert enc["c2.weight"] == "Q4_0" and enc["fc.weight"] == "Q4_0"
+    # c1 feeds batch norm, which tract folds into the filter: a visible fallback
+    fb = {t.name: t for t in r.fallbacks}
+    assert enc["c1.weight"] == "F16" and "batch norm" in fb["c1.weight"].reason
+    assert out.is_file() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    _check(r)
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    m = Mlp().eval()
+    token = CancelToken()
+    job = export_nnef_job(m, "Q4_0", (torch.randn(2, 64),), tmp_path / "c.nnef.tgz",
+                          cancel=token)
+    next(job)  # traced
+    next(job)  # first tensor written into staging
+    token.cancel()
+    with pytest.raises(Cancelled):
+        for _ in job:
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_model_exports_and_keeps_accuracy(tmp_path):
+    from qtstudio.core.demo import load_test_set
+
+    src = demo_source()
+    r = export_nnef(src.module, {v: "Q4_0" for v in src.names.values() if "weight" in v},
+                    src.example_inputs, tmp_path / "demo.nnef", verify=True,
+                    name_map=src.names, calibration="mse")
+    assert {t.encoding for t in r.tensors if t.name.endswith("weight")} <= {"Q4_0", "F16"}
+    _check(r)
+    x, y = load_test_set()
+    runnable = tract.nnef().load(str(tmp_path / "demo.nnef")).into_runnable()
+    n = src.example_inputs[0].shape[0]
+    correct = 0
+    for i in range(0, (len(x) // n) * n, n):
+        out = runnable.run([x[i:i + n]])[0].to_numpy()
+        correct += int((out.argmax(1) == y[i:i + n]).sum())
+    assert correct / ((len(x) // n) * n) > 0.85
+
+
+def test_checkpoint_without_graph_says_what_is_missing(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros((4, 4), np.float32)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(NoGraphError, match=r"computation graph.*config\.json"):
+        hf_source(tmp_path / "model.safetensors")
+    (tmp_path / "x.gguf").write_bytes(b"GGUF")
+    with pytest.raises(NoGraphError, match="GGUF"):
+        hf_source(tmp_path / "x.gguf")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no_such_arch_xyz"}))
+    with pytest.raises(NoGraphError, match="no_such_arch_xyz"):
+        hf_source(tmp_path)
+
+
+def test_cli_export_demo(tmp_path, capsys):
+    from qtstudio.cli import main
+
+    out = tmp_path / "demo.nnef.tgz"
+    rc = main(["export", "demo", "--format", "nnef", "--preset", "Q4_0", "-o", str(out),
+               "--calibration", "mse", "--verify"])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert out.is_file()
+    assert "Q4_0" in text.out and "ok" in text.out and "gain" in text.out
+    assert "%" in text.err  # progress bar
+
+
+@pytest.mark.slow
+def test_tiny_llama_q4_0_and_int8(tmp_path):
+    from tests.helpers.tiny_models import build_tiny_llama
+
+    folder = build_tiny_llama(tmp_path / "llama", hidden=64, intermediate=128)
+    src = hf_source(folder)
+    plan = {n: ("INT8_PC_SYM" if "down_proj" in n else "Q4_0")
+            for n in src.names.values() if n.endswith("proj.weight") or "embed" in n}
+    r = export_nnef(src.module, plan, src.example_inputs, tmp_path / "llama.nnef.tgz",
+                    name_map=src.names, calibration="mse", verify=True)
+    enc = {t.name: t.encoding for t in r.tensors}
+    assert enc["model.embed_tokens.weight"] == "Q4_0"
+    assert enc["model.layers.0.mlp.down_proj.weight"] == "INT8_PC_SYM"
+    v = _check(r)
+    assert v["outputs"][0]["vs_float_model"]["cosine"] > 0.9
+
+
+@pytest.mark.slow
+def test_tiny_bert_mixed(tmp_path):
+    from tests.helpers.tiny_models import build_tiny_bert
+
+    folder = build_tiny_bert(tmp_path / "bert", hidden=64, intermediate=128)
+    src = hf_source(folder)
+    plan = {n: "Q4_0" for n in src.names.values() if "attention" in n and n.endswith("weight")
+            and "LayerNorm" not in n}
+    plan.update({n: "F16" for n in src.names.values() if "intermediate" in n})
+    r = export_nnef(src.module, plan, src.example_inputs, tmp_path / "bert.nnef",
+                    name_map=src.names, verify=True)
+    assert "Q4_0" in {t.encoding for t in r.tensors} and "F16" in {t.encoding for t in r.tensors}
+    _check(r)
