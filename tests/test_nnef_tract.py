@@ -91,7 +91,7 @@ def test_q4_0_payload_is_ggml_bytes_and_mse_calibration_reported(tmp_path):
     g_mm, g = r.q4_0_gain(), r2.q4_0_gain()
     assert g_mm["gain"] == 0 and g_mm["mse"] == g_mm["mse_minmax"]
     assert g["mse_minmax"] == pytest.approx(g_mm["mse"])
-    assert 0 < g["gain"] and g["mse"] < g_mm["mse"]
+    assert g["gain"] > 0 and g["mse"] < g_mm["mse"]
     _check(r2)
 
 
