@@ -190,6 +190,36 @@ def test_cli_export_demo(tmp_path, capsys):
     assert "%" in text.err  # progress bar
 
 
+def test_cli_export_demo_with_recipe(tmp_path, capsys):
+    from qtstudio.cli import main
+    from qtstudio.core.recipe import Recipe, Rule
+
+    recipe = Recipe(rules=[Rule(r"fc1\.weight", "INT8_PT_ASYM"), Rule(r"fc2\.weight", "Q4_0"),
+                           Rule(r"fc3\.weight", "Q6_K")], float_encoding="F16")
+    recipe.save(tmp_path / "r.json")
+    out = tmp_path / "demo_dir"
+    rc = main(["export", "demo", "--format", "nnef", "--recipe", str(tmp_path / "r.json"),
+               "-o", str(out), "--verify", "--quiet"])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert "fc3.weight: Q6_K ->" in text.err  # the plan's fallback is shown
+    assert "INT8_PT_ASYM x1" in text.out and "Q4_0 x1" in text.out and "F16 x3" in text.out
+    assert (out / "graph.quant").is_file() and (out / "graph.nnef").is_file()
+
+
+def test_cli_export_refuses_checkpoint_without_graph(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from qtstudio.cli import main
+
+    save_file({"w": np.zeros((4, 32), np.float32)}, str(tmp_path / "w.safetensors"))
+    rc = main(["export", str(tmp_path / "w.safetensors"), "--format", "nnef", "--preset", "Q4_0",
+               "-o", str(tmp_path / "o.nnef")])
+    assert rc == 2
+    assert "config.json" in capsys.readouterr().err
+    assert not (tmp_path / "o.nnef").exists()
+
+
 @pytest.mark.slow
 def test_tiny_llama_q4_0_and_int8(tmp_path):
     from tests.helpers.tiny_models import build_tiny_llama

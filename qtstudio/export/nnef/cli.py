@@ -85,7 +85,7 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
         report = run_job(export_nnef_job(
             source.module, plan, source.example_inputs, Path(args.output),
             calibration=calibration, cancel=cancel, threads=getattr(args, "threads", None),
-            name_map=source.names), bar)
+            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))), bar)
     except Cancelled:
         if bar:
             bar.finish()
