@@ -28,11 +28,13 @@ ROW_LENGTHS = (256, 768, 256 * 17, 256 * 21)
 
 def _inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((4, n)).astype(np.float32)
+    x = rng.standard_normal((6, n)).astype(np.float32)
     x[0] *= 0.01
     x[1, : n // 3] = 0.0  # all-zero groups next to live ones in the same batch
     x[2] = rng.laplace(size=n) * np.where(rng.random(n) < 0.02, 40.0, 1.0)
     x[3] = np.round(x[3] * 3) / 4  # many exact ties in the level searches
+    x[4] *= np.float32(1e-38)  # subnormal spans: scale reciprocals overflow
+    x[5] *= np.float32(1e20)  # squared weights overflow to inf
     imatrix = (rng.random(n) ** 2 * 4 + 0.01).astype(np.float32)
     return x, imatrix
 

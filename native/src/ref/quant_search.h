@@ -50,13 +50,14 @@ float qt_make_qkx3_quants(int n, int nmax, const float *x, const float *weights,
 float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 
 /* Index of the entry of the sorted 16-entry table closest to x; on an exact tie the larger
- * entry wins. Comparing 2x with the sum of neighbours keeps the decision exact. */
+ * entry wins. Comparing 2x with the sum of neighbours keeps the decision exact. A NaN (which
+ * ggml 0.25.3 meets when squared weights overflow) maps to the last entry, as its search does. */
 static inline int qt_nearest_level16(const int8_t *table, float x) {
     const float x2 = x + x;
     int idx = 0;
     for (int step = 8; step > 0; step >>= 1) {
         const int probe = idx + step;
-        if (x2 >= (float)(table[probe - 1] + table[probe])) {
+        if (!(x2 < (float)(table[probe - 1] + table[probe]))) {
             idx = probe;
         }
     }

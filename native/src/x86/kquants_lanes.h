@@ -21,6 +21,13 @@ static inline vi LANE_FN(nint)(vf v) {
     return VI_SUB(VI_AND(bits, VI_SET1(0x007fffff)), VI_SET1(0x00400000));
 }
 
+/* The same rounding for |v| < 2^22, where the bias trick is exact: round to nearest even (fixed
+ * by the instruction, not the MXCSR mode) and clamp, all in float. Only used where the inputs
+ * are known to be in range; the bias trick's wrap-around for larger inputs is kept elsewhere. */
+static inline vf LANE_FN(levels)(vf v, float lo, float hi) {
+    return VF_MAX(VF_MIN(VF_ROUND(v), VF_SET1(hi)), VF_SET1(lo));
+}
+
 static inline vi LANE_FN(clampi)(vi v, int lo, int hi) {
     return VI_MIN(VI_MAX(v, VI_SET1(lo)), VI_SET1(hi));
 }
@@ -58,6 +65,16 @@ static inline void LANE_FN(peak)(const float *xt, int n, vf *amax_out, vf *peak_
 
 /* ------------------------------------------------------------ asymmetric (qkx2 / qkx3) */
 
+/* True when iscale*(x - lo) stays inside (-2^22, 2^22) for every x in [xmin, hi] of every live
+ * lane (NaN fails), so that float rounding equals the bias trick. The product is monotone in x,
+ * so the two ends decide. */
+static inline int LANE_FN(in_range)(vf iscale, vf xmin, vf lo, vf hi, vm live) {
+    const vf vmin = VF_MUL(iscale, VF_SUB(xmin, lo));
+    const vf vmax = VF_MUL(iscale, VF_SUB(hi, lo));
+    const vm ok = VM_AND(VF_GT(vmin, VF_SET1(-4194303.0f)), VF_LT(vmax, VF_SET1(4194303.0f)));
+    return !VM_ANY(VM_AND(live, VM_NOT(ok)));
+}
+
 static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax, float rmin,
                                float rdelta, int nstep, int use_mad, int clamp_first, vf *Lf,
                                vf *scale_out, vf *negmin_out) {
@@ -65,6 +82,7 @@ static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax
     const vf zero = VF_ZERO();
     const vf fmax = VF_SET1((float)nmax);
     vf lo = VF_LOAD(xt), hi = lo;
+    /* The data minimum bounds iscale*(x - lo) from below for the range guard further down. */
     vf sum_w = VF_LOAD(wt);
     vf sum_x = VF_MUL(sum_w, lo);
     for (int i = 1; i < n; i++) {
@@ -74,15 +92,20 @@ static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax
         sum_w = VF_ADD(sum_w, wi);
         sum_x = VF_ADD(sum_x, VF_MUL(wi, xi));
     }
+    const vf xmin = lo;
     lo = VF_BLEND(VF_GT(lo, zero), zero, lo);
     const vm live = VF_GT(hi, lo); /* lanes whose group is not flat */
     vf iscale = VF_DIV(fmax, VF_SUB(hi, lo));
     vf scale = VF_DIV(VF_SET1(1.0f), iscale);
     vf best = zero;
+    /* lo <= x <= hi here, so iscale*(x - lo) lies in [0, nmax] unless hi - lo is so small that
+     * iscale overflowed. */
+    const int exact0 = LANE_FN(in_range)(iscale, xmin, lo, hi, live);
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-        const vi l = LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, VF_SUB(xi, lo))), 0, nmax);
-        const vf fl = VI_TO_VF(l);
+        const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
+        const vf fl = exact0 ? LANE_FN(levels)(v, 0.0f, (float)nmax)
+                             : VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
         Lf[i] = fl;
         vf diff = VF_SUB(VF_ADD(VF_MUL(scale, fl), lo), xi);
         diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
@@ -92,17 +115,22 @@ static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax
         const float num = rmin + rdelta * (float)k + (float)nmax;
         iscale = VF_DIV(VF_SET1(num), VF_SUB(hi, lo));
         vf sl = zero, sl2 = zero, sxl = zero;
+        /* Once lo has moved to a fitted offset, x - lo can be negative and, if lo sits close to
+         * hi, iscale*(x - lo) can leave the range where rounding in float equals ggml's bias
+         * trick. The products are monotone in x, so checking the lane's extremes decides it. */
+        const int exact_range = clamp_first || LANE_FN(in_range)(iscale, xmin, lo, hi, live);
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-            vi l;
+            const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
+            vf fl;
             if (clamp_first) {
-                const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
-                l = LANE_FN(nint)(VF_MIN(v, fmax));
-                l = VI_KEEP(VF_GT(v, zero), l);
+                /* qkx3 clamps before rounding, so the rounding input is at most nmax. */
+                fl = VF_BLEND(VF_GT(v, zero), VF_ROUND(VF_MIN(v, fmax)), zero);
+            } else if (exact_range) {
+                fl = LANE_FN(levels)(v, 0.0f, (float)nmax);
             } else {
-                l = LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, VF_SUB(xi, lo))), 0, nmax);
+                fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
             }
-            const vf fl = VI_TO_VF(l);
             Laux[i] = fl;
             const vf wl = VF_MUL(wi, fl);
             sl = VF_ADD(sl, wl);
@@ -186,15 +214,23 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
     vf amax, peak;
     LANE_FN(peak)(xt, n, &amax, &peak);
     const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
+    /* |iscale * x| <= nmax + 1 for every candidate (peak has the largest magnitude), so the
+     * levels can be rounded in float. w and w*x do not depend on the candidate. */
+    const float flo = (float)(-nmax), fhi = (float)(nmax - 1);
+    vf wv[LANE_MAXN], wxv[LANE_MAXN];
+    for (int i = 0; i < n; i++) {
+        const vf xi = VF_LOAD(xt + i * W);
+        wv[i] = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
+        wxv[i] = VF_MUL(wv[i], xi);
+    }
     vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
     vf sumlx = zero, suml2 = zero;
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W);
-        const vf wi = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
-        const vf fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+        const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
         Lf[i] = fl;
-        sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
-        suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+        sumlx = VF_ADD(sumlx, VF_MUL(wxv[i], fl));
+        suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wv[i], fl), fl));
     }
     vf scale = VF_BLEND(VF_NEQ(suml2, zero), VF_DIV(sumlx, suml2), zero);
     vf best = VF_MUL(scale, sumlx);
@@ -206,12 +242,10 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
         sumlx = suml2 = zero;
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xt + i * W);
-            const vf wi = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
-            const vf fl =
-                VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+            const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
             cand[i] = fl;
-            sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
-            suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+            sumlx = VF_ADD(sumlx, VF_MUL(wxv[i], fl));
+            suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wv[i], fl), fl));
         }
         const vm better = VM_AND(VM_AND(VF_GT(suml2, zero),
                                         VF_GT(VF_MUL(sumlx, sumlx), VF_MUL(best, suml2))),
@@ -242,7 +276,7 @@ static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale
     vf sumlx = zero, suml2 = zero;
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W);
-        const vf fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(VF_MUL(iscale, xi)), -nmax, nmax - 1));
+        const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), (float)(-nmax), (float)(nmax - 1));
         Lf[i] = fl;
         const vf wi = VF_MUL(xi, xi);
         sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
@@ -338,7 +372,7 @@ static inline vf LANE_FN(iq4_level)(vf v, const vf *thr, const vf *val) {
     vi idx = VI_SET1(0);
     for (int step = 8; step > 0; step >>= 1) {
         const vi probe = VI_ADD(idx, VI_SET1(step));
-        const vm ge = VF_GE(v2, VF_LOOKUP16(thr, probe));
+        const vm ge = VF_NLT(v2, VF_LOOKUP16(thr, probe)); /* NaN moves up, as in scalar */
         idx = VI_BLEND(ge, probe, idx);
     }
     return VF_LOOKUP16(val, idx);
