@@ -141,3 +141,24 @@ def test_too_many_dimensions(tmp_path):
     p.write_bytes(_header(n_tensors=1) + info)
     with pytest.raises(ModelFormatError, match="9 dimensions"):
         open_model(p)
+
+
+def test_type_without_native_codec_decodes_through_gguf_package(tmp_path):
+    from qtstudio import kernels
+
+    qt = Q.IQ2_XXS
+    assert kernels.native_type(int(qt)) is None or not kernels.native_type(int(qt)).can_dequantize
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, (2, 66), dtype=np.uint8)  # two rows of one 256-value block
+    raw[:, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), np.uint8)  # a sane fp16 scale
+    path = tmp_path / "iq.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tensor("blk.0.attn_q.weight", raw, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with open_model(path) as m:
+        info = m.tensor("blk.0.attn_q.weight")
+        assert (info.dtype, info.shape, info.nbytes) == ("IQ2_XXS", (2, 256), 132)
+        np.testing.assert_array_equal(m.load(info.name), gguf.quants.dequantize(raw, qt))

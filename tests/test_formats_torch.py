@@ -70,3 +70,21 @@ def test_unsupported_torch_dtype(tmp_path):
     torch.save({"c": torch.zeros(4, dtype=torch.complex64)}, tmp_path / "c.pt")
     with pytest.raises(ModelFormatError, match="unsupported dtype"):
         open_model(tmp_path / "c.pt")
+
+
+def test_sharded_bin_folder_with_config(tmp_path):
+    import json
+    a, b = torch.randn(4, 32), torch.randn(8, 32)
+    torch.save({"model.layers.0.mlp.up_proj.weight": a}, tmp_path / "pytorch_model-1.bin")
+    torch.save({"model.layers.1.mlp.up_proj.weight": b}, tmp_path / "pytorch_model-2.bin")
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {
+        "model.layers.0.mlp.up_proj.weight": "pytorch_model-1.bin",
+        "model.layers.1.mlp.up_proj.weight": "pytorch_model-2.bin"}}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama",
+                                                      "num_hidden_layers": 2}))
+    with open_model(tmp_path) as m:
+        assert m.format == "torch" and m.n_blocks == 2
+        assert m.tensor("model.layers.1.mlp.up_proj.weight").gguf_name == "blk.1.ffn_up.weight"
+        np.testing.assert_array_equal(m.load("model.layers.1.mlp.up_proj.weight"), b.numpy())
+    with pytest.raises(ValueError, match="closed"):
+        m.load("model.layers.0.mlp.up_proj.weight")

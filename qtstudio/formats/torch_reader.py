@@ -105,6 +105,8 @@ class TorchSource:
         self._dtypes = {r.name: r.dtype for r in self.raws}
 
     def load_raw(self, name: str) -> np.ndarray:
+        if not self._tensors:
+            raise ValueError("the model was closed")
         t = self._tensors[name][1].contiguous()
         dtype = self._dtypes[name]
         if dtype == "BF16":
