@@ -162,3 +162,15 @@ def test_type_without_native_codec_decodes_through_gguf_package(tmp_path):
         info = m.tensor("blk.0.attn_q.weight")
         assert (info.dtype, info.shape, info.nbytes) == ("IQ2_XXS", (2, 256), 132)
         np.testing.assert_array_equal(m.load(info.name), gguf.quants.dequantize(raw, qt))
+
+
+def test_string_array_beyond_limit(tmp_path, monkeypatch):
+    from qtstudio.formats import gguf_reader
+
+    monkeypatch.setattr(gguf_reader, "MAX_LIST_ITEMS", 10)
+    p = tmp_path / "m.gguf"
+    items = b"".join(_string(b"t") for _ in range(11))
+    body = _string(b"tokenizer.ggml.tokens") + struct.pack("<iiQ", 9, 8, 11) + items
+    p.write_bytes(_header(n_kv=1) + body + b"\0" * 64)
+    with pytest.raises(ModelFormatError, match="holds 11 strings"):
+        open_model(p)

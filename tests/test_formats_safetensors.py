@@ -148,3 +148,11 @@ def test_overlapping_tensors(tmp_path):
 def test_missing_path(tmp_path):
     with pytest.raises(ModelFormatError, match="no such file"):
         open_model(tmp_path / "nope.safetensors")
+
+
+def test_deeply_nested_header(tmp_path):
+    p = tmp_path / "m.safetensors"
+    body = b"[" * 200_000
+    p.write_bytes(struct.pack("<Q", len(body)) + body)
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        open_model(p)

@@ -225,7 +225,7 @@ class Recipe:
             doc = json.loads(p.read_text(encoding="utf-8"))
         except OSError as exc:
             raise RecipeError(f"{p}: cannot read: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise RecipeError(f"{p}: not valid JSON ({exc})") from None
         # A plan saved by `qtstudio-cli plan --out` carries its recipe.
         if isinstance(doc, dict) and isinstance(doc.get("recipe"), dict) and "tensors" in doc:

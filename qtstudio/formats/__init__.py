@@ -28,7 +28,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         if cfg.stat().st_size > MAX_CONFIG_BYTES:
             raise ModelFormatError(cfg, "config.json is too large to be a model config")
         doc = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFormatError(cfg, f"config.json is not readable JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ModelFormatError(cfg, "config.json is not a JSON object")

@@ -26,6 +26,8 @@ from .floats import PLAIN_DTYPES, plain_to_f32
 MAGIC = b"GGUF"
 MAX_DIMS = 4
 DEFAULT_ALIGNMENT = 32
+#: metadata arrays longer than this stay numpy arrays (numbers) or are refused (strings)
+MAX_LIST_ITEMS = 1 << 22
 
 # value type id -> (struct format, size); 7 is bool, 8 string, 9 array.
 _SCALARS = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
@@ -93,7 +95,12 @@ class _Cursor:
                                 "left in the file could hold")
             if itype in _NP_SCALARS:
                 raw = self.take(n * min_item, what)
-                return np.frombuffer(raw, dtype=_NP_SCALARS[itype], count=n).tolist()
+                arr = np.frombuffer(raw, dtype=_NP_SCALARS[itype], count=n)
+                # Big numeric arrays stay compact: a list would cost ~30x the file's bytes.
+                return arr.tolist() if n <= MAX_LIST_ITEMS else arr.copy()
+            if n > MAX_LIST_ITEMS:
+                raise self.fail(f"{what} holds {n} strings or arrays; more than the "
+                                f"{MAX_LIST_ITEMS} any model vocabulary needs")
             return [self.value(itype, what, depth + 1) for _ in range(n)]
         raise self.fail(f"{what}: unknown value type {vtype}")
 

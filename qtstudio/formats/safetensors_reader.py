@@ -59,7 +59,7 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int, int]:
         raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
     try:
         header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _fail(path, f"the header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")

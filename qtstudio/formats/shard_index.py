@@ -19,7 +19,7 @@ def read_index(path: Path) -> tuple[list[Path], dict[str, str], dict]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ModelFormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFormatError(path, f"the shard index is not valid JSON ({exc})") from None
     wmap = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wmap, dict) or not all(
