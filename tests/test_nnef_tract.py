@@ -250,3 +250,62 @@ def test_tiny_bert_mixed(tmp_path):
                     name_map=src.names, verify=True)
     assert "Q4_0" in {t.encoding for t in r.tensors} and "F16" in {t.encoding for t in r.tensors}
     _check(r)
+
+
+class PositionsFromIds(torch.nn.Module):
+    """Roberta-style position ids (cumsum over a padding mask) and an index gather."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.tok = torch.nn.Embedding(40, 32)
+        self.pos = torch.nn.Embedding(20, 32)
+        self.register_buffer("table", torch.arange(20).reshape(1, 20) * 3 % 7)
+
+    def forward(self, ids):
+        mask = ids.ne(0).int()
+        positions = (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + 1
+        picked = torch.gather(self.table.expand(ids.shape[0], -1), 1, positions)
+        h = self.tok(ids) + self.pos(positions) + picked.unsqueeze(-1).float()
+        return torch.where(mask.unsqueeze(-1).bool(), h, torch.zeros_like(h)).mean(1)
+
+
+def test_integer_paths_cumsum_and_gather(tmp_path):
+    m = PositionsFromIds().eval()
+    ids = torch.tensor([[5, 7, 0, 9, 11, 0], [1, 2, 3, 4, 0, 0]])
+    r = export_nnef(m, {"tok.weight": "Q4_0", "pos.weight": "F16"}, (ids,),
+                    tmp_path / "p.nnef", verify=True)
+    assert {t.name: t.encoding for t in r.tensors}["tok.weight"] == "Q4_0"
+    _check(r)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["gpt2", "roberta", "gemma"])
+def test_more_transformers_architectures(tmp_path, arch):
+    import transformers
+
+    from qtstudio.export.nnef.sources import _CausalLMLogits, _EncoderHidden
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        m = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=128, n_embd=64, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0))
+        wrapped = _CausalLMLogits(m)
+        # GPT-2 stores its projections transposed for addmm: Q4_0 there is a visible fallback
+        plan = {"transformer.wte.weight": "Q4_0", "transformer.h.0.attn.c_attn.weight": "Q4_0"}
+    elif arch == "roberta":
+        m = transformers.RobertaModel(transformers.RobertaConfig(
+            vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128))
+        wrapped, plan = _EncoderHidden(m), "Q4_0"
+    else:
+        m = transformers.GemmaForCausalLM(transformers.GemmaConfig(
+            vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16))
+        wrapped, plan = _CausalLMLogits(m), "Q4_0"
+    ids = torch.randint(3, 128, (1, 8))
+    r = export_nnef(wrapped.eval(), plan, (ids,), tmp_path / f"{arch}.nnef", verify=True)
+    if arch == "gpt2":
+        fb = {t.name: t for t in r.fallbacks}
+        assert fb["hf.transformer.h.0.attn.c_attn.weight"].encoding == "F16"
+    _check(r)

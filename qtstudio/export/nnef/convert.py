@@ -807,6 +807,41 @@ class Converter:
                                   part.kind))
         return outs
 
+    def _op_gather(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        dim = node.args[1] % x.rank
+        idx = self._tensor(node.args[2])
+        self.b.extensions.add("tract_registry tract_core")
+        return self.b.op(f"tract_core_gather_elements({x.ident}, {idx.ident}, axis = {dim})",
+                         self._shape(node), x.kind)
+
+    def _op_cumsum(self, node: fx.Node) -> Value:
+        # a running sum is a product with a triangular matrix of ones; integers go through
+        # f32, exact for the counts (position ids) this appears in
+        x = self._tensor(node.args[0])
+        dim = node.args[1] % x.rank
+        out_kind = _kind_of(self.t.values[node.name])
+        self.b.extensions.add("tract_registry tract_core")
+        xf = x if x.kind == "scalar" else \
+            self.b.op(f'tract_core_cast({x.ident}, to = "f32")', x.shape)
+        perm = list(range(x.rank))
+        perm[dim], perm[-1] = perm[-1], perm[dim]
+        moved = xf if dim == x.rank - 1 else self.b.op(
+            f"transpose({xf.ident}, axes = {ints(perm)})", tuple(x.shape[p] for p in perm))
+        n = x.shape[dim]
+        tri = self._const_var(torch.ones(n, n).triu(), moved.rank, "cumsum.triangle")
+        rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+        flat = self.b.op(f"reshape({moved.ident}, shape = {ints((rows, n))})", (rows, n))
+        tri2 = self.b.op(f"reshape({tri.ident}, shape = [{n}, {n}])", (n, n))
+        y = self.b.op(f"matmul({flat.ident}, {tri2.ident}, transposeA = false, "
+                      "transposeB = false)", (rows, n))
+        y = self.b.op(f"reshape({y.ident}, shape = {ints(moved.shape)})", moved.shape)
+        if dim != x.rank - 1:
+            y = self.b.op(f"transpose({y.ident}, axes = {ints(perm)})", x.shape)
+        if out_kind == "integer":
+            y = self.b.op(f'tract_core_cast(round({y.ident}), to = "i64")', x.shape, "integer")
+        return y
+
     # ----------------------------------------------------------------------------- attention
     def _op_scaled_dot_product_attention(self, node: fx.Node) -> Value:
         args = list(node.args) + [None] * (4 - min(len(node.args), 4))
