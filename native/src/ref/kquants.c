@@ -21,6 +21,30 @@ static float sum_squares(const float *x, int n) {
     return s;
 }
 
+/* Re-rounding of one group against its decoded scale d (and offset m): levels
+ * clamp(nearest((x + m) / d), lo, hi) + off. Written as flat loops over restrict pointers so the
+ * compiler vectorizes them; each element's arithmetic is unchanged. */
+static void requant_offset(const float *restrict x, int n, float d, float m, int lo, int hi,
+                           int off, uint8_t *restrict L) {
+    for (int i = 0; i < n; i++) {
+        int l = qt_nearest_int((x[i] + m) / d);
+        l = l < lo ? lo : l;
+        l = l > hi ? hi : l;
+        L[i] = (uint8_t)(l + off);
+    }
+}
+
+/* As requant_offset without an offset term: clamp(nearest(x / d), lo, hi) + off. */
+static void requant_plain(const float *restrict x, int n, float d, int lo, int hi, int off,
+                          uint8_t *restrict L) {
+    for (int i = 0; i < n; i++) {
+        int l = qt_nearest_int(x[i] / d);
+        l = l < lo ? lo : l;
+        l = l > hi ? hi : l;
+        L[i] = (uint8_t)(l + off);
+    }
+}
+
 /* Four 2-bit levels per byte: byte l of each 32-byte group holds elements l, l+32, l+64, l+96
  * of its 128-element half. */
 static void pack_2bit(const uint8_t *L, uint8_t *qs) {
@@ -49,10 +73,7 @@ static void q2k_requantize(const float *x, const block_q2_K *b, uint8_t *L) {
             continue;
         }
         const float m = m_all * (float)(b->scales[j] >> 4);
-        for (int i = 0; i < 16; i++) {
-            const int l = qt_nearest_int((x[16 * j + i] + m) / d);
-            L[16 * j + i] = (uint8_t)QT_MAX(0, QT_MIN(3, l));
-        }
+        requant_offset(x + 16 * j, 16, d, m, 0, 3, 0, L + 16 * j);
     }
 }
 
@@ -211,10 +232,7 @@ static void q3k_finish(const float *x, block_q3_K *b, int8_t *L) {
         if (!d) {
             continue;
         }
-        for (int i = 0; i < 16; i++) {
-            const int l = qt_nearest_int(x[16 * j + i] / d);
-            L[16 * j + i] = (int8_t)(QT_MAX(-4, QT_MIN(3, l)) + 4);
-        }
+        requant_plain(x + 16 * j, 16, d, -4, 3, 4, (uint8_t *)L + 16 * j);
     }
     /* hmask byte m, bit k carries bit 2 of element 32*k + m; the low two bits go to qs. */
     uint8_t Lu[QK_K];
@@ -369,10 +387,7 @@ static void k4_requantize(const float *x, uint16_t dh, uint16_t mh, const uint8_
             continue;
         }
         const float dm = m_all * (float)mn;
-        for (int i = 0; i < 32; i++) {
-            const int l = qt_nearest_int((x[32 * j + i] + dm) / d);
-            L[32 * j + i] = (uint8_t)QT_MAX(0, QT_MIN(nmax, l));
-        }
+        requant_offset(x + 32 * j, 32, d, dm, 0, nmax, 0, L + 32 * j);
     }
 }
 
@@ -596,10 +611,7 @@ static void q6k_finish(const float *x, block_q6_K *b, int8_t *L, const float *sc
         if (!d) {
             continue;
         }
-        for (int i = 0; i < 16; i++) {
-            const int l = qt_nearest_int(x[16 * j + i] / d);
-            L[16 * j + i] = (int8_t)(QT_MAX(-32, QT_MIN(31, l)) + 32);
-        }
+        requant_plain(x + 16 * j, 16, d, -32, 31, 32, (uint8_t *)L + 16 * j);
     }
     /* Per 128-value half: ql byte l has element l (low) and l+64 (high), byte l+32 has l+32 and
      * l+96; qh byte l has the top two bits of l, l+32, l+64, l+96. */

@@ -266,83 +266,111 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
     *scale_out = VF_BLEND(live, scale, zero);
 }
 
-/* Q3_K's search: weights x^2, then up to five sweeps of single-level moves. */
+/* Q3_K's search: weights x^2, then up to five sweeps of single-level moves. Each move depends
+ * on the sums left by the previous element, a long chain of dependent operations, so two
+ * independent batches (Q3_U of them) are interleaved to keep the core busy. xt holds U transposed
+ * batches of n values one after another; Lf[u*LANE_MAXN + i] receives batch u's levels. */
+#define Q3_U 4
 static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale_out) {
     const vf zero = VF_ZERO();
-    vf amax, peak;
-    LANE_FN(peak)(xt, n, &amax, &peak);
-    const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
-    const vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
-    vf sumlx = zero, suml2 = zero;
-    for (int i = 0; i < n; i++) {
-        const vf xi = VF_LOAD(xt + i * W);
-        const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), (float)(-nmax), (float)(nmax - 1));
-        Lf[i] = fl;
-        const vf wi = VF_MUL(xi, xi);
-        sumlx = VF_ADD(sumlx, VF_MUL(VF_MUL(wi, xi), fl));
-        suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wi, fl), fl));
+    const float flo = (float)(-nmax), fhi = (float)(nmax - 1);
+    vm live[Q3_U];
+    vf sumlx[Q3_U], suml2[Q3_U];
+    vf wv[Q3_U][LANE_MAXN], wxv[Q3_U][LANE_MAXN];
+    for (int u = 0; u < Q3_U; u++) {
+        const float *xu = xt + (size_t)u * (size_t)n * W;
+        vf *Lu = Lf + u * LANE_MAXN;
+        vf amax, peak;
+        LANE_FN(peak)(xu, n, &amax, &peak);
+        live[u] = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
+        const vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
+        sumlx[u] = suml2[u] = zero;
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xu + i * W);
+            const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
+            Lu[i] = fl;
+            wv[u][i] = VF_MUL(xi, xi);
+            wxv[u][i] = VF_MUL(wv[u][i], xi);
+            sumlx[u] = VF_ADD(sumlx[u], VF_MUL(wxv[u][i], fl));
+            suml2[u] = VF_ADD(suml2[u], VF_MUL(VF_MUL(wv[u][i], fl), fl));
+        }
     }
     /* A lane whose sweep changes nothing would change nothing in any later sweep either, so
      * sweeping on while other lanes still move leaves it exactly as the scalar code does. */
     for (int sweep = 0; sweep < 5; sweep++) {
         vm changed = VM_NONE();
         for (int i = 0; i < n; i++) {
-            const vf xi = VF_LOAD(xt + i * W);
-            const vf wi = VF_MUL(xi, xi);
-            const vf wx = VF_MUL(wi, xi);
-            const vf slx = VF_SUB(sumlx, VF_MUL(wx, Lf[i]));
-            const vf sl2 = VF_SUB(suml2, VF_MUL(VF_MUL(wi, Lf[i]), Lf[i]));
-            const vf fnl = VI_TO_VF(
-                LANE_FN(clampi)(LANE_FN(nint)(VF_DIV(VF_MUL(xi, sl2), slx)), -nmax, nmax - 1));
-            const vf slx2 = VF_ADD(slx, VF_MUL(wx, fnl));
-            const vf sl22 = VF_ADD(sl2, VF_MUL(VF_MUL(wi, fnl), fnl));
-            vm acc = VM_AND(VF_GT(slx, zero), VF_NEQ(fnl, Lf[i]));
-            acc = VM_AND(acc, VF_GT(sl22, zero));
-            acc = VM_AND(acc, VF_GT(VF_MUL(VF_MUL(slx2, slx2), suml2),
-                                    VF_MUL(VF_MUL(sumlx, sumlx), sl22)));
-            Lf[i] = VF_BLEND(acc, fnl, Lf[i]);
-            sumlx = VF_BLEND(acc, slx2, sumlx);
-            suml2 = VF_BLEND(acc, sl22, suml2);
-            changed = VM_OR(changed, acc);
+            for (int u = 0; u < Q3_U; u++) {
+                vf *Lu = Lf + u * LANE_MAXN;
+                const vf xi = VF_LOAD(xt + (size_t)u * (size_t)n * W + i * W);
+                const vf wi = wv[u][i], wx = wxv[u][i];
+                const vf slx = VF_SUB(sumlx[u], VF_MUL(wx, Lu[i]));
+                const vf sl2 = VF_SUB(suml2[u], VF_MUL(VF_MUL(wi, Lu[i]), Lu[i]));
+                const vf fnl = VI_TO_VF(LANE_FN(clampi)(
+                    LANE_FN(nint)(VF_DIV(VF_MUL(xi, sl2), slx)), -nmax, nmax - 1));
+                const vf slx2 = VF_ADD(slx, VF_MUL(wx, fnl));
+                const vf sl22 = VF_ADD(sl2, VF_MUL(VF_MUL(wi, fnl), fnl));
+                vm acc = VM_AND(VF_GT(slx, zero), VF_NEQ(fnl, Lu[i]));
+                acc = VM_AND(acc, VF_GT(sl22, zero));
+                acc = VM_AND(acc, VF_GT(VF_MUL(VF_MUL(slx2, slx2), suml2[u]),
+                                        VF_MUL(VF_MUL(sumlx[u], sumlx[u]), sl22)));
+                Lu[i] = VF_BLEND(acc, fnl, Lu[i]);
+                sumlx[u] = VF_BLEND(acc, slx2, sumlx[u]);
+                suml2[u] = VF_BLEND(acc, sl22, suml2[u]);
+                changed = VM_OR(changed, VM_AND(acc, live[u]));
+            }
         }
-        if (!VM_ANY(VM_AND(changed, live))) {
+        if (!VM_ANY(changed)) {
             break;
         }
     }
     const vf off = VF_SET1((float)nmax);
-    for (int i = 0; i < n; i++) {
-        Lf[i] = VF_BLEND(live, VF_ADD(Lf[i], off), zero);
+    for (int u = 0; u < Q3_U; u++) {
+        vf *Lu = Lf + u * LANE_MAXN;
+        for (int i = 0; i < n; i++) {
+            Lu[i] = VF_BLEND(live[u], VF_ADD(Lu[i], off), zero);
+        }
+        scale_out[u] = VF_BLEND(VM_AND(live[u], VF_GT(suml2[u], zero)),
+                                VF_DIV(sumlx[u], suml2[u]), zero);
     }
-    *scale_out = VF_BLEND(VM_AND(live, VF_GT(suml2, zero)), VF_DIV(sumlx, suml2), zero);
 }
 
-/* Drives sym_core (w may be NULL) or q3_core over batches of W groups. */
+/* Drives sym_core (w may be NULL) or q3_core over batches of W groups (q3_core takes Q3_U
+ * batches per call; missing groups are zeros and their results are dropped). */
 static void LANE_FN(sym_batches)(int ngroups, int n, int nmax, const float *x, const float *w,
                                  int8_t *L, float *scale, int q3) {
-    float xt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float xt[Q3_U * LANE_MAXN * W] __attribute__((aligned(64)));
     float wt[LANE_MAXN * W] __attribute__((aligned(64)));
     float lt[LANE_MAXN * W] __attribute__((aligned(64)));
     float st[W] __attribute__((aligned(64)));
-    vf Lf[LANE_MAXN];
-    for (int g0 = 0; g0 < ngroups; g0 += W) {
-        const int count = ngroups - g0 < W ? ngroups - g0 : W;
-        const size_t off = (size_t)g0 * (size_t)n;
-        LANE_FN(gather)(x + off, n, count, xt);
-        vf s;
+    vf Lf[Q3_U * LANE_MAXN], s[Q3_U];
+    const int per_call = q3 ? Q3_U * W : W;
+    for (int g0 = 0; g0 < ngroups; g0 += per_call) {
+        const int count = ngroups - g0 < per_call ? ngroups - g0 : per_call;
         if (q3) {
-            LANE_FN(q3_core)(xt, n, nmax, Lf, &s);
-        } else {
-            if (w) {
-                LANE_FN(gather)(w + off, n, count, wt);
+            for (int u = 0; u < Q3_U; u++) {
+                const int cu = count - u * W;
+                LANE_FN(gather)(x + (size_t)(g0 + u * W) * (size_t)n, n,
+                                cu < 0 ? 0 : (cu > W ? W : cu), xt + (size_t)u * (size_t)n * W);
             }
-            LANE_FN(sym_core)(xt, w ? wt : NULL, n, nmax, Lf, &s);
+            LANE_FN(q3_core)(xt, n, nmax, Lf, s);
+        } else {
+            LANE_FN(gather)(x + (size_t)g0 * (size_t)n, n, count, xt);
+            if (w) {
+                LANE_FN(gather)(w + (size_t)g0 * (size_t)n, n, count, wt);
+            }
+            LANE_FN(sym_core)(xt, w ? wt : NULL, n, nmax, Lf, &s[0]);
         }
-        VF_STORE(st, s);
-        for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[i]);
-        for (int g = 0; g < count; g++) {
-            scale[g0 + g] = st[g];
-            int8_t *Lg = L + off + (size_t)g * (size_t)n;
-            for (int i = 0; i < n; i++) Lg[i] = (int8_t)(int)lt[i * W + g];
+        for (int u = 0; u * W < count; u++) {
+            const int cu = count - u * W < W ? count - u * W : W;
+            VF_STORE(st, s[u]);
+            for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[u * LANE_MAXN + i]);
+            for (int g = 0; g < cu; g++) {
+                const int gg = g0 + u * W + g;
+                scale[gg] = st[g];
+                int8_t *Lg = L + (size_t)gg * (size_t)n;
+                for (int i = 0; i < n; i++) Lg[i] = (int8_t)(int)lt[i * W + g];
+            }
         }
     }
 }
