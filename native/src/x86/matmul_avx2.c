@@ -175,7 +175,197 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
     }
 }
 
+/* ---------------------------------------------------------------- unpackers
+ * Same output as the scalar ones in ref/matmul_ref.c; scales go through F16C, which converts
+ * half to float exactly as the scalar helper does. */
+
+#include "../blocks.h"
+
+static inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+static inline __m256i load256(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+static inline void store256(void *p, __m256i v) {
+    _mm256_storeu_si256((__m256i *)p, v);
+}
+
+/* 32 nibble-packed values (byte j: value j low, value j+16 high) of two blocks: a holds block
+ * 0's 16 bytes in its low lane and block 1's in its high lane. */
+static inline void nibbles_2blocks(__m256i a, __m256i *b0, __m256i *b1) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(a, mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(a, 4), mask);
+    *b0 = _mm256_permute2x128_si256(lo, hi, 0x20);
+    *b1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+}
+
+static inline __m256i two_qs(const uint8_t *q0, const uint8_t *q1) {
+    return _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q0)),
+        _mm_loadu_si128((const __m128i *)(const void *)q1), 1);
+}
+
+static void unpack_q4_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q4_0 *x = vx;
+    const int64_t nb = n / 32;
+    const __m256i off = _mm256_set1_epi8(120); /* q - 8 + 128 */
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, u += 64) {
+        __m256i b0, b1;
+        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
+        store256(u, _mm256_add_epi8(b0, off));
+        store256(u + 32, _mm256_add_epi8(b1, off));
+        const float d0 = h2f(x[i].d), d1 = h2f(x[i + 1].d);
+        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
+        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
+    }
+    for (; i < nb; i++, u += 32) {
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)((x[i].qs[j] & 0xF) + 120);
+            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) + 120);
+        }
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = 0.0f;
+    }
+}
+
+static void unpack_iq4_nl(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_iq4_nl *x = vx;
+    const int64_t nb = n / 32;
+    /* The non-linear grid, offset by 128 (stored offset-binary). */
+    const __m256i grid = _mm256_setr_epi8(
+        1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
+        (char)197, (char)217, (char)241, 1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
+        (char)153, (char)166, (char)181, (char)197, (char)217, (char)241);
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, u += 64) {
+        __m256i b0, b1;
+        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
+        store256(u, _mm256_shuffle_epi8(grid, b0));
+        store256(u + 32, _mm256_shuffle_epi8(grid, b1));
+        const float d0 = h2f(x[i].d), d1 = h2f(x[i + 1].d);
+        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
+        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
+    }
+    if (i < nb) {
+        /* odd block count: the last block one byte at a time through the same table */
+        uint8_t table[32], q[32];
+        store256(table, grid);
+        for (int j = 0; j < 16; j++) {
+            q[j] = x[i].qs[j] & 0xF;
+            q[j + 16] = x[i].qs[j] >> 4;
+        }
+        for (int j = 0; j < 32; j++) u[j] = table[q[j]];
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = 0.0f;
+    }
+}
+
+static void unpack_q8_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q8_0 *x = vx;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n / 32; i++, u += 32) {
+        store256(u, _mm256_xor_si256(load256(x[i].qs), flip));
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = 0.0f;
+    }
+}
+
+/* The 8 six-bit scales and minimums of a Q4_K/Q5_K super-block (bytes 0-3: scales 0-3 and
+ * top bits of scales 4-7; bytes 4-7: minimums 0-3 and top bits of minimums 4-7; bytes 8-11:
+ * low nibbles of scales/minimums 4-7), each written twice, once per 16-value group. */
+static inline void k4_scales(const uint8_t *scales, float d, float dmin, float *s, float *m) {
+    uint32_t w[3];
+    memcpy(w, scales, sizeof w);
+    const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+    const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+    const __m256i twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256 scf = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+    const __m256 mnf = _mm256_mul_ps(_mm256_set1_ps(dmin),
+                                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8))));
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    _mm256_storeu_ps(s, _mm256_permutevar8x32_ps(scf, twice));
+    _mm256_storeu_ps(s + 8, _mm256_permutevar8x32_ps(scf, _mm256_add_epi32(twice, _mm256_set1_epi32(4))));
+    _mm256_storeu_ps(m, _mm256_xor_ps(neg, _mm256_permutevar8x32_ps(mnf, twice)));
+    _mm256_storeu_ps(m + 8, _mm256_xor_ps(neg, _mm256_permutevar8x32_ps(
+                                               mnf, _mm256_add_epi32(twice, _mm256_set1_epi32(4)))));
+}
+
+static void unpack_q4_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q4_K *x = vx;
+    const __m256i mask = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        k4_scales(x[i].scales, h2f(x[i].d), h2f(x[i].dmin), s, m);
+        for (int c = 0; c < 4; c++, u += 64) {
+            const __m256i q = load256(x[i].qs + 32 * c);
+            store256(u, _mm256_or_si256(_mm256_and_si256(q, mask), flip));
+            store256(u + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), flip));
+        }
+    }
+}
+
+static void unpack_q5_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q5_K *x = vx;
+    const __m256i mask = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
+    const __m256i bit = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        k4_scales(x[i].scales, h2f(x[i].d), h2f(x[i].dmin), s, m);
+        const __m256i qh = load256(x[i].qh);
+        for (int c = 0; c < 4; c++, u += 64) {
+            const __m256i q = load256(x[i].qs + 32 * c);
+            /* fifth bits: bit 2c (low nibbles) and 2c+1 (high) of qh, moved to bit 4 */
+            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit);
+            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, mask), h0);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h1);
+            store256(u, _mm256_or_si256(lo, flip));
+            store256(u + 32, _mm256_or_si256(hi, flip));
+        }
+    }
+}
+
+static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q6_K *x = vx;
+    const __m256i mask = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x30);
+    const __m256i off = _mm256_set1_epi8(96); /* q - 32 + 128 */
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
+        _mm256_storeu_ps(s, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_storeu_ps(s + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(
+                                                     _mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        _mm256_storeu_ps(m, _mm256_setzero_ps());
+        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+        for (int h = 0; h < 2; h++, u += 128) {
+            const __m256i l0 = load256(x[i].ql + 64 * h), l1 = load256(x[i].ql + 64 * h + 32);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(qh, 4), three);
+            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(qh, 2), three);
+            const __m256i h2 = _mm256_and_si256(qh, three);
+            const __m256i h3 = _mm256_and_si256(_mm256_srli_epi16(qh, 2), three);
+            const __m256i l0h = _mm256_and_si256(_mm256_srli_epi16(l0, 4), mask);
+            const __m256i l1h = _mm256_and_si256(_mm256_srli_epi16(l1, 4), mask);
+            store256(u, _mm256_add_epi8(_mm256_or_si256(_mm256_and_si256(l0, mask), h0), off));
+            store256(u + 32, _mm256_add_epi8(_mm256_or_si256(_mm256_and_si256(l1, mask), h1), off));
+            store256(u + 64, _mm256_add_epi8(_mm256_or_si256(l0h, h2), off));
+            store256(u + 96, _mm256_add_epi8(_mm256_or_si256(l1h, h3), off));
+        }
+    }
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
+    t->unpack[QT_T_Q4_0] = unpack_q4_0;
+    t->unpack[QT_T_IQ4_NL] = unpack_iq4_nl;
+    t->unpack[QT_T_Q8_0] = unpack_q8_0;
+    t->unpack[QT_T_Q4_K] = unpack_q4_K;
+    t->unpack[QT_T_Q5_K] = unpack_q5_K;
+    t->unpack[QT_T_Q6_K] = unpack_q6_K;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->dot_f32 = dot_f32;

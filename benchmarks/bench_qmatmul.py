@@ -1,0 +1,326 @@
+"""qmatmul against its peers, in one run: y[n, m] = x[n, k] @ W[m, k].T.
+
+Peers: torch F.linear (f32 and bf16 weights), torch weight-only int8 / int4 matmul (bf16
+activations, their fast CPU path), ggml's MUL_MAT through the libggml that llama-cpp-python
+ships (a one-node ggml graph called through ctypes; skipped when it is not installed), and the
+machine's read bandwidth (numpy sum over 1 GiB). Weights are cold: every timed call uses the
+next of enough distinct copies to overflow a 32 MiB L3.
+
+    python benchmarks/bench_qmatmul.py            # full run (~5 minutes on 2 cores)
+    python benchmarks/bench_qmatmul.py --quick    # smaller shapes and fewer types
+"""
+
+from __future__ import annotations
+
+import os
+
+# numpy's BLAS threads spin between calls and steal the cores being measured.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import ctypes
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import qtstudio as qs
+from qtstudio import kernels
+
+COLD_BYTES = 96 << 20  # distinct weight bytes rotated per measurement (3x the L3)
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADING = "## qmatmul (benchmarks/bench_qmatmul.py)"
+
+
+def timeit(call: Callable[[int], object], copies: int, min_time: float, min_calls: int) -> float:
+    """Median seconds per call; call(i) must use weight copy i % copies."""
+    call(0)
+    times: list[float] = []
+    start = time.perf_counter()
+    i = 1
+    while len(times) < min_calls or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        call(i % copies)
+        times.append(time.perf_counter() - t0)
+        i += 1
+    return statistics.median(times)
+
+
+def read_bandwidth(threads: int, nbytes: int) -> float:
+    a = np.ones(nbytes // 4, dtype=np.float32)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(4):
+            t0 = time.perf_counter()
+            list(pool.map(np.sum, parts))
+            best = max(best, a.nbytes / (time.perf_counter() - t0))
+    return best / 1e9
+
+
+# ------------------------------------------------------------------------------------ ggml
+
+
+class GgmlInitParams(ctypes.Structure):
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                ("no_alloc", ctypes.c_bool)]
+
+
+class GgmlCplan(ctypes.Structure):
+    _fields_ = [("work_size", ctypes.c_size_t), ("work_data", ctypes.c_void_p),
+                ("n_threads", ctypes.c_int), ("threadpool", ctypes.c_void_p),
+                ("abort_callback", ctypes.c_void_p), ("abort_callback_data", ctypes.c_void_p),
+                ("use_ref", ctypes.c_bool)]
+
+
+class Ggml:
+    """ggml's CPU MUL_MAT: one context per shape, one graph per weight copy."""
+
+    def __init__(self) -> None:
+        import llama_cpp  # the wheel builds ggml from source and ships its shared libraries
+
+        libdir = Path(llama_cpp.__file__).parent / "lib"
+        mode = ctypes.RTLD_GLOBAL
+        self.base = ctypes.CDLL(str(libdir / "libggml-base.so"), mode=mode)
+        self.cpu = ctypes.CDLL(str(libdir / "libggml-cpu.so"), mode=mode)
+        vp, i64 = ctypes.c_void_p, ctypes.c_int64
+        sig = {
+            (self.base, "ggml_init"): (vp, [GgmlInitParams]),
+            (self.base, "ggml_free"): (None, [vp]),
+            (self.base, "ggml_new_tensor_2d"): (vp, [vp, ctypes.c_int, i64, i64]),
+            (self.base, "ggml_mul_mat"): (vp, [vp, vp, vp]),
+            (self.base, "ggml_new_graph"): (vp, [vp]),
+            (self.base, "ggml_build_forward_expand"): (None, [vp, vp]),
+            (self.base, "ggml_get_data"): (vp, [vp]),
+            (self.base, "ggml_row_size"): (ctypes.c_size_t, [ctypes.c_int, i64]),
+            (self.base, "ggml_tensor_overhead"): (ctypes.c_size_t, []),
+            (self.base, "ggml_graph_overhead"): (ctypes.c_size_t, []),
+            (self.cpu, "ggml_cpu_init"): (None, []),
+            (self.cpu, "ggml_graph_plan"): (GgmlCplan, [vp, ctypes.c_int, vp]),
+            (self.cpu, "ggml_graph_compute"): (ctypes.c_int, [vp, ctypes.POINTER(GgmlCplan)]),
+        }
+        for (lib, name), (res, args) in sig.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+        self.cpu.ggml_cpu_init()
+
+    def prepare(self, type_id: int, weights: list[np.ndarray], x: np.ndarray, m: int, k: int):
+        """Build graphs y_i = mul_mat(W_i, x); returns run(i, threads) and a cleanup."""
+        n = x.shape[0]
+        b = self.base
+        wbytes = b.ggml_row_size(type_id, k) * m
+        if wbytes != weights[0].nbytes:
+            raise ValueError("ggml and qtstudio disagree on the weight size")
+        over = b.ggml_tensor_overhead()
+        mem = (len(weights) * (wbytes + 4 * n * m + 3 * over + b.ggml_graph_overhead())
+               + 4 * n * k + over + (1 << 20))
+        ctx = b.ggml_init(GgmlInitParams(mem, None, False))
+        if not ctx:
+            raise MemoryError("ggml_init failed")
+        xt = b.ggml_new_tensor_2d(ctx, 0, k, n)
+        ctypes.memmove(b.ggml_get_data(xt), x.ctypes.data, x.nbytes)
+        graphs = []
+        for w in weights:
+            wt = b.ggml_new_tensor_2d(ctx, type_id, k, m)
+            ctypes.memmove(b.ggml_get_data(wt), w.ctypes.data, w.nbytes)
+            out = b.ggml_mul_mat(ctx, wt, xt)
+            g = b.ggml_new_graph(ctx)
+            b.ggml_build_forward_expand(g, out)
+            graphs.append((g, out))
+        plans: dict[int, tuple[GgmlCplan, np.ndarray]] = {}
+
+        def run(i: int, threads: int) -> None:
+            g = graphs[i][0]
+            if threads not in plans:
+                plan = self.cpu.ggml_graph_plan(g, threads, None)
+                work = np.empty(max(plan.work_size, 1), dtype=np.uint8)
+                plan.work_data = work.ctypes.data
+                plans[threads] = (plan, work)
+            plan = plans[threads][0]
+            if self.cpu.ggml_graph_compute(g, ctypes.byref(plan)) != 0:
+                raise RuntimeError("ggml_graph_compute failed")
+
+        def result(i: int) -> np.ndarray:
+            ptr = b.ggml_get_data(graphs[i][1])
+            return np.ctypeslib.as_array((ctypes.c_float * (n * m)).from_address(ptr)).reshape(
+                n, m).copy()
+
+        return run, result, lambda: b.ggml_free(ctx)
+
+
+def load_ggml() -> tuple[Ggml | None, str]:
+    try:
+        return Ggml(), ""
+    except (ImportError, OSError, AttributeError) as exc:
+        return None, f"ggml peer unavailable ({exc})"
+
+
+# ------------------------------------------------------------------------------------ torch
+
+
+def torch_peers(m: int, k: int, n: int, rng: np.random.Generator):
+    """name -> (call(i), weight bytes, copies) for the torch peers; {} without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+    except ImportError:
+        return {}
+    torch.manual_seed(0)
+    x = torch.from_numpy(rng.standard_normal((n, k)).astype(np.float32))
+    xb = x.to(torch.bfloat16)
+
+    def copies(nbytes: int) -> int:
+        return max(2, -(-COLD_BYTES // nbytes))
+
+    peers = {}
+    w32 = [torch.randn(m, k) * 0.02 for _ in range(copies(m * k * 4))]
+    peers["torch F.linear f32"] = (lambda i: F.linear(x, w32[i]), m * k * 4, len(w32))
+    wb = [(torch.randn(m, k) * 0.02).to(torch.bfloat16) for _ in range(copies(m * k * 2))]
+    peers["torch F.linear bf16"] = (lambda i: F.linear(xb, wb[i]), m * k * 2, len(wb))
+    if hasattr(torch, "_weight_int8pack_mm"):
+        w8 = [torch.randint(-127, 128, (m, k), dtype=torch.int8) for _ in range(copies(m * k))]
+        s8 = torch.rand(m, dtype=torch.bfloat16) * 0.01
+        peers["torch int8 weight-only (bf16 x)"] = (
+            lambda i: torch._weight_int8pack_mm(xb, w8[i], s8), m * k, len(w8))
+    if hasattr(torch, "_weight_int4pack_mm_for_cpu"):
+        sz = torch.rand(k // 32, m, 2, dtype=torch.bfloat16) * 0.01
+        nb4 = m * k // 2 + sz.numel() * 2
+        w4 = [torch._convert_weight_to_int4pack_for_cpu(
+            torch.randint(0, 16, (m, k), dtype=torch.int32), 2) for _ in range(copies(nb4))]
+        peers["torch int4 weight-only g32 (bf16 x)"] = (
+            lambda i: torch._weight_int4pack_mm_for_cpu(xb, w4[i], 32, sz), nb4, len(w4))
+    return peers
+
+
+def set_torch_threads(t: int) -> None:
+    try:
+        import torch
+        torch.set_num_threads(t)
+    except ImportError:
+        pass
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one smaller shape, fewer types")
+    ap.add_argument("--types", default=None,
+                    help="comma list of encodings (default Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    args = ap.parse_args(argv)
+
+    types = (args.types or ("Q4_0,Q8_0,Q4_K,Q6_K" if args.quick
+                            else "Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0")).split(",")
+    shapes = [(4096, 4096)] if args.quick else [(4096, 14336), (4096, 4096)]
+    ns = [1, 128] if args.quick else [1, 512]
+    thread_list = [int(t) for t in args.threads.split(",")]
+    min_time = 0.15 if args.quick else 0.3
+
+    lines: list[str] = []
+
+    def out(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    rng = np.random.default_rng(0)
+    out(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"ISA level {kernels.active_isa().name.lower()}, features "
+        f"{' '.join(f for f in kernels.cpu_features() if 'avx512' in f or f == 'avx2')}")
+    bw = {t: read_bandwidth(t, (256 << 20) if args.quick else (1 << 30)) for t in thread_list}
+    out("read bandwidth (numpy sum, "
+        f"{'256 MiB' if args.quick else '1 GiB'}): "
+        + ", ".join(f"{t} thread{'s' if t > 1 else ''} {bw[t]:.1f} GB/s" for t in thread_list))
+    ggml, why = load_ggml()
+    if why:
+        out(why)
+    out()
+    out("GB/s = weight bytes / time; GFLOPS = 2nmk / time; 'x peer' = peer time / our time "
+        "(>1: we are faster); %BW = our GB/s / read bandwidth at that thread count.")
+    out()
+    out("| m x k | n | thr | impl | ms | GB/s | GFLOPS | %BW | x ggml | x torch f32 "
+        "| x torch bf16 |")
+    out("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    for m, k in shapes:
+        for n in ns:
+            x = rng.standard_normal((n, k)).astype(np.float32)
+            flops = 2.0 * n * m * k
+            min_calls = 5 if n == 1 else 2
+            peers = torch_peers(m, k, n, rng)
+            peer_t: dict[tuple[str, int], float] = {}
+            for t in thread_list:
+                set_torch_threads(t)
+                for name, (call, nbytes, copies) in peers.items():
+                    dt = timeit(call, copies, min_time, min_calls)
+                    peer_t[(name, t)] = dt
+                    out(f"| {m}x{k} | {n} | {t} | {name} | {dt * 1e3:.2f} | {nbytes / dt / 1e9:.1f}"
+                        f" | {flops / dt / 1e9:.0f} | | | | |")
+            del peers
+            for enc in types:
+                wf = (rng.standard_normal((m, k)) * 0.02).astype(np.float32)
+                w0 = qs.quantize(wf, enc)
+                del wf
+                copies = max(2, -(-COLD_BYTES // w0.nbytes))
+                ws = [qs.QTensor(w0.data.copy(), w0.shape, enc) for _ in range(copies)]
+                runner = None
+                if ggml is not None:
+                    run, result, free = ggml.prepare(w0.encoding.ggml_type,
+                                                     [w.data for w in ws], x, m, k)
+                    runner = (run, free)
+                    # same answer as ggml (both use 8-bit activations): a wrong kernel shows here
+                    run(0, thread_list[0])
+                    ours = qs.qmatmul(x, ws[0])
+                    ref = result(0)
+                    rel = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30))
+                    if rel > 0.05:
+                        out(f"WARNING: {enc} differs from ggml by {rel:.3g} (relative to max)")
+                for t in thread_list:
+                    dt = timeit(lambda i, t=t, x=x, ws=ws: qs.qmatmul(x, ws[i], threads=t),
+                                copies, min_time, min_calls)
+                    gbs = w0.nbytes / dt / 1e9
+                    cells = [f"{gbs / bw[t] * 100:.0f}%" if n == 1 else ""]
+                    if runner is not None:
+                        gdt = timeit(lambda i, t=t, r=runner[0]: r(i, t), copies, min_time,
+                                     min_calls)
+                        out(f"| {m}x{k} | {n} | {t} | ggml {enc} | {gdt * 1e3:.2f} | "
+                            f"{w0.nbytes / gdt / 1e9:.1f} | {flops / gdt / 1e9:.0f} | | | | |")
+                        cells.append(f"{gdt / dt:.2f}")
+                    else:
+                        cells.append("n/a")
+                    for pname in ("torch F.linear f32", "torch F.linear bf16"):
+                        pt = peer_t.get((pname, t))
+                        cells.append(f"{pt / dt:.2f}" if pt else "n/a")
+                    out(f"| {m}x{k} | {n} | {t} | **qtstudio {enc}** | {dt * 1e3:.2f} | "
+                        f"{gbs:.1f} | {flops / dt / 1e9:.0f} | " + " | ".join(cells) + " |")
+                if runner is not None:
+                    runner[1]()
+                del ws, w0
+    if not args.no_write:
+        write_results(lines, args.quick)
+    return 0
+
+
+def write_results(lines: list[str], quick: bool) -> None:
+    """Replace this script's section of RESULTS.md (other sections stay as they are)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    body = [HEADING, "", f"Run {stamp}{' (--quick)' if quick else ''}, "
+            f"`python benchmarks/bench_qmatmul.py{' --quick' if quick else ''}`:", "", *lines, ""]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start = text.find(HEADING)
+    if start >= 0:
+        nxt = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + text[nxt + 1:] if nxt >= 0 else text[:start]
+    RESULTS.write_text(text.rstrip("\n") + "\n\n" + "\n".join(body))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
