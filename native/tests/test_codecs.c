@@ -173,7 +173,7 @@ static int g_nlevels;
 
 /* Level -1 means "whatever the dispatch table is using"; name it that way in messages. */
 static const char *level_name(int lvl) {
-    return lvl < 0 ? "active" : level_name(lvl);
+    return lvl < 0 ? "active" : qt_isa_name(lvl);
 }
 
 /* ---------------------------------------------------------------- codec checks */
