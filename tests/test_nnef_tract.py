@@ -130,6 +130,35 @@ def test_conv_net_with_q4_0_filters(tmp_path):
     _check(r)
 
 
+class TwoHeads(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.a = torch.nn.Linear(32, 8)
+        self.b = torch.nn.Linear(32, 4)
+
+    def forward(self, x, y):
+        return self.a(x), torch.relu(self.b(y)) * 2
+
+
+def test_two_inputs_two_outputs_and_module_state_kept(tmp_path):
+    m = TwoHeads().train()
+    r = export_nnef(m, "Q4_0", (torch.randn(2, 32), torch.randn(3, 32)), tmp_path / "two",
+                    verify=True)
+    assert [o["shape"] for o in r.verification["outputs"]] == [[2, 8], [3, 4]]
+    assert m.training  # exporting does not flip the caller's module to eval
+    _check(r)
+
+
+def test_non_finite_weight_is_named(tmp_path):
+    m = TwoHeads().eval()
+    with torch.no_grad():
+        m.a.weight[1, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"a\.weight: row 1"):
+        export_nnef(m, "Q4_0", (torch.randn(2, 32), torch.randn(3, 32)), tmp_path / "bad")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cancel_leaves_nothing(tmp_path):
     m = Mlp().eval()
     token = CancelToken()

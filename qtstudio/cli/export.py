@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="NNEF Q4_0 block scales: ggml min-max, or MSE grid search")
     p.add_argument("--verify", action="store_true",
                    help="NNEF: run the export with tract and compare it with torch")
+    p.add_argument("--seq-len", type=int, default=8, metavar="N",
+                   help="NNEF: tokens per sequence the graph is fixed to (default 8)")
     p.set_defaults(func=run)
 
 

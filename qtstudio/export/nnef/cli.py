@@ -57,7 +57,7 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
     from qtstudio.cli import CliError
     from qtstudio.cli.progress_bar import ProgressBar
 
-    from .sources import NoGraphError, source_for
+    from .sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
     from .verify import verify_export
 
     if not (args.preset or args.recipe or getattr(args, "rule", None)):
@@ -65,8 +65,11 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
     calibration = getattr(args, "calibration", None) or "minmax"
     if calibration not in CALIBRATIONS:
         raise CliError(f"--calibration must be one of {', '.join(CALIBRATIONS)}")
+    seq_len = getattr(args, "seq_len", None) or DEFAULT_SEQ_LEN
+    if seq_len < 1:
+        raise CliError("--seq-len must be at least 1")
     try:
-        source = source_for(args.model)
+        source = source_for(args.model, seq_len=seq_len)
     except NoGraphError as exc:
         raise CliError(str(exc)) from None
     plan = _resolve(args, source)

@@ -130,7 +130,10 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
                 h, p = array_dat(side_data.pop(var.ident))
                 out.write(f"{var.label}.dat", h, p)
                 continue
-            enc = encode_variable(var, calibration=calibration, threads=threads)
+            try:
+                enc = encode_variable(var, calibration=calibration, threads=threads)
+            except ValueError as exc:
+                raise ValueError(f"{var.source or var.label}: {exc}") from None
             n = out.write(f"{var.label}.dat", enc.header, enc.payload)
             side_data.update(enc.side)
             if enc.quant_line:

@@ -191,8 +191,8 @@ def _tied_names(model: torch.nn.Module) -> set[str]:
     return tied
 
 
-def source_for(model: str | Path) -> ExportSource:
-    """``demo`` or a checkpoint path."""
+def source_for(model: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN) -> ExportSource:
+    """``demo`` or a checkpoint path (token models take ``seq_len`` tokens)."""
     if str(model) == "demo":
         return demo_source()
-    return hf_source(model)
+    return hf_source(model, seq_len=seq_len)

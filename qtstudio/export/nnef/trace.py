@@ -64,7 +64,8 @@ def trace_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]
     for i, a in enumerate(args):
         if not isinstance(a, torch.Tensor):
             raise TraceError(f"example input {i} is a {type(a).__name__}; NNEF inputs are tensors")
-    module = module.eval()
+    was_training = module.training
+    module.eval()
     try:
         with torch.no_grad():
             ep = torch.export.export(module, args, strict=False)
@@ -72,6 +73,8 @@ def trace_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TraceError(f"torch.export could not capture {type(module).__name__}: {first}") \
             from exc
+    finally:
+        module.train(was_training)
 
     sig = ep.graph_signature
     state = ep.state_dict

@@ -45,8 +45,12 @@ def torch_outputs(module: torch.nn.Module, inputs: Sequence[torch.Tensor],
                 raise KeyError(f"module has no parameter or buffer {name!r}")
             with torch.no_grad():
                 target.copy_(torch.from_numpy(np.asarray(arr)).reshape(target.shape))
-    with torch.no_grad():
-        return _flat_outputs(m.eval()(*inputs))
+    was_training = m.training
+    try:
+        with torch.no_grad():
+            return _flat_outputs(m.eval()(*inputs))
+    finally:
+        m.train(was_training)
 
 
 def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
