@@ -79,30 +79,35 @@ def quantize_q4_0(w: np.ndarray, calibration: str = "minmax", *, grid: int = 100
     if calibration == "minmax":
         return Q4Result(blocks, decoded, mse_minmax, mse_minmax, calibration)
 
+    # rows in chunks keep the search's temporaries small for large matrices
     d0 = _block_scales(blocks)
-    best_d = d0.copy()
-    best_codes: np.ndarray | None = None
-    improved = np.zeros_like(best_err, dtype=bool)
-    step = (1.0 - maxshrink) / grid
-    for k in range(1, grid + 1):
-        d16 = (d0 * (1.0 - k * step)).astype(np.float16).astype(np.float32)
-        codes = _codes(x, d16)
-        recon = (codes.astype(np.float32) - 8.0) * d16[..., None]
-        err = ((x - recon) ** 2).mean(axis=2)
-        better = err < best_err
-        if better.any():
-            best_err = np.where(better, err, best_err)
-            best_d = np.where(better, d16, best_d)
-            improved |= better
-            if best_codes is None:
-                best_codes = np.zeros_like(codes)
-            best_codes[better] = codes[better]
-    if best_codes is None:  # nothing beat min-max anywhere
-        return Q4Result(blocks, decoded, mse_minmax, mse_minmax, calibration)
-    # blocks the search improved get new bytes; the rest keep ggml's reference bytes
-    new_blocks = pack_blocks(best_codes, best_d).reshape(rows, -1, BLOCK_BYTES)
     merged = blocks.reshape(rows, -1, BLOCK_BYTES).copy()
-    merged[improved] = new_blocks[improved]
+    step = (1.0 - maxshrink) / grid
+    chunk = max(1, (1 << 20) // n)
+    any_better = False
+    for r0 in range(0, rows, chunk):
+        sl = slice(r0, min(rows, r0 + chunk))
+        xs, ds, err0 = x[sl], d0[sl], best_err[sl]
+        best_d = ds.copy()
+        best_codes = np.zeros(xs.shape, dtype=np.uint8)
+        improved = np.zeros(err0.shape, dtype=bool)
+        for k in range(1, grid + 1):
+            d16 = (ds * (1.0 - k * step)).astype(np.float16).astype(np.float32)
+            codes = _codes(xs, d16)
+            err = (((codes.astype(np.float32) - 8.0) * d16[..., None] - xs) ** 2).mean(axis=2)
+            better = err < err0
+            if better.any():
+                err0 = np.where(better, err, err0)
+                best_d = np.where(better, d16, best_d)
+                best_codes[better] = codes[better]
+                improved |= better
+        if improved.any():
+            any_better = True
+            # blocks the search improved get new bytes; the rest keep ggml's reference bytes
+            new_blocks = pack_blocks(best_codes, best_d).reshape((*improved.shape, BLOCK_BYTES))
+            merged[sl][improved] = new_blocks[improved]
+    if not any_better:
+        return Q4Result(blocks, decoded, mse_minmax, mse_minmax, calibration)
     merged = merged.reshape(rows, -1)
     new_decoded = dequantize(type(qt)(merged, w.shape, "Q4_0"), threads=threads)
     mse = float(((w - new_decoded) ** 2).mean())
