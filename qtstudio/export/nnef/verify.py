@@ -23,7 +23,14 @@ def run_tract(path: str | Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray
     import tract  # optional dependency: only verification needs it
 
     model = tract.nnef().load(str(path)).into_runnable()
-    return [o.to_numpy() for o in model.run([np.ascontiguousarray(x) for x in inputs])]
+    feeds = []
+    for x in inputs:
+        x = np.ascontiguousarray(x)
+        # NNEF integer tensors are 64-bit in tract, whatever width torch used
+        if x.dtype.kind in "iu" and x.dtype != np.int64:
+            x = x.astype(np.int64)
+        feeds.append(x)
+    return [o.to_numpy() for o in model.run(feeds)]
 
 
 def _flat_outputs(out: Any) -> list[np.ndarray]:
