@@ -68,6 +68,8 @@ class Plan:
     entries: list[PlanEntry]
     target_format: str | None = "gguf"
     preset: str | None = None
+    #: bytes of the source checkpoint, for comparison
+    original_bytes: int = 0
     _index: dict[str, PlanEntry] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,12 +91,6 @@ class Plan:
     @property
     def total_bytes(self) -> int:
         return sum(e.nbytes for e in self.entries)
-
-    @property
-    def original_bytes(self) -> int:
-        return self._original_bytes
-
-    _original_bytes: int = 0
 
     @property
     def avg_bpw(self) -> float:
@@ -161,9 +157,8 @@ def resolve_plan(model: Model, recipe: Recipe, *, target_format: str | None = "g
     for info in model.tensors:
         requested, enc_name, origin = chosen[info.name]
         entries.append(_finish(info, requested, enc_name, origin, target_format))
-    plan = Plan(entries, target_format=target_format, preset=recipe.preset)
-    plan._original_bytes = model.total_bytes
-    return plan
+    return Plan(entries, target_format=target_format, preset=recipe.preset,
+                original_bytes=model.total_bytes)
 
 
 def _choose(info: TensorInfo, recipe: Recipe, preset, mixture: Mixture | None,
