@@ -215,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--types", default=None,
                     help="comma list of encodings (default Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--n", default=None, help="comma list of activation rows (default 1,512)")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args(argv)
 
     types = (args.types or ("Q4_0,Q8_0,Q4_K,Q6_K" if args.quick
                             else "Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0")).split(",")
     shapes = [(4096, 4096)] if args.quick else [(4096, 14336), (4096, 4096)]
-    ns = [1, 128] if args.quick else [1, 512]
+    ns = [int(v) for v in args.n.split(",")] if args.n else ([1, 128] if args.quick else [1, 512])
     thread_list = [int(t) for t in args.threads.split(",")]
     min_time = 0.15 if args.quick else 0.3
 

@@ -97,6 +97,17 @@ static void gemv_fast(mm_job *j) {
     }
     float *s = sm, *mn = sm + kcap / QT_MM_GROUP;
     const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
+    const qt_mm_fdot_fn fdot = j->mt->fdot[j->type_id];
+    if (fdot) {
+        for (int64_t row = j->row_begin; row < j->row_end; row++) {
+            for (int64_t i = 0; i < j->n; i++) {
+                j->y[i * j->m + row] = fdot(span_ptr(j, row, 0), &j->acts[i], j->k);
+            }
+        }
+        free(u);
+        free(sm);
+        return;
+    }
     for (int64_t row = j->row_begin; row < j->row_end; row++) {
         float acc[MM_GEMM_MIN_ROWS] = {0};
         for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {

@@ -58,8 +58,13 @@ typedef float (*qt_mm_dot_f32_fn)(const float *w, const float *x, int64_t n);
 typedef void (*qt_mm_tile_f32_fn)(const float *tile_w, int64_t kc, const float *x, int64_t ldx,
                                   int64_t nrows, float *out);
 
+/* Fused GEMV dot: one whole weight row (k values, ggml blocks) with one activation row, without
+ * the unpacked intermediate. Needs the GEMV activation arrays (lbias, da4). */
+typedef float (*qt_mm_fdot_fn)(const void *row, const qt_mm_act *act, int64_t k);
+
 typedef struct qt_matmul_table {
     qt_mm_unpack_fn unpack[QT_TYPE_MAX];
+    qt_mm_fdot_fn fdot[QT_TYPE_MAX]; /* NULL: GEMV unpacks then uses dot */
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;

@@ -197,6 +197,194 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
     }
 }
 
+/* ---------------------------------------------------------------- fused GEMV dots
+ * Decode ggml blocks straight into registers: lane l of a 64-value step covers values
+ * 4l..4l+3, so per-lane activation scales (da4) and offset corrections (lbias = -128 * the
+ * lane's activation sum, shifted down for smaller offsets) line up without shuffles. */
+
+static inline float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* [d0 x 8 lanes, d1 x 8 lanes] from two fp16 scales. */
+static inline __m512 two_scales(uint16_t d0, uint16_t d1) {
+    const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)d0)),
+                                              _mm_set1_epi16((short)d1), 1);
+    return _mm512_cvtph_ps(h);
+}
+
+/* Scalar tail for one 32-value block given as offset-free signed values. */
+static inline float tail_block(const int8_t *w, float d, const qt_mm_act *act, int64_t j) {
+    float total = 0.0f;
+    for (int g = 0; g < 2; g++) {
+        int32_t acc = 0;
+        for (int t = 0; t < 16; t++) acc += (int32_t)w[16 * g + t] * act->a[j + 16 * g + t];
+        total += (float)acc * (d * act->da[j / 16 + g]);
+    }
+    return total;
+}
+
+static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q4_0 *x = row;
+    const int64_t nb = k / 32;
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+#define Q4_0_PAIR(ACC, I)                                                                      \
+    do {                                                                                       \
+        const int64_t j = 32 * (I);                                                            \
+        const __m256i q2 = _mm256_inserti128_si256(                                            \
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)x[I].qs)),   \
+            _mm_loadu_si128((const __m128i *)(const void *)x[(I) + 1].qs), 1);                 \
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q2), _mm256_srli_epi16(q2, 4), 1); \
+        z = _mm512_shuffle_i64x2(_mm512_and_si512(z, mask), _mm512_and_si512(z, mask), 0xD8);  \
+        const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 4);     \
+        const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));        \
+        const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
+                                        _mm512_loadu_ps(act->da4 + j / 4));                    \
+        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
+    } while (0)
+    for (; i + 4 <= nb; i += 4) {
+        Q4_0_PAIR(acc0, i);
+        Q4_0_PAIR(acc1, i + 2);
+    }
+    for (; i + 2 <= nb; i += 2) {
+        Q4_0_PAIR(acc0, i);
+    }
+#undef Q4_0_PAIR
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) {
+        int8_t w[32];
+        for (int t = 0; t < 16; t++) {
+            w[t] = (int8_t)((x[i].qs[t] & 0xF) - 8);
+            w[t + 16] = (int8_t)((x[i].qs[t] >> 4) - 8);
+        }
+        total += tail_block(w, h2f(x[i].d), act, 32 * i);
+    }
+    return total;
+}
+
+static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q8_0 *x = row;
+    const int64_t nb = k / 32;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+#define Q8_0_PAIR(ACC, I)                                                                      \
+    do {                                                                                       \
+        const int64_t j = 32 * (I);                                                            \
+        const __m512i z = _mm512_xor_si512(                                                    \
+            _mm512_inserti64x4(                                                                \
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)x[I].qs)), \
+                _mm256_loadu_si256((const __m256i *)(const void *)x[(I) + 1].qs), 1),          \
+            flip);                                                                             \
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,       \
+                                              _mm512_loadu_si512(act->a + j));                 \
+        const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
+                                        _mm512_loadu_ps(act->da4 + j / 4));                    \
+        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
+    } while (0)
+    for (; i + 4 <= nb; i += 4) {
+        Q8_0_PAIR(acc0, i);
+        Q8_0_PAIR(acc1, i + 2);
+    }
+    for (; i + 2 <= nb; i += 2) {
+        Q8_0_PAIR(acc0, i);
+    }
+#undef Q8_0_PAIR
+    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) {
+        total += tail_block(x[i].qs, h2f(x[i].d), act, 32 * i);
+    }
+    return total;
+}
+
+static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q4_K *x = row;
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    /* chunk c of 64 values: lanes 0-7 use scale 2c, lanes 8-15 scale 2c+1 */
+    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
+    /* minimum j (lanes 8-15 of sm) for groups 2j and 2j+1 */
+    const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const int64_t j0 = QK_K * i;
+        uint32_t w[3];
+        memcpy(w, x[i].scales, sizeof w);
+        const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
+        const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+        const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+        const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+        const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(h2f(x[i].d)),
+                                             _mm256_set1_ps(h2f(x[i].dmin)), 1);
+        /* lanes 0-7: d * scale_j; lanes 8-15: dmin * min_j */
+        const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
+        macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
+                               _mm512_loadu_ps(act->sa + j0 / 16), macc);
+        __m512i pick = pick0;
+        for (int c = 0; c < 4; c++) {
+            const int64_t j = j0 + 64 * c;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * c));
+            const __m512i z = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_and_si256(q, mask)),
+                _mm256_and_si256(_mm256_srli_epi16(q, 4), mask), 1);
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
+                                                  _mm512_loadu_si512(act->a + j));
+            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
+                                            _mm512_loadu_ps(act->da4 + j / 4));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+            pick = _mm512_add_epi32(pick, two);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
+}
+
+static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q6_K *x = row;
+    const __m512i mask = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+    /* fifth/sixth bits: values 0-31 take qh << 4, 32-63 qh << 2, 64-95 qh, 96-127 qh >> 2 */
+    const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr_b = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    /* 64 values = 4 groups of 16: lanes 4g..4g+3 take group g0 + g */
+    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i four = _mm512_set1_epi32(4);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const __m512 s = _mm512_mul_ps(
+            _mm512_set1_ps(h2f(x[i].d)),
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(const void *)x[i].scales))));
+        __m512i pick = pick0;
+        for (int h = 0; h < 2; h++) {
+            const int64_t j = QK_K * i + 128 * h;
+            const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qh + 32 * h));
+            const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            const __m512i za = _mm512_or_si512(_mm512_and_si512(ql, mask),
+                                               _mm512_and_si512(_mm512_sllv_epi16(qh2, shl_a), top));
+            const __m512i zb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), mask),
+                                               _mm512_and_si512(_mm512_srlv_epi16(qh2, shr_b), top));
+            /* stored values are q + 32 */
+            const __m512i pa = _mm512_dpbusd_epi32(
+                _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 2), za,
+                _mm512_loadu_si512(act->a + j));
+            const __m512i pb = _mm512_dpbusd_epi32(
+                _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4 + 16), 2), zb,
+                _mm512_loadu_si512(act->a + j + 64));
+            const __m512 sa = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
+                                            _mm512_loadu_ps(act->da4 + j / 4));
+            pick = _mm512_add_epi32(pick, four);
+            const __m512 sb = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
+                                            _mm512_loadu_ps(act->da4 + j / 4 + 16));
+            pick = _mm512_add_epi32(pick, four);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), sa, acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), sb, acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
@@ -206,4 +394,8 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->quantize_act = quantize_act;
     t->dot = dot_vnni;
     t->tile = tile_vnni;
+    t->fdot[QT_T_Q4_0] = fdot_q4_0;
+    t->fdot[QT_T_Q8_0] = fdot_q8_0;
+    t->fdot[QT_T_Q4_K] = fdot_q4_K;
+    t->fdot[QT_T_Q6_K] = fdot_q6_K;
 }
