@@ -98,7 +98,9 @@ static void q2k_finish_plain(const float *x, block_q2_K *b, uint8_t *L, const fl
     if (max_min > 0) {
         const float iscale = 15.0f / max_min;
         for (int j = 0; j < QK_K / 16; j++) {
-            b->scales[j] |= (uint8_t)(qt_nearest_int(iscale * mins[j]) << 4);
+            /* Shifted as unsigned: an overflowed min gives a negative level, whose low bits
+             * ggml keeps the same way. */
+            b->scales[j] |= (uint8_t)((unsigned)qt_nearest_int(iscale * mins[j]) << 4);
         }
         b->dmin = qt_fp32_to_fp16(max_min / 15.0f);
     } else {
