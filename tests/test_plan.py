@@ -114,3 +114,21 @@ def test_plan_dict_fields(llama):
     t = d["tensors"][0]
     assert {"name", "gguf_name", "encoding", "nbytes"} <= set(t)
     assert {"total_bytes", "avg_bpw", "memory_estimate_bytes", "total_params"} <= set(d)
+
+
+def test_unknown_architecture_counts_layers_in_numeric_order(tmp_path):
+    rng = np.random.default_rng(0)
+    t = {}
+    for i in range(12):
+        t[f"net.{i}.attn.v_proj.weight"] = rng.standard_normal((4, 256)).astype(np.float32)
+        t[f"net.{i}.mlp.down_proj.weight"] = rng.standard_normal((4, 256)).astype(np.float32)
+    save_file(t, tmp_path / "m.safetensors")
+    with open_model(tmp_path / "m.safetensors") as m:
+        assert m.architecture is None and m.n_blocks == 12
+        plan = resolve_plan(m, Recipe(preset="Q4_K_M"))
+    from qtstudio.core.presets import use_more_bits
+    want = [i for i in range(12) if use_more_bits(i, 12)]
+    assert [i for i in range(12) if plan.entry(f"net.{i}.attn.v_proj.weight").encoding
+            == "Q6_K"] == want
+    assert [i for i in range(12) if plan.entry(f"net.{i}.mlp.down_proj.weight").encoding
+            == "Q6_K"] == want

@@ -135,8 +135,12 @@ def _block_size(name: str) -> int:
 
 def _llama_order_key(info: TensorInfo) -> tuple[int, str]:
     """llama.cpp walks tensors sorted by layer number, then by name."""
-    name = info.gguf_name or info.name
-    b = block_index(name) if name.startswith("blk.") else None
+    if info.gguf_name is not None:
+        name = info.gguf_name
+        b = block_index(name) if name.startswith("blk.") else None
+    else:
+        # No GGUF name: the checkpoint's block number stands in for llama.cpp's "blk.N".
+        name, b = info.name, info.block_index
     return (-1 if b is None else b, name)
 
 
