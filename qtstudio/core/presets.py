@@ -113,6 +113,10 @@ def category_of(info: TensorInfo) -> Category:
         return Category.OTHER
     for keys, cat in _HF_CATEGORY:
         if any(k in info.name for k in keys):
+            # Layer roles only mean something inside repeated blocks (a plain MLP's "fc2" is
+            # not a transformer's ffn_down).
+            if info.block_index is None and cat not in (Category.OUTPUT, Category.TOKEN_EMBD):
+                return Category.OTHER
             return cat
     return Category.OTHER
 
