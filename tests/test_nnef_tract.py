@@ -308,6 +308,27 @@ def test_integer_paths_cumsum_and_gather(tmp_path):
     _check(r)
 
 
+class MixedKinds(torch.nn.Module):
+    """Integer, boolean and float operands meeting in arithmetic and comparisons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.e = torch.nn.Embedding(50, 32)
+
+    def forward(self, ids):
+        keep = (1.0 - (ids > 3).float()).sum(1, keepdim=True)
+        ratio = (ids / 7).sum(1, keepdim=True)
+        frac = (ids * 2 >= 10).float().mean(1, keepdim=True)
+        return self.e(ids).sum(1) * keep + ratio + frac
+
+
+def test_mixed_integer_and_float_operands(tmp_path):
+    ids = torch.tensor([[1, 4, 9, 49, 3], [0, 0, 7, 8, 30]], dtype=torch.int32)
+    r = export_nnef(MixedKinds().eval(), "Q4_0", (ids,), tmp_path / "k.nnef", verify=True)
+    _check(r)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "roberta", "gemma"])
 def test_more_transformers_architectures(tmp_path, arch):

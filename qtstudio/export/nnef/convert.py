@@ -316,16 +316,28 @@ class Converter:
         if name == "rsub":
             a, b = b, a
         op = _BINARY.get(name, "sub")
-        va, vb = self._val(a), self._val(b)
-        kinds = [v.kind for v in (va, vb) if isinstance(v, Value)]
-        in_kind = kinds[0] if kinds else "scalar"
-        alpha = node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else None)
+        out_kind = _kind_of(self.t.values[node.name])
+        values = [self._val(a), self._val(b)]
+        kinds = [v.kind for v in values if isinstance(v, Value)]
+        if op in _COMPARISONS or op in _LOGICAL:
+            # compare in the wider of the operands' kinds (int vs float compares as float)
+            in_kind = "scalar" if "scalar" in kinds else (kinds[0] if kinds else "scalar")
+        else:
+            in_kind = out_kind
         if name == "div" and node.kwargs.get("rounding_mode") is not None:
             raise UnsupportedOpError(f"{node.name}: div with rounding_mode is not supported")
-        ea = self._operand(a, rank, in_kind)
-        eb = self._operand(b, rank, in_kind)
+        exprs = []
+        for arg, v in zip((a, b), values, strict=True):
+            if isinstance(v, Value) and v.kind != in_kind and in_kind != "logical":
+                v = self._convert_kind(v, in_kind)
+                exprs.append(self._align(v, rank).ident)
+            else:
+                exprs.append(self._operand(arg, rank, in_kind))
+        ea, eb = exprs
+        alpha = node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else None)
         if alpha is not None and alpha != 1 and name in ("add", "sub", "rsub"):
             eb = self.b.op(f"mul({eb}, {float_literal(alpha)})", out).ident
+        vb = values[1]
         if op == "pow" and not isinstance(vb, Value) and isinstance(vb, int | float):
             if float(vb) == 2.0:
                 return self.b.op(f"sqr({ea})", out)
@@ -334,12 +346,7 @@ class Converter:
         kind = "logical" if op in _COMPARISONS or op in _LOGICAL else in_kind
         return self.b.op(f"{op}({ea}, {eb})", out, kind)
 
-    # ----------------------------------------------------------------------------- casts
-    def _cast(self, node: fx.Node, x: Value) -> Value:
-        target = self.t.values[node.name]
-        kind = _kind_of(target)
-        if kind == x.kind:
-            return x
+    def _convert_kind(self, x: Value, kind: str) -> Value:
         if kind == "scalar" and x.kind == "logical":
             return self.b.op(f"select({x.ident}, 1.0, 0.0)", x.shape)
         if kind == "logical":
@@ -348,6 +355,11 @@ class Converter:
         self.b.extensions.add("tract_registry tract_core")
         to = "f32" if kind == "scalar" else "i64"
         return self.b.op(f'tract_core_cast({x.ident}, to = "{to}")', x.shape, kind)
+
+    # ----------------------------------------------------------------------------- casts
+    def _cast(self, node: fx.Node, x: Value) -> Value:
+        kind = _kind_of(self.t.values[node.name])
+        return x if kind == x.kind else self._convert_kind(x, kind)
 
     def _op_to(self, node: fx.Node) -> Value:
         return self._cast(node, self._tensor(node.args[0]))
