@@ -156,3 +156,16 @@ def test_deeply_nested_header(tmp_path):
     p.write_bytes(struct.pack("<Q", len(body)) + body)
     with pytest.raises(ModelFormatError, match="not valid JSON"):
         open_model(p)
+
+
+def test_folder_of_unindexed_shards(tmp_path):
+    save_file({"a.weight": np.ones((2, 32), np.float32)}, tmp_path / "part1.safetensors")
+    save_file({"b.weight": np.zeros((2, 32), np.float16)}, tmp_path / "part2.safetensors")
+    with open_model(tmp_path) as m:
+        assert sorted(t.name for t in m.tensors) == ["a.weight", "b.weight"]
+        assert m.load("a.weight").sum() == 64
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(ModelFormatError, match="no model weights found"):
+        open_model(tmp_path)

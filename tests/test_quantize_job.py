@@ -93,3 +93,12 @@ def test_imatrix_changes_weighting(model):
     x = model.load("l0.weight")
     y = qtstudio.dequantize(qtstudio.quantize(x, "Q4_0", imatrix=w))
     assert b["rmse"] == pytest.approx(tensor_metrics(x, y, imatrix=w).rmse, rel=1e-9)
+
+
+def test_per_tensor_int8_is_never_split_into_chunks(model):
+    plan = resolve_plan(model, Recipe(default_encoding="INT8_PT_ASYM"), target_format=None)
+    got = {}
+    run_job(quantize_job(model, plan, chunk_bytes=4 * 256 * 4,
+                         sink=lambda e, qt: got.setdefault(e.name, qt)))
+    x = model.load("l2.weight")
+    assert got["l2.weight"].tobytes() == qtstudio.quantize(x, "INT8_PT_ASYM").tobytes()
