@@ -359,7 +359,226 @@ static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
     }
 }
 
+/* Fifth bits of 32 values (bit j of qh -> byte j), as 0x10 or 0. */
+static inline __m256i q5_high_bits(const uint8_t *qh_bytes) {
+    uint32_t qh;
+    memcpy(&qh, qh_bytes, sizeof qh);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)qh),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                         3, 3, 3, 3, 3, 3, 3));
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+/* Shared loop of the 32-value nibble types: make(block pair) -> two 32-byte value vectors. */
+#define NIBBLE_PAIRS(TYPE, OFFSET_OP, HIGH0, HIGH1, SCALE, MIN)                                 \
+    const TYPE *x = vx;                                                                        \
+    const int64_t nb = n / 32;                                                                 \
+    int64_t i = 0;                                                                             \
+    for (; i + 2 <= nb; i += 2, u += 64) {                                                     \
+        __m256i b0, b1;                                                                        \
+        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);                               \
+        store256(u, OFFSET_OP(_mm256_or_si256(b0, HIGH0)));                                    \
+        store256(u + 32, OFFSET_OP(_mm256_or_si256(b1, HIGH1)));                               \
+        const float s0 = SCALE(x[i]), s1 = SCALE(x[i + 1]);                                    \
+        const float m0 = MIN(x[i]), m1 = MIN(x[i + 1]);                                        \
+        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(s0, s0, s1, s1));                                 \
+        _mm_storeu_ps(m + 2 * i, _mm_setr_ps(m0, m0, m1, m1));                                 \
+    }
+
+static inline __m256i or80(__m256i v) {
+    return _mm256_or_si256(v, _mm256_set1_epi8((char)0x80));
+}
+
+static inline __m256i add112(__m256i v) {
+    return _mm256_add_epi8(v, _mm256_set1_epi8(112)); /* q - 16 + 128 */
+}
+
+#define D_OF(b) h2f((b).d)
+#define M_OF(b) h2f((b).m)
+#define ZERO_OF(b) 0.0f
+
+static void unpack_q4_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const __m256i none = _mm256_setzero_si256();
+    NIBBLE_PAIRS(block_q4_1, or80, none, none, D_OF, M_OF)
+    if (i < nb) {
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)((x[i].qs[j] & 0xF) | 0x80);
+            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) | 0x80);
+        }
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = h2f(x[i].m);
+    }
+}
+
+static void unpack_q5_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    NIBBLE_PAIRS(block_q5_0, add112, q5_high_bits(x[i].qh), q5_high_bits(x[i + 1].qh), D_OF,
+                 ZERO_OF)
+    if (i < nb) {
+        uint8_t hb[32];
+        store256(hb, q5_high_bits(x[i].qh));
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)(((x[i].qs[j] & 0xF) | hb[j]) + 112);
+            u[j + 16] = (uint8_t)(((x[i].qs[j] >> 4) | hb[j + 16]) + 112);
+        }
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = 0.0f;
+    }
+}
+
+static void unpack_q5_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    NIBBLE_PAIRS(block_q5_1, or80, q5_high_bits(x[i].qh), q5_high_bits(x[i + 1].qh), D_OF, M_OF)
+    if (i < nb) {
+        uint8_t hb[32];
+        store256(hb, q5_high_bits(x[i].qh));
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)((x[i].qs[j] & 0xF) | hb[j] | 0x80);
+            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) | hb[j + 16] | 0x80);
+        }
+        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
+        m[2 * i] = m[2 * i + 1] = h2f(x[i].m);
+    }
+}
+
+/* E2M1 values doubled, offset by 128. */
+#define E2M1_GRID                                                                              \
+    _mm256_setr_epi8((char)128, (char)129, (char)130, (char)131, (char)132, (char)134, (char)136, \
+                     (char)140, (char)128, 127, 126, 125, 124, 122, 120, 116, (char)128,        \
+                     (char)129, (char)130, (char)131, (char)132, (char)134, (char)136, (char)140, \
+                     (char)128, 127, 126, 125, 124, 122, 120, 116)
+
+static inline float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void unpack_mxfp4(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_mxfp4 *x = vx;
+    const int64_t nb = n / 32;
+    const __m256i grid = E2M1_GRID;
+    uint8_t table[32];
+    store256(table, grid);
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, u += 64) {
+        __m256i b0, b1;
+        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
+        store256(u, _mm256_shuffle_epi8(grid, b0));
+        store256(u + 32, _mm256_shuffle_epi8(grid, b1));
+        const float d0 = e8m0_half(x[i].e), d1 = e8m0_half(x[i + 1].e);
+        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
+        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
+    }
+    if (i < nb) {
+        for (int j = 0; j < 16; j++) {
+            u[j] = table[x[i].qs[j] & 0xF];
+            u[j + 16] = table[x[i].qs[j] >> 4];
+        }
+        s[2 * i] = s[2 * i + 1] = e8m0_half(x[i].e);
+        m[2 * i] = m[2 * i + 1] = 0.0f;
+    }
+}
+
+static void unpack_iq4_xs(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_iq4_xs *x = vx;
+    const __m256i grid = _mm256_setr_epi8(
+        1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
+        (char)197, (char)217, (char)241, 1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
+        (char)153, (char)166, (char)181, (char)197, (char)217, (char)241);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < 8; ib += 2, u += 64) {
+            __m256i b0, b1;
+            nibbles_2blocks(two_qs(x[i].qs + 16 * ib, x[i].qs + 16 * ib + 16), &b0, &b1);
+            store256(u, _mm256_shuffle_epi8(grid, b0));
+            store256(u + 32, _mm256_shuffle_epi8(grid, b1));
+        }
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
+                           (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+            s[2 * ib] = s[2 * ib + 1] = d * (float)(ls - 32);
+        }
+        _mm256_storeu_ps(m, _mm256_setzero_ps());
+        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+    }
+}
+
+static void unpack_q2_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q2_K *x = vx;
+    const __m256i three = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++, u += 32) {
+                store256(u, or80(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three)));
+            }
+        }
+        for (int g = 0; g < 16; g++) {
+            s[g] = d * (float)(x[i].scales[g] & 0xF);
+            m[g] = -(dmin * (float)(x[i].scales[g] >> 4));
+        }
+    }
+}
+
+static void unpack_q3_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_q3_K *x = vx;
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        const float d = h2f(x[i].d);
+        const __m256i hm = load256(x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++, u += 32) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                /* 4 where the high bit is clear: the value is q - 4 */
+                const __m256i low = _mm256_and_si256(
+                    _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256()), four);
+                const __m256i v = or80(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three));
+                store256(u, _mm256_sub_epi8(v, low));
+            }
+        }
+        const uint8_t *b = x[i].scales;
+        for (int g = 0; g < 16; g++) {
+            const int lo = g < 8 ? (b[g] & 0xF) : (b[g - 8] >> 4);
+            const int hi = (b[8 + (g & 3)] >> (2 * (g >> 2))) & 3;
+            s[g] = d * (float)((lo | (hi << 4)) - 32);
+        }
+        _mm256_storeu_ps(m, _mm256_setzero_ps());
+        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+    }
+}
+
+static void unpack_tq2_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    const block_tq2_0 *x = vx;
+    const __m256i three = _mm256_set1_epi8(3), off = _mm256_set1_epi8(127); /* q - 1 + 128 */
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++, u += 32) {
+                store256(u, _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), off));
+            }
+        }
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+        _mm256_storeu_ps(s, d);
+        _mm256_storeu_ps(s + 8, d);
+        _mm256_storeu_ps(m, _mm256_setzero_ps());
+        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+    }
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
+    t->unpack[QT_T_Q4_1] = unpack_q4_1;
+    t->unpack[QT_T_Q5_0] = unpack_q5_0;
+    t->unpack[QT_T_Q5_1] = unpack_q5_1;
+    t->unpack[QT_T_MXFP4] = unpack_mxfp4;
+    t->unpack[QT_T_IQ4_XS] = unpack_iq4_xs;
+    t->unpack[QT_T_Q2_K] = unpack_q2_K;
+    t->unpack[QT_T_Q3_K] = unpack_q3_K;
+    t->unpack[QT_T_TQ2_0] = unpack_tq2_0;
     t->unpack[QT_T_Q4_0] = unpack_q4_0;
     t->unpack[QT_T_IQ4_NL] = unpack_iq4_nl;
     t->unpack[QT_T_Q8_0] = unpack_q8_0;
