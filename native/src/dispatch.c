@@ -112,6 +112,7 @@ static void build_tables(void) {
 #if defined(__aarch64__)
     g_tables[QT_ISA_NEON] = base;
     qt_neon_register(&g_tables[QT_ISA_NEON]);
+    qt_neon_register_kquants(&g_tables[QT_ISA_NEON]);
     g_level_ok[QT_ISA_NEON] = 1;
     g_active = QT_ISA_NEON;
 #endif

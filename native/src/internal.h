@@ -54,6 +54,7 @@ void qt_avx512_register_kquants(qt_kernel_table *t);
 #endif
 #if defined(__aarch64__)
 void qt_neon_register(qt_kernel_table *t);
+void qt_neon_register_kquants(qt_kernel_table *t);
 #endif
 
 /* Kernel table for a level, or NULL when that level cannot run here. */

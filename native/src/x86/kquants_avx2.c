@@ -1,5 +1,5 @@
 /* AVX2 K-quant and IQ4 quantizers: eight groups searched at once, one per lane, bit-exact with
- * the scalar reference (see kquants_lanes.h). */
+ * the scalar reference (see ../kquants_lanes.h). */
 #include <immintrin.h>
 
 #include "../blocks.h"
@@ -59,7 +59,7 @@ static inline __m256 lookup16(const __m256 *t, __m256i idx) {
 #define VM_ANY(a) (_mm256_movemask_ps(a) != 0)
 #define VM_NONE() _mm256_setzero_ps()
 
-#include "kquants_lanes.h"
+#include "../kquants_lanes.h"
 
 void qt_avx2_register_kquants(qt_kernel_table *t) {
     LANE_FN(install)(t);

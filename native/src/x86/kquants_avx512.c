@@ -1,5 +1,5 @@
 /* AVX-512 K-quant and IQ4 quantizers: sixteen groups searched at once, one per lane, bit-exact
- * with the scalar reference (see kquants_lanes.h). Uses AVX-512F only. */
+ * with the scalar reference (see ../kquants_lanes.h). Uses AVX-512F only. */
 #include <immintrin.h>
 
 #include "../blocks.h"
@@ -50,7 +50,7 @@ typedef __mmask16 vm;
 #define VM_ANY(a) ((a) != 0)
 #define VM_NONE() ((vm)0)
 
-#include "kquants_lanes.h"
+#include "../kquants_lanes.h"
 
 void qt_avx512_register_kquants(qt_kernel_table *t) {
     LANE_FN(install)(t);

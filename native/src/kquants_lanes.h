@@ -1,6 +1,6 @@
 /* Lane-parallel group searches for the K-quant and IQ4 quantizers, written once against a small
- * vector vocabulary that kquants_avx2.c (8 lanes) and kquants_avx512.c (16 lanes) define before
- * including this file.
+ * vector vocabulary that x86/kquants_avx2.c (8 lanes), x86/kquants_avx512.c (16 lanes) and
+ * arm/kquants_neon.c (4 lanes) define before including this file.
  *
  * Each lane runs one group's search from quant_search.c: the same candidates, the same
  * products grouped the same way, every running sum accumulated in the same element order. The
