@@ -18,6 +18,8 @@ USE_MATMUL = "matmul"
 USE_CONV = "conv"
 USE_GATHER = "gather"
 USE_OTHER = "other"
+#: the right-hand [in, out] matrix of addmm (stored transposed)
+USE_MATMUL_T = "matmul_t"
 #: a convolution whose output goes straight into batch norm
 USE_CONV_SCALED = "conv_batch_norm"
 BLOCK_AWARE_USES = frozenset({USE_MATMUL, USE_CONV, USE_GATHER})
@@ -55,6 +57,10 @@ class Variable:
     fallback_reason: str | None = None
     #: for a per-channel scale / zero-point tensor: the identifier of the 8-bit variable
     side_of: str | None = None
+    #: stored as the transpose of the module's tensor
+    transposed: bool = False
+    #: the module tensor's own shape (the stored one may be reshaped or transposed)
+    source_shape: tuple[int, ...] | None = None
 
 
 @dataclass

@@ -22,6 +22,7 @@ from .builder import (
     USE_CONV_SCALED,
     USE_GATHER,
     USE_MATMUL,
+    USE_MATMUL_T,
     USE_OTHER,
     NnefBuilder,
     Value,
@@ -109,8 +110,10 @@ class Converter:
                 for item in items:
                     if isinstance(item, fx.Node) and item.name in self.t.weight_names:
                         use = USE_OTHER
-                        if name in ("linear", "addmm_weight") and i == 1:
+                        if name == "linear" and i == 1:
                             use = USE_MATMUL
+                        elif name == "addmm" and i == 2 and _plain_addmm(node):
+                            use = USE_MATMUL_T
                         elif name in ("conv1d", "conv2d", "convolution") and i == 1:
                             use = USE_CONV
                             # tract folds a following per-channel scale into the kernel,
@@ -173,18 +176,29 @@ class Converter:
         """Identifier of a parameter's variable as the given consumer needs it."""
         var = self._weight_vars.get(a.name)
         if var is None:
-            tensor = self.t.values[a.name]
+            tensor = self.t.values[a.name].detach()
             qualified = self.t.weight_names[a.name]
+            uses = frozenset(self._uses.get(a.name, {USE_OTHER}))
+            transposed = uses == {USE_MATMUL_T}
+            if transposed:
+                # [in, out] weights of addmm are stored [out, in] so that Q4_0 blocks run
+                # along the reduction axis, as tract's block matmul needs
+                tensor, uses = tensor.t(), frozenset({USE_MATMUL})
             shape = store_shape or tuple(int(s) for s in tensor.shape)
-            enc, requested, reason = self.policy(qualified, tensor,
-                                                 frozenset(self._uses.get(a.name, {USE_OTHER})))
+            enc, requested, reason = self.policy(qualified, tensor, uses)
             var = Variable(self.b.fresh("v"), self.b.unique_label(qualified),
-                           tensor.detach().reshape(shape), shape, enc, source=qualified,
-                           kind=_kind_of(tensor), requested=requested, fallback_reason=reason)
+                           tensor.contiguous().reshape(shape), shape, enc, source=qualified,
+                           kind=_kind_of(tensor), requested=requested, fallback_reason=reason,
+                           transposed=transposed,
+                           source_shape=tuple(int(d) for d in self.t.values[a.name].shape))
             self._declare(var)
             self._weight_vars[a.name] = var
         if use == USE_CONV_SCALED:
             use = USE_CONV
+        if var.transposed and use != USE_MATMUL_T:
+            raise UnsupportedOpError(f"{var.source}: stored transposed but used elsewhere")
+        if use == USE_MATMUL_T:
+            use = USE_MATMUL
         if use in (USE_MATMUL, USE_CONV, USE_GATHER) and var.encoding in ("Q4_0", "F32"):
             return var.ident
         if use == USE_MATMUL and var.encoding == "F16":
@@ -631,6 +645,18 @@ class Converter:
         return self.b.op(f"tile({v.ident}, repeats = {ints(reps)})", shape, v.kind)
 
     def _op_addmm(self, node: fx.Node) -> Value:
+        w_arg = node.args[2]
+        if self._is_weight(w_arg) and self._uses.get(w_arg.name) == {USE_MATMUL_T}:
+            x = self._tensor(node.args[1])
+            n_out = int(self.t.values[w_arg.name].shape[1])
+            w = self._weight(w_arg, USE_MATMUL_T)
+            bias = node.args[0]
+            if self._is_weight(bias) and tuple(self.t.values[bias.name].shape) == (n_out,):
+                b = self._weight(bias, USE_OTHER, (1, n_out))
+            else:
+                b = self._const_var(torch.as_tensor(self._val(bias)).reshape(1, -1)
+                                    .expand(1, n_out), 2, "addmm.bias").ident
+            return self.b.op(f"linear({x.ident}, {w}, {b})", self._shape(node))
         y = self._matmul(node, node.args[1], node.args[2])
         beta = node.kwargs.get("beta", 1)
         alpha = node.kwargs.get("alpha", 1)
@@ -947,6 +973,11 @@ class Converter:
         return self._pool(node, "avg_pool")
 
     _op_avg_pool1d = _op_avg_pool2d
+
+
+def _plain_addmm(node: fx.Node) -> bool:
+    """addmm(bias, x, W) with unit alpha/beta and a bias that is a row (GPT-2's Conv1D)."""
+    return node.kwargs.get("alpha", 1) == 1 and node.kwargs.get("beta", 1) == 1
 
 
 def convert(traced: TracedGraph, policy: WeightPolicy) -> tuple[NnefBuilder, list[Value]]:

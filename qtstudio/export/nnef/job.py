@@ -139,11 +139,12 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
             if enc.quant_line:
                 quant_lines.append(enc.quant_line)
             if var.source is not None:
+                values = enc.decoded.T if var.transposed else enc.decoded
                 if keep_decoded:
-                    decoded[var.source] = enc.decoded
+                    decoded[var.source] = values
                 reports.append(TensorReport(
                     (name_map or {}).get(var.source, var.source), var.label,
-                    tuple(var.tensor.shape), var.encoding, var.requested,
+                    var.source_shape or var.shape, var.encoding, var.requested,
                     var.requested if var.fallback_reason else None, var.fallback_reason,
                     n, enc.stats))
             done += int(np.prod(var.shape, dtype=np.int64)) * 4
