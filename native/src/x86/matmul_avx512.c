@@ -385,6 +385,163 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q5_K *x = row;
+    const __m256i mask = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
+    const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const int64_t j0 = QK_K * i;
+        uint32_t w[3];
+        memcpy(w, x[i].scales, sizeof w);
+        const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
+        const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+        const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+        const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+        const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(h2f(x[i].d)),
+                                             _mm256_set1_ps(h2f(x[i].dmin)), 1);
+        const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
+        macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
+                               _mm512_loadu_ps(act->sa + j0 / 16), macc);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)x[i].qh);
+        __m512i pick = pick0;
+        for (int c = 0; c < 4; c++) {
+            const int64_t j = j0 + 64 * c;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * c));
+            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit4);
+            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit4);
+            const __m512i z = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_or_si256(_mm256_and_si256(q, mask), h0)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h1), 1);
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
+                                                  _mm512_loadu_si512(act->a + j));
+            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
+                                            _mm512_loadu_ps(act->da4 + j / 4));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+            pick = _mm512_add_epi32(pick, two);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
+}
+
+/* 32 nibble-packed values of blocks I and I+1 in natural order (block I in the low half). */
+static inline __m512i nibble_pair(const uint8_t *q0, const uint8_t *q1) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    const __m256i q2 = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q0)),
+        _mm_loadu_si128((const __m128i *)(const void *)q1), 1);
+    const __m512i z = _mm512_and_si512(
+        _mm512_inserti64x4(_mm512_castsi256_si512(q2), _mm256_srli_epi16(q2, 4), 1), mask);
+    return _mm512_shuffle_i64x2(z, z, 0xD8);
+}
+
+/* Fifth bits of two 32-value blocks (qh little-endian u32 each) as 0x10 bytes. */
+static inline __m512i q5_bits_pair(const uint8_t *qh0, const uint8_t *qh1) {
+    uint32_t a, b;
+    memcpy(&a, qh0, sizeof a);
+    memcpy(&b, qh1, sizeof b);
+    const __mmask64 bits = (__mmask64)a | ((__mmask64)b << 32);
+    return _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10));
+}
+
+static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q5_0 *x = row;
+    const int64_t nb = k / 32;
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const int64_t j = 32 * i;
+        const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
+                                          q5_bits_pair(x[i].qh, x[i + 1].qh));
+        /* stored values are q + 16 */
+        const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 3);
+        const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
+        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
+                                        _mm512_loadu_ps(act->da4 + j / 4));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+    }
+    float total = _mm512_reduce_add_ps(acc);
+    if (i < nb) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof qh);
+        int8_t w[32];
+        for (int t = 0; t < 16; t++) {
+            w[t] = (int8_t)(((x[i].qs[t] & 0xF) | (((qh >> t) & 1u) << 4)) - 16);
+            w[t + 16] = (int8_t)(((x[i].qs[t] >> 4) | (((qh >> (t + 16)) & 1u) << 4)) - 16);
+        }
+        total += tail_block(w, h2f(x[i].d), act, 32 * i);
+    }
+    return total;
+}
+
+static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q4_1 *x = row;
+    const int64_t nb = k / 32;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const int64_t j = 32 * i;
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                              nibble_pair(x[i].qs, x[i + 1].qs),
+                                              _mm512_loadu_si512(act->a + j));
+        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
+                                        _mm512_loadu_ps(act->da4 + j / 4));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+        const float *sa = act->sa + j / 16;
+        mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
+    }
+    float total = _mm512_reduce_add_ps(acc) + mins;
+    if (i < nb) {
+        int8_t w[32];
+        for (int t = 0; t < 16; t++) {
+            w[t] = (int8_t)(x[i].qs[t] & 0xF);
+            w[t + 16] = (int8_t)(x[i].qs[t] >> 4);
+        }
+        const float *sa = act->sa + 32 * i / 16;
+        total += tail_block(w, h2f(x[i].d), act, 32 * i) + h2f(x[i].m) * (sa[0] + sa[1]);
+    }
+    return total;
+}
+
+static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_iq4_xs *x = row;
+    const __m512i grid = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
+        (char)197, (char)217, (char)241));
+    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const float d = h2f(x[i].d);
+        /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h) */
+        uint32_t l4;
+        memcpy(&l4, x[i].scales_l, sizeof l4);
+        const uint32_t h = x[i].scales_h;
+        int32_t ls[16];
+        for (int ib = 0; ib < 8; ib++) {
+            ls[ib] = (int32_t)(((l4 >> (4 * ib)) & 0xF) | (((h >> (2 * ib)) & 3) << 4)) - 32;
+            ls[ib + 8] = 0;
+        }
+        const __m512 sv = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_loadu_si512(ls)));
+        __m512i pick = pick0;
+        for (int c = 0; c < 4; c++) {
+            const int64_t j = QK_K * i + 64 * c;
+            const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(x[i].qs + 32 * c,
+                                                                    x[i].qs + 32 * c + 16));
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,
+                                                  _mm512_loadu_si512(act->a + j));
+            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sv),
+                                            _mm512_loadu_ps(act->da4 + j / 4));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+            pick = _mm512_add_epi32(pick, two);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
@@ -398,4 +555,8 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q8_0] = fdot_q8_0;
     t->fdot[QT_T_Q4_K] = fdot_q4_K;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
+    t->fdot[QT_T_Q5_K] = fdot_q5_K;
+    t->fdot[QT_T_Q5_0] = fdot_q5_0;
+    t->fdot[QT_T_Q4_1] = fdot_q4_1;
+    t->fdot[QT_T_IQ4_XS] = fdot_iq4_xs;
 }
