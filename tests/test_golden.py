@@ -16,18 +16,20 @@ LEVELS = [i.name.lower() for i in kernels.available_isas()]
 
 
 def _params():
+    # Only the vectors ggml wrote: types that ignore an importance matrix have no imatrix set.
+    with np.load(DATA / "ggml_quants.npz") as z:
+        keys = set(z.files)
     for name in TYPES:
         for case in CASES:
             for mode in ("plain", "imatrix"):
-                yield pytest.param(name, case, mode, id=f"{name}-{case}-{mode}")
+                if f"q/{name}/{case}/{mode}" in keys:
+                    yield pytest.param(name, case, mode, id=f"{name}-{case}-{mode}")
 
 
 @pytest.mark.parametrize("isa", LEVELS)
 @pytest.mark.parametrize(("name", "case", "mode"), list(_params()))
 def test_quantize_matches_ggml(golden, name, case, mode, isa):
     key = f"q/{name}/{case}/{mode}"
-    if key not in golden:
-        pytest.skip(f"ggml wrote no {mode} vector for {name}")
     x = golden[f"input/{case}"].astype(np.float32)
     qw = golden["imatrix"].astype(np.float32) if mode == "imatrix" else None
     got = kernels.quantize_rows(TYPES[name]["id"], x, imatrix=qw, isa=isa, threads=1)
@@ -44,8 +46,6 @@ def test_quantize_matches_ggml(golden, name, case, mode, isa):
 @pytest.mark.parametrize(("name", "case", "mode"), list(_params()))
 def test_dequantize_matches_ggml(golden, name, case, mode, isa):
     key = f"q/{name}/{case}/{mode}"
-    if key not in golden:
-        pytest.skip(f"ggml wrote no {mode} vector for {name}")
     rows, n = golden[f"input/{case}"].shape
     data = golden[key].reshape(rows, -1)
     got = kernels.dequantize_rows(TYPES[name]["id"], data, n, isa=isa, threads=1)
