@@ -207,9 +207,9 @@ static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const fl
 
 /* ------------------------------------------------------------ symmetric (qx, rmse_type 1) */
 
+#define SYM_P 3 /* divides the 18 candidates */
 static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax, vf *Lf,
                               vf *scale_out) {
-    vf cand[LANE_MAXN];
     const vf zero = VF_ZERO();
     vf amax, peak;
     LANE_FN(peak)(xt, n, &amax, &peak);
@@ -223,7 +223,7 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
         wv[i] = wt ? VF_LOAD(wt + i * W) : VF_MUL(xi, xi);
         wxv[i] = VF_MUL(wv[i], xi);
     }
-    vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
+    const vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
     vf sumlx = zero, suml2 = zero;
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W);
@@ -234,30 +234,39 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
     }
     vf scale = VF_BLEND(VF_NEQ(suml2, zero), VF_DIV(sumlx, suml2), zero);
     vf best = VF_MUL(scale, sumlx);
-    for (int k = -9; k <= 9; k++) {
-        if (k == 0) {
-            continue;
+    /* The 18 candidate scales only depend on each other through the running best, so their
+     * sums are computed SYM_P at a time (independent chains for the core to overlap) and the
+     * comparisons are then applied in the reference's order. */
+    static const int ks[18] = {-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    vf cands[SYM_P][LANE_MAXN];
+    for (int p = 0; p < 18; p += SYM_P) {
+        vf is[SYM_P], slx[SYM_P], sl2[SYM_P];
+        for (int h = 0; h < SYM_P; h++) {
+            is[h] = VF_DIV(VF_SET1(-((float)nmax + 0.1f * (float)ks[p + h])), peak);
+            slx[h] = sl2[h] = zero;
         }
-        iscale = VF_DIV(VF_SET1(-((float)nmax + 0.1f * (float)k)), peak);
-        sumlx = suml2 = zero;
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xt + i * W);
-            const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
-            cand[i] = fl;
-            sumlx = VF_ADD(sumlx, VF_MUL(wxv[i], fl));
-            suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wv[i], fl), fl));
+            for (int h = 0; h < SYM_P; h++) {
+                const vf f = LANE_FN(levels)(VF_MUL(is[h], xi), flo, fhi);
+                cands[h][i] = f;
+                slx[h] = VF_ADD(slx[h], VF_MUL(wxv[i], f));
+                sl2[h] = VF_ADD(sl2[h], VF_MUL(VF_MUL(wv[i], f), f));
+            }
         }
-        const vm better = VM_AND(VM_AND(VF_GT(suml2, zero),
-                                        VF_GT(VF_MUL(sumlx, sumlx), VF_MUL(best, suml2))),
-                                 live);
-        if (!VM_ANY(better)) {
-            continue;
+        for (int h = 0; h < SYM_P; h++) {
+            const vm better = VM_AND(VM_AND(VF_GT(sl2[h], zero),
+                                            VF_GT(VF_MUL(slx[h], slx[h]), VF_MUL(best, sl2[h]))),
+                                     live);
+            if (!VM_ANY(better)) {
+                continue;
+            }
+            for (int i = 0; i < n; i++) {
+                Lf[i] = VF_BLEND(better, cands[h][i], Lf[i]);
+            }
+            scale = VF_BLEND(better, VF_DIV(slx[h], sl2[h]), scale);
+            best = VF_BLEND(better, VF_MUL(scale, slx[h]), best);
         }
-        for (int i = 0; i < n; i++) {
-            Lf[i] = VF_BLEND(better, cand[i], Lf[i]);
-        }
-        scale = VF_BLEND(better, VF_DIV(sumlx, suml2), scale);
-        best = VF_BLEND(better, VF_MUL(scale, sumlx), best);
     }
     const vf off = VF_SET1((float)nmax);
     for (int i = 0; i < n; i++) {
