@@ -516,16 +516,20 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         const float d = h2f(x[i].d);
-        /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h) */
+        /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h),
+         * built in registers: a store/reload here stalls on store forwarding */
         uint32_t l4;
         memcpy(&l4, x[i].scales_l, sizeof l4);
-        const uint32_t h = x[i].scales_h;
-        int32_t ls[16];
-        for (int ib = 0; ib < 8; ib++) {
-            ls[ib] = (int32_t)(((l4 >> (4 * ib)) & 0xF) | (((h >> (2 * ib)) & 3) << 4)) - 32;
-            ls[ib + 8] = 0;
-        }
-        const __m512 sv = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_loadu_si512(ls)));
+        const __m256i lo = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32((int)l4), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+            _mm256_set1_epi32(0xF));
+        const __m256i hi = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32(x[i].scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+            _mm256_set1_epi32(3));
+        const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
+                                            _mm256_set1_epi32(32));
+        const __m512 sv = _mm512_castps256_ps512(
+            _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(ls)));
         __m512i pick = pick0;
         for (int c = 0; c < 4; c++) {
             const int64_t j = QK_K * i + 64 * c;
