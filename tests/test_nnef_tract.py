@@ -323,6 +323,24 @@ class MixedKinds(torch.nn.Module):
         return self.e(ids).sum(1) * keep + ratio + frac
 
 
+class MaskBuffers(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.lin = torch.nn.Linear(32, 32)
+        self.register_buffer("keep", torch.rand(32) > 0.5)
+
+    def forward(self, x):
+        y = torch.where(self.keep, self.lin(x), -x)
+        return y.masked_fill(x > 1.5, 3.0)
+
+
+def test_boolean_buffers_and_masked_fill(tmp_path):
+    r = export_nnef(MaskBuffers().eval(), "Q4_0", (torch.randn(4, 32),), tmp_path / "b.nnef",
+                    verify=True)
+    _check(r)
+
+
 def test_mixed_integer_and_float_operands(tmp_path):
     ids = torch.tensor([[1, 4, 9, 49, 3], [0, 0, 7, 8, 30]], dtype=torch.int32)
     r = export_nnef(MixedKinds().eval(), "Q4_0", (ids,), tmp_path / "k.nnef", verify=True)

@@ -175,6 +175,13 @@ class Converter:
     def _weight(self, a: fx.Node, use: str, store_shape: tuple[int, ...] | None = None) -> str:
         """Identifier of a parameter's variable as the given consumer needs it."""
         var = self._weight_vars.get(a.name)
+        if var is None and self.t.values[a.name].dtype == torch.bool:
+            # boolean buffers (masks) are stored as 0/1 floats and compared back
+            if a.name not in self._float_ident:
+                c = self._const_var(self.t.values[a.name], None, self.t.weight_names[a.name])
+                self._float_ident[a.name] = self.b.op(f"ne({c.ident}, 0.0)", c.shape,
+                                                      "logical").ident
+            return self._float_ident[a.name]
         if var is None:
             tensor = self.t.values[a.name].detach()
             qualified = self.t.weight_names[a.name]
@@ -439,21 +446,24 @@ class Converter:
     def _op_where(self, node: fx.Node) -> Value:
         out = self._shape(node)
         rank = len(out)
-        c = self._operand(node.args[0], rank, "logical")
-        cv = self._val(node.args[0])
-        if not isinstance(cv, Value):  # stored masks are float; compare to get logical
-            c = self.b.op(f"ne({c}, 0.0)", out, "logical").ident
+        c = self._mask(node.args[0], rank)
         a = self._operand(node.args[1], rank)
         b = self._operand(node.args[2], rank)
         return self.b.op(f"select({c}, {a}, {b})", out)
+
+    def _mask(self, arg: Any, rank: int) -> str:
+        """A logical tensor of the given rank (stored masks are 0/1 floats)."""
+        v = self._tensor(arg)
+        if v.kind != "logical":
+            zero = "0.0" if v.kind == "scalar" else "0"
+            v = self.b.op(f"ne({v.ident}, {zero})", v.shape, "logical")
+        return self._align(v, rank).ident
 
     def _op_masked_fill(self, node: fx.Node) -> Value:
         out = self._shape(node)
         rank = len(out)
         x = self._operand(node.args[0], rank)
-        m = self._operand(node.args[1], rank, "logical")
-        if not isinstance(self._val(node.args[1]), Value):
-            m = self.b.op(f"ne({m}, 0.0)", out, "logical").ident
+        m = self._mask(node.args[1], rank)
         fill = self._operand(node.args[2], rank)
         return self.b.op(f"select({m}, {fill}, {x})", out)
 
