@@ -118,12 +118,23 @@ def run_threads(fn: Callable[[int, int], None], rows: int, threads: int) -> None
 
 
 def best_of(fn: Callable[[], None], reps: int) -> float:
-    fn()  # warm-up: touches output pages and code
-    best = float("inf")
+    return best_interleaved([fn], reps)[0]
+
+
+def best_interleaved(fns: list[Callable[[], None]], reps: int) -> list[float]:
+    """Best time of each function, alternating between them on every repetition.
+
+    The machine is shared, so load comes and goes; taking turns gives every contender the same
+    chance of a quiet moment, which keeps same-run ratios honest.
+    """
+    for fn in fns:
+        fn()  # warm-up: touches output pages and code
+    best = [float("inf")] * len(fns)
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
@@ -169,7 +180,9 @@ def bench_type(
 
     # ---- quantize
     if t.can_quantize:
-        qrows = min(rows_all, SLOW_QUANT_ROWS) if t.name in SLOW_QUANT_TYPES else rows_all
+        slow = t.name in SLOW_QUANT_TYPES
+        qrows = min(rows_all, SLOW_QUANT_ROWS) if slow else rows_all
+        qreps = 1 if slow else reps
         xs = np.ascontiguousarray(x[:qrows])
         ours_q = np.empty((qrows, rs), dtype=np.uint8)
         xp = xs.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
@@ -187,12 +200,15 @@ def bench_type(
                 st = qtlib.qt_quantize(tid, xp, ours_q.ctypes.data, qrows, n, None, th, -1)
                 if st != 0:
                     raise RuntimeError(f"qt_quantize {t.name} failed with status {st}")
-            ours_rate = gb / best_of(ours, reps)
+            fns = [ours]
+            if ggml is not None:
+                fns.append(lambda th=th: run_threads(
+                    lambda a, b: ggml.quantize(tid, xs, ggml_q, a, b), qrows, th))
+            times = best_interleaved(fns, qreps)
+            ours_rate = gb / times[0]
             g_rate = None
             if ggml is not None:
-                g_rate = gb / best_of(
-                    lambda th=th: run_threads(lambda a, b: ggml.quantize(tid, xs, ggml_q, a, b),
-                                              qrows, th), reps)
+                g_rate = gb / times[1]
                 exact = "yes" if np.array_equal(ours_q, ggml_q) else "NO"
             results.append(Row(shape, t.name, "quantize", th, qrows, ours_rate, g_rate,
                                np_rate if th == 1 else None, exact))
@@ -223,14 +239,17 @@ def bench_type(
                 st = qtlib.qt_dequantize(tid, src_q.ctypes.data, outp, rows_all, n, th, -1)
                 if st != 0:
                     raise RuntimeError(f"qt_dequantize {t.name} failed with status {st}")
-            ours_rate = gb / best_of(ours_d, reps)
             g_rate = None
             exact = "n/a"
-            if to_float is not None:
+            if to_float is None:
+                ours_rate = gb / best_of(ours_d, reps)
+            else:
                 def g_run(a: int, b: int) -> None:
                     to_float(src_q.ctypes.data + a * rs, g_out.ctypes.data + a * n * 4,
                              (b - a) * n)
-                g_rate = gb / best_of(lambda th=th: run_threads(g_run, rows_all, th), reps)
+                t_ours, t_ggml = best_interleaved(
+                    [ours_d, lambda th=th: run_threads(g_run, rows_all, th)], reps)
+                ours_rate, g_rate = gb / t_ours, gb / t_ggml
                 exact = "yes" if np.array_equal(out.view(np.uint32), g_out.view(np.uint32)) \
                     else "NO"
             results.append(Row(shape, t.name, "dequantize", th, rows_all, ours_rate, g_rate,
@@ -277,7 +296,8 @@ def header(ggml: Ggml | None, args: argparse.Namespace) -> str:
         f"qtnative {kernels.version()} level {kernels.active_isa().name.lower()} "
         f"({', '.join(kernels.cpu_features())}); ggml {ggml.version if ggml else 'not installed'}; "
         f"gguf {gguf_version}; numpy {np.__version__}; {cpu}, {os.cpu_count()} cores; "
-        f"best of {args.reps}{' (quick)' if args.quick else ''}"
+        f"best of {args.reps} (ours and ggml alternating){' (quick)' if args.quick else ''}; "
+        f"load average at start {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -335,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         head,
         "",
         "GiB/s of float32 processed; ratios are same-run. numpy = gguf.quants, one thread.",
-        f"K-quant/IQ/TQ quantizers are timed on the first {SLOW_QUANT_ROWS} rows.",
+        f"K-quant/IQ/TQ quantizers are timed on the first {SLOW_QUANT_ROWS} rows, best of 1 "
+        "after a warm-up; their decoders read those rows' bytes tiled to the full shape.",
         "",
         table(all_rows),
     ])
