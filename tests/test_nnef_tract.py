@@ -192,6 +192,25 @@ def test_demo_model_exports_and_keeps_accuracy(tmp_path):
     assert correct / ((len(x) // n) * n) > 0.85
 
 
+def test_checkpoint_job_with_core_plan(tmp_path):
+    from qtstudio.core.demo import demo_model_path
+    from qtstudio.core.plan import resolve_plan
+    from qtstudio.core.recipe import Recipe
+    from qtstudio.export.nnef import export_checkpoint_job
+    from qtstudio.formats import open_model
+    from qtstudio.jobs import run_job
+
+    with open_model(demo_model_path()) as model:
+        plan = resolve_plan(model, Recipe(preset="Q8_0"), target_format="nnef")
+    stages = []
+    report = run_job(export_checkpoint_job(demo_model_path(), plan, tmp_path / "d.nnef.tgz",
+                                           verify=True), lambda p: stages.append(p.stage))
+    assert stages[0] == "build" and "write" in stages and stages[-1] == "verify"
+    planned = {e.name: e.encoding for e in plan.entries}
+    assert {t.name: t.encoding for t in report.tensors} == planned
+    _check(report)
+
+
 def test_checkpoint_without_graph_says_what_is_missing(tmp_path):
     from safetensors.numpy import save_file
 

@@ -12,13 +12,14 @@ from qtstudio.jobs import CancelToken, run_job
 
 from .capability import nnef_fallback, nnef_problem
 from .cli import export_nnef_cli
-from .job import ExportReport, TensorReport, export_nnef_job
+from .job import ExportReport, TensorReport, export_checkpoint_job, export_nnef_job
 from .q4_0 import CALIBRATIONS, quantize_q4_0
 
 __all__ = [
     "CALIBRATIONS",
     "ExportReport",
     "TensorReport",
+    "export_checkpoint_job",
     "export_nnef",
     "export_nnef_cli",
     "export_nnef_job",

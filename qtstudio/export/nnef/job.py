@@ -160,3 +160,28 @@ def export_nnef_job(module: torch.nn.Module, plan: Any, example_inputs: Sequence
     return ExportReport(path, calibration, reports, total - len(reports) -
                         sum(1 for v in variables if v.side_of), written, len(builder.lines),
                         sorted(builder.extensions), decoded)
+
+
+def export_checkpoint_job(model_path: str | Path, plan: Any, path: str | Path, *,
+                          calibration: str = "minmax", seq_len: int | None = None,
+                          verify: bool = False, cancel: CancelToken | None = None,
+                          threads: int | None = None) -> Job[ExportReport]:
+    """Rebuild a checkpoint's graph (the demo, or a Hugging Face folder) and export it.
+
+    ``plan`` is usually ``resolve_plan(open_model(model_path), recipe, target_format="nnef")``;
+    its tensor names are the checkpoint's. ``verify`` runs the result with tract afterwards.
+    """
+    from .sources import DEFAULT_SEQ_LEN, source_for
+
+    yield Progress("build", str(model_path), 0, 1, 0, 0, 0.0, "building the torch graph")
+    source = source_for(model_path, seq_len=seq_len or DEFAULT_SEQ_LEN)
+    report = yield from export_nnef_job(
+        source.module, plan, source.example_inputs, path, calibration=calibration,
+        cancel=cancel, threads=threads, keep_decoded=verify, name_map=source.names)
+    if verify:
+        from .verify import verify_export
+
+        yield Progress("verify", str(path), 0, 1, 0, 0, 0.0, "running the export with tract")
+        report.verification = verify_export(report.path, source.module, source.example_inputs,
+                                            report.decoded)
+    return report

@@ -191,8 +191,22 @@ def _tied_names(model: torch.nn.Module) -> set[str]:
     return tied
 
 
-def source_for(model: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN) -> ExportSource:
-    """``demo`` or a checkpoint path (token models take ``seq_len`` tokens)."""
+def _is_demo(model: str | Path) -> bool:
     if str(model) == "demo":
+        return True
+    from qtstudio.core import demo
+
+    try:
+        shipped = demo.demo_model_path().resolve()
+    except FileNotFoundError:
+        return False
+    p = Path(model).resolve()
+    return p == shipped or p == shipped.parent
+
+
+def source_for(model: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN) -> ExportSource:
+    """``demo`` (or the shipped demo checkpoint's path) or a checkpoint path; token models take
+    ``seq_len`` tokens."""
+    if _is_demo(model):
         return demo_source()
     return hf_source(model, seq_len=seq_len)
