@@ -4,4 +4,6 @@ import sys
 
 from qtstudio.gui.app import main
 
-sys.exit(main())
+# Guarded: job worker processes (multiprocessing "spawn") import this module again.
+if __name__ == "__main__":
+    sys.exit(main())

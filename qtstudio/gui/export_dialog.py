@@ -23,34 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .analysis import is_demo_model
 from .document import PlanDocument
 
 GGUF = "GGUF (llama.cpp)"
 NNEF = "NNEF (tract)"
-
-
-def demo_nnef_inputs(doc: PlanDocument) -> tuple[Any, dict[str, str], list] | None:
-    """(torch module, {module parameter: encoding}, example inputs) for the demo model, else
-    None: NNEF export traces a torch module, which only the demo can be rebuilt into here."""
-    import torch
-    from torch import nn
-
-    from qtstudio.core import demo
-
-    try:
-        if doc.model.path.resolve() != demo.demo_model_path().resolve():
-            return None
-    except FileNotFoundError:
-        return None
-    cfg = demo.demo_config()
-    module = demo.build_module()
-    linear = [str(i) for i, m in enumerate(module) if isinstance(m, nn.Linear)]
-    mapping: dict[str, str] = {}
-    for idx, prefix in zip(linear, cfg["tensor_prefixes"], strict=True):
-        for kind in ("weight", "bias"):
-            mapping[f"{idx}.{kind}"] = doc.plan.entry(f"{prefix}.{kind}").encoding
-    example = [torch.zeros(1, int(cfg["layers"][0]))]
-    return module, mapping, example
 
 
 class ExportDialog(QDialog):
@@ -62,7 +39,7 @@ class ExportDialog(QDialog):
         self._doc = doc
         self.format = QComboBox(objectName="exportFormat")
         self.format.addItem(GGUF)
-        if demo_nnef_inputs(doc) is not None:
+        if is_demo_model(doc.model):
             self.format.addItem(NNEF)
         self.path = QLineEdit(objectName="exportPath")
         browse = QPushButton("Browse…", objectName="exportBrowse")
@@ -112,21 +89,15 @@ class ExportDialog(QDialog):
             self._window.statusBar().showMessage("Choose where to write the file", 5000)
             return
         out = Path(text)
-        doc, plan, model = self._doc, self._doc.plan, self._doc.model
+        from .process_job import process_factory
+
+        doc = self._doc
         if self.format.currentText() == NNEF:
-            from qtstudio.export.nnef import export_nnef_job
-
-            nnef = demo_nnef_inputs(doc)
-            assert nnef is not None
-            module, mapping, example = nnef
-
-            def factory(cancel):
-                return export_nnef_job(module, mapping, example, out, cancel=cancel)
+            factory = process_factory("qtstudio.gui.analysis:demo_nnef_job", doc.model.path,
+                                      doc.plan, out)
         else:
-            from qtstudio.export.gguf import export_gguf_job
-
-            def factory(cancel):
-                return export_gguf_job(model, plan, out, cancel=cancel)
+            factory = process_factory("qtstudio.export.gguf:export_gguf_job", doc.model.path,
+                                      doc.plan, out)
 
         if self._window.start_job("Export", factory, self._done) is not None:
             self.accept()

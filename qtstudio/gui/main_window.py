@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,7 +38,7 @@ from .rules_panel import RulesPanel
 from .summary_panel import SummaryPanel
 from .tree_model import COL, COLUMNS, LayerTreeModel, NodeRole
 from .undo import RecipeEdit
-from .worker import JobWorker
+from .worker import JobWorker, job_pool
 
 MAX_RECENT = 10
 MODEL_FILTER = ("Models (*.safetensors *.json *.bin *.pt *.pth *.gguf);;"
@@ -66,6 +67,18 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._update_enabled()
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+        from . import refguard
+
+        self._refguard = QTimer(self)
+        self._refguard.setInterval(200)
+        self._refguard.timeout.connect(refguard.top_up)
+        self._refguard.start()
+        # A job thread running Python would otherwise keep the GIL for 5 ms at a time; 1 ms
+        # hands it back to the event loop sooner, which keeps the window responsive.
+        sys.setswitchinterval(0.001)
+        from .process_job import warm_up
+
+        warm_up()
 
     # ================================================================ construction ==========
     def _build_tree(self) -> None:
@@ -141,6 +154,10 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.plan_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
+        # The bar must not change height when the progress widgets appear: that would resize
+        # the docks and replot every pyqtgraph panel just as a job starts.
+        sb.setFixedHeight(max(sb.sizeHint().height(), self.progress.sizeHint().height(),
+                              self.cancel_btn.sizeHint().height()) + 4)
         self.progress.hide()
         self.cancel_btn.hide()
         sb.showMessage("Open a model (Ctrl+O) or drop one on the window")
@@ -685,14 +702,15 @@ class MainWindow(QMainWindow):
 
     # ---- the jobs themselves ---------------------------------------------------------------
     def run_quantize(self) -> JobWorker | None:
-        from qtstudio.jobs.quantize import quantize_job
+        from .process_job import process_factory
 
         doc = self.doc
         if doc is None:
             return None
         plan = doc.plan
         return self.start_job(
-            "Quantize", lambda cancel: quantize_job(doc.model, plan, cancel=cancel),
+            "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
+                                        plan),
             lambda report: self._on_quantized(doc, plan, report))
 
     def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
@@ -708,7 +726,7 @@ class MainWindow(QMainWindow):
                                      "Error plot", 8000)
 
     def run_benchmark(self) -> JobWorker | None:
-        from .analysis import benchmark_job
+        from .process_job import process_factory
 
         doc = self.doc
         if doc is None:
@@ -716,7 +734,8 @@ class MainWindow(QMainWindow):
         names = self.selected_tensor_names() or [t.name for t in doc.model.tensors]
         plan = doc.plan
         return self.start_job(
-            "Benchmark", lambda cancel: benchmark_job(doc.model, plan, names, cancel=cancel),
+            "Benchmark", process_factory("qtstudio.gui.analysis:benchmark_job", doc.model.path,
+                                         plan, names),
             lambda res: self._on_benchmark(doc, res))
 
     def _on_benchmark(self, doc: PlanDocument, results) -> None:
@@ -823,20 +842,22 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         if self.worker is not None:
             self.worker.cancel()
-            QThreadPool.globalInstance().waitForDone(10000)
+            job_pool().waitForDone(10000)
         if self.doc is not None:
             self.doc.model.close()
         super().closeEvent(event)
 
-    def wait_idle(self, timeout_ms: int = 10000) -> None:
-        """Process events until no job runs (for scripts and tests)."""
-        from PySide6.QtCore import QCoreApplication, QElapsedTimer
+    def wait_idle(self, timeout_ms: int = 60000) -> bool:
+        """Run the event loop until no job runs (for scripts); False on timeout."""
+        from PySide6.QtCore import QEventLoop
 
-        t = QElapsedTimer()
-        t.start()
-        while self.worker is not None and t.elapsed() < timeout_ms:
-            QCoreApplication.processEvents()
-            QTimer.singleShot(0, lambda: None)
+        if self.worker is None:
+            return True
+        loop = QEventLoop()
+        self.worker.finished.connect(loop.quit)
+        QTimer.singleShot(timeout_ms, loop.quit)
+        loop.exec()
+        return self.worker is None
 
 
 def _copy(text: str) -> None:

@@ -53,6 +53,9 @@ def _private_settings(tmp_path_factory, qapp):
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
     qapp.setOrganizationName("qtstudio-tests")
     qapp.setApplicationName("qtstudio-tests")
+    from qtstudio.gui import refguard
+
+    refguard.top_up()
     yield
 
 

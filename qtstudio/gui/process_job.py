@@ -1,0 +1,171 @@
+"""Run a model job in a child process, seen from the parent as an ordinary generator job.
+
+Threads were not enough: a job thread that holds the GIL while the OS has descheduled it (two
+busy cores, other processes) keeps the event loop waiting for 100+ ms. In a child process the job
+has its own interpreter; the parent only waits on a pipe, which never holds the GIL.
+
+The child reopens the model from its path (models hold memory maps, which do not pickle), calls
+``module:function(model, *args, cancel=token, **kwargs)`` and streams back progress, then the
+result. Qt-free: the child never imports Qt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtstudio.jobs import Cancelled, CancelToken, Progress
+
+_POLL_S = 0.05
+_MIN_SEND_INTERVAL_S = 0.03
+_CHILD_NICENESS = 10
+
+
+class JobError(RuntimeError):
+    """An error from the child whose exception type could not travel back as itself."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """``target`` is "package.module:function"; it receives the reopened model first."""
+
+    target: str
+    model_path: Path
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve(target: str):
+    mod, _, fn = target.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else a JobError with its message."""
+    try:
+        back = pickle.loads(pickle.dumps(exc))
+        if isinstance(back, BaseException) and str(back) == str(exc):
+            return back
+    except Exception:
+        pass
+    return JobError(str(exc) or type(exc).__name__)
+
+
+def _child(conn, spec: JobSpec) -> None:
+    """Child process body: run the job, forward progress, answer cancel requests."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(_CHILD_NICENESS)  # the window's process must win the CPU
+    token = CancelToken()
+
+    def listen() -> None:
+        try:
+            while True:
+                if conn.recv() == "cancel":
+                    token.cancel()
+                    return
+        except (EOFError, OSError):  # parent gone: stop too
+            token.cancel()
+
+    threading.Thread(target=listen, daemon=True).start()
+    from qtstudio.formats import open_model
+
+    last = 0.0
+    try:
+        with open_model(spec.model_path) as model:
+            gen = _resolve(spec.target)(model, *spec.args, cancel=token, **spec.kwargs)
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                now = time.monotonic()
+                if now - last >= _MIN_SEND_INTERVAL_S:
+                    conn.send(("progress", p))
+                    last = now
+        conn.send(("result", result))
+    except Cancelled:
+        conn.send(("cancelled", None))
+    except BaseException as exc:
+        conn.send(("error", _portable(exc)))
+    finally:
+        conn.close()
+
+
+_PRELOAD = ["qtstudio.gui.process_job", "qtstudio.jobs.quantize", "qtstudio.formats",
+            "qtstudio.gui.analysis"]
+
+
+def _context():
+    """A fork server where the platform has one: children fork from a small, already warm
+    process, so starting a job neither forks the GUI (unsafe with Qt's threads) nor stalls it
+    while a fresh interpreter spawns. Elsewhere, spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def warm_up() -> None:
+    """Start the fork server now (at window creation) rather than with the first job."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def run_in_process(spec: JobSpec, cancel: CancelToken) -> Generator[Progress, None, Any]:
+    """Generator job for JobWorker: yields the child's progress, returns its result."""
+    ctx = _context()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child, spec), daemon=True,
+                       name=f"qtstudio-{spec.target.rpartition(':')[2]}")
+    proc.start()
+    child.close()
+    asked = False
+    try:
+        while True:
+            if cancel.cancelled and not asked:
+                parent.send("cancel")
+                asked = True
+            if not parent.poll(_POLL_S):
+                if not proc.is_alive() and not parent.poll(0):
+                    raise JobError(f"the {spec.target} worker process exited unexpectedly "
+                                   f"(exit code {proc.exitcode})")
+                continue
+            try:
+                kind, value = parent.recv()
+            except EOFError:
+                raise JobError(f"the {spec.target} worker process exited unexpectedly "
+                               f"(exit code {proc.exitcode})") from None
+            if kind == "progress":
+                yield value
+            elif kind == "result":
+                return value
+            elif kind == "cancelled":
+                raise Cancelled("cancelled")
+            else:
+                raise value
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1)
+
+
+def process_factory(target: str, model_path: Path, *args: Any, **kwargs: Any):
+    """A JobWorker factory running ``target`` on a fresh copy of the model in a child process."""
+    spec = JobSpec(target, Path(model_path), args, dict(kwargs))
+    return lambda cancel: run_in_process(spec, cancel)
