@@ -8,6 +8,7 @@ shapes from the left, so every operand is first brought to the output's rank.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 from collections.abc import Callable
@@ -96,6 +97,8 @@ class Converter:
         self.env: dict[str, Any] = {}
         self._weight_vars: dict[str, Variable] = {}
         self._float_ident: dict[str, str] = {}
+        #: stored constants by content, so a table every layer uses is written once
+        self._consts: dict[tuple[str, tuple[int, ...], str], tuple[torch.Tensor, Value]] = {}
         self._uses = self._collect_weight_uses()
 
     # ----------------------------------------------------------------------------- set-up
@@ -244,6 +247,23 @@ class Converter:
         return ident
 
     def _const_var(self, value: Any, rank: int | None, label: str = "const") -> Value:
+        # the same folded tensor (a rotary table, a mask) feeds every layer: store it once
+        t = self._const_tensor(value, rank)
+        key = (str(t.dtype), tuple(t.shape), hashlib.sha1(t.numpy().tobytes()).hexdigest())
+        hit = self._consts.get(key)
+        if hit is not None and torch.equal(hit[0], t):
+            return hit[1]
+        shape = tuple(int(s) for s in t.shape)
+        kind = _kind_of(t)
+        var = Variable(self.b.fresh("c"), self.b.unique_label(label), t, shape,
+                       "F32" if kind == "scalar" else "I64", kind=kind)
+        self.b.declare_variable(var)
+        v = Value(var.ident, shape, kind)
+        self._consts[key] = (t, v)
+        return v
+
+    @staticmethod
+    def _const_tensor(value: Any, rank: int | None) -> torch.Tensor:
         t = torch.as_tensor(value).detach()
         if rank is not None and t.dim() < rank:
             t = t.reshape((1,) * (rank - t.dim()) + tuple(t.shape))
@@ -257,11 +277,7 @@ class Converter:
                                           max=float(np.finfo(np.float32).max))
         else:
             t = t.to(torch.int64)
-        shape = tuple(int(s) for s in t.shape)
-        var = Variable(self.b.fresh("c"), self.b.unique_label(label), t, shape,
-                       "F32" if kind == "scalar" else "I64", kind=kind)
-        self.b.declare_variable(var)
-        return Value(var.ident, shape, kind)
+        return t.contiguous()
 
     def _operand(self, a: Any, rank: int, kind: str = "scalar") -> str:
         """An expression for ``a`` usable in an elementwise op of the given output rank."""
@@ -284,7 +300,7 @@ class Converter:
                 return str(int(v))
             return float_literal(v)
         if isinstance(v, torch.Tensor):
-            return self._const_var(v, rank, "const").ident
+            return self._const_var(v, rank, _const_label(a)).ident
         raise UnsupportedOpError(f"cannot use a {type(v).__name__} as a tensor operand")
 
     def _align(self, v: Value, rank: int) -> Value:
@@ -301,7 +317,7 @@ class Converter:
         if self._is_weight(a):
             tensor = self.t.values[a.name]
             return Value(self._weight(a, USE_OTHER), tuple(tensor.shape), _kind_of(tensor))
-        return self._const_var(v, None)
+        return self._const_var(v, None, _const_label(a))
 
     # ----------------------------------------------------------------------------- dispatch
     def _convert(self, node: fx.Node) -> Any:
@@ -983,6 +999,10 @@ class Converter:
         return self._pool(node, "avg_pool")
 
     _op_avg_pool1d = _op_avg_pool2d
+
+
+def _const_label(a: Any) -> str:
+    return f"const.{a.name}" if isinstance(a, fx.Node) else "const"
 
 
 def _plain_addmm(node: fx.Node) -> bool:
