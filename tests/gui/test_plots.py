@@ -1,0 +1,117 @@
+"""The Analysis plots hold the data they claim: errors, memory stacks, histogram grid, what-if,
+demo accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType
+from gguf.quants import quantize as gguf_quantize
+
+pytestmark = pytest.mark.gui
+
+Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
+
+
+def test_error_and_memory_plots(window, small_model, qtbot):
+    window.open_model(small_model)
+    doc = window.doc
+    window.apply_preset("Q8_0")
+    window.assign([Q_PROJ], "Q4_0")
+    mem = window.analysis.memory
+    # memory stacks: before by source dtype, after by planned encoding, totals exact
+    assert sum(mem.stacks[0].values()) == doc.model.total_bytes
+    assert sum(mem.stacks[1].values()) == doc.plan.total_bytes
+    by_enc: dict[str, int] = {}
+    for e in doc.plan.entries:
+        by_enc[e.encoding] = by_enc.get(e.encoding, 0) + e.nbytes
+    assert mem.stacks[1] == pytest.approx(by_enc)
+    assert window.analysis.error.point_count() == 0
+
+    window.run_quantize()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=30000)
+    err = window.analysis.error
+    measured = [t.name for t in doc.model.tensors if (doc.error(t.name) or {}).get("rel_error")]
+    assert err.point_count() == len(measured) == 16  # every quantized tensor; floats are exact
+    # one series per encoding, each point at the tensor's position with its error
+    series = err.series["Q4_0"]
+    names = list(series.scatter.data["data"])
+    assert names == [Q_PROJ]
+    pos = [t.name for t in doc.model.tensors].index(Q_PROJ)
+    assert series.xData[0] == pos and series.yData[0] == doc.error(Q_PROJ)["rel_error"]
+    # clicking a point selects its tensor in the tree
+    err.tensor_clicked.emit(Q_PROJ)
+    assert window.selected_tensor_names() == [Q_PROJ]
+
+
+def test_histogram_overlays_the_block_grid(window, small_model, qtbot):
+    from .test_window import _select
+
+    window.open_model(small_model)
+    window.assign([Q_PROJ], "Q4_0")
+    _select(window, [Q_PROJ])
+    hist = window.analysis.histogram
+    qtbot.waitUntil(lambda: hist.shown == (Q_PROJ, "Q4_0"), timeout=10000)
+    x = window.doc.model.load(Q_PROJ)
+    _edges, counts = hist.hist.getData()
+    assert counts.sum() == x.size
+    # oracle: the Q4_0 block holding the largest |w|, encoded by the gguf package; its levels are
+    # d * (q - 8) for q = 0..15 with d the block's fp16 scale
+    row, col = divmod(int(np.argmax(np.abs(x))), x.shape[1])
+    block = col // 32
+    raw = gguf_quantize(x[row:row + 1], GGMLQuantizationType.Q4_0)[0]
+    d = float(raw[block * 18:block * 18 + 2].view(np.float16)[0])
+    ladder = d * (np.arange(16) - 8)
+    levels = hist.levels
+    assert 2 <= levels.size <= 16
+    assert np.all(np.min(np.abs(levels[:, None] - ladder[None, :]), axis=1) < 1e-6)
+    gx, _gy = hist.grid.getData()
+    assert np.allclose(np.unique(gx), np.unique(levels))
+    assert "Q4_0 grid" in hist.note.text()
+
+    # a float encoding has no grid
+    window.assign([Q_PROJ], "F16")
+    qtbot.waitUntil(lambda: hist.shown == (Q_PROJ, "F16"), timeout=10000)
+    assert hist.levels.size == 0 and "no grid" in hist.note.text()
+
+
+def test_whatif_compares_every_candidate(window, small_model, qtbot):
+    from .test_window import _select
+
+    window.open_model(small_model)
+    names = [Q_PROJ, "model.layers.1.mlp.up_proj.weight"]
+    _select(window, names)
+    window.run_whatif()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
+    rows = {r[0]: r for r in window.analysis.whatif.rows}
+    # every encoding both tensors accept, F32 excepted (zero error does not fit a log axis)
+    expected = set(window.doc.candidates(names[0])) & set(window.doc.candidates(names[1]))
+    assert set(rows) == expected - {"F32"}
+    assert rows["Q8_0"][1] == pytest.approx(8.5) and rows["Q4_0"][1] == pytest.approx(4.5)
+    assert rows["Q8_0"][2] < rows["Q5_0"][2] < rows["Q4_0"][2]
+    assert all(r[3] == 2 for r in rows.values())
+    # the numbers are real errors: Q8_0 on q_proj matches the gguf package's codec
+    x = window.doc.model.load(Q_PROJ)
+    from gguf.quants import dequantize as gdq
+
+    y = gdq(gguf_quantize(x, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0)
+    rel = float(np.linalg.norm(y - x) / np.linalg.norm(x))
+    assert window.doc.measurements.error(Q_PROJ, "Q8_0")["rel_error"] == pytest.approx(rel,
+                                                                                       rel=1e-4)
+    assert window.analysis.whatif.points.xData.size == len(rows)
+
+
+def test_demo_accuracy_before_and_after(window, qtbot):
+    from qtstudio.core import demo
+
+    assert window.open_demo()
+    window.apply_preset("Q4_0")
+    window.run_evaluate()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
+    f, q = window.analysis.accuracy.values
+    expected = demo.evaluate(window.doc.recipe)  # oracle: the same evaluation, run directly
+    assert f == pytest.approx(expected["float_accuracy"])
+    assert q == pytest.approx(expected["quantized_accuracy"])
+    assert 0.9 < f <= 1.0
+    heights = window.analysis.accuracy.bars.opts["height"]
+    assert list(heights) == pytest.approx([f, q])
