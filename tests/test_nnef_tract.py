@@ -281,6 +281,7 @@ def test_tiny_llama_q4_0_and_int8(tmp_path):
     enc = {t.name: t.encoding for t in r.tensors}
     assert enc["model.embed_tokens.weight"] == "Q4_0"
     assert enc["model.layers.0.mlp.down_proj.weight"] == "INT8_PC_SYM"
+    assert r.constants == 3  # cos and sin tables and the causal mask, shared by both layers
     v = _check(r)
     assert v["outputs"][0]["vs_float_model"]["cosine"] > 0.9
 
