@@ -1,4 +1,4 @@
-/* Decoders for the 256-value K-quant blocks, the IQ4 types and the ternary types, shared by the AVX2 and AVX-512
+/* Decoders for the 256-value K-quant blocks, the IQ4, ternary and MXFP4 types, shared by the AVX2 and AVX-512
  * translation units.
  *
  * The bit unpacking works on 16 bytes at a time in SSE registers (every x86 level here has
@@ -207,6 +207,26 @@ static void qk_dequantize_iq4_xs(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* MXFP4: E2M1 values times two (integers), and half the E8M0 block scale, 2^(e-128), built
+ * from its bits (subnormal for e < 2) so the product equals the value times 2^(e-127). */
+static const int8_t qk_e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+static inline float qk_e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23);
+    return qt_bits_f32(bits);
+}
+
+static void qk_dequantize_mxfp4(const void *vx, float *y, int64_t n) {
+    const block_mxfp4 *x = vx;
+    const __m128i grid = _mm_loadu_si128((const __m128i *)qk_e2m1_x2);
+    for (int64_t i = 0; i < n / QK_MXFP4; i++, y += QK_MXFP4) {
+        const float d = qk_e8m0_half(x[i].e);
+        const __m128i b = qk_load16(x[i].qs);
+        qk_emit_i8(y, _mm_shuffle_epi8(grid, qk_bits(b, 0, 0xF)), d);
+        qk_emit_i8(y + 16, _mm_shuffle_epi8(grid, qk_bits(b, 4, 0xF)), d);
+    }
+}
+
 /* Ternary digit k of each byte (five per byte, most significant first): the byte times 3^k,
  * kept to 8 bits, times 3, top bits; minus one gives -1, 0, +1. */
 static inline __m128i qk_trit(__m128i b, int pow3) {
@@ -272,6 +292,7 @@ static inline void qk_register_dequantizers(qt_kernel_table *t) {
     t->codec[QT_T_IQ4_XS].dequantize = qk_dequantize_iq4_xs;
     t->codec[QT_T_TQ1_0].dequantize = qk_dequantize_tq1_0;
     t->codec[QT_T_TQ2_0].dequantize = qk_dequantize_tq2_0;
+    t->codec[QT_T_MXFP4].dequantize = qk_dequantize_mxfp4;
 }
 
 #endif /* QT_SIMD_X86_KDEQUANT_H */
