@@ -160,6 +160,12 @@ def _build_items(model: Model, plan: Plan, kind: str, allow_requantize: bool,
             transform = conv.transforms.get(out)
         else:
             out, transform = entry.name, None
+        if kind != "container" and len(entry.shape) == 1 and enc.name in ("F16", "BF16"):
+            # ggml's CPU kernels multiply and add F32 activations only with F32 norms and
+            # biases; a half-precision vector aborts llama.cpp at the first token
+            report.warnings.append(f"{entry.name}: kept as F32 (llama.cpp needs F32 for 1-D "
+                                   f"tensors; the plan asked for {enc.name})")
+            enc = get_encoding("F32")
         src = entry.source_dtype
         if kind == "gguf" and src not in _FLOAT_TYPES and src != enc.name:
             if not allow_requantize:
