@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from qtstudio.kernels import NativeError
 
 from . import eval as eval_cmd
-from . import export, info, inspect, plan, quantize
+from . import export, info, inspect, optimize, plan, quantize
 
-COMMANDS = [info, inspect, plan, quantize, eval_cmd, export]
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize]
 
 
 class CliError(Exception):

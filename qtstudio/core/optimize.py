@@ -51,10 +51,10 @@ OBJECTIVES = ("mse", "imatrix")
 class InfeasibleTargetError(ValueError):
     """The budget is below the smallest size any assignment of the candidates can reach."""
 
-    def __init__(self, budget: int, floor: int, params: int) -> None:
+    def __init__(self, budget: int, floor: int, params: int, source: str = "") -> None:
         self.budget, self.floor, self.params = budget, floor, params
         super().__init__(
-            f"target of {budget} bytes ({_bpw(budget, params):.4f} bpw) is below the smallest "
+            (f"{source}: " if source else "") + f"target of {budget} bytes ({_bpw(budget, params):.4f} bpw) is below the smallest "
             f"reachable size: {floor} bytes ({_bpw(floor, params):.4f} bpw) with every tensor "
             f"at its smallest candidate; raise the target or add smaller candidates")
 
@@ -143,6 +143,8 @@ class CostTable:
     float_encoding: str = "F32"
     target_format: str | None = "gguf"
     objective: str = "mse"
+    #: the model file, for messages
+    source: str = ""
 
     @property
     def floor_bytes(self) -> int:
@@ -154,7 +156,7 @@ class CostTable:
 
     def check_budget(self, budget: int) -> None:
         if budget < self.floor_bytes:
-            raise InfeasibleTargetError(budget, self.floor_bytes, self.total_params)
+            raise InfeasibleTargetError(budget, self.floor_bytes, self.total_params, self.source)
 
 
 def cost_table(model: Model, candidates: Sequence[str] = DEFAULT_CANDIDATES, *,
@@ -190,7 +192,7 @@ def cost_table(model: Model, candidates: Sequence[str] = DEFAULT_CANDIDATES, *,
             tensors.append(TensorCosts(t.name, tuple(t.shape), t.params, opts,
                                        gguf_name=t.gguf_name))
     return CostTable(tensors, fixed, model.total_params, names, float_encoding=float_encoding,
-                     target_format=target_format, objective=objective)
+                     target_format=target_format, objective=objective, source=str(model.path))
 
 
 def _candidate_names(candidates: Iterable[str]) -> list[str]:

@@ -1,0 +1,129 @@
+"""`qtstudio-cli optimize MODEL`: per-tensor encodings chosen for the least error at a size."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+from pathlib import Path
+
+from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
+from qtstudio.formats import open_model
+from qtstudio.jobs import Cancelled, CancelToken, run_job
+from qtstudio.jobs.optimize import optimize_job
+
+from .progress_bar import ProgressBar
+from .recipe_args import human_bytes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("optimize", help="choose each tensor's encoding for the least error "
+                                        "within a target size; writes a recipe")
+    p.add_argument("model")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target-bpw", type=float, metavar="X",
+                      help="average bits per weight over all parameters, as `plan` reports it")
+    goal.add_argument("--target-size", metavar="SIZE",
+                      help="total bytes: 123456, 4.2GB (10^9) or 3.9GiB (2^30)")
+    p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES), metavar="A,B,...",
+                   help=f"encodings to choose from (default {','.join(DEFAULT_CANDIDATES)})")
+    p.add_argument("--imatrix", metavar="FILE",
+                   help="llama.cpp importance matrix (.gguf/.dat): used by the quantizers, and "
+                        "to weigh the error unless --objective mse")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="error to minimise: mse (sum of squared errors) or imatrix (weighted "
+                        "by column importance; the default with --imatrix)")
+    p.add_argument("--float-type", default="F32", metavar="TYPE",
+                   help="storage for tensors that stay float (F32, F16, BF16; default F32)")
+    p.add_argument("--target", default="gguf", choices=["gguf", "nnef", "safetensors", "none"],
+                   help="file format whose fallbacks the sizes follow (default gguf)")
+    p.add_argument("--sample-elements", type=int, default=None, metavar="N",
+                   help="values measured per tensor at most; larger tensors are measured on "
+                        "evenly spaced rows (default 2097152; 0 measures every row)")
+    p.add_argument("--threads", type=int, help="worker threads for the codecs (default: all)")
+    p.add_argument("--out", metavar="FILE", help="write the recipe (for plan/quantize --recipe)")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _fmt_err(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def print_result(r: OptimizeResult) -> None:
+    rows = r.rows()
+    w = max([len(x["name"]) for x in rows] + [4])
+    print(f"{'name':<{w}}  {'encoding':<9} {'bytes':>11} {'bpw':>7} {'rel err':>9}  measured")
+    for x in rows:
+        rel = "-" if x["rel_error"] is None else f"{x['rel_error']:.4f}"
+        how = "exact" if x["exact"] else f"{x['measured_rows']}/{x['rows']} rows"
+        note = f"  ({x['note']})" if x["note"] else ""
+        print(f"{x['name']:<{w}}  {x['encoding']:<9} {x['nbytes']:>11} {x['bpw']:>7.3f} "
+              f"{rel:>9}  {how}{note}")
+    sig = r.total_signal
+    rel = f", relative {math.sqrt(r.total_error / sig):.5f}" if sig > 0 else ""
+    print(f"target: {r.budget} bytes ({human_bytes(r.budget)}), {r.target_bpw:.4f} bpw")
+    print(f"result: {r.total_bytes} bytes ({human_bytes(r.total_bytes)}), {r.avg_bpw:.4f} bpw; "
+          f"{r.table.objective} error {_fmt_err(r.total_error)}{rel}; "
+          + ("proven optimal" if r.proven_optimal
+             else f"best found (lower bound {_fmt_err(r.lower_bound)})"))
+    print("uniform baselines:")
+    for b in r.baselines:
+        verdict = ("fits" if b.fits else "over target")
+        print(f"  {b.candidate:<8} {b.nbytes:>11} bytes {b.bpw:>7.3f} bpw  error "
+              f"{_fmt_err(b.error):>10}  {verdict}")
+
+
+def run(args: argparse.Namespace) -> int:
+    target_bytes = parse_size(args.target_size) if args.target_size is not None else None
+    candidates = [c for c in args.candidates.split(",") if c.strip()]
+    if args.sample_elements is not None and args.sample_elements < 0:
+        raise ValueError("--sample-elements must be 0 (every row) or positive")
+    imatrix = None
+    if args.imatrix:
+        from qtstudio.export.imatrix import load_imatrix
+        imatrix = dict(load_imatrix(args.imatrix).entries)
+    kwargs = {} if args.sample_elements is None else {"sample_elements": args.sample_elements}
+    cancel = CancelToken()
+    with open_model(args.model) as model:
+        job = optimize_job(model, target_bpw=args.target_bpw, target_bytes=target_bytes,
+                           candidates=candidates, imatrix=imatrix, objective=args.objective,
+                           float_encoding=args.float_type,
+                           target_format=None if args.target == "none" else args.target,
+                           threads=args.threads, cancel=cancel, **kwargs)
+
+        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
+            if cancel.cancelled:
+                raise KeyboardInterrupt
+            cancel.cancel()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        bar = ProgressBar() if not args.quiet else None
+        try:
+            result = run_job(job, bar)
+        except Cancelled:
+            if bar:
+                bar.finish()
+            print("qtstudio-cli: stopped by Ctrl-C; no recipe written", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    if imatrix is not None:
+        unweighted = [t.name for t in result.table.tensors
+                      if result.table.objective == "imatrix" and not t.weighted
+                      and t.note is None]
+        if unweighted:
+            print(f"warning: {len(unweighted)} tensors have no importance weights in "
+                  f"{args.imatrix}; their error is unweighted", file=sys.stderr)
+    if args.out:
+        result.recipe().save(Path(args.out))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_result(result)
+        if args.out:
+            print(f"recipe -> {args.out}")
+    return 0
