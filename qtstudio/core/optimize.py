@@ -54,7 +54,8 @@ class InfeasibleTargetError(ValueError):
     def __init__(self, budget: int, floor: int, params: int, source: str = "") -> None:
         self.budget, self.floor, self.params = budget, floor, params
         super().__init__(
-            (f"{source}: " if source else "") + f"target of {budget} bytes ({_bpw(budget, params):.4f} bpw) is below the smallest "
+            (f"{source}: " if source else "")
+            + f"target of {budget} bytes ({_bpw(budget, params):.4f} bpw) is below the smallest "
             f"reachable size: {floor} bytes ({_bpw(floor, params):.4f} bpw) with every tensor "
             f"at its smallest candidate; raise the target or add smaller candidates")
 
