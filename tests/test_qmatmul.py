@@ -2,8 +2,8 @@
 
 Bounds (stated in qtstudio/kernels/matmul.py):
 - exact path: float32 summation only, |err| <= (k + 2) * 2^-24 * sum|x w|;
-- fast path: 8-bit activations per 16 values, |err| <= sum_g max|x_g| / 254 * sum_g |w| plus
-  the float32 term.
+- fast path: 8-bit activations per group of 32 values (16 for Q2_K, Q3_K, Q6_K, TQ*),
+  |err| <= sum_g max|x_g| / 254 * sum_g |w| plus the float32 term.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import qtstudio as qs
 from qtstudio import kernels
 from qtstudio.kernels import _raw
+from qtstudio.kernels.matmul import ACT_GROUP_32
 
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q2_K", "Q3_K", "Q4_K",
              "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"]
@@ -42,10 +43,11 @@ def _exact_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
     return (k + 2) * U * (np.abs(x.astype(np.float64)) @ np.abs(wd).T) + 1e-35
 
 
-def _fast_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
+def _fast_bound(x: np.ndarray, wd: np.ndarray, enc: str) -> np.ndarray:
     n, k = x.shape
-    amax = np.abs(x.astype(np.float64)).reshape(n, k // 16, 16).max(axis=2)
-    wsum = np.abs(wd).reshape(wd.shape[0], k // 16, 16).sum(axis=2)
+    g = 32 if enc in ACT_GROUP_32 else 16
+    amax = np.abs(x.astype(np.float64)).reshape(n, k // g, g).max(axis=2)
+    wsum = np.abs(wd).reshape(wd.shape[0], k // g, g).sum(axis=2)
     return 1.0001 * (amax / 254.0) @ wsum.T + 4 * _exact_bound(x, wd)
 
 
@@ -68,7 +70,7 @@ def test_matches_float64_reference(enc: str, n: int) -> None:
         assert y.shape == (n, m) and y.dtype == np.float32
         assert np.all(np.abs(y - ref) <= _exact_bound(x, wd)), (enc, isa, "exact")
         y = qs.qmatmul(x, w, isa=isa)
-        bound = _exact_bound(x, wd) if enc in FLOATS else _fast_bound(x, wd)
+        bound = _exact_bound(x, wd) if enc in FLOATS else _fast_bound(x, wd, enc)
         err = np.abs(y - ref)
         assert np.all(err <= bound), (enc, isa, "fast", float((err / bound).max()))
         if enc not in FLOATS:
@@ -149,7 +151,7 @@ def test_random_weight_bytes_never_crash(enc: str, m: int, nblocks: int, n: int,
     with np.errstate(all="ignore"):
         wd = _oracle_weights(w)
         ref = x.astype(np.float64) @ wd.T
-        bound = _fast_bound(x, wd)
+        bound = _fast_bound(x, wd, enc)
     for exact in (False, True):
         with np.errstate(all="ignore"):
             y = qs.qmatmul(x, w, exact=exact)

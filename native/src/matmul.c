@@ -67,6 +67,7 @@ typedef struct mm_job {
     int32_t type_id;
     int exact;
     int has_min;
+    int pair;
     const uint8_t *w;
     size_t w_stride;
     int32_t block_elems;
@@ -176,7 +177,7 @@ static void gemm_fast(mm_job *j) {
                 }
             }
             interleave_q(rows_u, rows_s, rows_m, kc, tu, ts, tm);
-            j->mt->tile(tu, ts, tm, j->has_min, kc, j->acts, j->n, k0, out);
+            j->mt->tile(tu, ts, tm, j->has_min, j->pair, kc, j->acts, j->n, k0, out);
         }
         for (int64_t i = 0; i < j->n; i++) {
             memcpy(j->y + i * j->m + r0, out + i * T, sizeof(float) * (size_t)nr);
@@ -327,7 +328,7 @@ static int pick_threads(int32_t requested, int64_t n, int64_t m, int64_t k) {
 
 /* Quantize activation rows [i0, i0+nb) into one scratch allocation and point acts at it. */
 static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_t i0, int64_t nb,
-                               int64_t k, int gemv, void **scratch, qt_mm_act *acts) {
+                               int64_t k, int group, int gemv, void **scratch, qt_mm_act *acts) {
     const size_t ng = (size_t)(k / QT_MM_GROUP), nq = (size_t)(k / 4);
     const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 8 : 0);
     uint8_t *buf = malloc(per_row * (size_t)nb + 64);
@@ -347,7 +348,7 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
         qt_mm_act *ac = &acts[i];
         int32_t *lb = gemv ? lbias + (size_t)i * nq : NULL;
         float *d4 = gemv ? da4 + (size_t)i * nq : NULL;
-        mt->quantize_act(x + (i0 + i) * k, k, a + (size_t)i * (size_t)k, da + (size_t)i * ng,
+        mt->quantize_act(x + (i0 + i) * k, k, group, a + (size_t)i * (size_t)k, da + (size_t)i * ng,
                          sa + (size_t)i * ng, gbias + (size_t)i * ng, lb, d4);
         ac->a = a + (size_t)i * (size_t)k;
         ac->da = da + (size_t)i * ng;
@@ -385,7 +386,7 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
     if (exact ? ct->codec[type_id].dequantize == NULL : mt->unpack[type_id] == NULL) {
         return QT_ERR_TYPE;
     }
-    if (!exact && k % QT_MM_GROUP != 0) {
+    if (!exact && k % qt_mm_scale_group(type_id) != 0) {
         return QT_ERR_SHAPE;
     }
     if (n == 0 || m == 0) {
@@ -401,6 +402,7 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
         .type_id = type_id,
         .exact = exact,
         .has_min = qt_mm_has_min(type_id),
+        .pair = qt_mm_scale_group(type_id) == 32,
         .w = (const uint8_t *)w,
         .w_stride = qt_row_size(type_id, k),
         .block_elems = desc->block_elems,
@@ -425,7 +427,8 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
         if (exact) {
             job.x = x + i0 * k;
         } else {
-            st = quantize_acts(mt, x, i0, nb, k, nb < MM_GEMM_MIN_ROWS, &scratch, acts);
+            st = quantize_acts(mt, x, i0, nb, k, qt_mm_scale_group(type_id),
+                               nb < MM_GEMM_MIN_ROWS, &scratch, acts);
             if (st != QT_OK) {
                 break;
             }

@@ -7,6 +7,8 @@
  *   x_j ~ da_g * a_j,  a_j in [-127, 127],
  * and a group contributes s_g * da_g * sum(q a) + m_g * da_g * sum(a). The 128 offset of the
  * stored weights is removed in integer arithmetic (exactly) before any float conversion.
+ * Encodings whose scales cover 32 values (qt_mm_scale_group) quantize activations with one
+ * scale per 32 values too, so the GEMM kernel can sum two groups in integers before scaling.
  *
  * Exact path. Weights are decoded to float32 with the codec's own dequantize function and
  * multiplied in float32; only summation rounding differs from a float64 product.
@@ -35,9 +37,11 @@ typedef struct qt_mm_act {
  * u[n] offset-binary integers, s[n/16] and m[n/16] group scales and minimums. */
 typedef void (*qt_mm_unpack_fn)(const void *blocks, int64_t n, uint8_t *u, float *s, float *m);
 
-/* Quantize k floats (k a multiple of 16) into an activation row; lbias/da4 may be NULL. */
-typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int8_t *a, float *da, float *sa,
-                                      int32_t *gbias, int32_t *lbias, float *da4);
+/* Quantize k floats (k a multiple of group, 16 or 32) into an activation row with one scale per
+ * group; da/sa/gbias stay per 16 values (equal da for both halves of a 32 group). lbias/da4
+ * may be NULL. */
+typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int group, int8_t *a, float *da,
+                                      float *sa, int32_t *gbias, int32_t *lbias, float *da4);
 
 /* Dot of an unpacked span (kc values) with activation values [k0, k0+kc). */
 typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, int has_min,
@@ -45,10 +49,11 @@ typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, 
 
 /* GEMM tile: 16 weight rows, kc values, interleaved as described in matmul.c (tile_u: group g,
  * quad c, row r at [g*256 + c*64 + r*4]; tile_s/tile_m: [g*16 + r]). For every activation row i
- * < nrows: out[i*16 + r] += dot(weight row r, activation row i over [k0, k0+kc)). */
+ * < nrows: out[i*16 + r] += dot(weight row r, activation row i over [k0, k0+kc)). pair: weight
+ * and activation scales are equal for groups 2h and 2h+1 (scale group 32). */
 typedef void (*qt_mm_tile_fn)(const uint8_t *tile_u, const float *tile_s, const float *tile_m,
-                              int has_min, int64_t kc, const qt_mm_act *acts, int64_t nrows,
-                              int64_t k0, float *out);
+                              int has_min, int pair, int64_t kc, const qt_mm_act *acts,
+                              int64_t nrows, int64_t k0, float *out);
 
 /* Float dot of n values. */
 typedef float (*qt_mm_dot_f32_fn)(const float *w, const float *x, int64_t n);
@@ -74,6 +79,9 @@ typedef struct qt_matmul_table {
 
 /* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general). */
 int qt_mm_has_min(int32_t type_id);
+
+/* 32 for encodings whose scales (and minimums) cover 32 values, else 16. */
+int qt_mm_scale_group(int32_t type_id);
 
 void qt_mm_ref_register(qt_matmul_table *t);
 #if defined(__x86_64__) || defined(_M_X64)

@@ -9,10 +9,11 @@ weights ``W = dequantize(w)``:
 * ``exact=True`` (and always for F32 / F16 / BF16 weights): float32 products and sums only,
   ``|err| <= k * 2**-24 * sum_j |x[i, j] * W[r, j]|``.
 * ``exact=False`` (default for quantized encodings): activations are rounded to 8 bits with
-  one scale per 16 values (like ggml's Q8 activations, with smaller groups), then integer dot
-  products run per group. Each activation moves by at most ``max|x_group| / 254``, so
-  ``|err| <= sum_groups max|x[i, group]| / 254 * sum_group |W[r, j]|`` plus the float32
-  rounding term above.
+  one scale per group of G values (G = 32 for encodings whose scales cover 32 values: Q4_0,
+  Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; G = 16 for the others; ggml uses
+  32 or 256), then integer dot products run per group. Each activation moves by at most
+  ``max|x_group| / 254``, so ``|err| <= sum_groups max|x[i, group]| / 254 * sum_group |W[r, j]|``
+  plus the float32 rounding term above.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from qtstudio.core.qtensor import QTensor
 
 EXACT_ALWAYS = frozenset({"F32", "F16", "BF16"})
+#: encodings whose fast path uses one activation scale per 32 values (16 for the others)
+ACT_GROUP_32 = frozenset({"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q4_K",
+                          "Q5_K", "IQ4_XS"})
 _FAST, _EXACT = 0, 1
 
 

@@ -320,33 +320,48 @@ int qt_mm_has_min(int32_t type_id) {
            type_id == QT_T_Q5_K || type_id == QT_T_Q2_K;
 }
 
+int qt_mm_scale_group(int32_t type_id) {
+    switch (type_id) {
+    case QT_T_Q4_0: case QT_T_Q4_1: case QT_T_Q5_0: case QT_T_Q5_1: case QT_T_Q8_0:
+    case QT_T_IQ4_NL: case QT_T_MXFP4: case QT_T_Q4_K: case QT_T_Q5_K: case QT_T_IQ4_XS:
+        return 32;
+    default:
+        return 16;
+    }
+}
+
 /* --------------------------------------------------------------- scalar kernels */
 
-static void quantize_act(const float *x, int64_t k, int8_t *a, float *da, float *sa,
+static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
                          int32_t *gbias, int32_t *lbias, float *da4) {
-    for (int64_t g = 0; g < k / QT_MM_GROUP; g++) {
-        const float *xg = x + g * QT_MM_GROUP;
-        int8_t *ag = a + g * QT_MM_GROUP;
+    for (int64_t b = 0; b < k / group; b++) {
+        const float *xb = x + b * group;
         float amax = 0.0f;
-        for (int j = 0; j < QT_MM_GROUP; j++) {
-            const float v = fabsf(xg[j]);
+        for (int j = 0; j < group; j++) {
+            const float v = fabsf(xb[j]);
             amax = v > amax ? v : amax;
         }
         const float d = amax / 127.0f;
         const float id = d > 0.0f ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < QT_MM_GROUP; j++) {
-            const int q = (int)nearbyintf(xg[j] * id);
-            ag[j] = (int8_t)q;
-            sum += q;
-        }
-        da[g] = d;
-        sa[g] = d * (float)sum;
-        gbias[g] = -128 * sum;
-        if (lbias) {
-            for (int l = 0; l < 4; l++) {
-                lbias[4 * g + l] = -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
-                da4[4 * g + l] = d;
+        for (int h = 0; h < group / QT_MM_GROUP; h++) {
+            const int64_t g = b * (group / QT_MM_GROUP) + h;
+            const float *xg = x + g * QT_MM_GROUP;
+            int8_t *ag = a + g * QT_MM_GROUP;
+            int32_t sum = 0;
+            for (int j = 0; j < QT_MM_GROUP; j++) {
+                const int q = (int)nearbyintf(xg[j] * id);
+                ag[j] = (int8_t)q;
+                sum += q;
+            }
+            da[g] = d;
+            sa[g] = d * (float)sum;
+            gbias[g] = -128 * sum;
+            if (lbias) {
+                for (int l = 0; l < 4; l++) {
+                    lbias[4 * g + l] =
+                        -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
+                    da4[4 * g + l] = d;
+                }
             }
         }
     }
@@ -375,7 +390,8 @@ static float dot_ref(const uint8_t *u, const float *s, const float *m, int has_m
 }
 
 static void tile_ref(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                     int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+                     int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+    (void)pair; /* per-16 sums are exact whatever the grouping */
     const int64_t g0 = k0 / QT_MM_GROUP;
     for (int64_t i = 0; i < nrows; i++) {
         const qt_mm_act *act = &acts[i];

@@ -115,7 +115,8 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
 }
 
 static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                      int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+    (void)pair;
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
     for (; i + 4 <= nrows; i += 4) {

@@ -15,26 +15,35 @@ static inline int32_t load_i32(const void *p) {
 
 /* ---------------------------------------------------------------- activations */
 
-static void quantize_act(const float *x, int64_t k, int8_t *a, float *da, float *sa,
+static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
                          int32_t *gbias, int32_t *lbias, float *da4) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
-    for (int64_t g = 0; g < k / QT_MM_GROUP; g++) {
-        const __m512 v = _mm512_loadu_ps(x + g * QT_MM_GROUP);
-        const float amax = _mm512_reduce_max_ps(_mm512_andnot_ps(sign, v));
+    const int per = group / QT_MM_GROUP;
+    for (int64_t b = 0; b < k / group; b++) {
+        __m512 mx = _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * group));
+        if (per == 2) {
+            mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * group + 16)));
+        }
+        const float amax = _mm512_reduce_max_ps(mx);
         const float d = amax / 127.0f;
         const float id = d > 0.0f ? 127.0f / amax : 0.0f;
-        /* cvtps rounds to nearest even, as nearbyintf does in the scalar kernel. */
-        const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(id)));
-        _mm_storeu_si128((__m128i *)(void *)(a + g * QT_MM_GROUP), _mm512_cvtepi32_epi8(q));
-        const int32_t sum = _mm512_reduce_add_epi32(q);
-        da[g] = d;
-        sa[g] = d * (float)sum;
-        gbias[g] = -128 * sum;
-        if (lbias) {
-            const int8_t *ag = a + g * QT_MM_GROUP;
-            for (int l = 0; l < 4; l++) {
-                lbias[4 * g + l] = -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
-                da4[4 * g + l] = d;
+        for (int h = 0; h < per; h++) {
+            const int64_t g = b * per + h;
+            const __m512 v = _mm512_loadu_ps(x + g * QT_MM_GROUP);
+            /* cvtps rounds to nearest even, as nearbyintf does in the scalar kernel. */
+            const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(id)));
+            _mm_storeu_si128((__m128i *)(void *)(a + g * QT_MM_GROUP), _mm512_cvtepi32_epi8(q));
+            const int32_t sum = _mm512_reduce_add_epi32(q);
+            da[g] = d;
+            sa[g] = d * (float)sum;
+            gbias[g] = -128 * sum;
+            if (lbias) {
+                const int8_t *ag = a + g * QT_MM_GROUP;
+                for (int l = 0; l < 4; l++) {
+                    lbias[4 * g + l] =
+                        -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
+                    da4[4 * g + l] = d;
+                }
             }
         }
     }
@@ -90,6 +99,60 @@ static float dot_vnni(const uint8_t *u, const float *s, const float *m, int has_
 /* rb activation rows against one 16-row tile; lane r of every vector is weight row r. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
+                             float *out);
+
+/* Scale group 32: groups 2h and 2h+1 share every scale, so their integer sums add first and
+ * one conversion, multiply and add serve 32 values. */
+ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const float *tm,
+                                  int has_min, int64_t ng, const qt_mm_act *acts, const int rb,
+                                  int64_t k0, float *out) {
+    const int8_t *ap[8];
+    const int32_t *gb[8];
+    const float *dp[8], *sp[8];
+    __m512 f[8];
+    for (int r = 0; r < rb; r++) {
+        ap[r] = acts[r].a + k0;
+        gb[r] = acts[r].gbias + k0 / 16;
+        dp[r] = acts[r].da + k0 / 16;
+        sp[r] = acts[r].sa + k0 / 16;
+        f[r] = _mm512_setzero_ps();
+    }
+    for (int64_t g = 0; g < ng; g += 2) {
+        const uint8_t *wg = tu + g * 256;
+        const __m512 sc = _mm512_load_ps(ts + g * 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < rb; r++) {
+            const int8_t *a = ap[r] + g * 16;
+            /* two dependency chains; weights re-read from L1 (holding eight would spill) */
+            __m512i acc = _mm512_set1_epi32(gb[r][g] + gb[r][g + 1]);
+            __m512i acc2 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 8; c += 2) {
+                acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(wg + 64 * c),
+                                          _mm512_set1_epi32(load_i32(a + 4 * c)));
+                acc2 = _mm512_dpbusd_epi32(acc2, _mm512_load_si512(wg + 64 * c + 64),
+                                           _mm512_set1_epi32(load_i32(a + 4 * c + 4)));
+            }
+            acc = _mm512_add_epi32(acc, acc2);
+            f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
+                                   _mm512_mul_ps(sc, _mm512_set1_ps(dp[r][g])), f[r]);
+        }
+        if (has_min) {
+            const __m512 mn = _mm512_load_ps(tm + g * 16);
+#pragma GCC unroll 8
+            for (int r = 0; r < rb; r++) {
+                f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g] + sp[r][g + 1]), f[r]);
+            }
+        }
+    }
+    for (int r = 0; r < rb; r++) {
+        float *o = out + r * QT_MM_TILE_ROWS;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
+    }
+}
+
+ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                             int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
                              float *out) {
     const int8_t *ap[8];
     const int32_t *gb[8];
@@ -107,18 +170,22 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
         const __m512i w0 = _mm512_load_si512(wg), w1 = _mm512_load_si512(wg + 64);
         const __m512i w2 = _mm512_load_si512(wg + 128), w3 = _mm512_load_si512(wg + 192);
         const __m512 sc = _mm512_load_ps(ts + g * 16);
+#pragma GCC unroll 8
         for (int r = 0; r < rb; r++) {
             const int8_t *a = ap[r] + g * 16;
             __m512i acc = _mm512_set1_epi32(gb[r][g]);
+            __m512i acc2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1,
+                                               _mm512_set1_epi32(load_i32(a + 4)));
             acc = _mm512_dpbusd_epi32(acc, w0, _mm512_set1_epi32(load_i32(a)));
-            acc = _mm512_dpbusd_epi32(acc, w1, _mm512_set1_epi32(load_i32(a + 4)));
+            acc2 = _mm512_dpbusd_epi32(acc2, w3, _mm512_set1_epi32(load_i32(a + 12)));
             acc = _mm512_dpbusd_epi32(acc, w2, _mm512_set1_epi32(load_i32(a + 8)));
-            acc = _mm512_dpbusd_epi32(acc, w3, _mm512_set1_epi32(load_i32(a + 12)));
+            acc = _mm512_add_epi32(acc, acc2);
             f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
                                    _mm512_mul_ps(sc, _mm512_set1_ps(dp[r][g])), f[r]);
         }
         if (has_min) {
             const __m512 mn = _mm512_load_ps(tm + g * 16);
+#pragma GCC unroll 8
             for (int r = 0; r < rb; r++) {
                 f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g]), f[r]);
             }
@@ -131,9 +198,23 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
 }
 
 static void tile_vnni(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                      int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                      float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
+    if (pair) {
+        for (; i + 8 <= nrows; i += 8) {
+            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 8, k0, out + i * QT_MM_TILE_ROWS);
+        }
+        if (i + 4 <= nrows) {
+            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
+            i += 4;
+        }
+        for (; i < nrows; i++) {
+            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
+        }
+        return;
+    }
     for (; i + 8 <= nrows; i += 8) {
         tile_rows(tu, ts, tm, has_min, ng, acts + i, 8, k0, out + i * QT_MM_TILE_ROWS);
     }
