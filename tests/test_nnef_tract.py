@@ -398,3 +398,21 @@ def test_more_transformers_architectures(tmp_path, arch):
         assert enc["hf.transformer.h.0.attn.c_attn.weight"] == ("Q4_0", (64, 192))
         assert enc["hf.transformer.h.1.mlp.c_proj.weight"] == ("Q4_0", (256, 64))
     _check(r)
+
+
+def test_verification_detects_a_wrong_file(tmp_path):
+    from qtstudio.export.nnef.verify import fresh_inputs, verify_export
+
+    m = Mlp().eval()
+    x = torch.randn(3, 64)
+    r = export_nnef(m, "Q4_0", (x,), tmp_path / "w.nnef")
+    good = verify_export(tmp_path / "w.nnef", m, (x,), r.decoded, fresh=2)
+    assert good["ok"] and good["fresh_inputs"] == 2
+    wrong = dict(r.decoded)
+    wrong["fc2.weight"] = wrong["fc2.weight"] + 1e-3  # what the file does not hold
+    bad = verify_export(tmp_path / "w.nnef", m, (x,), wrong)
+    assert not bad["ok"]
+    ids = torch.tensor([[3, 9, 4]])
+    new = fresh_inputs((ids, x), 5)
+    assert new[0].dtype == torch.int64 and new[0].min() >= 3 and new[0].max() <= 9
+    assert new[1].shape == x.shape and not torch.equal(new[1], x)

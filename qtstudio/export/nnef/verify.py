@@ -76,22 +76,53 @@ def compare(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return out
 
 
-def verify_export(path: str | Path, module: torch.nn.Module,
-                  example_inputs: Sequence[torch.Tensor],
-                  decoded: dict[str, np.ndarray]) -> dict[str, Any]:
-    """tract vs torch-on-decoded-weights (pass/fail) and vs the float model (deviation)."""
-    feeds = [x.detach().cpu().numpy() for x in example_inputs]
+def fresh_inputs(example_inputs: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """New inputs of the same shapes and value ranges: the export folded everything that did
+    not depend on the example's data, and a second input shows whether that was right."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for x in example_inputs:
+        if x.dtype == torch.bool:
+            out.append(torch.rand(x.shape, generator=gen) > 0.5)
+        elif x.dtype.is_floating_point:
+            std = float(x.float().std()) if x.numel() > 1 else 1.0
+            noise = torch.randn(x.shape, generator=gen) * (std or 1.0)
+            out.append((x.float().mean() + noise).to(x.dtype))
+        else:
+            lo, hi = int(x.min()), int(x.max())
+            out.append(torch.randint(lo, hi + 1, x.shape, generator=gen, dtype=x.dtype))
+    return out
+
+
+def _check_once(path, module, inputs, decoded) -> list[dict[str, Any]]:
+    feeds = [x.detach().cpu().numpy() for x in inputs]
     got = run_tract(path, feeds)
-    ref_q = torch_outputs(module, example_inputs, decoded)
-    ref_f = torch_outputs(module, example_inputs)
+    ref_q = torch_outputs(module, inputs, decoded)
+    ref_f = torch_outputs(module, inputs)
     if len(got) != len(ref_q):
         raise ValueError(f"tract returned {len(got)} outputs, torch {len(ref_q)}")
     outputs = []
-    ok = True
     for g, rq, rf in zip(got, ref_q, ref_f, strict=True):
         vs_same = compare(g, rq)
         passed = vs_same["max_abs"] <= TOLERANCE * max(vs_same["scale"], 1e-30)
-        ok &= passed
         outputs.append({"shape": list(g.shape), "vs_torch_same_weights": vs_same,
                         "within_tolerance": passed, "vs_float_model": compare(g, rf)})
-    return {"ok": ok, "tolerance": TOLERANCE, "outputs": outputs}
+    return outputs
+
+
+def verify_export(path: str | Path, module: torch.nn.Module,
+                  example_inputs: Sequence[torch.Tensor],
+                  decoded: dict[str, np.ndarray], *, fresh: int = 1) -> dict[str, Any]:
+    """tract vs torch-on-decoded-weights (pass/fail) and vs the float model (deviation), on the
+    example inputs and on ``fresh`` new inputs of the same shapes."""
+    outputs = _check_once(path, module, example_inputs, decoded)
+    trials = []
+    for i in range(fresh):
+        trials.append(_check_once(path, module, fresh_inputs(example_inputs, 1000 + i),
+                                  decoded))
+    ok = all(o["within_tolerance"] for o in outputs) and all(
+        o["within_tolerance"] for t in trials for o in t)
+    worst = max((o["vs_torch_same_weights"]["rel_max"] for t in [outputs, *trials] for o in t),
+                default=0.0)
+    return {"ok": ok, "tolerance": TOLERANCE, "outputs": outputs,
+            "fresh_inputs": len(trials), "worst_rel_max": worst}
