@@ -41,6 +41,10 @@ def _summary(report: ExportReport) -> list[str]:
                      f"{gain['mse_minmax']:.4g} (gain {100 * gain['gain']:.2f}%)")
     v = report.verification
     if v:
+        lines.append(f"tract check: {'ok' if v['ok'] else 'FAILED'} on the example and "
+                     f"{v.get('fresh_inputs', 0)} fresh inputs (worst error "
+                     f"{v.get('worst_rel_max', 0.0):.2g} of the output scale, limit "
+                     f"{v['tolerance']:g})")
         for i, o in enumerate(v["outputs"]):
             same, flt = o["vs_torch_same_weights"], o["vs_float_model"]
             lines.append(
