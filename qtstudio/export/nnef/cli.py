@@ -66,6 +66,8 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
 
     if not (args.preset or args.recipe or getattr(args, "rule", None)):
         raise CliError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
+    if getattr(args, "imatrix", None):
+        raise CliError("--imatrix is for GGUF export; NNEF Q4_0 uses --calibration minmax|mse")
     calibration = getattr(args, "calibration", None) or "minmax"
     if calibration not in CALIBRATIONS:
         raise CliError(f"--calibration must be one of {', '.join(CALIBRATIONS)}")
