@@ -113,11 +113,11 @@ def benchmark_job(model: Any, plan: Any, names: list[str], *, batch: int = 8, re
         info = model.tensor(name)
         yield _progress("Benchmark", name, i, len(names), done, total_bytes, t0)
         enc = get_encoding(plan.entry(name).encoding)
+        if len(info.shape) < 2 or not enc.accepts_shape(tuple(info.shape)):
+            done += info.nbytes  # a vector is not a layer to time (norms, biases)
+            continue
         w = np.ascontiguousarray(model.load(name), dtype=np.float32)
         w2 = w.reshape(-1, w.shape[-1]) if w.ndim != 2 else w
-        if not enc.accepts_shape(tuple(w2.shape)):
-            done += info.nbytes
-            continue
         if qmm is not None and w2.ndim == 2:
             qt = quantize(w2, enc)
             x = rng.standard_normal((batch, w2.shape[1])).astype(np.float32)
@@ -196,49 +196,58 @@ def whatif_curve(doc_errors: dict[tuple[str, str], dict[str, float]], names: lis
 # ---- histogram grid ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BlockGrid:
-    """The values one block of a tensor can decode to under an encoding."""
+    """The values one block of a tensor decodes to under an encoding."""
 
     row: int
-    block: int
+    #: first column of the block (or of the sub-block of a k-quant super-block)
+    col: int
+    size: int
     #: decoded values the block actually uses (sorted)
     used: np.ndarray
-    #: the full ladder of levels when the block is an evenly spaced grid (legacy / k-quant
-    #: sub-blocks), else the used values
+    #: the whole ladder of levels when the block's values sit on an evenly spaced grid (legacy
+    #: blocks, k-quant sub-blocks), else the used values
     levels: np.ndarray
-    #: the block's scale (distance between neighbouring levels) when evenly spaced
+    #: distance between neighbouring levels (the block's effective scale) when evenly spaced
     step: float | None
 
 
-def block_grid(w: np.ndarray, encoding: str) -> BlockGrid | None:
-    """Quantize the block holding the largest |w| and read back its levels.
+#: values that share one scale inside a 256-value k-quant super-block
+_SUB_BLOCK = {"Q2_K": 16, "Q3_K": 16, "Q4_K": 32, "Q5_K": 32, "Q6_K": 16}
 
-    For Q4_0 that gives d × (q − 8), q = 0..15: the 16 levels of that block's scale. Float
-    encodings have no useful grid (None).
+
+def block_grid(w: np.ndarray, encoding: str) -> BlockGrid | None:
+    """Quantize a typical block (median largest-|w|) and read back the levels it can take.
+
+    For Q4_0 that gives d × (q − 8), q = 0..15: the 16 levels of that block's scale; for a k-quant,
+    the ladder of one sub-block (its own scale and minimum). Float encodings have no grid (None).
     """
     enc = get_encoding(encoding)
     if enc.name in ("F32", "F16", "BF16"):
         return None
     w2 = w.reshape(-1, w.shape[-1]) if w.ndim != 2 else w
-    if not enc.accepts_shape(tuple(w2.shape)):
+    if not enc.accepts_shape(tuple(w2.shape)) or w2.size == 0:
         return None
-    flat = int(np.argmax(np.abs(w2)))
-    row, col = divmod(flat, w2.shape[1])
-    bsize = enc.elements_per_block
-    block = col // bsize
+    size = _SUB_BLOCK.get(enc.name, min(enc.elements_per_block, 32))
+    if w2.shape[1] % size:
+        size = enc.elements_per_block
+    blocks = np.abs(w2.reshape(w2.shape[0], -1, size)).max(axis=2)
+    flat = np.argsort(blocks, axis=None)[blocks.size // 2]  # the median block: a typical scale
+    row, blk = divmod(int(flat), blocks.shape[1])
+    col = blk * size
     decoded = dequantize(quantize(np.ascontiguousarray(w2[row:row + 1], dtype=np.float32),
                                   enc))[0]
-    used = np.unique(decoded[block * bsize:(block + 1) * bsize])
+    used = np.unique(decoded[col:col + size])
     levels, step = used, None
     if used.size >= 2:
         diffs = np.diff(used)
         d = float(diffs.min())
-        # Evenly spaced (up to fp16 rounding of the scale): fill in the unused rungs.
+        # Evenly spaced (up to float rounding of the scale): fill in the rungs left unused.
         if d > 0 and np.allclose(diffs / d, np.round(diffs / d), atol=1e-3):
             n = round(float(used[-1] - used[0]) / d)
             if n <= 1024:
                 levels = used[0] + d * np.arange(n + 1)
                 step = d
-    return BlockGrid(row, block, used, levels, step)
+    return BlockGrid(row, col, size, used, levels, step)
 
 
 # ---- NNEF export of the demo model ---------------------------------------------------------------

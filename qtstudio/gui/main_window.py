@@ -487,12 +487,16 @@ class MainWindow(QMainWindow):
     def selected_tensor_names(self) -> list[str]:
         """Tensors under the selected rows (a group row stands for everything below it)."""
         names: dict[str, None] = {}
-        for idx in self.tree.selectionModel().selectedRows(0):
+        stack = list(reversed(self.tree.selectionModel().selectedRows(0)))
+        while stack:  # through the proxy: a group stands for what the filter shows below it
+            idx = stack.pop()
             node = idx.data(NodeRole)
             if node is None:
                 continue
-            for t in node.iter_tensors():
-                names[t.name] = None
+            if node.tensor is not None:
+                names[node.tensor.name] = None
+            stack.extend(self.proxy.index(r, 0, idx)
+                         for r in reversed(range(self.proxy.rowCount(idx))))
         return list(names)
 
     def assign_to_selection(self, encoding: str | None) -> None:
@@ -838,6 +842,14 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About qtstudio",
                           f"qtstudio {qtstudio.__version__}\nMixed-precision model quantization "
                           "studio: per-tensor encodings, native SIMD codecs, GGUF and NNEF export.")
+
+    def changeEvent(self, event) -> None:
+        # The system switched between light and dark: plots follow the new palette.
+        from PySide6.QtCore import QEvent
+
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.analysis.apply_palette()
+        super().changeEvent(event)
 
     def closeEvent(self, event) -> None:
         if self.worker is not None:

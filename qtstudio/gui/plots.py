@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from .document import PlanDocument
 from .format import human_bytes, human_seconds
-from .theme import encoding_color
+from .theme import encoding_color, plot_colors
 from .worker import JobWorker
 
 MiB = 1024.0 * 1024.0
@@ -52,7 +52,7 @@ class ErrorPlot(QWidget):
         self.plot = _plot("Per-tensor error along depth", "relative RMS error",
                           "tensor (model order)")
         self.plot.setLogMode(x=False, y=True)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend = self.plot.addLegend(offset=(10, -10), colCount=8)
         self.note = QLabel("Run ▸ Quantize (Ctrl+R) to measure every tensor.")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -172,6 +172,7 @@ class HistogramPlot(QWidget):
         self._want: tuple[str, str] | None = None
         self.shown: tuple[str, str] | None = None
         self.levels: np.ndarray = np.zeros(0)
+        self.grid_info = None
 
     def show_tensor(self, doc: PlanDocument | None, name: str | None) -> None:
         if doc is None or name is None:
@@ -196,9 +197,14 @@ class HistogramPlot(QWidget):
             w = np.asarray(model.load(name), dtype=np.float32)
             finite = w[np.isfinite(w)] if not np.isfinite(w).all() else w.reshape(-1)
             sample = finite if finite.size <= 4_000_000 else finite[:: finite.size // 4_000_000]
-            counts, edges = np.histogram(sample, bins=200)
+            p_lo, p_hi = np.quantile(sample, [0.001, 0.999]) if sample.size else (0.0, 1.0)
             grid = block_grid(w, enc) if w.ndim >= 1 and w.size else None
-            return name, enc, counts, edges, grid, sample.size
+            lo, hi = float(p_lo), float(p_hi)
+            if grid is not None:
+                lo, hi = min(lo, float(grid.levels[0])), max(hi, float(grid.levels[-1]))
+            pad = 0.1 * max(hi - lo, 1e-12)
+            counts, edges = np.histogram(sample, bins=200, range=(lo - pad, hi + pad))
+            return name, enc, counts, edges, grid, sample.size, p_lo, p_hi
 
         self._note_busy = self.note.setText(f"Reading {name}…")
         w = JobWorker(job, name="Histogram", parent=self)
@@ -214,7 +220,7 @@ class HistogramPlot(QWidget):
             self._start(doc)
 
     def _done(self, doc: PlanDocument, res) -> None:
-        name, enc, counts, edges, grid, n = res
+        name, enc, counts, edges, grid, n, _p_lo, _p_hi = res
         self.shown = (name, enc)
         self.hist.setData(edges, counts)
         ymax = float(counts.max()) if counts.size else 1.0
@@ -224,15 +230,21 @@ class HistogramPlot(QWidget):
             ys = np.tile([0.0, ymax], levels.size)
             self.grid.setData(xs, ys)
             self.levels = levels
+            self.grid_info = grid
             how = (f"{levels.size} evenly spaced levels, step {grid.step:.3g}" if grid.step
                    else f"{levels.size} distinct decoded values")
             self.note.setText(
-                f"{name}: {n:,} values. Red lines: the {enc} grid of row {grid.row}, block "
-                f"{grid.block} (the block holding the largest |w|): {how}.")
+                f"{name}: {n:,} values. Red lines: the {enc} grid of one typical block (row "
+                f"{grid.row}, columns {grid.col}–{grid.col + grid.size - 1}, median largest "
+                f"|w|): {how}.")
         else:
             self.grid.setData([], [])
             self.levels = np.zeros(0)
             self.note.setText(f"{name}: {n:,} values, stored as {enc} (a float type: no grid)")
+        # the bins span the central 99.8% of the values and the grid (long tails would squeeze
+        # the bulk into one bin); values outside are not counted
+        self.plot.setXRange(float(edges[0]), float(edges[-1]), padding=0)
+        self.plot.setYRange(0, ymax, padding=0.02)
         self.plot.setTitle(f"Histogram of {name} ({enc})")
 
 
@@ -265,6 +277,7 @@ class WhatIfPlot(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addLayout(bottom)
         self.rows: list[tuple[str, float, float, int]] = []
+        self.front: list[str] = []
 
     def update_from(self, doc: PlanDocument | None, names: list[str]) -> None:
         from .analysis import whatif_curve
@@ -294,8 +307,18 @@ class WhatIfPlot(QWidget):
         ys = np.array([r[2] for r in self.rows])
         brushes = [pg.mkBrush(encoding_color(r[0])) for r in self.rows]
         self.points.setData(x=xs, y=ys, symbolBrush=brushes, data=[r[0] for r in self.rows])
-        self.curve.setData(xs, ys)
+        # the dashed line is the Pareto front: no other encoding is both smaller and better
+        front, best = [], float("inf")
+        for r in self.rows:  # sorted by bpw
+            if r[2] < best:
+                front.append(r)
+                best = r[2]
+        self.front = [r[0] for r in front]
+        self.curve.setData([r[1] for r in front], [r[2] for r in front])
+        current_names = {doc.plan.entry(n).encoding for n in names}
         for enc, x, y, _n in self.rows:
+            if enc not in self.front and enc not in current_names:
+                continue  # label the front and the current choice; the rest have tooltips
             lab = pg.TextItem(enc, anchor=(0.5, 1.3), color=encoding_color(enc))
             lab.setPos(x, np.log10(y))
             self.plot.addItem(lab)
@@ -305,7 +328,7 @@ class WhatIfPlot(QWidget):
         cur = [r for r in self.rows if len(current) == 1 and r[0] in current]
         self.current.setData([r[1] for r in cur], [r[2] for r in cur])
         self.note.setText(f"{len(names)} tensor(s): parameter-weighted error of each encoding; "
-                          f"the circled point is the current plan.")
+                          "dashed: the Pareto front; circled: the current plan.")
 
 
 class BenchmarkTable(QWidget):
@@ -318,6 +341,7 @@ class BenchmarkTable(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.method = QLabel("Run ▸ Benchmark layers (Ctrl+B) times each layer in its encoding.")
         self.method.setWordWrap(True)
@@ -381,7 +405,7 @@ class AccuracyPanel(QWidget):
         self.values = (f, q)
         self.bars.setOpts(height=[f, q])
         for x, v in ((0, f), (1, q)):
-            t = pg.TextItem(f"{v:.2%}", anchor=(0.5, 1.2))
+            t = pg.TextItem(f"{v:.2%}", anchor=(0.5, 1.2), color=plot_colors()[1])
             t.setPos(x, v)
             self.plot.addItem(t)
             self.text.append(t)
@@ -410,6 +434,21 @@ class AnalysisPanel(QTabWidget):
         self.error.tensor_clicked.connect(self.tensor_clicked)
         self.whatif.run_btn.clicked.connect(lambda: window.run_whatif())
         self.accuracy.run_btn.clicked.connect(lambda: window.run_evaluate())
+
+    def apply_palette(self) -> None:
+        """Re-colour every plot from the current palette (light/dark switch at run time)."""
+        from .theme import plot_colors
+
+        bg, fg = plot_colors()
+        pg.setConfigOptions(background=bg, foreground=fg)
+        for plot in self.findChildren(pg.PlotWidget):
+            plot.setBackground(bg)
+            for name in ("left", "bottom"):
+                ax = plot.getAxis(name)
+                ax.setPen(fg)
+                ax.setTextPen(fg)
+            plot.getPlotItem().titleLabel.setText(plot.getPlotItem().titleLabel.text,
+                                                  color=fg)
 
     def show_tab(self, title: str) -> None:
         for i in range(self.count()):

@@ -205,7 +205,9 @@ class LayerTreeModel(QAbstractItemModel):
         if col == "bpw":
             return f"{bpw:.2f}"
         if col == "error":
-            return "" if worst is None else f"{worst:.2e}"
+            if worst is None:
+                return ""
+            return "exact" if worst == 0 else f"{worst:.2e}"
         if t is None:
             return ""
         if col == "shape":

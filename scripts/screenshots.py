@@ -1,0 +1,199 @@
+"""Render screenshots of the app's main states into docs/ (for the README).
+
+Runs the real window on an X server: under an existing $DISPLAY, or on a private Xvfb it starts
+(apt-get install xvfb). Each state is captured with QWidget.grab(), which renders the window as
+it is on screen, menus and docks included.
+
+    python scripts/screenshots.py [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_sample_model(folder: Path, n_layers: int = 8, hidden: int = 512, ffn: int = 1536,
+                       vocab: int = 2048) -> Path:
+    """A llama-shaped checkpoint with trained-looking weights: heavier tails in some layers, so
+    the error plot has something to show. Rows are multiples of 256, so k-quants apply."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(7)
+
+    def w(*shape: int, tail: float = 0.0) -> np.ndarray:
+        x = rng.standard_normal(shape).astype(np.float32) * 0.02
+        if tail:
+            x += rng.standard_t(3, shape).astype(np.float32) * 0.02 * tail
+        return x
+
+    t = {"model.embed_tokens.weight": w(vocab, hidden)}
+    for i in range(n_layers):
+        p = f"model.layers.{i}"
+        tail = 1.0 + 0.6 * np.sin(i)
+        t[f"{p}.input_layernorm.weight"] = np.ones(hidden, np.float32)
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            t[f"{p}.self_attn.{name}.weight"] = w(hidden, hidden, tail=tail)
+        t[f"{p}.post_attention_layernorm.weight"] = np.ones(hidden, np.float32)
+        t[f"{p}.mlp.gate_proj.weight"] = w(ffn, hidden, tail=tail)
+        t[f"{p}.mlp.up_proj.weight"] = w(ffn, hidden)
+        t[f"{p}.mlp.down_proj.weight"] = w(hidden, ffn, tail=2 * tail)
+    t["model.norm.weight"] = np.ones(hidden, np.float32)
+    t["lm_head.weight"] = w(vocab, hidden)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(t, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+        "num_hidden_layers": n_layers, "hidden_size": hidden, "intermediate_size": ffn,
+        "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": vocab}))
+    return folder
+
+
+def _start_xvfb() -> subprocess.Popen | None:
+    if os.environ.get("DISPLAY"):
+        return None
+    if shutil.which("Xvfb") is None:
+        sys.exit("no $DISPLAY and no Xvfb: apt-get install xvfb (or run under a desktop)")
+    # -displayfd: Xvfb picks a free display number and writes it to the pipe when ready
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1920x1200x24",
+                             "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        number = f.readline().strip()
+    if proc.poll() is not None or not number:
+        sys.exit("Xvfb did not start")
+    display = f":{number}"
+    os.environ["DISPLAY"] = display
+    return proc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+    xvfb = _start_xvfb()
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    try:
+        return _shoot(args.out)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(5)
+
+
+def _shoot(out: Path) -> int:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from qtstudio.core.recipe import Recipe, Rule
+    from qtstudio.gui.app import create_application
+    from qtstudio.gui.main_window import MainWindow
+
+    app = create_application([sys.argv[0]])
+    out.mkdir(parents=True, exist_ok=True)
+
+    def settle(ms: int = 400) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    def until(pred, timeout_s: float = 60.0) -> None:
+        t0 = time.monotonic()
+        while not pred() and time.monotonic() - t0 < timeout_s:
+            settle(50)
+
+    def shot(win: MainWindow, name: str) -> None:
+        settle(300)
+        path = out / name
+        win.grab().save(str(path))
+        print(f"wrote {path}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_sample_model(Path(tmp) / "tiny-llama-8L")
+        win = MainWindow()
+        win.resize(1600, 1000)
+        win.show()
+        settle()
+        win.open_model(folder)
+        win.apply_preset("Q4_K_M")
+        win.push_recipe(win.doc.with_rules([Rule(r"mlp\.up_proj", "Q5_K")]), "rule")
+        win.assign(["model.layers.7.self_attn.o_proj.weight"], "Q8_0")
+        win.run_quantize()
+        win.wait_idle()
+        win.tree.collapseAll()
+        for path in ("model", "model.layers", "model.layers.0", "model.layers.1"):
+            win.tree.expand(win.proxy.mapFromSource(win.tree_model.index_for_path(path)))
+        win.select_tensor("model.layers.1.mlp.down_proj.weight")
+        win.analysis.show_tab("Error")
+        shot(win, "main-window.png")
+
+        until(lambda: win.analysis.histogram.shown is not None)
+        win.analysis.show_tab("Histogram")
+        shot(win, "histogram.png")
+
+        win.analysis.show_tab("Memory")
+        shot(win, "memory.png")
+
+        names = [f"model.layers.{i}.mlp.down_proj.weight" for i in range(8)]
+        win.tree.selectionModel().clearSelection()
+        for n in names:
+            idx = win.proxy.mapFromSource(win.tree_model.index_for_path(n))
+            sm = win.tree.selectionModel()
+            sm.select(idx, sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
+        win.run_whatif()
+        win.wait_idle()
+        shot(win, "whatif.png")
+
+        win.filter_edit.setText("down_proj")
+        win.run_benchmark()
+        win.wait_idle()
+        shot(win, "benchmark.png")
+        win.filter_edit.clear()
+
+        win.open_demo()
+        win.push_recipe(Recipe(preset="Q4_0").to_dict(), "Q4_0")
+        win.run_evaluate()
+        win.wait_idle()
+        win.tree.expandAll()
+        shot(win, "demo-accuracy.png")
+
+        # the system turns dark: palette change, the plots follow
+        from PySide6.QtGui import QColor, QPalette
+
+        dark = QPalette()
+        for role, color in ((QPalette.ColorRole.Window, "#2b2b2b"),
+                            (QPalette.ColorRole.WindowText, "#e0e0e0"),
+                            (QPalette.ColorRole.Base, "#1e1e1e"),
+                            (QPalette.ColorRole.AlternateBase, "#262626"),
+                            (QPalette.ColorRole.Text, "#e0e0e0"),
+                            (QPalette.ColorRole.Button, "#353535"),
+                            (QPalette.ColorRole.ButtonText, "#e0e0e0"),
+                            (QPalette.ColorRole.Highlight, "#3d6fb4"),
+                            (QPalette.ColorRole.HighlightedText, "#ffffff")):
+            dark.setColor(role, QColor(color))
+        app.setPalette(dark)
+        win.open_model(folder)
+        win.apply_preset("Q4_K_M")
+        win.run_quantize()
+        win.wait_idle()
+        win.tree.expandToDepth(1)
+        win.analysis.show_tab("Error")
+        shot(win, "dark.png")
+        win.close()
+    return 0
+
+
+if __name__ == "__main__":  # guarded: job worker processes import the main module again
+    sys.exit(main())
