@@ -73,8 +73,15 @@ def test_export_format_fallbacks(llama):
                         target_format="nnef")
     q = nnef.entry("model.layers.0.self_attn.q_proj.weight")
     k = nnef.entry("model.layers.0.self_attn.k_proj.weight")
-    assert (q.encoding, q.fallback_from) == ("Q4_0", "Q4_K") and "nnef" in q.reason
-    assert (k.encoding, k.fallback_from) == ("INT8_PC_SYM", "Q6_K")
+    # NNEF falls back to a float type (issue 6), never silently to another quantizer.
+    assert (q.encoding, q.fallback_from) == ("F16", "Q4_K") and "NNEF" in q.reason
+    assert (k.encoding, k.fallback_from) == ("F16", "Q6_K")
+    assert q.bpw_cost == pytest.approx(16.0 - 4.5)
+    bf = resolve_plan(llama, Recipe(float_encoding="BF16"), target_format="nnef")
+    norm = bf.entry("model.norm.weight")
+    assert (norm.encoding, norm.fallback_from) == ("F32", "BF16")
+    ok = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "Q4_0")]), target_format="nnef")
+    assert ok.entry("model.layers.0.self_attn.q_proj.weight").fallback_from is None
     gg = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "INT8_PC_ASYM")]))
     assert gg.entry("model.layers.0.self_attn.q_proj.weight").encoding == "Q8_0"
     free = resolve_plan(llama, Recipe(rules=[Rule("q_proj", "INT8_PC_ASYM")]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .encodings import Encoding, get_encoding
+from .nnef_rules import nnef_float_fallback, static_nnef_problem
 from .presets import PRESETS, Category, Mixture, category_of, shape_fallback
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ MEMORY_OVERHEAD = 1.2
 # What to use instead when the target file format cannot carry an encoding.
 _FORMAT_FALLBACK = {
     "gguf": lambda enc: "Q8_0" if enc.bpw > 5.0 else "Q4_0",
-    "nnef": lambda enc: "INT8_PC_SYM" if enc.bpw > 5.0 else "Q4_0",
+    "nnef": nnef_float_fallback,
     "safetensors": lambda enc: "F16",
 }
 
@@ -202,7 +203,12 @@ def _finish(info: TensorInfo, requested: str | None, enc_name: str, origin: str,
         if why:
             reasons.append(why)
     enc = get_encoding(name)
-    if target_format is not None and target_format not in enc.export_formats:
+    if target_format == "nnef" and info.shape:
+        problem = static_nnef_problem(enc, info.shape, role=info.role)
+        if problem:
+            reasons.append(problem)
+            enc = get_encoding(nnef_float_fallback(enc))
+    elif target_format is not None and target_format not in enc.export_formats:
         alt = _FORMAT_FALLBACK.get(target_format, lambda e: "F16")(enc)
         alt_name, why = shape_fallback(alt, info.shape)
         reasons.append(f"{target_format} files cannot store {enc.name}")

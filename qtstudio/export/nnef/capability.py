@@ -11,26 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from qtstudio.core.encodings import Encoding, get_encoding
+from qtstudio.core.nnef_rules import (
+    BLOCK_AWARE_ROLES,
+    FLOAT_ENCODINGS,
+    is_int8,
+    nnef_float_fallback,
+    q4_0_rows_ok,
+)
 
 from .builder import BLOCK_AWARE_USES, USE_CONV_SCALED
 
-#: tensor roles (qtstudio.core.roles) whose weights feed a block-aware kernel
-BLOCK_AWARE_ROLES = frozenset({"linear", "embedding", "conv"})
-FLOAT_ENCODINGS = frozenset({"F32", "F16"})
-
-
-def is_int8(enc: Encoding) -> bool:
-    return enc.name.startswith("INT8_")
-
-
-def q4_0_rows_ok(shape: tuple[int, ...]) -> bool:
-    """tract blocks run along the flattened row: every dim after the first."""
-    if len(shape) < 2 or shape[0] <= 0:
-        return False
-    row = 1
-    for d in shape[1:]:
-        row *= int(d)
-    return row > 0 and row % 32 == 0
+__all__ = ["BLOCK_AWARE_ROLES", "FLOAT_ENCODINGS", "is_int8", "nnef_fallback", "nnef_problem",
+           "q4_0_rows_ok"]
 
 
 def nnef_problem(encoding: str | Encoding, shape: tuple[int, ...], *,
@@ -70,5 +62,4 @@ def nnef_fallback(encoding: str | Encoding, shape: tuple[int, ...], *, role: str
     problem = nnef_problem(encoding, shape, role=role, uses=uses)
     if problem is None:
         return None
-    enc = get_encoding(encoding)
-    return ("F32" if enc.name == "BF16" else "F16"), problem
+    return nnef_float_fallback(encoding), problem
