@@ -53,7 +53,7 @@ def test_hf_llama_metadata_and_tensors(llama_dir, tmp_path):
     assert f["llama.rope.dimension_count"] == cfg["hidden_size"] // cfg["num_attention_heads"]
     assert f["llama.rope.freq_base"] == pytest.approx(10000.0)
     assert f["general.file_type"] == 0
-    assert "general.quantization_version" not in f  # nothing is quantized
+    assert f["general.quantization_version"] == 2  # written always, as llama.cpp's tools do
     # tokenizer: every token and merge of tokenizer.json, in id order
     tj = json.loads((llama_dir / "tokenizer.json").read_text())
     vocab = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])

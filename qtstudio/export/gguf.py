@@ -179,8 +179,9 @@ def _build_items(model: Model, plan: Plan, kind: str, allow_requantize: bool,
     return items, conv
 
 
-def _add_common_kv(w: GGUFStreamWriter, file_type: int, quantized: bool,
+def _add_common_kv(w: GGUFStreamWriter, file_type: int,
                    imatrix: ImportanceMatrix | None) -> None:
+    # llama-quantize and llama.cpp's converter write the version whatever the types are
     w.add_kv("general.quantization_version", QUANTIZATION_VERSION, GGUFValueType.UINT32)
     w.add_kv("general.file_type", file_type, GGUFValueType.UINT32)
     if imatrix is not None:
@@ -191,8 +192,6 @@ def _add_common_kv(w: GGUFStreamWriter, file_type: int, quantized: bool,
             w.add_kv("quantize.imatrix.dataset", imatrix.datasets[0], GGUFValueType.STRING)
         w.add_kv("quantize.imatrix.entries_count", len(imatrix), GGUFValueType.INT32)
         w.add_kv("quantize.imatrix.chunks_count", int(imatrix.chunk_count), GGUFValueType.INT32)
-    if not quantized:
-        w.remove_kv("general.quantization_version")
 
 
 def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[[int, int],
@@ -239,14 +238,13 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
     items, conv = _build_items(model, plan, kind, allow_requantize, report)
     names = [i.encoding.name for i in items]
     report.file_type = file_type_for(plan, names)
-    quantized = any(n not in _FLOAT_TYPES for n in names)
     bytes_total = sum(model.tensor(i.entry.name).nbytes for i in items)
     report.source_bytes = bytes_total
     # tolerant of a closed generator: everything below runs inside the atomic block
     with atomic_output(out, inputs=_source_files(model)) as f:
         w = GGUFStreamWriter(f, max_name_bytes=None if kind == "container" else 63)
         try:
-            _declare(w, model, kind, conv, items, report, quantized, imatrix)
+            _declare(w, model, kind, conv, items, report, imatrix)
             w.write_header()
         except GGUFWriteError as exc:
             raise ExportError(f"cannot export {model.path}: {exc}") from None
@@ -272,8 +270,7 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
 
 
 def _declare(w: GGUFStreamWriter, model: Model, kind: str, conv: hf_to_gguf.Conversion | None,
-             items: list[_Item], report: ExportReport, quantized: bool,
-             imatrix: ImportanceMatrix | None) -> None:
+             items: list[_Item], report: ExportReport, imatrix: ImportanceMatrix | None) -> None:
     if kind == "gguf":
         for key, raw in _gguf_kv_bytes(model.path):
             if key not in _SPLIT_KEYS:
@@ -293,7 +290,7 @@ def _declare(w: GGUFStreamWriter, model: Model, kind: str, conv: hf_to_gguf.Conv
 
             w.add_kv("qtstudio.config_json", json.dumps(model.config, sort_keys=True),
                      GGUFValueType.STRING)
-    _add_common_kv(w, report.file_type, quantized, imatrix)
+    _add_common_kv(w, report.file_type, imatrix)
     for item in items:
         w.add_tensor_info(item.out_name, item.shape,
                           GGMLQuantizationType(item.encoding.ggml_type))

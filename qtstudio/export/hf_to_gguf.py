@@ -28,8 +28,7 @@ from .atomic import ExportError
 RUNNABLE_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "bert": "bert"}
 
 # HF tensors llama.cpp's converter drops: buffers, heads an embedding model does not use
-_SKIP_SUFFIXES = ("rotary_emb.inv_freq", "embeddings.position_ids", "attn.masked_bias",
-                  "attn.bias")
+_SKIP_SUFFIXES = ("rotary_emb.inv_freq", "embeddings.position_ids")
 _SKIP_PREFIXES = ("pooler.", "bert.pooler.", "cls.", "lm_head_bias")
 
 
@@ -182,16 +181,17 @@ def map_tensor_names(arch: str, tensor_names: list[str], n_blocks: int, config: 
     names: dict[str, str | None] = {}
     skipped: list[str] = []
     for hf in tensor_names:
+        if hf.endswith(_SKIP_SUFFIXES) or hf.startswith(_SKIP_PREFIXES):
+            # the name map knows some of these (rotary buffers), but llama.cpp computes them
+            names[hf] = None
+            skipped.append(hf)
+            continue
         target = None
         for candidate in _strip_prefix(hf):
             target = tmap.get_name(candidate, try_suffixes=(".weight", ".bias"))
             if target:
                 break
         if target is None:
-            if hf.endswith(_SKIP_SUFFIXES) or hf.startswith(_SKIP_PREFIXES):
-                names[hf] = None
-                skipped.append(hf)
-                continue
             raise ExportError(f"{folder}: tensor {hf!r} has no GGUF name for architecture "
                               f"{arch}; llama.cpp would not know what to do with it")
         names[hf] = target
