@@ -270,3 +270,39 @@ def test_cli_end_to_end(llama_dir, tmp_path, capsys):
     assert main(["optimize", str(llama_dir), "--target-bpw", "5", "--candidates", "Q9_X",
                  "--quiet"]) == 2
     assert "unknown encoding" in capsys.readouterr().err
+
+
+def test_big_float_tensors_read_only_sampled_rows(tmp_path):
+    import tracemalloc
+
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((8192, 256)).astype(np.float32)
+    bf = torch.from_numpy(rng.standard_normal((4096, 256)).astype(np.float32)).bfloat16()
+    idx = sample_rows(4096, 256, 64 * 256)
+    bad_row = next(r for r in range(4096) if r not in set(idx.tolist()))
+    bf[bad_row, 5] = float("inf")  # in a row the sample skips
+    save_torch({"big.weight": torch.from_numpy(big).half(), "bf.weight": bf,
+                "ok.weight": torch.from_numpy(big[:1024]).bfloat16()}, tmp_path / "m.safetensors")
+    with open_model(tmp_path / "m.safetensors") as m:
+        tracemalloc.start()
+        try:
+            r = run_job(optimize_job(m, target_bpw=16.0, sample_elements=64 * 256,
+                                     candidates=["Q4_K", "Q8_0"]))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8192 * 256 * 4 // 2  # well under one float32 copy of big.weight
+        assert r.choice("bf.weight").encoding == "F32"
+        assert "non-finite" in (next(t for t in r.table.tensors if t.name == "bf.weight").note
+                                or "")
+        # Same numbers as measuring from the whole loaded tensor.
+        for name in ("big.weight", "ok.weight"):
+            got = next(t for t in r.table.tensors if t.name == name)
+            ref = next(t for t in cost_table(m, ["Q4_K", "Q8_0"]).tensors if t.name == name)
+            measure_tensor(ref, m.load(name), sample_elements=64 * 256)
+            assert got.measured_rows == 64 and got.rows == ref.rows
+            assert [o.error for o in got.options] == [o.error for o in ref.options]
+            assert got.signal == pytest.approx(ref.signal, rel=1e-12)

@@ -243,28 +243,46 @@ def lookup_imatrix(imatrix: Any, costs: TensorCosts) -> np.ndarray | None:
     return None
 
 
+def needs_every_row(costs: TensorCosts) -> bool:
+    """Whether some option's scales depend on the whole tensor (so no row sampling)."""
+    return any(getattr(get_encoding(o.encoding), "needs_whole_tensor", False)
+               for o in costs.options)
+
+
 def measure_tensor(costs: TensorCosts, x: np.ndarray, *, imatrix: np.ndarray | None = None,
                    weighted: bool = False, threads: int | None = None,
                    sample_elements: int = SAMPLE_ELEMENTS, float_encoding: str = "F32",
-                   cancel: Any = None) -> None:
+                   cancel: Any = None, total_rows: int | None = None,
+                   all_finite: bool | None = None) -> None:
     """Fill ``costs``' option errors from the tensor's float values ``x``.
 
+    ``x`` is the whole tensor; or, with ``total_rows``, only the rows that
+    ``sample_rows(total_rows, columns, sample_elements)`` picks (so a caller can read just
+    those), with ``all_finite`` saying whether the whole tensor is free of NaN/Inf.
     ``imatrix`` goes to the quantizers (as the export will use it); ``weighted`` also weighs the
     squared errors by it. A tensor holding NaN or Inf cannot be quantized (the quantize job
     leaves such tensors alone), so its only option becomes the float encoding.
     """
     n = x.shape[-1] if x.ndim else 1
     x2 = x.reshape(-1, n)
-    rows = x2.shape[0]
+    rows = x2.shape[0] if total_rows is None else total_rows
+    idx = sample_rows(rows, n, sample_elements)
+    if total_rows is not None and x2.shape[0] != (rows if idx is None else len(idx)):
+        raise ValueError(f"{costs.name}: got {x2.shape[0]} rows, expected the sampled rows")
+    if total_rows is not None and idx is not None and needs_every_row(costs):
+        raise ValueError(f"{costs.name}: an option needs every row of the tensor")
     costs.rows = rows
-    if not np.all(np.isfinite(x2)):
+    finite = bool(np.all(np.isfinite(x2))) if all_finite is None else all_finite
+    if not finite:
         fenc = get_encoding(float_encoding)
         costs.options = [Option(fenc.name, fenc.nbytes(costs.shape), ("float",), 0.0)]
         costs.note = f"non-finite values: stays {fenc.name}"
         costs.measured_rows = rows
         return
-    idx = sample_rows(rows, n, sample_elements)
-    sample = np.ascontiguousarray(x2 if idx is None else x2[idx], dtype=np.float32)
+    if total_rows is None and idx is not None:
+        sample = np.ascontiguousarray(x2[idx], dtype=np.float32)
+    else:
+        sample = np.ascontiguousarray(x2, dtype=np.float32)
     costs.measured_rows = sample.shape[0]
     costs.weighted = weighted and imatrix is not None
     wt = imatrix if costs.weighted else None

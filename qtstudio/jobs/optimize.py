@@ -1,8 +1,9 @@
 """The optimize job: check the target, measure every candidate per tensor, solve the allocation.
 
 The target is checked against the smallest reachable size before any weights are read, so an
-impossible target fails at once. Measuring holds one tensor at a time and checks the cancel
-token between tensors and between candidates; solving is quick next to measuring.
+impossible target fails at once. Measuring holds one tensor at a time (of a big tensor in plain
+float storage, only its sampled rows) and checks the cancel token between tensors and between
+candidates; solving is quick next to measuring.
 """
 
 from __future__ import annotations
@@ -20,14 +21,55 @@ from qtstudio.core.optimize import (
     SAMPLE_ELEMENTS,
     CostTable,
     OptimizeResult,
+    TensorCosts,
     budget_for_bpw,
     cost_table,
     lookup_imatrix,
     measure_tensor,
+    needs_every_row,
     optimize,
+    sample_rows,
 )
+from qtstudio.formats.floats import plain_to_f32
 
 from . import CancelToken, Progress
+
+#: raw bytes scanned at a time when checking a sampled tensor for NaN/Inf
+SCAN_BYTES = 32 * 1024 * 1024
+
+
+def _read_sampled_rows(model: Model, costs: TensorCosts, sample_elements: int,
+                       cancel: CancelToken | None,
+                       ) -> tuple[np.ndarray, int, bool] | None:
+    """(float32 sampled rows, total rows, whole tensor finite) read from the mapped file.
+
+    Only plain float storage is read this way: the sampled rows are converted and the rest is
+    scanned for NaN/Inf in bounded chunks, so a big tensor never needs a float32 copy. Returns
+    None (load the whole tensor instead) for other storage or when every row is measured.
+    """
+    info = model.tensor(costs.name)
+    if info.dtype not in ("F32", "F16", "BF16") or len(info.shape) < 2:
+        return None
+    n = info.shape[-1]
+    rows = info.params // n
+    idx = sample_rows(rows, n, sample_elements)
+    if idx is None:
+        return None
+    raw = model.load_raw(costs.name).reshape(rows, n)
+    step = max(1, SCAN_BYTES // max(1, raw.itemsize * n))
+    finite = True
+    for r0 in range(0, rows, step):
+        if cancel is not None:
+            cancel.check()
+        chunk = raw[r0:r0 + step]
+        if info.dtype == "BF16":  # exponent all ones: Inf or NaN
+            bad = np.any((chunk & 0x7F80) == 0x7F80)
+        else:
+            bad = not np.all(np.isfinite(chunk))
+        if bad:
+            finite = False
+            break
+    return plain_to_f32(np.ascontiguousarray(raw[idx]), info.dtype), rows, finite
 
 
 def measure_job(model: Model, table: CostTable, *,
@@ -47,11 +89,18 @@ def measure_job(model: Model, table: CostTable, *,
         yield Progress("measure", costs.name, i, total, done, bytes_total,
                        time.perf_counter() - start,
                        f"{len(costs.options)} options, shape {costs.shape}")
-        x = model.load(costs.name)
         w = lookup_imatrix(imatrix, costs)
-        measure_tensor(costs, x, imatrix=w, weighted=weighted, threads=threads,
-                       sample_elements=sample_elements, float_encoding=table.float_encoding,
-                       cancel=cancel)
+        common = {"imatrix": w, "weighted": weighted, "threads": threads,
+                  "sample_elements": sample_elements, "float_encoding": table.float_encoding,
+                  "cancel": cancel}
+        sampled = None if needs_every_row(costs) else _read_sampled_rows(
+            model, costs, sample_elements, cancel)
+        if sampled is None:
+            x = model.load(costs.name)
+            measure_tensor(costs, x, **common)
+        else:
+            x, rows, finite = sampled
+            measure_tensor(costs, x, total_rows=rows, all_finite=finite, **common)
         del x
         done += sizes[i]
     return table
