@@ -112,9 +112,10 @@ QT_API qt_status qt_find_nonfinite(const float *src, int64_t nrows, int64_t n_pe
  * y[n, m] = x[n, k] * w[m, k]^T: x row-major float32, w m rows of k values in encoding
  * type_id (qt_row_size(type_id, k) bytes each, ggml's layout), y row-major float32.
  *
- * QT_QMATMUL_FAST quantizes each 16 activations to 8 bits with one float scale and uses
- * integer dot products; per output value the error against the float64 product of x and the
- * dequantized weights is at most sum over groups of max|x_group| / 254 * sum|w_group| (the
+ * QT_QMATMUL_FAST quantizes activations to 8 bits with one float scale per group (32 values
+ * for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; 16 for the others) and
+ * uses integer dot products; per output value the error against the float64 product of x and
+ * the dequantized weights is at most sum over groups of max|x_group| / 254 * sum|w_group| (the
  * activation rounding) plus float32 summation rounding. F32, F16 and BF16 weights always take
  * the exact path. QT_QMATMUL_EXACT decodes weights with the codec's dequantize and multiplies
  * in float32: only summation rounding (at most k * 2^-24 * sum|x w|) differs from float64.
