@@ -75,101 +75,134 @@ static inline int LANE_FN(in_range)(vf iscale, vf xmin, vf lo, vf hi, vm live) {
     return !VM_ANY(VM_AND(live, VM_NOT(ok)));
 }
 
-static void LANE_FN(asym_core)(const float *xt, const float *wt, int n, int nmax, float rmin,
-                               float rdelta, int nstep, int use_mad, int clamp_first, vf *Lf,
-                               vf *scale_out, vf *negmin_out) {
-    vf Laux[LANE_MAXN];
+/* ASYM_U independent batches advance together: each candidate is a chain of dependent steps
+ * (sums, solve, error sum, then the next scale depends on the offset just chosen), so a second
+ * batch's chain fills the gaps. xt/wt hold ASYM_U transposed batches one after another. */
+#ifndef ASYM_U
+#define ASYM_U 2
+#endif
+static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nmax, float rmin,
+                               float rdelta, int nstep, int use_mad, int clamp_first,
+                               vf (*Lf)[LANE_MAXN], vf *scale_out, vf *negmin_out) {
+    vf Laux[ASYM_U][LANE_MAXN];
     const vf zero = VF_ZERO();
     const vf fmax = VF_SET1((float)nmax);
-    vf lo = VF_LOAD(xt), hi = lo;
-    /* The data minimum bounds iscale*(x - lo) from below for the range guard further down. */
-    vf sum_w = VF_LOAD(wt);
-    vf sum_x = VF_MUL(sum_w, lo);
-    for (int i = 1; i < n; i++) {
-        const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-        lo = VF_BLEND(VF_LT(xi, lo), xi, lo);
-        hi = VF_BLEND(VF_GT(xi, hi), xi, hi);
-        sum_w = VF_ADD(sum_w, wi);
-        sum_x = VF_ADD(sum_x, VF_MUL(wi, xi));
-    }
-    const vf xmin = lo;
-    lo = VF_BLEND(VF_GT(lo, zero), zero, lo);
-    const vm live = VF_GT(hi, lo); /* lanes whose group is not flat */
-    vf iscale = VF_DIV(fmax, VF_SUB(hi, lo));
-    vf scale = VF_DIV(VF_SET1(1.0f), iscale);
-    vf best = zero;
-    /* lo <= x <= hi here, so iscale*(x - lo) lies in [0, nmax] unless hi - lo is so small that
-     * iscale overflowed. */
-    const int exact0 = LANE_FN(in_range)(iscale, xmin, lo, hi, live);
-    for (int i = 0; i < n; i++) {
-        const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-        const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
-        const vf fl = exact0 ? LANE_FN(levels)(v, 0.0f, (float)nmax)
-                             : VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
-        Lf[i] = fl;
-        vf diff = VF_SUB(VF_ADD(VF_MUL(scale, fl), lo), xi);
-        diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
-        best = VF_ADD(best, VF_MUL(wi, diff));
+    const float *xt[ASYM_U], *wt[ASYM_U];
+    vf lo[ASYM_U], hi[ASYM_U], xmin[ASYM_U], sum_w[ASYM_U], sum_x[ASYM_U];
+    vf scale[ASYM_U], best[ASYM_U];
+    vm live[ASYM_U];
+    for (int u = 0; u < ASYM_U; u++) {
+        xt[u] = xt0 + (size_t)u * (size_t)n * W;
+        wt[u] = wt0 + (size_t)u * (size_t)n * W;
+        lo[u] = hi[u] = VF_LOAD(xt[u]);
+        sum_w[u] = VF_LOAD(wt[u]);
+        sum_x[u] = VF_MUL(sum_w[u], lo[u]);
+        for (int i = 1; i < n; i++) {
+            const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
+            lo[u] = VF_BLEND(VF_LT(xi, lo[u]), xi, lo[u]);
+            hi[u] = VF_BLEND(VF_GT(xi, hi[u]), xi, hi[u]);
+            sum_w[u] = VF_ADD(sum_w[u], wi);
+            sum_x[u] = VF_ADD(sum_x[u], VF_MUL(wi, xi));
+        }
+        /* The data minimum bounds iscale*(x - lo) from below for the range guard. */
+        xmin[u] = lo[u];
+        lo[u] = VF_BLEND(VF_GT(lo[u], zero), zero, lo[u]);
+        live[u] = VF_GT(hi[u], lo[u]); /* lanes whose group is not flat */
+        const vf iscale = VF_DIV(fmax, VF_SUB(hi[u], lo[u]));
+        scale[u] = VF_DIV(VF_SET1(1.0f), iscale);
+        best[u] = zero;
+        /* lo <= x <= hi here, so iscale*(x - lo) lies in [0, nmax] unless hi - lo is so small
+         * that iscale overflowed. */
+        const int exact0 = LANE_FN(in_range)(iscale, xmin[u], lo[u], hi[u], live[u]);
+        for (int i = 0; i < n; i++) {
+            const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
+            const vf v = VF_MUL(iscale, VF_SUB(xi, lo[u]));
+            const vf fl = exact0 ? LANE_FN(levels)(v, 0.0f, (float)nmax)
+                                 : VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
+            Lf[u][i] = fl;
+            vf diff = VF_SUB(VF_ADD(VF_MUL(scale[u], fl), lo[u]), xi);
+            diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
+            best[u] = VF_ADD(best[u], VF_MUL(wi, diff));
+        }
     }
     for (int k = 0; nstep >= 1 && k <= nstep; k++) {
         const float num = rmin + rdelta * (float)k + (float)nmax;
-        iscale = VF_DIV(VF_SET1(num), VF_SUB(hi, lo));
-        vf sl = zero, sl2 = zero, sxl = zero;
-        /* Once lo has moved to a fitted offset, x - lo can be negative and, if lo sits close to
-         * hi, iscale*(x - lo) can leave the range where rounding in float equals ggml's bias
-         * trick. The products are monotone in x, so checking the lane's extremes decides it. */
-        const int exact_range = clamp_first || LANE_FN(in_range)(iscale, xmin, lo, hi, live);
+        vf iscale[ASYM_U], sl[ASYM_U], sl2[ASYM_U], sxl[ASYM_U];
+        int exact_range[ASYM_U];
+        for (int u = 0; u < ASYM_U; u++) {
+            iscale[u] = VF_DIV(VF_SET1(num), VF_SUB(hi[u], lo[u]));
+            sl[u] = sl2[u] = sxl[u] = zero;
+            /* Once lo has moved to a fitted offset, x - lo can be negative and, if lo sits close
+             * to hi, iscale*(x - lo) can leave the range where rounding in float equals ggml's
+             * bias trick. The products are monotone in x, so the lane's extremes decide. */
+            exact_range[u] = clamp_first ||
+                             LANE_FN(in_range)(iscale[u], xmin[u], lo[u], hi[u], live[u]);
+        }
         for (int i = 0; i < n; i++) {
-            const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-            const vf v = VF_MUL(iscale, VF_SUB(xi, lo));
-            vf fl;
-            if (clamp_first) {
-                /* qkx3 clamps before rounding, so the rounding input is at most nmax. */
-                fl = VF_BLEND(VF_GT(v, zero), VF_ROUND(VF_MIN(v, fmax)), zero);
-            } else if (exact_range) {
-                fl = LANE_FN(levels)(v, 0.0f, (float)nmax);
-            } else {
-                fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
+            for (int u = 0; u < ASYM_U; u++) {
+                const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
+                const vf v = VF_MUL(iscale[u], VF_SUB(xi, lo[u]));
+                vf fl;
+                if (clamp_first) {
+                    /* qkx3 clamps before rounding, so the rounding input is at most nmax. */
+                    fl = VF_BLEND(VF_GT(v, zero), VF_ROUND(VF_MIN(v, fmax)), zero);
+                } else if (exact_range[u]) {
+                    fl = LANE_FN(levels)(v, 0.0f, (float)nmax);
+                } else {
+                    fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
+                }
+                Laux[u][i] = fl;
+                const vf wl = VF_MUL(wi, fl);
+                sl[u] = VF_ADD(sl[u], wl);
+                sl2[u] = VF_ADD(sl2[u], VF_MUL(wl, fl));
+                sxl[u] = VF_ADD(sxl[u], VF_MUL(wl, xi));
             }
-            Laux[i] = fl;
-            const vf wl = VF_MUL(wi, fl);
-            sl = VF_ADD(sl, wl);
-            sl2 = VF_ADD(sl2, VF_MUL(wl, fl));
-            sxl = VF_ADD(sxl, VF_MUL(wl, xi));
         }
-        const vf D = VF_SUB(VF_MUL(sum_w, sl2), VF_MUL(sl, sl));
-        const vm okD = VM_AND(VF_GT(D, zero), live);
-        if (!VM_ANY(okD)) {
-            continue;
+        vm okD[ASYM_U];
+        vf ts[ASYM_U], tm[ASYM_U], err[ASYM_U];
+        int any = 0;
+        for (int u = 0; u < ASYM_U; u++) {
+            const vf D = VF_SUB(VF_MUL(sum_w[u], sl2[u]), VF_MUL(sl[u], sl[u]));
+            okD[u] = VM_AND(VF_GT(D, zero), live[u]);
+            any |= VM_ANY(okD[u]);
+            ts[u] = VF_DIV(VF_SUB(VF_MUL(sum_w[u], sxl[u]), VF_MUL(sum_x[u], sl[u])), D);
+            tm[u] = VF_DIV(VF_SUB(VF_MUL(sl2[u], sum_x[u]), VF_MUL(sl[u], sxl[u])), D);
+            const vm pos = VF_GT(tm[u], zero);
+            tm[u] = VF_BLEND(pos, zero, tm[u]);
+            ts[u] = VF_BLEND(pos, VF_DIV(sxl[u], sl2[u]), ts[u]);
+            err[u] = zero;
         }
-        vf ts = VF_DIV(VF_SUB(VF_MUL(sum_w, sxl), VF_MUL(sum_x, sl)), D);
-        vf tm = VF_DIV(VF_SUB(VF_MUL(sl2, sum_x), VF_MUL(sl, sxl)), D);
-        const vm pos = VF_GT(tm, zero);
-        tm = VF_BLEND(pos, zero, tm);
-        ts = VF_BLEND(pos, VF_DIV(sxl, sl2), ts);
-        vf err = zero;
-        for (int i = 0; i < n; i++) {
-            const vf xi = VF_LOAD(xt + i * W), wi = VF_LOAD(wt + i * W);
-            vf diff = VF_SUB(VF_ADD(VF_MUL(ts, Laux[i]), tm), xi);
-            diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
-            err = VF_ADD(err, VF_MUL(wi, diff));
-        }
-        const vm better = VM_AND(okD, VF_LT(err, best));
-        if (!VM_ANY(better)) {
+        if (!any) {
             continue;
         }
         for (int i = 0; i < n; i++) {
-            Lf[i] = VF_BLEND(better, Laux[i], Lf[i]);
+            for (int u = 0; u < ASYM_U; u++) {
+                const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
+                vf diff = VF_SUB(VF_ADD(VF_MUL(ts[u], Laux[u][i]), tm[u]), xi);
+                diff = use_mad ? VF_ABS(diff) : VF_MUL(diff, diff);
+                err[u] = VF_ADD(err[u], VF_MUL(wi, diff));
+            }
         }
-        best = VF_BLEND(better, err, best);
-        scale = VF_BLEND(better, ts, scale);
-        lo = VF_BLEND(better, tm, lo);
+        for (int u = 0; u < ASYM_U; u++) {
+            const vm better = VM_AND(okD[u], VF_LT(err[u], best[u]));
+            if (!VM_ANY(better)) {
+                continue;
+            }
+            for (int i = 0; i < n; i++) {
+                Lf[u][i] = VF_BLEND(better, Laux[u][i], Lf[u][i]);
+            }
+            best[u] = VF_BLEND(better, err[u], best[u]);
+            scale[u] = VF_BLEND(better, ts[u], scale[u]);
+            lo[u] = VF_BLEND(better, tm[u], lo[u]);
+        }
     }
-    for (int i = 0; i < n; i++) {
-        Lf[i] = VF_BLEND(live, Lf[i], zero);
+    for (int u = 0; u < ASYM_U; u++) {
+        for (int i = 0; i < n; i++) {
+            Lf[u][i] = VF_BLEND(live[u], Lf[u][i], zero);
+        }
+        scale_out[u] = VF_BLEND(live[u], scale[u], zero);
+        negmin_out[u] = LANE_FN(neg)(lo[u]);
     }
-    *scale_out = VF_BLEND(live, scale, zero);
-    *negmin_out = LANE_FN(neg)(lo);
 }
 
 static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const float *w,
@@ -180,27 +213,32 @@ static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const fl
                                   use_mad, clamp_first);
         return;
     }
-    float xt[LANE_MAXN * W] __attribute__((aligned(64)));
-    float wt[LANE_MAXN * W] __attribute__((aligned(64)));
+    float xt[ASYM_U * LANE_MAXN * W] __attribute__((aligned(64)));
+    float wt[ASYM_U * LANE_MAXN * W] __attribute__((aligned(64)));
     float lt[LANE_MAXN * W] __attribute__((aligned(64)));
     float st[W] __attribute__((aligned(64))), mt[W] __attribute__((aligned(64)));
-    vf Lf[LANE_MAXN];
-    for (int g0 = 0; g0 < ngroups; g0 += W) {
-        const int count = ngroups - g0 < W ? ngroups - g0 : W;
-        const size_t off = (size_t)g0 * (size_t)n;
-        LANE_FN(gather)(x + off, n, count, xt);
-        LANE_FN(gather)(w + off, n, count, wt);
-        vf s, m;
-        LANE_FN(asym_core)(xt, wt, n, nmax, rmin, rdelta, nstep, use_mad, clamp_first, Lf, &s,
-                           &m);
-        VF_STORE(st, s);
-        VF_STORE(mt, m);
-        for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[i]);
-        for (int g = 0; g < count; g++) {
-            scale[g0 + g] = st[g];
-            neg_min[g0 + g] = mt[g];
-            uint8_t *Lg = L + off + (size_t)g * (size_t)n;
-            for (int i = 0; i < n; i++) Lg[i] = (uint8_t)(int)lt[i * W + g];
+    vf Lf[ASYM_U][LANE_MAXN], s[ASYM_U], m[ASYM_U];
+    for (int g0 = 0; g0 < ngroups; g0 += ASYM_U * W) {
+        const int count = ngroups - g0 < ASYM_U * W ? ngroups - g0 : ASYM_U * W;
+        for (int u = 0; u < ASYM_U; u++) {
+            const int cu = count - u * W;
+            const int cnt = cu < 0 ? 0 : (cu > W ? W : cu);
+            const size_t off = (size_t)(g0 + u * W) * (size_t)n;
+            LANE_FN(gather)(x + (cnt ? off : 0), n, cnt, xt + (size_t)u * (size_t)n * W);
+            LANE_FN(gather)(w + (cnt ? off : 0), n, cnt, wt + (size_t)u * (size_t)n * W);
+        }
+        LANE_FN(asym_core)(xt, wt, n, nmax, rmin, rdelta, nstep, use_mad, clamp_first, Lf, s, m);
+        for (int u = 0; u * W < count; u++) {
+            VF_STORE(st, s[u]);
+            VF_STORE(mt, m[u]);
+            for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[u][i]);
+            for (int g = 0; g < W && u * W + g < count; g++) {
+                const int gg = g0 + u * W + g;
+                scale[gg] = st[g];
+                neg_min[gg] = mt[g];
+                uint8_t *Lg = L + (size_t)gg * (size_t)n;
+                for (int i = 0; i < n; i++) Lg[i] = (uint8_t)(int)lt[i * W + g];
+            }
         }
     }
 }
