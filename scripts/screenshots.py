@@ -157,6 +157,7 @@ def _shoot(out: Path) -> int:
         shot(win, "whatif.png")
 
         win.filter_edit.setText("down_proj")
+        win.tree.selectAll()  # everything the filter shows: the eight down_proj matrices
         win.run_benchmark()
         win.wait_idle()
         shot(win, "benchmark.png")
@@ -183,6 +184,9 @@ def _shoot(out: Path) -> int:
                             (QPalette.ColorRole.Highlight, "#3d6fb4"),
                             (QPalette.ColorRole.HighlightedText, "#ffffff")):
             dark.setColor(role, QColor(color))
+        for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                     QPalette.ColorRole.ButtonText):
+            dark.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a7a"))
         app.setPalette(dark)
         win.open_model(folder)
         win.apply_preset("Q4_K_M")

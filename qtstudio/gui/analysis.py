@@ -22,7 +22,7 @@ from qtstudio.core.qtensor import dequantize, quantize
 from qtstudio.jobs import Cancelled, CancelToken, Progress
 
 #: timing method names shown in the benchmark table
-QMATMUL = "qmatmul vs float32 matmul"
+QMATMUL = "qmatmul vs float32 matmul (numpy), one thread each, batch of 8 activations"
 CODEC = "quantize + dequantize (no native qmatmul in this build)"
 
 #: what-if samples at most this many rows of a large tensor (the error estimate converges long
@@ -84,6 +84,7 @@ def native_qmatmul():
 
 
 def _best(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls pay for thread start-up and cold caches
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -121,7 +122,8 @@ def benchmark_job(model: Any, plan: Any, names: list[str], *, batch: int = 8, re
         if qmm is not None and w2.ndim == 2:
             qt = quantize(w2, enc)
             x = rng.standard_normal((batch, w2.shape[1])).astype(np.float32)
-            seconds = _best(lambda qt=qt, x=x: qmm(x, qt), repeats)
+            # one thread each: a fair kernel-against-kernel comparison, stable on a busy machine
+            seconds = _best(lambda qt=qt, x=x: qmm(x, qt, threads=1), repeats)
             float_seconds = _best(lambda x=x, w2=w2: x @ w2.T, repeats)
         else:
             seconds = _best(lambda w2=w2, enc=enc: dequantize(quantize(w2, enc)), repeats)

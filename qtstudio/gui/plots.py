@@ -331,6 +331,17 @@ class WhatIfPlot(QWidget):
                           "dashed: the Pareto front; circled: the current plan.")
 
 
+class _NumberItem(QTableWidgetItem):
+    """Sorts by the number behind the text ("1.2 ms" after "950 µs")."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a = self.data(Qt.ItemDataRole.UserRole)
+        b = other.data(Qt.ItemDataRole.UserRole)
+        if a is not None and b is not None:
+            return float(a) < float(b)
+        return super().__lt__(other)
+
+
 class BenchmarkTable(QWidget):
     COLUMNS = ("tensor", "encoding", "shape", "time", "float32", "speed-up")
 
@@ -341,6 +352,7 @@ class BenchmarkTable(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.method = QLabel("Run ▸ Benchmark layers (Ctrl+B) times each layer in its encoding.")
@@ -360,7 +372,7 @@ class BenchmarkTable(QWidget):
                      f"{d['speedup']:.2f}×")
             sort_keys = (None, None, None, d["seconds"], d["float_seconds"], d["speedup"])
             for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+                item = _NumberItem(text) if sort_keys[c] is not None else QTableWidgetItem(text)
                 if sort_keys[c] is not None:
                     item.setData(Qt.ItemDataRole.UserRole, sort_keys[c])
                 self.table.setItem(r, c, item)

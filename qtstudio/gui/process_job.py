@@ -116,17 +116,31 @@ def _context():
     return mp.get_context("spawn")
 
 
+#: BLAS pools in job processes stay single-threaded: the native kernels bring their own threads,
+#: and a busy-waiting BLAS pool beside them turns a 0.1 ms float32 matmul into 90 ms
+_JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def warm_up() -> None:
     """Start the fork server now (at window creation) rather than with the first job."""
     ctx = _context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+    saved = {k: os.environ.get(k) for k in _JOB_ENV}
+    os.environ.update({k: v for k, v in _JOB_ENV.items() if saved[k] is None})
+    try:
+        forkserver.ensure_running()  # the server (and every job forked from it) keeps this env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def run_in_process(spec: JobSpec, cancel: CancelToken) -> Generator[Progress, None, Any]:
     """Generator job for JobWorker: yields the child's progress, returns its result."""
+    warm_up()
     ctx = _context()
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, spec), daemon=True,

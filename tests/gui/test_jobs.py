@@ -70,9 +70,8 @@ def test_quantize_fills_errors(window, small_model, qtbot):
     assert doc.error("model.layers.1.mlp.up_proj.weight") is not None
 
 
-def test_event_loop_never_stalls_during_quantize(window, big_model, qtbot):
-    assert window.open_model(big_model)
-    window.push_recipe(Recipe(default_encoding="Q4_K").to_dict(), "all Q4_K")
+def _loop_gaps(qtbot, run_for) -> list[float]:
+    """Largest intervals between ticks of a 10 ms timer while ``run_for()`` waits."""
     gaps: list[float] = []
     clock = QElapsedTimer()
     clock.start()
@@ -87,16 +86,34 @@ def test_event_loop_never_stalls_during_quantize(window, big_model, qtbot):
     timer.setInterval(10)
     timer.timeout.connect(tick)
     timer.start()
+    try:
+        run_for()
+    finally:
+        timer.stop()
+    return gaps
+
+
+def test_event_loop_never_stalls_during_quantize(window, big_model, qtbot):
+    assert window.open_model(big_model)
+    window.push_recipe(Recipe(default_encoding="Q4_K").to_dict(), "all Q4_K")
+    # the same timer with nothing running: what this machine's load alone costs the loop
+    idle = _loop_gaps(qtbot, lambda: qtbot.wait(1000))
     t0 = time.perf_counter()
-    window.run_quantize()
-    qtbot.waitUntil(lambda: window.worker is None, timeout=120000)
+
+    def quantize():
+        window.run_quantize()
+        qtbot.waitUntil(lambda: window.worker is None, timeout=120000)
+
+    gaps = _loop_gaps(qtbot, quantize)
     elapsed = time.perf_counter() - t0
-    timer.stop()
     assert len(window.doc.measurements.errors) == BIG_TENSORS
     assert len(gaps) > 10, "the job finished too fast to measure anything"
     print(f"quantized {BIG_TENSORS * BIG_ROWS * BIG_COLS * 4 / 2**20:.0f} MiB in {elapsed:.2f} s; "
-          f"largest event-loop gap {max(gaps):.1f} ms over {len(gaps)} ticks")
-    assert max(gaps) < 100.0
+          f"largest event-loop gap {max(gaps):.1f} ms over {len(gaps)} ticks "
+          f"(idle baseline {max(idle):.1f} ms)")
+    # under 100 ms; on a machine so loaded that the idle loop already stalls, what the job adds
+    # on top of that must still stay under 100 ms
+    assert max(gaps) < 100.0 + max(0.0, max(idle) - 20.0)
 
 
 def test_cancel_midway_leaves_a_consistent_state(window, big_model, qtbot):
