@@ -627,6 +627,197 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     return _mm512_reduce_add_ps(acc);
 }
 
+static inline float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* 4-bit index blocks through a 16-entry table of offset-binary values (IQ4_NL, MXFP4). */
+ALWAYS_INLINE float fdot_table4(const void *row, const qt_mm_act *act, int64_t k, int mx) {
+    const int64_t nb = k / 32;
+    const size_t bs = mx ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
+    const size_t qoff = mx ? 1 : 2;
+    const uint8_t *base = row;
+    const __m512i grid = mx ? _mm512_broadcast_i32x4(_mm_setr_epi8(
+                                  (char)128, (char)129, (char)130, (char)131, (char)132,
+                                  (char)134, (char)136, (char)140, (char)128, 127, 126, 125, 124,
+                                  122, 120, 116))
+                            : _mm512_broadcast_i32x4(_mm_setr_epi8(
+                                  1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
+                                  (char)153, (char)166, (char)181, (char)197, (char)217, (char)241));
+    __m512 acc = _mm512_setzero_ps();
+    float total = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const int64_t j = 32 * i;
+        const uint8_t *b0 = base + (size_t)i * bs, *b1 = b0 + bs;
+        const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(b0 + qoff, b1 + qoff));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,
+                                              _mm512_loadu_si512(act->a + j));
+        __m512 d;
+        if (mx) {
+            d = _mm512_insertf32x8(_mm512_set1_ps(e8m0_half(b0[0])),
+                                   _mm256_set1_ps(e8m0_half(b1[0])), 1);
+        } else {
+            uint16_t h0, h1;
+            memcpy(&h0, b0, 2);
+            memcpy(&h1, b1, 2);
+            d = two_scales(h0, h1);
+        }
+        const __m512 sc = _mm512_mul_ps(d, _mm512_loadu_ps(act->da4 + j / 4));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+    }
+    total = _mm512_reduce_add_ps(acc);
+    if (i < nb) {
+        const uint8_t *b0 = base + (size_t)i * bs;
+        uint8_t table[64];
+        _mm512_storeu_si512(table, grid);
+        int8_t w[32];
+        for (int t = 0; t < 16; t++) {
+            w[t] = (int8_t)(table[b0[qoff + t] & 0xF] - 128);
+            w[t + 16] = (int8_t)(table[b0[qoff + t] >> 4] - 128);
+        }
+        float d;
+        if (mx) {
+            d = e8m0_half(b0[0]);
+        } else {
+            uint16_t h0;
+            memcpy(&h0, b0, 2);
+            d = h2f(h0);
+        }
+        total += tail_block(w, d, act, 32 * i);
+    }
+    return total;
+}
+
+static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_table4(row, act, k, 0);
+}
+
+static float fdot_mxfp4(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_table4(row, act, k, 1);
+}
+
+static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q5_1 *x = row;
+    const int64_t nb = k / 32;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const int64_t j = 32 * i;
+        const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
+                                          q5_bits_pair(x[i].qh, x[i + 1].qh));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
+                                              _mm512_loadu_si512(act->a + j));
+        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
+                                        _mm512_loadu_ps(act->da4 + j / 4));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+        const float *sa = act->sa + j / 16;
+        mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
+    }
+    float total = _mm512_reduce_add_ps(acc) + mins;
+    if (i < nb) {
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, sizeof qh);
+        int8_t w[32];
+        for (int t = 0; t < 16; t++) {
+            w[t] = (int8_t)((x[i].qs[t] & 0xF) | (((qh >> t) & 1u) << 4));
+            w[t + 16] = (int8_t)((x[i].qs[t] >> 4) | (((qh >> (t + 16)) & 1u) << 4));
+        }
+        const float *sa = act->sa + 32 * i / 16;
+        total += tail_block(w, h2f(x[i].d), act, 32 * i) + h2f(x[i].m) * (sa[0] + sa[1]);
+    }
+    return total;
+}
+
+/* Q2_K / Q3_K share the layout of their 2-bit planes: value 128h + 32j + l is bits 2j..2j+1
+ * of qs[32h + l]. Lanes of a 64-value step span 4 scale groups (pick). */
+static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q2_K *x = row;
+    const __m256i three = _mm256_set1_epi8(3);
+    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i four = _mm512_set1_epi32(4);
+    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)x[i].scales));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)),
+                                       _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(0xF))));
+        const __m512 mn = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].dmin)),
+                                        _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)));
+        macc = _mm512_fmadd_ps(mn, _mm512_loadu_ps(act->sa + QK_K * i / 16), macc);
+        __m512i pick = pick0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
+            for (int jj = 0; jj < 4; jj += 2) {
+                const int64_t j = QK_K * i + 128 * h + 32 * jj;
+                const __m512i z = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three)),
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
+                                                      _mm512_loadu_si512(act->a + j));
+                const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
+                                                 _mm512_loadu_ps(act->da4 + j / 4));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
+                pick = _mm512_add_epi32(pick, four);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
+}
+
+static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q3_K *x = row;
+    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i four = _mm512_set1_epi32(4);
+    /* top two bits of scale j: bits 2(j/4).. of byte 8 + j%4 */
+    const __m512i hshift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const uint8_t *b = x[i].scales;
+        uint64_t lo8;
+        uint32_t hi4;
+        memcpy(&lo8, b, sizeof lo8);
+        memcpy(&hi4, b + 8, sizeof hi4);
+        const __m128i l = _mm_cvtsi64_si128((long long)lo8);
+        const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(l, _mm_set1_epi8(0x0F)),
+                                                _mm_and_si128(_mm_srli_epi16(l, 4), _mm_set1_epi8(0x0F)));
+        const __m512i his = _mm512_and_si512(
+            _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_set1_epi32((int)hi4)), hshift),
+            _mm512_set1_epi32(3));
+        const __m512i sc = _mm512_sub_epi32(
+            _mm512_or_si512(_mm512_cvtepu8_epi32(lows), _mm512_slli_epi32(his, 4)),
+            _mm512_set1_epi32(32));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)), _mm512_cvtepi32_ps(sc));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)(const void *)x[i].hmask);
+        __m512i pick = pick0;
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
+            for (int jj = 0; jj < 4; jj += 2) {
+                const int64_t j = QK_K * i + 128 * h + 32 * jj;
+                /* stored value (q & 3) + 4 * high bit: the real value minus -4 */
+                const __m256i v0 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj), one), 2));
+                const __m256i v1 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj + 1), one), 2));
+                const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+                const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 5);
+                const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
+                const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
+                                                 _mm512_loadu_ps(act->da4 + j / 4));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
+                pick = _mm512_add_epi32(pick, four);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
@@ -644,4 +835,9 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q5_0] = fdot_q5_0;
     t->fdot[QT_T_Q4_1] = fdot_q4_1;
     t->fdot[QT_T_IQ4_XS] = fdot_iq4_xs;
+    t->fdot[QT_T_IQ4_NL] = fdot_iq4_nl;
+    t->fdot[QT_T_MXFP4] = fdot_mxfp4;
+    t->fdot[QT_T_Q5_1] = fdot_q5_1;
+    t->fdot[QT_T_Q2_K] = fdot_q2_K;
+    t->fdot[QT_T_Q3_K] = fdot_q3_K;
 }
