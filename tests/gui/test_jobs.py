@@ -218,3 +218,37 @@ def test_export_gguf_through_dialog(window, qtbot, tmp_path, monkeypatch):
     for e in doc.plan.entries:
         assert types[written[e.name]] == e.encoding, e.name
     assert types[written[up]] == "Q4_0"
+
+
+def test_export_nnef_of_the_demo_runs_in_tract(window, qtbot, tmp_path, monkeypatch):
+    tract = pytest.importorskip("tract")
+    import torch
+
+    from qtstudio.core import demo
+    from qtstudio.gui.export_dialog import NNEF
+
+    assert window.open_demo()
+    window.apply_preset("Q4_0")
+    out = tmp_path / "digits-q4.nnef.tgz"
+    window.act_export.trigger()
+    dlg = window.export_dlg
+    dlg.format.setCurrentText(NNEF)
+    assert dlg.path.text().endswith(".nnef.tgz")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    dlg.findChild(type(dlg.export_btn), "exportBrowse").click()
+    dlg.export_btn.click()
+    qtbot.waitUntil(lambda: window.worker is None, timeout=120000)
+    assert window.error_dialog is None, window.last_error
+    assert out.is_file()
+    # tract (an independent engine) runs the file; its predictions agree with torch's float model
+    runnable = tract.nnef().load(str(out)).into_runnable()
+    x, _y = demo.load_test_set()
+    module = demo.build_module()
+    agree = 0
+    n = 60
+    for i in range(n):
+        got = runnable.run([x[i:i + 1]])[0].to_numpy()
+        with torch.no_grad():
+            ref = module(torch.from_numpy(x[i:i + 1])).numpy()
+        agree += int(got.argmax() == ref.argmax())
+    assert agree >= 0.95 * n
