@@ -17,6 +17,7 @@ from qtstudio.core.nnef_rules import (
     is_int8,
     nnef_float_fallback,
     q4_0_rows_ok,
+    static_nnef_problem,
 )
 
 from .builder import BLOCK_AWARE_USES, USE_CONV_SCALED
@@ -32,24 +33,19 @@ def nnef_problem(encoding: str | Encoding, shape: tuple[int, ...], *,
     ``role`` is the model tree's tensor role; ``uses`` are the consumers the exporter saw in the
     graph (more precise when known).
     """
-    enc = get_encoding(encoding)
-    if enc.name in FLOAT_ENCODINGS or is_int8(enc):
-        return None
-    if enc.name == "Q4_0":
-        if not q4_0_rows_ok(tuple(shape)):
-            return (f"tract Q4_0 needs rank >= 2 and rows (dims after the first) holding a "
-                    f"multiple of 32 values; shape {tuple(shape)}")
-        if uses is not None:
-            other = sorted(set(uses) - BLOCK_AWARE_USES)
-            if USE_CONV_SCALED in other:
-                return "tract 0.23 cannot fold a batch norm into a Q4_0 convolution filter"
-            if other:
-                return "tract reads Q4_0 only in matmul, conv and gather; this tensor also " \
-                       "feeds elementwise operations"
-        elif role is not None and role not in BLOCK_AWARE_ROLES:
-            return f"tract reads Q4_0 only for linear, conv and embedding weights, not {role}"
-        return None
-    return f"tract NNEF cannot store {enc.name}"
+    if uses is None:
+        return static_nnef_problem(encoding, shape, role=role)
+    # The traced graph says exactly which operations read the weight: that beats the role.
+    problem = static_nnef_problem(encoding, shape)
+    if problem is not None or get_encoding(encoding).name != "Q4_0":
+        return problem
+    other = sorted(set(uses) - BLOCK_AWARE_USES)
+    if USE_CONV_SCALED in other:
+        return "tract 0.23 cannot fold a batch norm into a Q4_0 convolution filter"
+    if other:
+        return ("tract reads Q4_0 only in matmul, conv and gather; this tensor also "
+                "feeds elementwise operations")
+    return None
 
 
 def nnef_fallback(encoding: str | Encoding, shape: tuple[int, ...], *, role: str | None = None,
