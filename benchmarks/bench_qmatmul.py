@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one smaller shape, fewer types")
     ap.add_argument("--types", default=None,
                     help="comma list of encodings (default Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0)")
+    ap.add_argument("--gemv-types", default=None,
+                    help="encodings timed at n=1 only (default Q5_1,IQ4_NL,IQ4_XS,MXFP4,Q2_K,"
+                         "Q3_K,TQ1_0,TQ2_0,F16,BF16; none with --quick)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--n", default=None, help="comma list of activation rows (default 1,512)")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
@@ -221,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
     types = (args.types or ("Q4_0,Q8_0,Q4_K,Q6_K" if args.quick
                             else "Q4_0,Q8_0,Q4_K,Q6_K,Q5_K,Q4_1,Q5_0")).split(",")
+    gemv_types = [t for t in (args.gemv_types if args.gemv_types is not None else (
+        "" if args.quick else "Q5_1,IQ4_NL,IQ4_XS,MXFP4,Q2_K,Q3_K,TQ1_0,TQ2_0,F16,BF16")
+    ).split(",") if t]
     shapes = [(4096, 4096)] if args.quick else [(4096, 14336), (4096, 4096)]
     ns = [int(v) for v in args.n.split(",")] if args.n else ([1, 128] if args.quick else [1, 512])
     thread_list = [int(t) for t in args.threads.split(",")]
@@ -252,26 +258,29 @@ def main(argv: list[str] | None = None) -> int:
     out("|---|---|---|---|---|---|---|---|---|---|---|")
 
     for m, k in shapes:
+        xs = {n: rng.standard_normal((n, k)).astype(np.float32) for n in ns}
+        peer_t: dict[tuple[str, int, int], float] = {}
         for n in ns:
-            x = rng.standard_normal((n, k)).astype(np.float32)
             flops = 2.0 * n * m * k
-            min_calls = 5 if n == 1 else 2
             peers = torch_peers(m, k, n, rng)
-            peer_t: dict[tuple[str, int], float] = {}
             for t in thread_list:
                 set_torch_threads(t)
                 for name, (call, nbytes, copies) in peers.items():
-                    dt = timeit(call, copies, min_time, min_calls)
-                    peer_t[(name, t)] = dt
+                    dt = timeit(call, copies, min_time, 5 if n == 1 else 2)
+                    peer_t[(name, n, t)] = dt
                     out(f"| {m}x{k} | {n} | {t} | {name} | {dt * 1e3:.2f} | {nbytes / dt / 1e9:.1f}"
                         f" | {flops / dt / 1e9:.0f} | | | | |")
             del peers
-            for enc in types:
-                wf = (rng.standard_normal((m, k)) * 0.02).astype(np.float32)
-                w0 = qs.quantize(wf, enc)
-                del wf
-                copies = max(2, -(-COLD_BYTES // w0.nbytes))
-                ws = [qs.QTensor(w0.data.copy(), w0.shape, enc) for _ in range(copies)]
+        for enc in types + gemv_types:
+            wf = (rng.standard_normal((m, k)) * 0.02).astype(np.float32)
+            w0 = qs.quantize(wf, enc)
+            del wf
+            copies = max(2, -(-COLD_BYTES // w0.nbytes))
+            ws = [qs.QTensor(w0.data.copy(), w0.shape, enc) for _ in range(copies)]
+            for n in ns if enc in types else [min(ns)]:
+                x = xs[n]
+                flops = 2.0 * n * m * k
+                min_calls = 5 if n == 1 else 2
                 runner = None
                 if ggml is not None:
                     run, result, free = ggml.prepare(w0.encoding.ggml_type,
@@ -298,13 +307,13 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         cells.append("n/a")
                     for pname in ("torch F.linear f32", "torch F.linear bf16"):
-                        pt = peer_t.get((pname, t))
+                        pt = peer_t.get((pname, n, t))
                         cells.append(f"{pt / dt:.2f}" if pt else "n/a")
                     out(f"| {m}x{k} | {n} | {t} | **qtstudio {enc}** | {dt * 1e3:.2f} | "
                         f"{gbs:.1f} | {flops / dt / 1e9:.0f} | " + " | ".join(cells) + " |")
                 if runner is not None:
                     runner[1]()
-                del ws, w0
+            del ws, w0
     if not args.no_write:
         write_results(lines, args.quick)
     return 0

@@ -191,6 +191,15 @@ static void gemm_fast(mm_job *j) {
 /* ---------------------------------------------------------------- exact path */
 
 static void gemv_exact(mm_job *j) {
+    float (*const direct)(const void *, const float *, int64_t) = j->mt->fdot_float[j->type_id];
+    if (direct) {
+        for (int64_t row = j->row_begin; row < j->row_end; row++) {
+            for (int64_t i = 0; i < j->n; i++) {
+                j->y[i * j->m + row] = direct(span_ptr(j, row, 0), j->x + i * j->k, j->k);
+            }
+        }
+        return;
+    }
     const int64_t kcap = j->k < MM_KC_GEMV ? j->k : MM_KC_GEMV;
     float *buf = j->type_id == QT_T_F32 ? NULL : malloc(sizeof(float) * (size_t)kcap);
     if (j->type_id != QT_T_F32 && !buf) {

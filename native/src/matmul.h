@@ -70,6 +70,9 @@ typedef float (*qt_mm_fdot_fn)(const void *row, const qt_mm_act *act, int64_t k)
 typedef struct qt_matmul_table {
     qt_mm_unpack_fn unpack[QT_TYPE_MAX];
     qt_mm_fdot_fn fdot[QT_TYPE_MAX]; /* NULL: GEMV unpacks then uses dot */
+    /* Exact GEMV straight from float storage (F32/F16/BF16): float dot of a whole row with x,
+     * converting each weight exactly; NULL: decode spans with the codec, then dot_f32. */
+    float (*fdot_float[QT_TYPE_MAX])(const void *row, const float *x, int64_t k);
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;

@@ -818,9 +818,80 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
     return _mm512_reduce_add_ps(acc);
 }
 
+/* ---------------------------------------------------------------- exact GEMV on float storage */
+
+/* Weight vector v of 16 values at w + j (F32 / F16 / BF16; all conversions exact). */
+ALWAYS_INLINE __m512 load_w16(const void *w, int64_t j, int kind, __mmask16 mk) {
+    if (kind == 0) {
+        return _mm512_maskz_loadu_ps(mk, (const float *)w + j);
+    }
+    const __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + j);
+    if (kind == 1) {
+        return _mm512_cvtph_ps(h);
+    }
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int kind) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    const __mmask16 all = 0xFFFF;
+    int64_t j = 0;
+    for (; j + 64 <= k; j += 64) {
+        a0 = _mm512_fmadd_ps(load_w16(w, j, kind, all), _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(load_w16(w, j + 16, kind, all), _mm512_loadu_ps(x + j + 16), a1);
+        a2 = _mm512_fmadd_ps(load_w16(w, j + 32, kind, all), _mm512_loadu_ps(x + j + 32), a2);
+        a3 = _mm512_fmadd_ps(load_w16(w, j + 48, kind, all), _mm512_loadu_ps(x + j + 48), a3);
+    }
+    for (; j < k; j += 16) {
+        const __mmask16 mk = k - j >= 16 ? all : (__mmask16)((1u << (k - j)) - 1);
+        a0 = _mm512_fmadd_ps(load_w16(w, j, kind, mk), _mm512_maskz_loadu_ps(mk, x + j), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static float fdot_f32w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 0);
+}
+
+static float fdot_f16w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 1);
+}
+
+static float fdot_bf16w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 2);
+}
+
+static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq2_0 *x = row;
+    const __m256i three = _mm256_set1_epi8(3);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const __m512 d = _mm512_set1_ps(h2f(x[i].d));
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
+            for (int jj = 0; jj < 4; jj += 2) {
+                const int64_t j = QK_K * i + 128 * h + 32 * jj;
+                const __m512i z = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three)),
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
+                /* stored values are trit + 1 */
+                const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 7);
+                const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                      _mm512_mul_ps(d, _mm512_loadu_ps(act->da4 + j / 4)), acc);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
+    t->fdot_float[QT_T_F32] = fdot_f32w;
+    t->fdot_float[QT_T_F16] = fdot_f16w;
+    t->fdot_float[QT_T_BF16] = fdot_bf16w;
     if (!(qt_cpu_features() & QT_CPU_AVX512VNNI)) {
         return;
     }
@@ -840,4 +911,5 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q5_1] = fdot_q5_1;
     t->fdot[QT_T_Q2_K] = fdot_q2_K;
     t->fdot[QT_T_Q3_K] = fdot_q3_K;
+    t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
 }
