@@ -213,6 +213,16 @@ class MainWindow(QMainWindow):
         self.act_eval = a("E&valuate demo accuracy", self.run_evaluate, "Ctrl+Shift+V",
                           "Accuracy of the demo model before and after quantization")
         self.act_cancel = a("&Cancel job", self.cancel_job, "Esc")
+        # Keys that text fields use too (Delete, Ctrl+A) act only when the tree has the focus,
+        # so they still edit text in the filter box.
+        for act in (self.act_select_all, self.act_clear):
+            self.removeAction(act)
+            self.tree.addAction(act)
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.act_import_lines = a("&Import --tensor-type lines…", self.import_tensor_type_lines,
+                                  None, "Rules from llama-quantize --tensor-type REGEX=TYPE lines")
+        self.act_copy_lines = a("Copy as --tensor-type &lines", self.copy_tensor_type_lines, None,
+                                "The plan's rules and overrides as llama-quantize arguments")
         self.act_expand = a("E&xpand all", self.tree.expandAll, "Ctrl+Shift+Right")
         self.act_collapse = a("C&ollapse all", self.tree.collapseAll, "Ctrl+Shift+Left")
 
@@ -233,6 +243,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_find, self.act_select_all, self.act_assign, self.act_clear,
                       self.act_add_rule])
+        m.addSeparator()
+        m.addActions([self.act_import_lines, self.act_copy_lines])
 
         self.preset_menu = mb.addMenu("&Presets")
         self.preset_menu.aboutToShow.connect(self._fill_presets)
@@ -334,7 +346,10 @@ class MainWindow(QMainWindow):
         self._update_plan_label()
 
     def _size_columns(self) -> None:
+        from PySide6.QtWidgets import QHeaderView
+
         header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         widths = {"name": 300, "shape": 120, "dtype": 60, "parameters": 80, "size": 90,
                   "encoding": 130, "bpw": 55, "error": 80}
         for i, name in enumerate(COLUMNS):
@@ -533,6 +548,39 @@ class MainWindow(QMainWindow):
 
         pattern = text if self.regex_box.isChecked() else re.escape(text) if text else ""
         self.rules.add_rule(pattern)
+
+    def import_tensor_type_lines(self, text: str | None = None) -> bool:
+        """Replace the rules by llama-quantize ``--tensor-type`` lines (they match GGUF names)."""
+        from qtstudio.core.recipe import Recipe
+
+        if self.doc is None:
+            return False
+        if text is None:
+            text, ok = QInputDialog.getMultiLineText(
+                self, "Import --tensor-type lines",
+                "One REGEX=TYPE per line (GGUF tensor names, first match wins):")
+            if not ok:
+                return False
+        try:
+            rules = Recipe.from_tensor_type_lines(text.splitlines()).rules
+        except ValueError as exc:
+            self.show_error("Cannot import --tensor-type lines", exc)
+            return False
+        self.push_recipe(self.doc.with_rules(rules), f"Import {len(rules)} --tensor-type rule(s)")
+        return True
+
+    def copy_tensor_type_lines(self) -> str | None:
+        if self.doc is None:
+            return None
+        try:
+            lines = self.doc.recipe.to_tensor_type_lines(self.doc.model)
+        except ValueError as exc:
+            self.show_error("Cannot express this recipe as --tensor-type lines", exc)
+            return None
+        text = " ".join(f"--tensor-type {line}" for line in lines)
+        _copy(text)
+        self.statusBar().showMessage(f"Copied {len(lines)} --tensor-type argument(s)", 5000)
+        return text
 
     def apply_preset(self, name: str | None) -> None:
         if self.doc is not None:
@@ -806,7 +854,8 @@ class MainWindow(QMainWindow):
         has = self.doc is not None
         busy = self.worker is not None
         for act in (self.act_save_recipe, self.act_save_recipe_as, self.act_open_recipe,
-                    self.act_assign, self.act_clear, self.act_add_rule):
+                    self.act_assign, self.act_clear, self.act_add_rule, self.act_import_lines,
+                    self.act_copy_lines):
             act.setEnabled(has)
         for act in (self.act_quantize, self.act_bench, self.act_whatif, self.act_export):
             act.setEnabled(has and not busy)

@@ -55,6 +55,7 @@ class LayerTreeModel(QAbstractItemModel):
                 if child.children:
                     stack.append(child)
         self._agg: dict[int, tuple[int, float, float | None]] = {}
+        self._mix: dict[int, dict[str, int]] = {}
         self._recompute()
         doc.subscribe(self._on_doc)
 
@@ -76,21 +77,29 @@ class LayerTreeModel(QAbstractItemModel):
             node = stack.pop()
             order.append(node)
             stack.extend(node.children)
+        mix: dict[int, dict[str, int]] = {}
         for node in reversed(order):
             nb = params = 0
             worst: float | None = None
+            encs: dict[str, int] = {}
             if node.tensor is not None:  # a node may hold a tensor and have children too
                 err = doc.error(node.tensor.name)
-                nb, params = plan.entry(node.tensor.name).nbytes, node.tensor.params
+                entry = plan.entry(node.tensor.name)
+                nb, params = entry.nbytes, node.tensor.params
                 worst = err.get("rel_error") if err else None
+                encs[entry.encoding] = 1
             for child in node.children:
                 cb, cp, ce = acc[id(child)]
                 nb += cb
                 params += cp
                 if ce is not None and (worst is None or ce > worst):
                     worst = ce
+                for k, v in mix[id(child)].items():
+                    encs[k] = encs.get(k, 0) + v
             acc[id(node)] = [nb, params, worst]
+            mix[id(node)] = encs
         self._agg = {k: (v[0], 8.0 * v[0] / v[1] if v[1] else 0.0, v[2]) for k, v in acc.items()}
+        self._mix = mix
 
     def _on_doc(self, what: str) -> None:
         self._recompute()
@@ -209,6 +218,11 @@ class LayerTreeModel(QAbstractItemModel):
                 return ""
             return "exact" if worst == 0 else f"{worst:.2e}"
         if t is None:
+            if col == "encoding":  # a group: what its tensors get, by count
+                encs = sorted(self._mix.get(id(node), {}).items(), key=lambda kv: -kv[1])
+                if len(encs) <= 3:
+                    return ", ".join(k for k, _ in encs)
+                return f"{encs[0][0]}, {encs[1][0]} + {len(encs) - 2} more"
             return ""
         if col == "shape":
             return " × ".join(str(s) for s in t.shape)

@@ -225,3 +225,39 @@ def test_demo_opens_without_argument(window):
     assert window.open_demo()
     assert window.doc.model.path.name == "model.safetensors"
     assert window.act_eval.isEnabled()
+
+
+def test_tensor_type_lines_round_trip(window, small_model):
+    from PySide6.QtWidgets import QApplication
+
+    window.open_model(small_model)
+    doc = window.doc
+    assert window.import_tensor_type_lines(
+        "# from a llama-quantize command line\n--tensor-type ffn_down=q8_0\nattn_v=Q5_0\n")
+    assert [(r.pattern, r.encoding, r.target) for r in doc.recipe.rules] == [
+        ("ffn_down", "Q8_0", "gguf_name"), ("attn_v", "Q5_0", "gguf_name")]
+    assert doc.plan.entry("model.layers.1.mlp.down_proj.weight").encoding == "Q8_0"
+    assert doc.plan.entry("model.layers.0.self_attn.v_proj.weight").encoding == "Q5_0"
+    window.assign([Q_PROJ], "Q4_0")
+    text = window.copy_tensor_type_lines()
+    assert text == QApplication.clipboard().text()
+    assert "--tensor-type ^blk\\.0\\.attn_q\\.weight$=q4_0" in text
+    assert "--tensor-type ffn_down=q8_0" in text
+    # a bad line is refused with its reason, and changes nothing
+    steps = window.undo_stack.count()
+    assert not window.import_tensor_type_lines("no equals sign here")
+    assert window.undo_stack.count() == steps and "REGEX=TYPE" in window.last_error
+    window.error_dialog.close()
+
+
+def test_group_rows_summarise_encodings(window, small_model):
+    from qtstudio.gui.tree_model import COL
+
+    window.open_model(small_model)
+    window.apply_preset("Q8_0")
+    tm = window.tree_model
+    grp = tm.index_for_path("model.layers.0")
+    cell = tm.index(grp.row(), COL["encoding"], grp.parent())
+    assert cell.data() == "Q8_0, F32"  # 7 matrices, 2 norms
+    # Delete in the filter box edits text; it does not clear overrides in the tree
+    assert window.act_clear.shortcutContext() == Qt.ShortcutContext.WidgetWithChildrenShortcut
