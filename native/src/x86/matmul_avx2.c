@@ -571,7 +571,53 @@ static void unpack_tq2_0(const void *vx, int64_t n, uint8_t *u, float *s, float 
     }
 }
 
+/* Base-3 digit extraction for TQ1_0: digit k of byte b is ((uint8_t)(b * 3^k) * 3) >> 8.
+ * Bytes have no multiply, so even and odd bytes go through 16-bit lanes separately. */
+static inline __m256i mul_bytes(__m256i b, short p) {
+    const __m256i lo = _mm256_mullo_epi16(b, _mm256_set1_epi16(p));
+    const __m256i hi = _mm256_mullo_epi16(_mm256_srli_epi16(b, 8), _mm256_set1_epi16(p));
+    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi16(0x00FF)), _mm256_slli_epi16(hi, 8));
+}
+
+static inline __m256i trit_plane(__m256i b, short p) {
+    const __m256i q = mul_bytes(b, p);
+    const __m256i three = _mm256_set1_epi16(3);
+    const __m256i lo = _mm256_srli_epi16(
+        _mm256_mullo_epi16(_mm256_and_si256(q, _mm256_set1_epi16(0x00FF)), three), 8);
+    const __m256i hi = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_srli_epi16(q, 8), three), 8);
+    /* digit + 127 = value - 1 + 128, offset-binary */
+    return _mm256_add_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 8)), _mm256_set1_epi8(127));
+}
+
+static void unpack_tq1_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
+    static const short pow3[5] = {1, 3, 9, 27, 81};
+    const block_tq1_0 *x = vx;
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        const __m256i b32 = load256(x[i].qs);
+        for (int k = 0; k < 5; k++, u += 32) {
+            store256(u, trit_plane(b32, pow3[k]));
+        }
+        const __m256i b16 = _mm256_castsi128_si256(
+            _mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32)));
+        for (int k = 0; k < 5; k++, u += 16) {
+            _mm_storeu_si128((__m128i *)(void *)u, _mm256_castsi256_si128(trit_plane(b16, pow3[k])));
+        }
+        for (int k = 0; k < 4; k++) {
+            for (int l = 0; l < 4; l++) {
+                const uint8_t q = (uint8_t)(x[i].qh[l] * pow3[k]);
+                *u++ = (uint8_t)((((unsigned)q * 3u) >> 8) + 127u);
+            }
+        }
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+        _mm256_storeu_ps(s, d);
+        _mm256_storeu_ps(s + 8, d);
+        _mm256_storeu_ps(m, _mm256_setzero_ps());
+        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+    }
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
+    t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
     t->unpack[QT_T_Q4_1] = unpack_q4_1;
     t->unpack[QT_T_Q5_0] = unpack_q5_0;
     t->unpack[QT_T_Q5_1] = unpack_q5_1;
