@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.path is not None:
         win.open_model(args.path, recipe_path=args.recipe)
     else:
-        win.open_demo(recipe_path=args.recipe)
+        win.open_demo(recipe_path=args.recipe, showcase=True)
     return app.exec()
 
 

@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.error_dialog: QMessageBox | None = None
         self._is_demo = False
+        self._then_evaluate = False
 
         self._build_tree()
         self._build_docks()
@@ -278,12 +279,23 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
-    def open_demo(self, recipe_path: str | Path | None = None) -> bool:
+    def open_demo(self, recipe_path: str | Path | None = None, *, showcase: bool = False) -> bool:
+        """Open the shipped digits model. ``showcase`` (the app started with no model): start
+        from the Q4_0 preset, quantize and evaluate right away, so a new user sees the whole
+        workflow (it takes a second on this 50k-parameter model)."""
         from qtstudio.core.demo import demo_model_path
 
         ok = self.open_model(demo_model_path(), recipe_path=recipe_path, remember=False)
         self._is_demo = ok
         self._update_enabled()
+        if ok and showcase:
+            assert self.doc is not None
+            if recipe_path is None:
+                from qtstudio.core.recipe import Recipe
+
+                self.doc.set_recipe(Recipe(preset="Q4_0"))  # the starting point, not an edit
+            self._then_evaluate = True
+            self.run_quantize()
         return ok
 
     def open_model(self, path: str | Path, recipe_path: str | Path | None = None, *,
@@ -596,8 +608,10 @@ class MainWindow(QMainWindow):
         act.setChecked(current is None)
         act.triggered.connect(lambda _c=False: self.apply_preset(None))
         self.preset_menu.addSeparator()
-        for name in PRESETS:
+        for name, preset in PRESETS.items():
             act = self.preset_menu.addAction(name)
+            act.setStatusTip(f"{name}: {preset.description}")
+            act.setToolTip(preset.description)
             act.setCheckable(True)
             act.setChecked(name == current)
             act.setEnabled(self.doc is not None)
@@ -737,6 +751,10 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.cancel_btn.hide()
         self._update_enabled()
+        if self._then_evaluate:
+            self._then_evaluate = False
+            if self.doc is not None and self._is_demo and self.doc.measurements.errors:
+                self.run_evaluate()
 
     def show_error(self, title: str, exc: BaseException | str) -> None:
         """A non-blocking message box with the error text (the status bar repeats it)."""

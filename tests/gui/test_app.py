@@ -43,6 +43,16 @@ def test_main_without_argument_opens_the_demo(monkeypatch):
 
     win = _run_main(monkeypatch, [])
     assert win.doc.model.path == demo_model_path()
+    assert win.doc.recipe.preset == "Q4_0"  # the showcase starts from a preset
+
+
+def test_showcase_quantizes_and_evaluates_the_demo(window, qtbot):
+    assert window.open_demo(showcase=True)
+    qtbot.waitUntil(lambda: window.doc.measurements.accuracy is not None, timeout=60000)
+    qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
+    quantized = [e.name for e in window.doc.plan.entries if e.encoding == "Q4_0"]
+    assert quantized and all(window.doc.error(n) for n in quantized)
+    assert window.analysis.accuracy.values is not None
 
 
 def test_module_help_needs_no_display():
