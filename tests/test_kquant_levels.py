@@ -54,6 +54,24 @@ def test_every_level_writes_the_reference_bytes(name, n):
             np.testing.assert_array_equal(back.view(np.uint32), ref.view(np.uint32))
 
 
+@pytest.mark.parametrize("name", list(TYPES))
+def test_nonfinite_rows_agree_across_levels(name):
+    """qtstudio.quantize refuses NaN/Inf unless asked; when allowed, every level still writes the
+    reference's bytes (the SIMD searches fall back to ggml's rounding trick for such batches)."""
+    tid = TYPES[name]
+    x, imatrix = _inputs(768, seed=5 + tid)
+    x[0, 5] = np.nan
+    x[1, 300] = np.inf
+    x[2, 17] = -np.inf
+    x[3, ::50] = np.nan
+    x[4, :2] = (np.nan, np.inf)
+    for qw in (None, imatrix):
+        want = kernels.quantize_rows(tid, x, imatrix=qw, isa="scalar", threads=1)
+        for isa in LEVELS:
+            got = kernels.quantize_rows(tid, x, imatrix=qw, isa=isa, threads=1)
+            assert np.array_equal(got, want), f"{name} imatrix={qw is not None} [{isa}]"
+
+
 @pytest.mark.parametrize("name", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"])
 def test_threads_do_not_change_bytes(name):
     x, imatrix = _inputs(256 * 5, seed=3)
@@ -93,6 +111,8 @@ def test_matches_ggml_on_random_rows(name):
     ggml = _ggml_quantizer()
     tid = TYPES[name]
     x, imatrix = _inputs(256 * 17, seed=11 + tid)
+    x[1, 7] = np.nan  # ggml 0.25.3's handling of non-finite values is matched too
+    x[3, 1000] = -np.inf
     for qw in (None, imatrix):
         want = ggml(tid, x, qw)
         got = kernels.quantize_rows(tid, x, imatrix=qw, threads=1)

@@ -32,6 +32,13 @@ static inline vi LANE_FN(clampi)(vi v, int lo, int hi) {
     return VI_MIN(VI_MAX(v, VI_SET1(lo)), VI_SET1(hi));
 }
 
+/* Clamped levels of v: float rounding when `exact` (v known finite and in range), else the bias
+ * trick exactly as the reference computes it. */
+static inline vf LANE_FN(levels_if)(vf v, int exact, int lo, int hi) {
+    return exact ? LANE_FN(levels)(v, (float)lo, (float)hi)
+                 : VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), lo, hi));
+}
+
 static inline vf LANE_FN(neg)(vf v) {
     return VF_XOR(v, VF_SET1(-0.0f));
 }
@@ -63,6 +70,17 @@ static inline void LANE_FN(peak)(const float *xt, int n, vf *amax_out, vf *peak_
     *peak_out = peak;
 }
 
+/* True when every value of the transposed batch is finite. Rounding in float only matches the
+ * bias trick on finite inputs (a NaN or infinite value makes the trick return payload bits), so
+ * batches holding anything else take the trick path throughout. */
+static inline int LANE_FN(all_finite)(const float *xt, int n) {
+    vm bad = VM_NONE(); /* |x| not below infinity: infinite or NaN */
+    for (int i = 0; i < n; i++) {
+        bad = VM_OR(bad, VF_NLT(VF_ABS(VF_LOAD(xt + i * W)), VF_SET1(INFINITY)));
+    }
+    return !VM_ANY(bad);
+}
+
 /* ------------------------------------------------------------ asymmetric (qkx2 / qkx3) */
 
 /* True when iscale*(x - lo) stays inside (-2^22, 2^22) for every x in [xmin, hi] of every live
@@ -82,8 +100,8 @@ static inline int LANE_FN(in_range)(vf iscale, vf xmin, vf lo, vf hi, vm live) {
 #define ASYM_U 2
 #endif
 static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nmax, float rmin,
-                               float rdelta, int nstep, int use_mad, int clamp_first,
-                               vf (*Lf)[LANE_MAXN], vf *scale_out, vf *negmin_out) {
+                               float rdelta, int nstep, int use_mad, vf (*Lf)[LANE_MAXN],
+                               vf *scale_out, vf *negmin_out) {
     vf Laux[ASYM_U][LANE_MAXN];
     const vf zero = VF_ZERO();
     const vf fmax = VF_SET1((float)nmax);
@@ -91,9 +109,11 @@ static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nm
     vf lo[ASYM_U], hi[ASYM_U], xmin[ASYM_U], sum_w[ASYM_U], sum_x[ASYM_U];
     vf scale[ASYM_U], best[ASYM_U];
     vm live[ASYM_U];
+    int finite[ASYM_U];
     for (int u = 0; u < ASYM_U; u++) {
         xt[u] = xt0 + (size_t)u * (size_t)n * W;
         wt[u] = wt0 + (size_t)u * (size_t)n * W;
+        finite[u] = LANE_FN(all_finite)(xt[u], n);
         lo[u] = hi[u] = VF_LOAD(xt[u]);
         sum_w[u] = VF_LOAD(wt[u]);
         sum_x[u] = VF_MUL(sum_w[u], lo[u]);
@@ -107,13 +127,15 @@ static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nm
         /* The data minimum bounds iscale*(x - lo) from below for the range guard. */
         xmin[u] = lo[u];
         lo[u] = VF_BLEND(VF_GT(lo[u], zero), zero, lo[u]);
-        live[u] = VF_GT(hi[u], lo[u]); /* lanes whose group is not flat */
+        /* Lanes whose group is not flat; NaN groups are searched too, as in the reference. */
+        live[u] = VF_NLE(hi[u], lo[u]);
         const vf iscale = VF_DIV(fmax, VF_SUB(hi[u], lo[u]));
         scale[u] = VF_DIV(VF_SET1(1.0f), iscale);
         best[u] = zero;
         /* lo <= x <= hi here, so iscale*(x - lo) lies in [0, nmax] unless hi - lo is so small
          * that iscale overflowed. */
-        const int exact0 = LANE_FN(in_range)(iscale, xmin[u], lo[u], hi[u], live[u]);
+        const int exact0 =
+            finite[u] && LANE_FN(in_range)(iscale, xmin[u], lo[u], hi[u], live[u]);
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
             const vf v = VF_MUL(iscale, VF_SUB(xi, lo[u]));
@@ -135,22 +157,16 @@ static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nm
             /* Once lo has moved to a fitted offset, x - lo can be negative and, if lo sits close
              * to hi, iscale*(x - lo) can leave the range where rounding in float equals ggml's
              * bias trick. The products are monotone in x, so the lane's extremes decide. */
-            exact_range[u] = clamp_first ||
-                             LANE_FN(in_range)(iscale[u], xmin[u], lo[u], hi[u], live[u]);
+            exact_range[u] =
+                finite[u] && LANE_FN(in_range)(iscale[u], xmin[u], lo[u], hi[u], live[u]);
         }
         for (int i = 0; i < n; i++) {
             for (int u = 0; u < ASYM_U; u++) {
                 const vf xi = VF_LOAD(xt[u] + i * W), wi = VF_LOAD(wt[u] + i * W);
                 const vf v = VF_MUL(iscale[u], VF_SUB(xi, lo[u]));
-                vf fl;
-                if (clamp_first) {
-                    /* qkx3 clamps before rounding, so the rounding input is at most nmax. */
-                    fl = VF_BLEND(VF_GT(v, zero), VF_ROUND(VF_MIN(v, fmax)), zero);
-                } else if (exact_range[u]) {
-                    fl = LANE_FN(levels)(v, 0.0f, (float)nmax);
-                } else {
-                    fl = VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
-                }
+                const vf fl = exact_range[u]
+                                  ? LANE_FN(levels)(v, 0.0f, (float)nmax)
+                                  : VI_TO_VF(LANE_FN(clampi)(LANE_FN(nint)(v), 0, nmax));
                 Laux[u][i] = fl;
                 const vf wl = VF_MUL(wi, fl);
                 sl[u] = VF_ADD(sl[u], wl);
@@ -207,10 +223,10 @@ static void LANE_FN(asym_core)(const float *xt0, const float *wt0, int n, int nm
 
 static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const float *w,
                           uint8_t *L, float *scale, float *neg_min, float rmin, float rdelta,
-                          int nstep, int use_mad, int clamp_first) {
+                          int nstep, int use_mad) {
     if (n > LANE_MAXN) {
         qt_scalar_search_ops.asym(ngroups, n, nmax, x, w, L, scale, neg_min, rmin, rdelta, nstep,
-                                  use_mad, clamp_first);
+                                  use_mad);
         return;
     }
     float xt[ASYM_U * LANE_MAXN * W] __attribute__((aligned(64)));
@@ -227,7 +243,7 @@ static void LANE_FN(asym)(int ngroups, int n, int nmax, const float *x, const fl
             LANE_FN(gather)(x + (cnt ? off : 0), n, cnt, xt + (size_t)u * (size_t)n * W);
             LANE_FN(gather)(w + (cnt ? off : 0), n, cnt, wt + (size_t)u * (size_t)n * W);
         }
-        LANE_FN(asym_core)(xt, wt, n, nmax, rmin, rdelta, nstep, use_mad, clamp_first, Lf, s, m);
+        LANE_FN(asym_core)(xt, wt, n, nmax, rmin, rdelta, nstep, use_mad, Lf, s, m);
         for (int u = 0; u * W < count; u++) {
             VF_STORE(st, s[u]);
             VF_STORE(mt, m[u]);
@@ -253,8 +269,9 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
     LANE_FN(peak)(xt, n, &amax, &peak);
     const vm live = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
     /* |iscale * x| <= nmax + 1 for every candidate (peak has the largest magnitude), so the
-     * levels can be rounded in float. w and w*x do not depend on the candidate. */
-    const float flo = (float)(-nmax), fhi = (float)(nmax - 1);
+     * levels can be rounded in float when the batch is finite. w and w*x do not depend on the
+     * candidate. */
+    const int fin = LANE_FN(all_finite)(xt, n);
     vf wv[LANE_MAXN], wxv[LANE_MAXN];
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W);
@@ -265,7 +282,7 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
     vf sumlx = zero, suml2 = zero;
     for (int i = 0; i < n; i++) {
         const vf xi = VF_LOAD(xt + i * W);
-        const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
+        const vf fl = LANE_FN(levels_if)(VF_MUL(iscale, xi), fin, -nmax, nmax - 1);
         Lf[i] = fl;
         sumlx = VF_ADD(sumlx, VF_MUL(wxv[i], fl));
         suml2 = VF_ADD(suml2, VF_MUL(VF_MUL(wv[i], fl), fl));
@@ -286,7 +303,7 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xt + i * W);
             for (int h = 0; h < SYM_P; h++) {
-                const vf f = LANE_FN(levels)(VF_MUL(is[h], xi), flo, fhi);
+                const vf f = LANE_FN(levels_if)(VF_MUL(is[h], xi), fin, -nmax, nmax - 1);
                 cands[h][i] = f;
                 slx[h] = VF_ADD(slx[h], VF_MUL(wxv[i], f));
                 sl2[h] = VF_ADD(sl2[h], VF_MUL(VF_MUL(wv[i], f), f));
@@ -320,7 +337,6 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
 #define Q3_U 4
 static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale_out) {
     const vf zero = VF_ZERO();
-    const float flo = (float)(-nmax), fhi = (float)(nmax - 1);
     vm live[Q3_U];
     vf sumlx[Q3_U], suml2[Q3_U];
     vf wv[Q3_U][LANE_MAXN], wxv[Q3_U][LANE_MAXN];
@@ -331,10 +347,11 @@ static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale
         LANE_FN(peak)(xu, n, &amax, &peak);
         live[u] = VM_NOT(VF_LT(amax, VF_SET1(QT_GROUP_EPS)));
         const vf iscale = VF_DIV(VF_SET1((float)(-nmax)), peak);
+        const int fin = LANE_FN(all_finite)(xu, n);
         sumlx[u] = suml2[u] = zero;
         for (int i = 0; i < n; i++) {
             const vf xi = VF_LOAD(xu + i * W);
-            const vf fl = LANE_FN(levels)(VF_MUL(iscale, xi), flo, fhi);
+            const vf fl = LANE_FN(levels_if)(VF_MUL(iscale, xi), fin, -nmax, nmax - 1);
             Lu[i] = fl;
             wv[u][i] = VF_MUL(xi, xi);
             wxv[u][i] = VF_MUL(wv[u][i], xi);

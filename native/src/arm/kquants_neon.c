@@ -39,6 +39,7 @@ static inline float32x4_t lookup16(const float32x4_t *t, int32x4_t idx) {
 #define VF_DIV(a, b) vdivq_f32(a, b)
 #define VF_LT(a, b) vcltq_f32(a, b)
 #define VF_GT(a, b) vcgtq_f32(a, b)
+#define VF_NLE(a, b) vmvnq_u32(vcleq_f32(a, b))
 #define VF_NLT(a, b) vmvnq_u32(vcltq_f32(a, b))
 #define VF_NEQ(a, b) vmvnq_u32(vceqq_f32(a, b))
 #define VF_BLEND(m, a, b) vbslq_f32(m, a, b)

@@ -157,12 +157,12 @@ void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *vy, int
         if (qw) {
             /* ggml's Q2_K uses sigma2 = mean(x^2), not twice it as the other K types do. */
             kq_importance(xc, qw + c * QK_K, nsb, 1.0f, w);
-            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
+            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
         } else {
             for (int i = 0; i < nsb * QK_K; i++) {
                 w[i] = fabsf(xc[i]);
             }
-            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.5f, 0.1f, 15, 1, 0);
+            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.5f, 0.1f, 15, 1);
         }
         for (int s = 0; s < nsb; s++) {
             const int o = s * QK_K;
@@ -448,7 +448,7 @@ static void k4_search(const qt_search_ops *ops, const float *xc, const float *qw
                       float *mins) {
     if (qwc) {
         kq_importance(xc, qwc, nsb, 2.0f, w);
-        ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
+        ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
         return;
     }
     for (int g = 0; g < nsb * 8; g++) {
@@ -458,7 +458,7 @@ static void k4_search(const qt_search_ops *ops, const float *xc, const float *qw
             w[32 * g + i] = av_x + fabsf(xs[i]);
         }
     }
-    ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, rmin, 0.1f, nstep, 0, 0);
+    ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, rmin, 0.1f, nstep, 0);
 }
 
 /* Two 4-bit levels per byte: each 64-value chunk uses 32 bytes, element l low, l+32 high. */

@@ -159,12 +159,12 @@ float qt_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int refine) 
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-/* Shared body of the two asymmetric searches; `clamp_first` selects qkx3's rounding of the
- * candidate levels (clamp the scaled value, then round) over qkx2's (round, then clamp). The two
- * agree for every finite input, but the qkx3 form cannot overflow the rounding trick. */
+/* Shared body of the two asymmetric searches. ggml 0.25.3 rounds the candidate levels before
+ * clamping them in both (later ggml versions clamp first in qkx3; the two orders differ only
+ * when a non-finite value reaches the rounding, and the golden vectors follow 0.25.3). */
 static float asym_search(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                          float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                         int use_mad, int clamp_first) {
+                         int use_mad) {
     if (n < 1) {
         *neg_min = 0.0f;
         return 0.0f;
@@ -189,7 +189,9 @@ static float asym_search(int n, int nmax, const float *x, const float *weights, 
     if (lo > 0) {
         lo = 0;
     }
-    if (!(hi > lo)) {
+    /* Never true for finite data (lo <= min <= max); false as well when a NaN is involved, in
+     * which case ggml carries on with the search and so do we. */
+    if (hi <= lo) {
         memset(L, 0, (size_t)n);
         *neg_min = -lo;
         return 0.0f;
@@ -213,14 +215,8 @@ static float asym_search(int n, int nmax, const float *x, const float *weights, 
         iscale = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
         float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
         for (int i = 0; i < n; i++) {
-            int l;
-            if (clamp_first) {
-                const float v = iscale * (x[i] - lo);
-                l = v > 0 ? qt_nearest_int(QT_MIN(v, (float)nmax)) : 0;
-            } else {
-                l = qt_nearest_int(iscale * (x[i] - lo));
-                l = QT_MAX(0, QT_MIN(nmax, l));
-            }
+            int l = qt_nearest_int(iscale * (x[i] - lo));
+            l = QT_MAX(0, QT_MIN(nmax, l));
             Laux[i] = (uint8_t)l;
             const float fl = (float)l;
             sum_l += w[i] * fl;
@@ -256,13 +252,13 @@ static float asym_search(int n, int nmax, const float *x, const float *weights, 
 float qt_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                           float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad) {
-    return asym_search(n, nmax, x, weights, L, neg_min, Laux, rmin, rdelta, nstep, use_mad, 0);
+    return asym_search(n, nmax, x, weights, L, neg_min, Laux, rmin, rdelta, nstep, use_mad);
 }
 
 float qt_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                           float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad) {
-    return asym_search(n, nmax, x, weights, L, neg_min, Laux, rmin, rdelta, nstep, use_mad, 1);
+    return asym_search(n, nmax, x, weights, L, neg_min, Laux, rmin, rdelta, nstep, use_mad);
 }
 
 float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
@@ -378,12 +374,12 @@ float qt_iq4_group_scale(const float *x, const float *weight, int ntry) {
 
 static void scalar_asym(int ngroups, int n, int nmax, const float *x, const float *w, uint8_t *L,
                         float *scale, float *neg_min, float rmin, float rdelta, int nstep,
-                        int use_mad, int clamp_first) {
+                        int use_mad) {
     uint8_t Laux[256];
     for (int g = 0; g < ngroups; g++) {
         const size_t o = (size_t)g * (size_t)n;
         scale[g] = asym_search(n, nmax, x + o, w + o, L + o, &neg_min[g], Laux, rmin, rdelta,
-                               nstep, use_mad, clamp_first);
+                               nstep, use_mad);
     }
 }
 

@@ -39,8 +39,8 @@ float qt_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
                           float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad);
 
-/* As qt_make_qkx2_quants; weights may be NULL (then x^2), and out-of-range candidates are
- * clamped before rounding. Used by the importance-matrix paths. */
+/* As qt_make_qkx2_quants, except that weights may be NULL (then x^2). Used by the
+ * importance-matrix paths with their own search parameters. */
 float qt_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                           float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           int use_mad);
@@ -82,10 +82,9 @@ extern const int8_t qt_iq4nl_values[16];
  * lane keeps the scalar order of operations, so the bytes stay identical). Groups are
  * consecutive runs of n values of x (and of w when given); results are per group. */
 typedef struct qt_search_ops {
-    /* qkx2 (clamp_first 0) or qkx3 (clamp_first 1) asymmetric search; w is required. */
+    /* qt_make_qkx2_quants / qt_make_qkx3_quants asymmetric search; w is required. */
     void (*asym)(int ngroups, int n, int nmax, const float *x, const float *w, uint8_t *L,
-                 float *scale, float *neg_min, float rmin, float rdelta, int nstep, int use_mad,
-                 int clamp_first);
+                 float *scale, float *neg_min, float rmin, float rdelta, int nstep, int use_mad);
     /* qt_make_qx_quants with rmse_type 1; w NULL means x^2. L offset by +nmax. */
     void (*sym)(int ngroups, int n, int nmax, const float *x, const float *w, int8_t *L,
                 float *scale);

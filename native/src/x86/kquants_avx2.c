@@ -38,6 +38,7 @@ static inline __m256 lookup16(const __m256 *t, __m256i idx) {
 #define VF_XOR(a, b) _mm256_xor_ps(a, b)
 #define VF_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
 #define VF_GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define VF_NLE(a, b) _mm256_cmp_ps(a, b, _CMP_NLE_UQ)
 #define VF_NLT(a, b) _mm256_cmp_ps(a, b, _CMP_NLT_UQ)
 #define VF_NEQ(a, b) _mm256_cmp_ps(a, b, _CMP_NEQ_UQ)
 #define VF_BLEND(m, a, b) _mm256_blendv_ps(b, a, m)

@@ -30,6 +30,7 @@ typedef __mmask16 vm;
 #define VF_XOR(a, b) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
 #define VF_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define VF_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define VF_NLE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_NLE_UQ)
 #define VF_NLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ)
 #define VF_NEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ)
 #define VF_BLEND(m, a, b) _mm512_mask_blend_ps(m, b, a)
