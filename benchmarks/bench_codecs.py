@@ -257,6 +257,45 @@ def bench_type(
     return results
 
 
+# ------------------------------------------------------------------ decode inside the cache
+
+
+CACHE_ROWS, CACHE_COLS, CACHE_CALLS = 16, 4096, 20
+
+
+def bench_cache_decode(types: list[kernels.NativeType], ggml: Ggml | None,
+                       reps: int) -> list[tuple[str, float, float | None]]:
+    """One-thread decode of a 256 KiB float tensor that stays in L2, called repeatedly.
+
+    The full-size runs above are bounded by memory write bandwidth for everyone; this shows how
+    much decode work each implementation does per value when memory is not the limit.
+    """
+    x = np.random.default_rng(2).standard_normal((CACHE_ROWS, CACHE_COLS), dtype=np.float32)
+    out, g_out = np.empty_like(x), np.empty_like(x)
+    outp = out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    gb = CACHE_CALLS * x.nbytes / GIB
+    results = []
+    for t in types:
+        if not (t.can_quantize and t.can_dequantize):
+            continue
+        q = kernels.quantize_rows(t.type_id, x)
+        tid = t.type_id
+
+        def ours(q: np.ndarray = q, tid: int = tid) -> None:
+            for _ in range(CACHE_CALLS):
+                qtlib.qt_dequantize(tid, q.ctypes.data, outp, CACHE_ROWS, CACHE_COLS, 1, -1)
+        fns = [ours]
+        to_float = ggml.to_float(tid) if ggml is not None else None
+        if to_float is not None:
+            def theirs(q: np.ndarray = q, to_float: Callable = to_float) -> None:
+                for _ in range(CACHE_CALLS):
+                    to_float(q.ctypes.data, g_out.ctypes.data, x.size)
+            fns.append(theirs)
+        times = best_interleaved(fns, reps)
+        results.append((t.name, gb / times[0], gb / times[1] if len(times) > 1 else None))
+    return results
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -349,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"ours/numpy {fmt_ratio(r.ours, r.numpy):>7}  exact {r.exact}", flush=True)
             all_rows.extend(got)
         del x
+    cache = bench_cache_decode(types, ggml, reps=10)
+    for name, ours_rate, g_rate in cache:
+        print(f"in-cache decode {name:>6}: ours {ours_rate:6.2f}  ggml {fmt_rate(g_rate):>6}  "
+              f"ours/ggml {fmt_ratio(ours_rate, g_rate)}", flush=True)
+    cache_lines = ["| type | ours GiB/s | ggml GiB/s | ours/ggml |", "|---|---|---|---|"]
+    cache_lines += [f"| {name} | {o:.2f} | {fmt_rate(g)} | {fmt_ratio(o, g)} |"
+                    for name, o, g in cache]
     text = "\n".join([
         "## Codec throughput (benchmarks/bench_codecs.py)",
         "",
@@ -359,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         "after a warm-up; their decoders read those rows' bytes tiled to the full shape.",
         "",
         table(all_rows),
+        "",
+        f"Decode of a cache-resident {CACHE_ROWS}x{CACHE_COLS} tensor, one thread, "
+        f"{CACHE_CALLS} calls per timing (per-call overhead included):",
+        "",
+        *cache_lines,
     ])
     print()
     print(text)
