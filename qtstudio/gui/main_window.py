@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._update_enabled()
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+        self._restore_layout()
         from . import refguard
 
         self._refguard = QTimer(self)
@@ -918,7 +919,18 @@ class MainWindow(QMainWindow):
             self.analysis.apply_palette()
         super().changeEvent(event)
 
+    def _restore_layout(self) -> None:
+        s = self._settings()
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
     def closeEvent(self, event) -> None:
+        s = self._settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
         if self.worker is not None:
             self.worker.cancel()
             job_pool().waitForDone(10000)

@@ -127,7 +127,7 @@ def test_cancel_midway_leaves_a_consistent_state(window, big_model, qtbot):
 
     def on_progress(p):
         seen.append(p)
-        if p.index >= 2:
+        if p.index >= 1:
             window.cancel_btn.click()
 
     w.yielded.connect(on_progress)

@@ -261,3 +261,34 @@ def test_group_rows_summarise_encodings(window, small_model):
     assert cell.data() == "Q8_0, F32"  # 7 matrices, 2 norms
     # Delete in the filter box edits text; it does not clear overrides in the tree
     assert window.act_clear.shortcutContext() == Qt.ShortcutContext.WidgetWithChildrenShortcut
+
+
+def test_recent_files_menu_reopens(window, small_model, tmp_path):
+    from .conftest import write_llama_like
+
+    other = write_llama_like(tmp_path / "second.safetensors", n_layers=1)
+    window.open_model(small_model)
+    window.open_model(other)
+    window._fill_recent()
+    actions = [a for a in window.recent_menu.actions() if a.text().startswith("&")]
+    assert [a.text().split(" ", 1)[1] for a in actions] == [str(other.resolve()),
+                                                            str(small_model.resolve())]
+    actions[1].trigger()
+    assert window.doc.model.path.parent == small_model
+    assert window.recent_files()[0] == str(small_model.resolve())
+
+
+def test_layout_is_remembered(qtbot, small_model):
+    from qtstudio.gui.main_window import MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    first.analysis_dock.hide()
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    assert not second.analysis_dock.isVisible()
+    second.analysis_dock.show()
+    second.close()
