@@ -95,12 +95,16 @@ def main() -> int:
 
 
 def _shoot(out: Path) -> int:
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
     from qtstudio.core.recipe import Recipe, Rule
     from qtstudio.gui.app import create_application
     from qtstudio.gui.main_window import MainWindow
 
+    # a private settings folder: the user's saved layout and recent files stay out of the shots
+    settings_dir = tempfile.mkdtemp(prefix="qtstudio-shots-")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir)
     app = create_application([sys.argv[0]])
     out.mkdir(parents=True, exist_ok=True)
 
