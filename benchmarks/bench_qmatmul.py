@@ -21,7 +21,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import ctypes
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -39,17 +38,27 @@ HEADING = "## qmatmul (benchmarks/bench_qmatmul.py)"
 
 
 def timeit(call: Callable[[int], object], copies: int, min_time: float, min_calls: int) -> float:
-    """Median seconds per call; call(i) must use weight copy i % copies."""
-    call(0)
-    times: list[float] = []
+    """Best seconds per call (the machine is shared: the best call is the least disturbed one);
+    call(i) must use weight copy i % copies."""
+    return timeit_alternating([call], copies, min_time, min_calls)[0]
+
+
+def timeit_alternating(calls: list[Callable[[int], object]], copies: int, min_time: float,
+                       min_calls: int) -> list[float]:
+    """Best seconds per call of each of calls, run in turn so that load from other processes
+    falls on all of them alike."""
+    for c in calls:
+        c(0)
+    times: list[list[float]] = [[] for _ in calls]
     start = time.perf_counter()
     i = 1
-    while len(times) < min_calls or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        call(i % copies)
-        times.append(time.perf_counter() - t0)
+    while len(times[0]) < min_calls or time.perf_counter() - start < min_time * len(calls):
+        for c, ts in zip(calls, times, strict=True):
+            t0 = time.perf_counter()
+            c(i % copies)
+            ts.append(time.perf_counter() - t0)
         i += 1
-    return statistics.median(times)
+    return [min(ts) for ts in times]
 
 
 def read_bandwidth(threads: int, nbytes: int) -> float:
@@ -250,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         out(why)
     out()
-    out("GB/s = weight bytes / time; GFLOPS = 2nmk / time; 'x peer' = peer time / our time "
-        "(>1: we are faster); %BW = our GB/s / read bandwidth at that thread count.")
+    out("Times are the best of several calls (ours and ggml's alternate, so background load "
+        "hits both). GB/s = weight bytes / time; GFLOPS = 2nmk / time; 'x peer' = peer time / "
+        "our time (>1: we are faster); %BW = our GB/s / read bandwidth at that thread count.")
     out()
     out("| m x k | n | thr | impl | ms | GB/s | GFLOPS | %BW | x ggml | x torch f32 "
         "| x torch bf16 |")
@@ -294,13 +304,15 @@ def main(argv: list[str] | None = None) -> int:
                     if rel > 0.05:
                         out(f"WARNING: {enc} differs from ggml by {rel:.3g} (relative to max)")
                 for t in thread_list:
-                    dt = timeit(lambda i, t=t, x=x, ws=ws: qs.qmatmul(x, ws[i], threads=t),
-                                copies, min_time, min_calls)
+                    calls = [lambda i, t=t, x=x, ws=ws: qs.qmatmul(x, ws[i], threads=t)]
+                    if runner is not None:
+                        calls.append(lambda i, t=t, r=runner[0]: r(i, t))
+                    dts = timeit_alternating(calls, copies, min_time, min_calls)
+                    dt = dts[0]
                     gbs = w0.nbytes / dt / 1e9
                     cells = [f"{gbs / bw[t] * 100:.0f}%" if n == 1 else ""]
                     if runner is not None:
-                        gdt = timeit(lambda i, t=t, r=runner[0]: r(i, t), copies, min_time,
-                                     min_calls)
+                        gdt = dts[1]
                         out(f"| {m}x{k} | {n} | {t} | ggml {enc} | {gdt * 1e3:.2f} | "
                             f"{w0.nbytes / gdt / 1e9:.1f} | {flops / gdt / 1e9:.0f} | | | | |")
                         cells.append(f"{gdt / dt:.2f}")

@@ -87,6 +87,16 @@ static const uint8_t *span_ptr(const mm_job *j, int64_t row, int64_t k0) {
 /* ---------------------------------------------------------------- fast path */
 
 static void gemv_fast(mm_job *j) {
+    const qt_mm_fdot_fn fdot = j->mt->fdot[j->type_id];
+    if (fdot) {
+        /* fused kernel: decodes the blocks in registers, no scratch */
+        for (int64_t row = j->row_begin; row < j->row_end; row++) {
+            for (int64_t i = 0; i < j->n; i++) {
+                j->y[i * j->m + row] = fdot(span_ptr(j, row, 0), &j->acts[i], j->k);
+            }
+        }
+        return;
+    }
     const int64_t kcap = j->k < MM_KC_GEMV ? j->k : MM_KC_GEMV;
     uint8_t *u = malloc((size_t)kcap);
     float *sm = malloc(sizeof(float) * 2 * (size_t)(kcap / QT_MM_GROUP));
@@ -98,17 +108,6 @@ static void gemv_fast(mm_job *j) {
     }
     float *s = sm, *mn = sm + kcap / QT_MM_GROUP;
     const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
-    const qt_mm_fdot_fn fdot = j->mt->fdot[j->type_id];
-    if (fdot) {
-        for (int64_t row = j->row_begin; row < j->row_end; row++) {
-            for (int64_t i = 0; i < j->n; i++) {
-                j->y[i * j->m + row] = fdot(span_ptr(j, row, 0), &j->acts[i], j->k);
-            }
-        }
-        free(u);
-        free(sm);
-        return;
-    }
     for (int64_t row = j->row_begin; row < j->row_end; row++) {
         float acc[MM_GEMM_MIN_ROWS] = {0};
         for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {
