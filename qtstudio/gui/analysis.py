@@ -136,13 +136,25 @@ def benchmark_job(model: Any, plan: Any, names: list[str], *, batch: int = 8, re
 
 
 # ---- what-if ----------------------------------------------------------------------------------
-def _sample_rows(w: np.ndarray, max_elements: int) -> np.ndarray:
-    w2 = w.reshape(-1, w.shape[-1]) if w.ndim != 2 else w
-    if w2.size <= max_elements:
-        return np.ascontiguousarray(w2, dtype=np.float32)
-    rows = max(1, max_elements // w2.shape[1])
-    idx = np.linspace(0, w2.shape[0] - 1, rows).astype(np.int64)  # evenly spread, reproducible
-    return np.ascontiguousarray(w2[idx], dtype=np.float32)
+def sample_rows(model: Any, name: str, max_elements: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``max_elements`` values of a tensor as float32 rows [k, n], evenly spread over its
+    rows, and the row indices they came from. Plain-typed tensors are sampled from their
+    memory-mapped raw view, so a 2 GB embedding never becomes a 2 GB array in the app."""
+    from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
+
+    info = model.tensor(name)
+    n = int(info.shape[-1]) if info.shape else 1
+    rows = max(1, info.params // max(n, 1))
+    if info.params <= max_elements:
+        w = np.ascontiguousarray(model.load(name), dtype=np.float32).reshape(rows, n)
+        return w, np.arange(rows)
+    k = max(1, max_elements // n)
+    idx = np.unique(np.linspace(0, rows - 1, k).astype(np.int64))  # reproducible spread
+    if info.dtype in PLAIN_DTYPES and info.dtype in ("F32", "F16", "BF16"):
+        raw = model.load_raw(name).reshape(rows, n)
+        return np.ascontiguousarray(plain_to_f32(raw[idx], info.dtype)), idx
+    w = model.load(name).reshape(rows, n)  # block-encoded source: decoded whole by the reader
+    return np.ascontiguousarray(w[idx], dtype=np.float32), idx
 
 
 def whatif_job(model: Any, candidates: dict[str, list[str]], *,
@@ -157,7 +169,7 @@ def whatif_job(model: Any, candidates: dict[str, list[str]], *,
         _check(cancel)
         yield _progress("What-if", f"{name} as {enc_name}", i, len(jobs), i, len(jobs), t0)
         if name != cached_name:
-            cached_name, cached = name, _sample_rows(model.load(name), max_elements)
+            cached_name, cached = name, sample_rows(model, name, max_elements)[0]
         assert cached is not None
         enc = get_encoding(enc_name)
         if not enc.accepts_shape(tuple(cached.shape)):

@@ -6,6 +6,7 @@ document changes, instead of rebuilding the scene.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from .theme import encoding_color, plot_colors
 from .worker import JobWorker
 
 MiB = 1024.0 * 1024.0
+#: the histogram reads at most this many values (whole rows, evenly spread) of a large tensor
+HISTOGRAM_MAX_VALUES = 4_000_000
 
 
 def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
@@ -191,20 +194,22 @@ class HistogramPlot(QWidget):
         model = doc.model
 
         def job(cancel):
-            from .analysis import block_grid
+            from .analysis import block_grid, sample_rows
 
             yield None
-            w = np.asarray(model.load(name), dtype=np.float32)
-            finite = w[np.isfinite(w)] if not np.isfinite(w).all() else w.reshape(-1)
-            sample = finite if finite.size <= 4_000_000 else finite[:: finite.size // 4_000_000]
+            w, rows = sample_rows(model, name, HISTOGRAM_MAX_VALUES)
+            sample = w[np.isfinite(w)] if not np.isfinite(w).all() else w.reshape(-1)
             p_lo, p_hi = np.quantile(sample, [0.001, 0.999]) if sample.size else (0.0, 1.0)
-            grid = block_grid(w, enc) if w.ndim >= 1 and w.size else None
+            grid = block_grid(w, enc) if w.size else None
+            if grid is not None:  # report the row of the tensor, not of the sample
+                grid = dataclasses.replace(grid, row=int(rows[grid.row]))
             lo, hi = float(p_lo), float(p_hi)
             if grid is not None:
                 lo, hi = min(lo, float(grid.levels[0])), max(hi, float(grid.levels[-1]))
             pad = 0.1 * max(hi - lo, 1e-12)
             counts, edges = np.histogram(sample, bins=200, range=(lo - pad, hi + pad))
-            return name, enc, counts, edges, grid, sample.size, p_lo, p_hi
+            total = model.tensor(name).params
+            return name, enc, counts, edges, grid, (total, sample.size), p_lo, p_hi
 
         self._note_busy = self.note.setText(f"Reading {name}…")
         w = JobWorker(job, name="Histogram", parent=self)
@@ -220,7 +225,9 @@ class HistogramPlot(QWidget):
             self._start(doc)
 
     def _done(self, doc: PlanDocument, res) -> None:
-        name, enc, counts, edges, grid, n, _p_lo, _p_hi = res
+        name, enc, counts, edges, grid, (total, sampled), _p_lo, _p_hi = res
+        n_text = (f"{total:,} values" if sampled >= total
+                  else f"{total:,} values, {sampled:,} sampled from evenly spread rows")
         self.shown = (name, enc)
         self.hist.setData(edges, counts)
         ymax = float(counts.max()) if counts.size else 1.0
@@ -234,13 +241,13 @@ class HistogramPlot(QWidget):
             how = (f"{levels.size} evenly spaced levels, step {grid.step:.3g}" if grid.step
                    else f"{levels.size} distinct decoded values")
             self.note.setText(
-                f"{name}: {n:,} values. Red lines: the {enc} grid of one typical block (row "
+                f"{name}: {n_text}. Red lines: the {enc} grid of one typical block (row "
                 f"{grid.row}, columns {grid.col}–{grid.col + grid.size - 1}, median largest "
                 f"|w|): {how}.")
         else:
             self.grid.setData([], [])
             self.levels = np.zeros(0)
-            self.note.setText(f"{name}: {n:,} values, stored as {enc} (a float type: no grid)")
+            self.note.setText(f"{name}: {n_text}, stored as {enc} (a float type: no grid)")
         # the bins span the central 99.8% of the values and the grid (long tails would squeeze
         # the bulk into one bin); values outside are not counted
         self.plot.setXRange(float(edges[0]), float(edges[-1]), padding=0)

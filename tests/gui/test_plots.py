@@ -121,3 +121,30 @@ def test_demo_accuracy_before_and_after(window, qtbot):
     assert 0.9 < f <= 1.0
     heights = window.analysis.accuracy.bars.opts["height"]
     assert list(heights) == pytest.approx([f, q])
+
+
+def test_large_tensors_are_sampled_not_loaded(tmp_path):
+    """A tensor past the sampling limit is read row by row from its memory map (bf16 here)."""
+    import json
+    import struct
+
+    from qtstudio.formats import open_model
+    from qtstudio.gui.analysis import sample_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4096, 256)).astype(np.float32)
+    bits = (x.view(np.uint32) >> 16).astype(np.uint16)  # truncate to bfloat16
+    # written by hand: safetensors.numpy has no bfloat16
+    header = json.dumps({"emb.weight": {"dtype": "BF16", "shape": [4096, 256],
+                                        "data_offsets": [0, bits.nbytes]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bits.tobytes())
+    with open_model(path) as model:
+        got, rows = sample_rows(model, "emb.weight", 64 * 256)
+        assert got.shape == (64, 256) and rows.size == 64
+        assert rows[0] == 0 and rows[-1] == 4095
+        expected = (bits[rows].astype(np.uint32) << 16).view(np.float32)
+        np.testing.assert_array_equal(got, expected)
+        full, all_rows = sample_rows(model, "emb.weight", 10**7)
+        assert full.shape == (4096, 256) and all_rows.size == 4096
