@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,16 +38,16 @@ from .rules_panel import RulesPanel
 from .summary_panel import SummaryPanel
 from .tree_model import COL, COLUMNS, LayerTreeModel, NodeRole
 from .undo import RecipeEdit
+from .window_files import FilesMixin
+from .window_jobs import JobsMixin
 from .worker import JobWorker, job_pool
 
-MAX_RECENT = 10
 MODEL_FILTER = ("Models (*.safetensors *.json *.bin *.pt *.pth *.gguf);;"
                 "safetensors (*.safetensors *.safetensors.index.json);;"
                 "PyTorch (*.bin *.pt *.pth);;GGUF (*.gguf);;All files (*)")
-RECIPE_FILTER = "Recipes (*.json);;All files (*)"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FilesMixin, JobsMixin, QMainWindow):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("qtstudio")
@@ -372,112 +372,6 @@ class MainWindow(QMainWindow):
         self._update_plan_label()
         self._update_title()
 
-    # ---- recent files and drops ---------------------------------------------------------------
-    def _settings(self) -> QSettings:
-        return QSettings()
-
-    def recent_files(self) -> list[str]:
-        value = self._settings().value("recentFiles", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _remember(self, path: Path) -> None:
-        p = str(Path(path).resolve())
-        files = [f for f in self.recent_files() if f != p]
-        files.insert(0, p)
-        s = self._settings()
-        s.setValue("recentFiles", files[:MAX_RECENT])
-        s.setValue("lastDir", str(Path(p).parent))
-
-    def _last_dir(self) -> str:
-        return str(self._settings().value("lastDir", str(Path.home())))
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        files = self.recent_files()
-        if not files:
-            act = self.recent_menu.addAction("(none yet)")
-            act.setEnabled(False)
-            return
-        for i, f in enumerate(files):
-            act = self.recent_menu.addAction(f"&{(i + 1) % 10} {f}")
-            act.triggered.connect(lambda _c=False, f=f: self.open_model(f))
-        self.recent_menu.addSeparator()
-        self.recent_menu.addAction("Clear list",
-                                   lambda: self._settings().setValue("recentFiles", []))
-
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                path = Path(url.toLocalFile())
-                if path.suffix.lower() == ".json" and self.doc is not None and \
-                        not path.name.endswith(".index.json") and _looks_like_recipe(path):
-                    self.load_recipe(path)
-                else:
-                    self.open_model(path)
-                event.acceptProposedAction()
-                return
-
-    # ================================================================ recipe files ==========
-    def open_recipe_dialog(self) -> None:
-        if self.doc is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", self._last_dir(),
-                                              RECIPE_FILTER)
-        if path:
-            self.load_recipe(path)
-
-    def load_recipe(self, path: str | Path) -> bool:
-        from qtstudio.core.recipe import Recipe
-
-        if self.doc is None:
-            return False
-        try:
-            recipe = Recipe.load(path)
-            after = recipe.to_dict()
-            self.push_recipe(after, f"Load recipe {Path(path).name}")
-        except Exception as exc:
-            self.show_error(f"Cannot load recipe {path}", exc)
-            return False
-        self.doc.recipe_path = Path(path)
-        self.undo_stack.setClean()
-        self.statusBar().showMessage(f"Loaded recipe {path}", 5000)
-        return True
-
-    def save_recipe(self) -> bool:
-        if self.doc is None:
-            return False
-        if self.doc.recipe_path is None:
-            return self.save_recipe_as()
-        return self._write_recipe(self.doc.recipe_path)
-
-    def save_recipe_as(self) -> bool:
-        if self.doc is None:
-            return False
-        start = str(self.doc.recipe_path or Path(self._last_dir()) / "recipe.json")
-        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", start, RECIPE_FILTER)
-        if not path:
-            return False
-        return self._write_recipe(Path(path))
-
-    def _write_recipe(self, path: Path) -> bool:
-        assert self.doc is not None
-        try:
-            self.doc.recipe.save(path)
-        except Exception as exc:
-            self.show_error(f"Cannot save recipe to {path}", exc)
-            return False
-        self.doc.recipe_path = path
-        self.undo_stack.setClean()
-        self.statusBar().showMessage(f"Saved recipe to {path}", 5000)
-        self._update_title()
-        return True
-
     # ================================================================ editing ===============
     def push_recipe(self, after: dict, text: str) -> None:
         """Every plan edit goes through here, so every one of them can be undone."""
@@ -692,182 +586,6 @@ class MainWindow(QMainWindow):
             | self.tree.selectionModel().SelectionFlag.Rows)
         self.tree.scrollTo(idx)
 
-    # ================================================================ jobs ==================
-    def start_job(self, title: str, factory, on_result: Callable[[Any], None]) -> JobWorker | None:
-        """Run a generator job off the GUI thread; only one at a time."""
-        if self.worker is not None:
-            self.statusBar().showMessage(f"{self.worker.name} is still running", 4000)
-            return None
-        w = JobWorker(factory, name=title, parent=self)
-        w.yielded.connect(self._on_progress)
-        w.returned.connect(on_result)
-        w.errored.connect(self._on_job_error)
-        w.finished.connect(self._on_job_finished)
-        self.worker = w
-        self.progress.setValue(0)
-        self.progress.setFormat(f"{title}…")
-        self.progress.show()
-        self.cancel_btn.show()
-        self.cancel_btn.setEnabled(True)
-        self.statusBar().showMessage(f"{title}…")
-        self._update_enabled()
-        w.start()
-        return w
-
-    def cancel_job(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            self.cancel_btn.setEnabled(False)
-            self.statusBar().showMessage(f"Cancelling {self.worker.name}…")
-
-    def _on_progress(self, p: Any) -> None:
-        total = getattr(p, "total", 0) or 0
-        index = getattr(p, "index", 0) or 0
-        bt = getattr(p, "bytes_total", 0) or 0
-        bd = getattr(p, "bytes_done", 0) or 0
-        frac = bd / bt if bt else (index / total if total else 0.0)
-        self.progress.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
-        name = getattr(p, "name", "") or ""
-        stage = getattr(p, "stage", "") or (self.worker.name if self.worker else "")
-        where = f" {min(index + 1, total)}/{total}" if total else ""
-        self.progress.setFormat(f"{stage}{where}")
-        msg = getattr(p, "message", "") or ""
-        self.statusBar().showMessage(f"{stage}: {name}{where} {msg}".strip())
-
-    def _on_job_error(self, exc: BaseException) -> None:
-        from qtstudio.jobs import Cancelled
-
-        title = self.worker.name if self.worker else "job"
-        if isinstance(exc, Cancelled):
-            self.statusBar().showMessage(f"{title} cancelled; the plan and earlier results "
-                                         "are unchanged", 8000)
-        else:
-            self.show_error(f"{title} failed", exc)
-
-    def _on_job_finished(self) -> None:
-        w = self.worker
-        self.worker = None
-        if w is not None:
-            w.deleteLater()
-        self.progress.hide()
-        self.cancel_btn.hide()
-        self._update_enabled()
-        if self._then_evaluate:
-            self._then_evaluate = False
-            if self.doc is not None and self._is_demo and self.doc.measurements.errors:
-                self.run_evaluate()
-
-    def show_error(self, title: str, exc: BaseException | str) -> None:
-        """A non-blocking message box with the error text (the status bar repeats it)."""
-        text = str(exc) if not isinstance(exc, str) else exc
-        if isinstance(exc, BaseException) and not text:
-            text = type(exc).__name__
-        self.last_error = f"{title}: {text}"
-        self.statusBar().showMessage(self.last_error, 10000)
-        box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok,
-                          self)
-        box.setObjectName("errorDialog")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.error_dialog = box
-        box.open()
-
-    # ---- the jobs themselves ---------------------------------------------------------------
-    def run_quantize(self) -> JobWorker | None:
-        from .process_job import process_factory
-
-        doc = self.doc
-        if doc is None:
-            return None
-        plan = doc.plan
-        return self.start_job(
-            "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
-                                        plan),
-            lambda report: self._on_quantized(doc, plan, report))
-
-    def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
-        from .analysis import report_metrics
-
-        n = 0
-        for name, enc, metrics in report_metrics(report, plan):
-            doc.measurements.set_error(name, enc, metrics)
-            n += 1
-        doc.last_report = report
-        doc.notify("measurements")
-        self.statusBar().showMessage(f"Quantized {n} tensors; errors are in the tree and the "
-                                     "Error plot", 8000)
-
-    def run_benchmark(self) -> JobWorker | None:
-        from .process_job import process_factory
-
-        doc = self.doc
-        if doc is None:
-            return None
-        names = self.selected_tensor_names() or [t.name for t in doc.model.tensors]
-        plan = doc.plan
-        return self.start_job(
-            "Benchmark", process_factory("qtstudio.gui.analysis:benchmark_job", doc.model.path,
-                                         plan, names),
-            lambda res: self._on_benchmark(doc, res))
-
-    def _on_benchmark(self, doc: PlanDocument, results) -> None:
-        for r in results:
-            doc.measurements.bench[(r.name, r.encoding)] = r.as_dict()
-        doc.notify("measurements")
-        self.analysis.show_tab("Benchmark")
-        self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
-
-    def run_whatif(self) -> JobWorker | None:
-        from .analysis import whatif_job
-
-        doc = self.doc
-        if doc is None:
-            return None
-        names = self.selected_tensor_names()
-        if not names:
-            self.statusBar().showMessage("Select the tensors to compare first", 5000)
-            return None
-        cands = {n: doc.candidates(n) for n in names}
-        return self.start_job(
-            "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel),
-            lambda res: self._on_whatif(doc, names, res))
-
-    def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
-        for (name, enc), metrics in results.items():
-            doc.measurements.set_error(name, enc, metrics)
-        doc.notify("measurements")
-        self.analysis.show_whatif(names)
-
-    def run_evaluate(self) -> JobWorker | None:
-        doc = self.doc
-        if doc is None or not self._is_demo:
-            self.statusBar().showMessage("Accuracy needs the demo model (File ▸ Open demo)", 5000)
-            return None
-        from qtstudio.core.demo import evaluate
-
-        recipe = doc.recipe
-
-        def job(cancel):
-            yield from ()
-            return evaluate(recipe)
-
-        return self.start_job("Evaluate", job, lambda res: self._on_evaluated(doc, res))
-
-    def _on_evaluated(self, doc: PlanDocument, result: dict) -> None:
-        doc.measurements.accuracy = dict(result)
-        doc.notify("measurements")
-        self.analysis.show_tab("Accuracy")
-        f, q = result.get("float_accuracy"), result.get("quantized_accuracy")
-        self.statusBar().showMessage(f"Demo accuracy: float {f:.2%}, quantized {q:.2%}", 8000)
-
-    def export_dialog(self) -> None:
-        if self.doc is None:
-            return
-        from .export_dialog import ExportDialog
-
-        dlg = ExportDialog(self, self.doc)
-        self.export_dlg = dlg
-        dlg.open()
-
     # ================================================================ chrome ================
     def _update_enabled(self) -> None:
         has = self.doc is not None
@@ -955,17 +673,3 @@ def _copy(text: str) -> None:
     from PySide6.QtWidgets import QApplication
 
     QApplication.clipboard().setText(text)
-
-
-def _looks_like_recipe(path: Path) -> bool:
-    """A dropped .json is a recipe when it has recipe keys (a config.json is not)."""
-    import json
-
-    try:
-        if path.stat().st_size > 4 * 1024 * 1024:
-            return False
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and bool({"rules", "overrides", "preset"} & set(doc))
-

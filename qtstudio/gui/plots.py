@@ -211,7 +211,7 @@ class HistogramPlot(QWidget):
             total = model.tensor(name).params
             return name, enc, counts, edges, grid, (total, sample.size), p_lo, p_hi
 
-        self._note_busy = self.note.setText(f"Reading {name}…")
+        self.note.setText(f"Reading {name}…")
         w = JobWorker(job, name="Histogram", parent=self)
         w.returned.connect(lambda res, d=doc: self._done(d, res))
         w.errored.connect(lambda exc: self.note.setText(f"Cannot show {name}: {exc}"))

@@ -1,0 +1,192 @@
+"""The window's background work: one job at a time, progress, cancel, errors in a dialog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from .document import PlanDocument
+from .worker import JobWorker
+
+
+class JobsMixin:
+    """Mixed into MainWindow; uses its document, progress widgets, status bar and panels."""
+
+    # ================================================================ jobs ==================
+    def start_job(self, title: str, factory, on_result: Callable[[Any], None]) -> JobWorker | None:
+        """Run a generator job off the GUI thread; only one at a time."""
+        if self.worker is not None:
+            self.statusBar().showMessage(f"{self.worker.name} is still running", 4000)
+            return None
+        w = JobWorker(factory, name=title, parent=self)
+        w.yielded.connect(self._on_progress)
+        w.returned.connect(on_result)
+        w.errored.connect(self._on_job_error)
+        w.finished.connect(self._on_job_finished)
+        self.worker = w
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{title}…")
+        self.progress.show()
+        self.cancel_btn.show()
+        self.cancel_btn.setEnabled(True)
+        self.statusBar().showMessage(f"{title}…")
+        self._update_enabled()
+        w.start()
+        return w
+
+    def cancel_job(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.cancel_btn.setEnabled(False)
+            self.statusBar().showMessage(f"Cancelling {self.worker.name}…")
+
+    def _on_progress(self, p: Any) -> None:
+        total = getattr(p, "total", 0) or 0
+        index = getattr(p, "index", 0) or 0
+        bt = getattr(p, "bytes_total", 0) or 0
+        bd = getattr(p, "bytes_done", 0) or 0
+        frac = bd / bt if bt else (index / total if total else 0.0)
+        self.progress.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
+        name = getattr(p, "name", "") or ""
+        stage = getattr(p, "stage", "") or (self.worker.name if self.worker else "")
+        where = f" {min(index + 1, total)}/{total}" if total else ""
+        self.progress.setFormat(f"{stage}{where}")
+        msg = getattr(p, "message", "") or ""
+        self.statusBar().showMessage(f"{stage}: {name}{where} {msg}".strip())
+
+    def _on_job_error(self, exc: BaseException) -> None:
+        from qtstudio.jobs import Cancelled
+
+        title = self.worker.name if self.worker else "job"
+        if isinstance(exc, Cancelled):
+            self.statusBar().showMessage(f"{title} cancelled; the plan and earlier results "
+                                         "are unchanged", 8000)
+        else:
+            self.show_error(f"{title} failed", exc)
+
+    def _on_job_finished(self) -> None:
+        w = self.worker
+        self.worker = None
+        if w is not None:
+            w.deleteLater()
+        self.progress.hide()
+        self.cancel_btn.hide()
+        self._update_enabled()
+        if self._then_evaluate:
+            self._then_evaluate = False
+            if self.doc is not None and self._is_demo and self.doc.measurements.errors:
+                self.run_evaluate()
+
+    def show_error(self, title: str, exc: BaseException | str) -> None:
+        """A non-blocking message box with the error text (the status bar repeats it)."""
+        text = str(exc) if not isinstance(exc, str) else exc
+        if isinstance(exc, BaseException) and not text:
+            text = type(exc).__name__
+        self.last_error = f"{title}: {text}"
+        self.statusBar().showMessage(self.last_error, 10000)
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setObjectName("errorDialog")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.error_dialog = box
+        box.open()
+
+    # ---- the jobs themselves ---------------------------------------------------------------
+    def run_quantize(self) -> JobWorker | None:
+        from .process_job import process_factory
+
+        doc = self.doc
+        if doc is None:
+            return None
+        plan = doc.plan
+        return self.start_job(
+            "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
+                                        plan),
+            lambda report: self._on_quantized(doc, plan, report))
+
+    def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
+        from .analysis import report_metrics
+
+        n = 0
+        for name, enc, metrics in report_metrics(report, plan):
+            doc.measurements.set_error(name, enc, metrics)
+            n += 1
+        doc.last_report = report
+        doc.notify("measurements")
+        self.statusBar().showMessage(f"Quantized {n} tensors; errors are in the tree and the "
+                                     "Error plot", 8000)
+
+    def run_benchmark(self) -> JobWorker | None:
+        from .process_job import process_factory
+
+        doc = self.doc
+        if doc is None:
+            return None
+        names = self.selected_tensor_names() or [t.name for t in doc.model.tensors]
+        plan = doc.plan
+        return self.start_job(
+            "Benchmark", process_factory("qtstudio.gui.analysis:benchmark_job", doc.model.path,
+                                         plan, names),
+            lambda res: self._on_benchmark(doc, res))
+
+    def _on_benchmark(self, doc: PlanDocument, results) -> None:
+        for r in results:
+            doc.measurements.bench[(r.name, r.encoding)] = r.as_dict()
+        doc.notify("measurements")
+        self.analysis.show_tab("Benchmark")
+        self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
+
+    def run_whatif(self) -> JobWorker | None:
+        from .analysis import whatif_job
+
+        doc = self.doc
+        if doc is None:
+            return None
+        names = self.selected_tensor_names()
+        if not names:
+            self.statusBar().showMessage("Select the tensors to compare first", 5000)
+            return None
+        cands = {n: doc.candidates(n) for n in names}
+        return self.start_job(
+            "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel),
+            lambda res: self._on_whatif(doc, names, res))
+
+    def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
+        for (name, enc), metrics in results.items():
+            doc.measurements.set_error(name, enc, metrics)
+        doc.notify("measurements")
+        self.analysis.show_whatif(names)
+
+    def run_evaluate(self) -> JobWorker | None:
+        doc = self.doc
+        if doc is None or not self._is_demo:
+            self.statusBar().showMessage("Accuracy needs the demo model (File ▸ Open demo)", 5000)
+            return None
+        from qtstudio.core.demo import evaluate
+
+        recipe = doc.recipe
+
+        def job(cancel):
+            yield from ()
+            return evaluate(recipe)
+
+        return self.start_job("Evaluate", job, lambda res: self._on_evaluated(doc, res))
+
+    def _on_evaluated(self, doc: PlanDocument, result: dict) -> None:
+        doc.measurements.accuracy = dict(result)
+        doc.notify("measurements")
+        self.analysis.show_tab("Accuracy")
+        f, q = result.get("float_accuracy"), result.get("quantized_accuracy")
+        self.statusBar().showMessage(f"Demo accuracy: float {f:.2%}, quantized {q:.2%}", 8000)
+
+    def export_dialog(self) -> None:
+        if self.doc is None:
+            return
+        from .export_dialog import ExportDialog
+
+        dlg = ExportDialog(self, self.doc)
+        self.export_dlg = dlg
+        dlg.open()
