@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 PY="${PYTHON:-python3}"
+# Console scripts (lint-imports, qtstudio-cli) must come from the same environment as $PY.
+PATH="$("$PY" -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH"
+export PATH
 
 echo "== install"
 # torch first and pinned: any other spelling pulls a multi-GB CUDA build.
