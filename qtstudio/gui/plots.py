@@ -256,7 +256,10 @@ class HistogramPlot(QWidget):
 
 
 class WhatIfPlot(QWidget):
-    """Error of every candidate encoding against its bits per weight, for the selection."""
+    """Error of every candidate encoding against its bits per weight, for the selection.
+    Clicking a point gives the selection that encoding."""
+
+    encoding_chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -269,6 +272,9 @@ class WhatIfPlot(QWidget):
         self.current = pg.PlotDataItem(pen=None, symbol="o", symbolSize=18,
                                        symbolBrush=pg.mkBrush(None),
                                        symbolPen=pg.mkPen((230, 60, 60), width=2))
+        self.points.sigPointsClicked.connect(
+            lambda _item, pts, *_a: self.encoding_chosen.emit(str(pts[0].data())) if len(pts)
+            else None)
         self.plot.addItem(self.curve)
         self.plot.addItem(self.points)
         self.plot.addItem(self.current)
@@ -335,7 +341,8 @@ class WhatIfPlot(QWidget):
         cur = [r for r in self.rows if len(current) == 1 and r[0] in current]
         self.current.setData([r[1] for r in cur], [r[2] for r in cur])
         self.note.setText(f"{len(names)} tensor(s): parameter-weighted error of each encoding; "
-                          "dashed: the Pareto front; circled: the current plan.")
+                          "dashed: the Pareto front; circled: the current plan. Click a point "
+                          "to give the selection that encoding.")
 
 
 class _NumberItem(QTableWidgetItem):
@@ -452,6 +459,7 @@ class AnalysisPanel(QTabWidget):
             self.addTab(w, title)
         self.error.tensor_clicked.connect(self.tensor_clicked)
         self.whatif.run_btn.clicked.connect(lambda: window.run_whatif())
+        self.whatif.encoding_chosen.connect(lambda enc: window.assign(self.selection, enc))
         self.accuracy.run_btn.clicked.connect(lambda: window.run_evaluate())
 
     def apply_palette(self) -> None:

@@ -105,6 +105,13 @@ def test_whatif_compares_every_candidate(window, small_model, qtbot):
     assert window.doc.measurements.error(Q_PROJ, "Q8_0")["rel_error"] == pytest.approx(rel,
                                                                                        rel=1e-4)
     assert window.analysis.whatif.points.xData.size == len(rows)
+    # clicking a point assigns its encoding to the selection, as one undoable edit
+    window.analysis.whatif.encoding_chosen.emit("Q5_1")
+    assert [window.doc.plan.entry(n).encoding for n in names] == ["Q5_1", "Q5_1"]
+    assert window.undo_stack.count() == 1
+    # the circle marks the plan's choice now
+    cx, _cy = window.analysis.whatif.current.getData()
+    assert list(cx) == [pytest.approx(rows["Q5_1"][1])]
 
 
 def test_demo_accuracy_before_and_after(window, qtbot):
