@@ -61,6 +61,7 @@ class PlanDocument:
         self.recipe_path = recipe_path
         self.measurements = Measurements()
         self.last_report: Any = None
+        self._candidates: dict[tuple[tuple[int, ...], bool], list[str]] = {}
         self.plan: Plan = resolve_plan(model, self.recipe)
         self._listeners: list[Listener] = []
 
@@ -122,9 +123,13 @@ class PlanDocument:
         from qtstudio.core.encodings import encodings
 
         info = self.model.tensor(name)
-        if not info.quantizable:
-            return list(FLOAT_ENCODINGS)
-        return [e.name for e in encodings() if e.accepts_shape(tuple(info.shape))]
+        key = (tuple(info.shape), info.quantizable)
+        found = self._candidates.get(key)  # models repeat a handful of shapes many times
+        if found is None:
+            found = [e.name for e in encodings() if e.accepts_shape(key[0])] if key[1] \
+                else list(FLOAT_ENCODINGS)
+            self._candidates[key] = found
+        return list(found)
 
     def error(self, name: str) -> dict[str, float] | None:
         return self.measurements.error(name, self.plan.entry(name).encoding)

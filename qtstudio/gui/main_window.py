@@ -409,6 +409,12 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
     def selected_tensor_names(self) -> list[str]:
         """Tensors under the selected rows (a group row stands for everything below it)."""
         names: dict[str, None] = {}
+        if self.proxy.pattern == "":  # no filter: a group is simply everything below it
+            for idx in self.tree.selectionModel().selectedRows(0):
+                node = idx.data(NodeRole)
+                if node is not None:
+                    names.update((t.name, None) for t in node.iter_tensors())
+            return list(names)
         stack = list(reversed(self.tree.selectionModel().selectedRows(0)))
         while stack:  # through the proxy: a group stands for what the filter shows below it
             idx = stack.pop()
