@@ -197,7 +197,7 @@ def _compare_tensors(ref_path, our_path):
 
 @pytest.mark.parametrize("preset", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S",
                                     "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
-                                    "Q6_K"])
+                                    "Q6_K", "F16", "BF16", "F32"])
 def test_preset_equals_llama_quantize(f16_source, tmp_path, preset):
     ref_path, our_path = tmp_path / "ref.gguf", tmp_path / "ours.gguf"
     _llama_quantize(f16_source, ref_path, preset)
