@@ -338,32 +338,29 @@ static int pick_threads(int32_t requested, int64_t n, int64_t m, int64_t k) {
 static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_t i0, int64_t nb,
                                int64_t k, int group, int gemv, void **scratch, qt_mm_act *acts) {
     const size_t ng = (size_t)(k / QT_MM_GROUP), nq = (size_t)(k / 4);
-    const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 8 : 0);
+    const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 2 : 0);
     uint8_t *buf = malloc(per_row * (size_t)nb + 64);
     if (!buf) {
         return QT_ERR_NOMEM;
     }
     *scratch = buf;
-    /* Float and int arrays first (4-byte aligned), the int8 values last. */
+    /* 4-byte arrays first, then the 2-byte sums, the int8 values last. */
     float *da = (float *)(void *)buf;
     float *sa = da + ng * (size_t)nb;
     int32_t *gbias = (int32_t *)(void *)(sa + ng * (size_t)nb);
-    int32_t *lbias = gemv ? gbias + ng * (size_t)nb : NULL;
-    float *da4 = gemv ? (float *)(void *)(lbias + nq * (size_t)nb) : NULL;
-    int8_t *a = gemv ? (int8_t *)(void *)(da4 + nq * (size_t)nb)
+    int16_t *nsum4 = gemv ? (int16_t *)(void *)(gbias + ng * (size_t)nb) : NULL;
+    int8_t *a = gemv ? (int8_t *)(void *)(nsum4 + nq * (size_t)nb)
                      : (int8_t *)(void *)(gbias + ng * (size_t)nb);
     for (int64_t i = 0; i < nb; i++) {
         qt_mm_act *ac = &acts[i];
-        int32_t *lb = gemv ? lbias + (size_t)i * nq : NULL;
-        float *d4 = gemv ? da4 + (size_t)i * nq : NULL;
-        mt->quantize_act(x + (i0 + i) * k, k, group, a + (size_t)i * (size_t)k, da + (size_t)i * ng,
-                         sa + (size_t)i * ng, gbias + (size_t)i * ng, lb, d4);
+        int16_t *ns = gemv ? nsum4 + (size_t)i * nq : NULL;
+        mt->quantize_act(x + (i0 + i) * k, k, group, a + (size_t)i * (size_t)k,
+                         da + (size_t)i * ng, sa + (size_t)i * ng, gbias + (size_t)i * ng, ns);
         ac->a = a + (size_t)i * (size_t)k;
         ac->da = da + (size_t)i * ng;
         ac->sa = sa + (size_t)i * ng;
         ac->gbias = gbias + (size_t)i * ng;
-        ac->lbias = lb;
-        ac->da4 = d4;
+        ac->nsum4 = ns;
     }
     return QT_OK;
 }

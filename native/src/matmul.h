@@ -29,8 +29,9 @@ typedef struct qt_mm_act {
     const float *da;        /* [k/16] scale per group */
     const float *sa;        /* [k/16] da * sum(a) per group (for the weight minimums) */
     const int32_t *gbias;   /* [k/16] -128 * sum(a) per group (removes the weight offset) */
-    const int32_t *lbias;   /* [k/4] -128 * sum of each 4 values; GEMV only, else NULL */
-    const float *da4;       /* [k/4] da repeated per 4 values; GEMV only, else NULL */
+    const int16_t *nsum4;   /* [k/4] minus the sum of each 4 values; GEMV only, else NULL.
+                             * Kept at 2 bytes per 4 values so a whole row's activation data
+                             * stays in L1 while weight rows stream past. */
 } qt_mm_act;
 
 /* Decode n values (a whole number of blocks) starting at blocks into the unpacked layout:
@@ -38,10 +39,10 @@ typedef struct qt_mm_act {
 typedef void (*qt_mm_unpack_fn)(const void *blocks, int64_t n, uint8_t *u, float *s, float *m);
 
 /* Quantize k floats (k a multiple of group, 16 or 32) into an activation row with one scale per
- * group; da/sa/gbias stay per 16 values (equal da for both halves of a 32 group). lbias/da4
- * may be NULL. */
+ * group; da/sa/gbias stay per 16 values (equal da for both halves of a 32 group). nsum4 may
+ * be NULL. */
 typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int group, int8_t *a, float *da,
-                                      float *sa, int32_t *gbias, int32_t *lbias, float *da4);
+                                      float *sa, int32_t *gbias, int16_t *nsum4);
 
 /* Dot of an unpacked span (kc values) with activation values [k0, k0+kc). */
 typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, int has_min,
@@ -64,7 +65,7 @@ typedef void (*qt_mm_tile_f32_fn)(const float *tile_w, int64_t kc, const float *
                                   int64_t nrows, float *out);
 
 /* Fused GEMV dot: one whole weight row (k values, ggml blocks) with one activation row, without
- * the unpacked intermediate. Needs the GEMV activation arrays (lbias, da4). */
+ * the unpacked intermediate. Needs the GEMV activation array nsum4. */
 typedef float (*qt_mm_fdot_fn)(const void *row, const qt_mm_act *act, int64_t k);
 
 typedef struct qt_matmul_table {

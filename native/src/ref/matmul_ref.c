@@ -333,7 +333,7 @@ int qt_mm_scale_group(int32_t type_id) {
 /* --------------------------------------------------------------- scalar kernels */
 
 static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
-                         int32_t *gbias, int32_t *lbias, float *da4) {
+                         int32_t *gbias, int16_t *nsum4) {
     for (int64_t b = 0; b < k / group; b++) {
         const float *xb = x + b * group;
         float amax = 0.0f;
@@ -356,11 +356,10 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
             da[g] = d;
             sa[g] = d * (float)sum;
             gbias[g] = -128 * sum;
-            if (lbias) {
+            if (nsum4) {
                 for (int l = 0; l < 4; l++) {
-                    lbias[4 * g + l] =
-                        -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
-                    da4[4 * g + l] = d;
+                    nsum4[4 * g + l] =
+                        (int16_t)-(ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
                 }
             }
         }

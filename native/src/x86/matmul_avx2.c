@@ -30,7 +30,7 @@ ALWAYS_INLINE __m256i dot4(__m256i u, __m256i a) {
 static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_min,
                       const qt_mm_act *act, int64_t k0, int64_t kc) {
     const int8_t *a = act->a + k0;
-    const float *d4 = act->da4 + k0 / 4;
+    const float *da = act->da + k0 / 16;
     /* Lane l of a 32-value step is group l/4 of the two groups it covers. */
     const __m256i rep4 = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
     __m256 acc = _mm256_setzero_ps();
@@ -38,17 +38,16 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
     for (; j + 32 <= kc; j += 32) {
         const __m256i p = dot4(_mm256_loadu_si256((const __m256i *)(const void *)(u + j)),
                                _mm256_loadu_si256((const __m256i *)(const void *)(a + j)));
-        const __m256 sc = _mm256_permutevar8x32_ps(
-            _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(s + j / 16))))
-            , rep4);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(sc, _mm256_loadu_ps(d4 + j / 4)),
-                              acc);
+        const __m128 sd = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(s + j / 16)));
+        const __m128 dd = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)(da + j / 16)));
+        const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(sd, dd)), rep4);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
     }
     float total = hsum8(acc);
     for (; j < kc; j += QT_MM_GROUP) {
         int32_t d = 0;
         for (int t = 0; t < QT_MM_GROUP; t++) d += ((int32_t)u[j + t] - 128) * a[j + t];
-        total += (float)d * (s[j / 16] * d4[j / 4]);
+        total += (float)d * (s[j / 16] * da[j / 16]);
     }
     if (has_min) {
         const float *sa = act->sa + k0 / 16;

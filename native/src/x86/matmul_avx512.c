@@ -13,10 +13,23 @@ static inline int32_t load_i32(const void *p) {
     return v;
 }
 
+/* Per-lane correction for weights stored with an offset of 1 << shift: -offset times the sum
+ * of the lane's 4 activations (lane l covers values j + 4l .. j + 4l + 3). */
+static inline __m512i lane_bias(const qt_mm_act *act, int64_t j, int shift) {
+    const __m256i ns = _mm256_loadu_si256((const __m256i *)(const void *)(act->nsum4 + j / 4));
+    return _mm512_slli_epi32(_mm512_cvtepi16_epi32(ns), (unsigned)shift);
+}
+
+/* Per-lane activation scale: lane l holds da of group (j + 4l) / 16. */
+static inline __m512 lane_da(const qt_mm_act *act, int64_t j) {
+    const __m512i rep4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(act->da + j / 16)));
+}
+
 /* ---------------------------------------------------------------- activations */
 
 static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
-                         int32_t *gbias, int32_t *lbias, float *da4) {
+                         int32_t *gbias, int16_t *nsum4) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     const int per = group / QT_MM_GROUP;
     for (int64_t b = 0; b < k / group; b++) {
@@ -37,13 +50,13 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
             da[g] = d;
             sa[g] = d * (float)sum;
             gbias[g] = -128 * sum;
-            if (lbias) {
-                const int8_t *ag = a + g * QT_MM_GROUP;
-                for (int l = 0; l < 4; l++) {
-                    lbias[4 * g + l] =
-                        -128 * (ag[4 * l] + ag[4 * l + 1] + ag[4 * l + 2] + ag[4 * l + 3]);
-                    da4[4 * g + l] = d;
-                }
+            if (nsum4) {
+                /* sums of 4 consecutive values: 4-lane dot with ones, then narrowed */
+                const __m128i q8 = _mm512_cvtepi32_epi8(q);
+                const __m128i s4 = _mm_dpbusd_epi32(_mm_setzero_si128(), _mm_set1_epi8(1), q8);
+                _mm_storel_epi64((__m128i *)(void *)(nsum4 + 4 * g),
+                                 _mm_packs_epi32(_mm_sub_epi32(_mm_setzero_si128(), s4),
+                                                 _mm_setzero_si128()));
             }
         }
     }
@@ -54,31 +67,29 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
 static float dot_vnni(const uint8_t *u, const float *s, const float *m, int has_min,
                       const qt_mm_act *act, int64_t k0, int64_t kc) {
     const int8_t *a = act->a + k0;
-    const int32_t *lb = act->lbias + k0 / 4;
-    const float *d4 = act->da4 + k0 / 4;
     /* Lane l of a 64-value step covers values 4l..4l+3, i.e. group l/4. */
     const __m512i rep4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 128 <= kc; j += 128) {
-        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lb + j / 4),
+        const __m512i p0 = _mm512_dpbusd_epi32(lane_bias(act, k0 + j, 7),
                                                _mm512_loadu_si512(u + j), _mm512_loadu_si512(a + j));
-        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(lb + j / 4 + 16),
+        const __m512i p1 = _mm512_dpbusd_epi32(lane_bias(act, k0 + j + 64, 7),
                                                _mm512_loadu_si512(u + j + 64),
                                                _mm512_loadu_si512(a + j + 64));
         const __m512 s0 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(s + j / 16)));
         const __m512 s1 =
             _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(s + j / 16 + 4)));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(s0, _mm512_loadu_ps(d4 + j / 4)),
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(s0, lane_da(act, k0 + j)),
                                acc0);
         acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
-                               _mm512_mul_ps(s1, _mm512_loadu_ps(d4 + j / 4 + 16)), acc1);
+                               _mm512_mul_ps(s1, lane_da(act, k0 + j + 64)), acc1);
     }
     float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; j < kc; j += QT_MM_GROUP) {
         int32_t d = 0;
         for (int t = 0; t < QT_MM_GROUP; t++) d += ((int32_t)u[j + t] - 128) * a[j + t];
-        total += (float)d * (s[j / 16] * d4[j / 4]);
+        total += (float)d * (s[j / 16] * act->da[(k0 + j) / 16]);
     }
     if (has_min) {
         const float *sa = act->sa + k0 / 16;
@@ -280,8 +291,8 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
 
 /* ---------------------------------------------------------------- fused GEMV dots
  * Decode ggml blocks straight into registers: lane l of a 64-value step covers values
- * 4l..4l+3, so per-lane activation scales (da4) and offset corrections (lbias = -128 * the
- * lane's activation sum, shifted down for smaller offsets) line up without shuffles. */
+ * 4l..4l+3, so per-lane activation scales (lane_da) and offset corrections (lane_bias) line up
+ * with the integer sums without reordering the activations. */
 
 static inline float h2f(uint16_t h) {
     return _cvtsh_ss(h);
@@ -319,10 +330,10 @@ static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
             _mm_loadu_si128((const __m128i *)(const void *)x[(I) + 1].qs), 1);                 \
         __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q2), _mm256_srli_epi16(q2, 4), 1); \
         z = _mm512_shuffle_i64x2(_mm512_and_si512(z, mask), _mm512_and_si512(z, mask), 0xD8);  \
-        const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 4);     \
+        const __m512i bias = lane_bias(act, j, 3);     \
         const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));        \
         const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
-                                        _mm512_loadu_ps(act->da4 + j / 4));                    \
+                                        lane_da(act, j));                    \
         ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
     } while (0)
     for (; i + 4 <= nb; i += 4) {
@@ -359,10 +370,10 @@ static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
                 _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)x[I].qs)), \
                 _mm256_loadu_si256((const __m256i *)(const void *)x[(I) + 1].qs), 1),          \
             flip);                                                                             \
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,       \
+        const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,       \
                                               _mm512_loadu_si512(act->a + j));                 \
         const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
-                                        _mm512_loadu_ps(act->da4 + j / 4));                    \
+                                        lane_da(act, j));                    \
         ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
     } while (0)
     for (; i + 4 <= nb; i += 4) {
@@ -413,7 +424,7 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
             const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                   _mm512_loadu_si512(act->a + j));
             const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
-                                            _mm512_loadu_ps(act->da4 + j / 4));
+                                            lane_da(act, j));
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -448,16 +459,16 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
                                                _mm512_and_si512(_mm512_srlv_epi16(qh2, shr_b), top));
             /* stored values are q + 32 */
             const __m512i pa = _mm512_dpbusd_epi32(
-                _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 2), za,
+                lane_bias(act, j, 5), za,
                 _mm512_loadu_si512(act->a + j));
             const __m512i pb = _mm512_dpbusd_epi32(
-                _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4 + 16), 2), zb,
+                lane_bias(act, j + 64, 5), zb,
                 _mm512_loadu_si512(act->a + j + 64));
             const __m512 sa = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                            _mm512_loadu_ps(act->da4 + j / 4));
+                                            lane_da(act, j));
             pick = _mm512_add_epi32(pick, four);
             const __m512 sb = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                            _mm512_loadu_ps(act->da4 + j / 4 + 16));
+                                            lane_da(act, j + 64));
             pick = _mm512_add_epi32(pick, four);
             acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), sa, acc0);
             acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), sb, acc1);
@@ -499,7 +510,7 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
             const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                   _mm512_loadu_si512(act->a + j));
             const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
-                                            _mm512_loadu_ps(act->da4 + j / 4));
+                                            lane_da(act, j));
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -537,10 +548,10 @@ static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
                                           q5_bits_pair(x[i].qh, x[i + 1].qh));
         /* stored values are q + 16 */
-        const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 3);
+        const __m512i bias = lane_bias(act, j, 4);
         const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
         const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        _mm512_loadu_ps(act->da4 + j / 4));
+                                        lane_da(act, j));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
     }
     float total = _mm512_reduce_add_ps(acc);
@@ -569,7 +580,7 @@ static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
                                               nibble_pair(x[i].qs, x[i + 1].qs),
                                               _mm512_loadu_si512(act->a + j));
         const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        _mm512_loadu_ps(act->da4 + j / 4));
+                                        lane_da(act, j));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
         const float *sa = act->sa + j / 16;
         mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
@@ -616,10 +627,10 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
             const int64_t j = QK_K * i + 64 * c;
             const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(x[i].qs + 32 * c,
                                                                     x[i].qs + 32 * c + 16));
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,
+            const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
                                                   _mm512_loadu_si512(act->a + j));
             const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sv),
-                                            _mm512_loadu_ps(act->da4 + j / 4));
+                                            lane_da(act, j));
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -654,7 +665,7 @@ ALWAYS_INLINE float fdot_table4(const void *row, const qt_mm_act *act, int64_t k
         const int64_t j = 32 * i;
         const uint8_t *b0 = base + (size_t)i * bs, *b1 = b0 + bs;
         const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(b0 + qoff, b1 + qoff));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(act->lbias + j / 4), z,
+        const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
                                               _mm512_loadu_si512(act->a + j));
         __m512 d;
         if (mx) {
@@ -666,7 +677,7 @@ ALWAYS_INLINE float fdot_table4(const void *row, const qt_mm_act *act, int64_t k
             memcpy(&h1, b1, 2);
             d = two_scales(h0, h1);
         }
-        const __m512 sc = _mm512_mul_ps(d, _mm512_loadu_ps(act->da4 + j / 4));
+        const __m512 sc = _mm512_mul_ps(d, lane_da(act, j));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
     }
     total = _mm512_reduce_add_ps(acc);
@@ -713,7 +724,7 @@ static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                               _mm512_loadu_si512(act->a + j));
         const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        _mm512_loadu_ps(act->da4 + j / 4));
+                                        lane_da(act, j));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
         const float *sa = act->sa + j / 16;
         mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
@@ -759,7 +770,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
                 const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                       _mm512_loadu_si512(act->a + j));
                 const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                                 _mm512_loadu_ps(act->da4 + j / 4));
+                                                 lane_da(act, j));
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
                 pick = _mm512_add_epi32(pick, four);
             }
@@ -806,10 +817,10 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
                     _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three),
                     _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj + 1), one), 2));
                 const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
-                const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 5);
+                const __m512i bias = lane_bias(act, j, 2);
                 const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
                 const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                                 _mm512_loadu_ps(act->da4 + j / 4));
+                                                 lane_da(act, j));
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
                 pick = _mm512_add_epi32(pick, four);
             }
@@ -876,10 +887,10 @@ static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
                     _mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three)),
                     _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
                 /* stored values are trit + 1 */
-                const __m512i bias = _mm512_srai_epi32(_mm512_loadu_si512(act->lbias + j / 4), 7);
+                const __m512i bias = lane_bias(act, j, 0);
                 const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                                      _mm512_mul_ps(d, _mm512_loadu_ps(act->da4 + j / 4)), acc);
+                                      _mm512_mul_ps(d, lane_da(act, j)), acc);
             }
         }
     }
