@@ -24,7 +24,11 @@ from qtstudio.core.recipe import Recipe, Rule  # noqa: E402
 from qtstudio.export.gguf import export_gguf  # noqa: E402
 from qtstudio.export.imatrix import load_imatrix, save_imatrix_gguf, save_imatrix_legacy  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
-from tests.helpers.tiny_models import build_tiny_bert, build_tiny_llama  # noqa: E402
+from tests.helpers.tiny_models import (  # noqa: E402
+    build_tiny_bert,
+    build_tiny_llama,
+    use_sentencepiece_tokenizer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -143,6 +147,24 @@ def test_tokenizer_matches_hf(tiny_llama, tmp_path):
         ours = llm.tokenize(TEXT.encode(), add_bos=False)
         llm.close()
     assert ours == Tokenizer.from_file(str(tiny_llama / "tokenizer.json")).encode(TEXT).ids
+
+
+def test_sentencepiece_tokenizer_model(tmp_path):
+    spm = pytest.importorskip("sentencepiece")
+    folder = build_tiny_llama(tmp_path / "hf", seed=3)
+    proto = use_sentencepiece_tokenizer(folder)
+    out = tmp_path / "spm.gguf"
+    _export(folder, out, Recipe(preset="Q8_0"))
+    f = gguf.GGUFReader(out).fields
+    assert f["tokenizer.ggml.model"].contents() == "llama"
+    assert f["tokenizer.ggml.bos_token_id"].contents() == 1
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    with _quiet():
+        llm = llama_cpp.Llama(str(out), n_ctx=64, verbose=False, n_threads=2)
+        ours = llm.tokenize(TEXT.encode(), add_bos=False)
+        llm.eval(ours[:8])  # the model runs with this vocabulary
+        llm.close()
+    assert ours == sp.encode(TEXT)
 
 
 @pytest.fixture(scope="module")

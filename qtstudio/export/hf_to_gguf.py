@@ -276,7 +276,11 @@ def tokenizer_kv(folder: Path, arch: str, n_vocab: int | None) -> list[KVItem]:
         return items
     spm = folder / "tokenizer.model"
     if spm.is_file():
-        return _sentencepiece(spm, n_vocab) + _special_ids(folder, {}, [])
+        items = _sentencepiece(spm, n_vocab)
+        pieces = next(i.value for i in items if i.key == "tokenizer.ggml.tokens")
+        # special tokens named in tokenizer_config.json resolve against the pieces
+        doc = {"model": {"vocab": {p: i for i, p in enumerate(pieces)}}}
+        return items + _special_ids(folder, doc, [])
     raise ExportError(f"{folder}: no tokenizer.json or tokenizer.model; llama.cpp needs a "
                       "vocabulary in the file")
 
@@ -414,10 +418,18 @@ def _sentencepiece(path: Path, n_vocab: int | None) -> list[KVItem]:
             types.append(TokenType.BYTE)
         else:
             types.append(TokenType.NORMAL)
-    return [KVItem("tokenizer.ggml.model", "llama", VT.STRING),
-            KVItem("tokenizer.ggml.tokens", texts, VT.ARRAY, VT.STRING),
-            KVItem("tokenizer.ggml.scores", np.asarray(scores, np.float32), VT.ARRAY, VT.FLOAT32),
-            KVItem("tokenizer.ggml.token_type", np.asarray(types, np.int32), VT.ARRAY, VT.INT32)]
+    items = [KVItem("tokenizer.ggml.model", "llama", VT.STRING),
+             KVItem("tokenizer.ggml.tokens", texts, VT.ARRAY, VT.STRING),
+             KVItem("tokenizer.ggml.scores", np.asarray(scores, np.float32), VT.ARRAY,
+                    VT.FLOAT32),
+             KVItem("tokenizer.ggml.token_type", np.asarray(types, np.int32), VT.ARRAY,
+                    VT.INT32)]
+    # the model's own special ids; tokenizer_config.json, when present, may refine them
+    for key, tid in (("bos", sp.bos_id()), ("eos", sp.eos_id()), ("unknown", sp.unk_id()),
+                     ("padding", sp.pad_id())):
+        if 0 <= tid < size:
+            items.append(KVItem(f"tokenizer.ggml.{key}_token_id", int(tid), VT.UINT32))
+    return items
 
 
 _SPECIAL_KEYS = {

@@ -137,3 +137,23 @@ def build_tiny_bert(folder: str | Path, *, seed: int = 0, hidden: int = 256, lay
         "mask_token": "[MASK]", "do_lower_case": True, "model_max_length": 128,
         "tokenizer_class": "BertTokenizerFast"})
     return folder
+
+
+def use_sentencepiece_tokenizer(folder: str | Path, vocab_size: int = 310) -> bytes:
+    """Replace a folder's tokenizer.json by a SentencePiece tokenizer.model (BPE with byte
+    fallback, as Llama 2 and Mistral ship); returns the model bytes."""
+    import io
+
+    import sentencepiece as spm
+
+    folder = Path(folder)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_writer=buf, vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, minloglevel=2)
+    (folder / "tokenizer.json").unlink(missing_ok=True)
+    (folder / "tokenizer.model").write_bytes(buf.getvalue())
+    _save_json(folder / "tokenizer_config.json", {"bos_token": "<s>", "eos_token": "</s>",
+                                                  "unk_token": "<unk>", "add_bos_token": True})
+    return buf.getvalue()
