@@ -98,3 +98,28 @@ def test_format_nnef_dispatches(llama_dir, tmp_path, capsys, monkeypatch):
     assert main(["export", str(llama_dir), "--format", "nnef", "--preset", "Q4_0", "-o",
                  str(tmp_path / "n")]) == 0
     assert seen["args"].output == str(tmp_path / "n")
+
+
+def test_ctrl_c_stops_and_leaves_no_file(llama_dir, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from qtstudio.formats.gguf_writer import GGUFStreamWriter
+
+    calls = {"n": 0}
+    real = GGUFStreamWriter.write_piece
+
+    def write_then_interrupt(self, piece):
+        real(self, piece)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the user presses Ctrl-C while tensors are being written
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(GGUFStreamWriter, "write_piece", write_then_interrupt)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rc = main(["export", str(llama_dir), "--preset", "Q4_K_M", "-o", str(out_dir / "m.gguf")])
+    assert rc == 130
+    assert "no output file was written" in capsys.readouterr().err
+    assert list(out_dir.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
