@@ -226,3 +226,40 @@ def test_non_finite_weights_fail_cleanly(tmp_path):
     with pytest.raises(ExportError, match=r"w\.weight.*row 2, column 5"):
         _export(folder / "model.safetensors", tmp_path / "o.gguf", None, rules=[r".*=Q8_0"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan"]
+
+
+def test_disk_full_mid_export_is_clear_and_clean(llama_dir, tmp_path, monkeypatch):
+    import errno
+
+    calls = {"n": 0}
+    real = GGUFStreamWriter.write_piece
+
+    def fill_disk(self, piece):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, piece)
+
+    monkeypatch.setattr(GGUFStreamWriter, "write_piece", fill_disk)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ExportError, match="not enough disk space to write"):
+        _export(llama_dir, out / "m.gguf", "Q8_0")
+    assert list(out.iterdir()) == []
+
+
+def test_llama_without_tokenizer_or_config_keys(llama_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "notok"
+    shutil.copytree(llama_dir, folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ExportError, match=r"no tokenizer\.json or tokenizer\.model"):
+        _export(folder, tmp_path / "o.gguf", "F16")
+    cfg = json.loads((llama_dir / "config.json").read_text())
+    del cfg["num_attention_heads"]
+    shutil.copy(llama_dir / "tokenizer.json", folder / "tokenizer.json")
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match=r"config\.json: missing 'num_attention_heads'"):
+        _export(folder, tmp_path / "o.gguf", "F16")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notok"]

@@ -204,7 +204,7 @@ def map_tensor_names(arch: str, tensor_names: list[str], n_blocks: int, config: 
         seen[g] = hf
     transforms: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     if arch == "llama":
-        n_head = int(config["num_attention_heads"])
+        n_head = int(_need(config, "num_attention_heads", folder))
         n_head_kv = int(config.get("num_key_value_heads") or n_head)
         for g in seen:
             if g.endswith(("attn_q.weight", "attn_q.bias")):
