@@ -161,6 +161,7 @@ def run_in_process(spec: JobSpec, cancel: CancelToken) -> Generator[Progress, No
             try:
                 kind, value = parent.recv()
             except EOFError:
+                proc.join(5)  # the pipe closes a moment before the exit status is known
                 raise JobError(f"the {spec.target} worker process exited unexpectedly "
                                f"(exit code {proc.exitcode})") from None
             if kind == "progress":

@@ -46,6 +46,7 @@ class SummaryPanel(QWidget):
         self.fallbacks.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.fallbacks.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.fallbacks.verticalHeader().setVisible(False)
+        self.fallbacks.verticalHeader().setDefaultSectionSize(22)
         hh = self.fallbacks.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
