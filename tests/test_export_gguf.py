@@ -263,3 +263,17 @@ def test_llama_without_tokenizer_or_config_keys(llama_dir, tmp_path):
     with pytest.raises(ExportError, match=r"config\.json: missing 'num_attention_heads'"):
         _export(folder, tmp_path / "o.gguf", "F16")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notok"]
+
+
+def test_bf16_checkpoint_values_are_exact(tmp_path):
+    import torch
+    from safetensors.torch import load_file as load_torch
+
+    folder = build_tiny_llama(tmp_path / "bf16", dtype="bfloat16", layers=1)
+    out = tmp_path / "f32.gguf"
+    _export(folder, out, "F32")
+    weights = load_torch(folder / "model.safetensors")
+    assert weights["model.layers.0.mlp.up_proj.weight"].dtype == torch.bfloat16
+    t = {x.name: np.asarray(x.data) for x in gguf.GGUFReader(out).tensors}
+    np.testing.assert_array_equal(t["blk.0.ffn_up.weight"],
+                                  weights["model.layers.0.mlp.up_proj.weight"].float().numpy())

@@ -101,9 +101,10 @@ def tiny_llama(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("llama") / "hf")
 
 
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "llama-tied"])
 def test_f32_logits_match_transformers(tmp_path, model_type):
-    folder = build_tiny_llama(tmp_path / "hf", model_type=model_type, seed=1)
+    folder = build_tiny_llama(tmp_path / "hf", model_type=model_type.split("-")[0], seed=1,
+                              tie_embeddings=model_type.endswith("tied"))
     out = tmp_path / "f32.gguf"
     _export(folder, out, Recipe(preset="F32"))
     got = _llama_logits(out, TOKENS)

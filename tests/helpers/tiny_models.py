@@ -41,7 +41,7 @@ def build_bpe_tokenizer(vocab_size: int = 320):
 def build_tiny_llama(folder: str | Path, *, seed: int = 0, hidden: int = 256, layers: int = 2,
                      heads: int = 4, kv_heads: int = 2, intermediate: int = 512,
                      model_type: str = "llama", tie_embeddings: bool = False,
-                     init_range: float = 0.08) -> Path:
+                     init_range: float = 0.08, dtype: str = "float32") -> Path:
     """A llama (or mistral / qwen2) folder with random weights; returns the folder."""
     import torch
     import transformers
@@ -75,7 +75,7 @@ def build_tiny_llama(folder: str | Path, *, seed: int = 0, hidden: int = 256, la
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             elif name.endswith("bias"):
                 p.copy_(0.05 * torch.randn_like(p))
-    model.save_pretrained(folder, safe_serialization=True)
+    model.to(getattr(torch, dtype)).save_pretrained(folder, safe_serialization=True)
     tok.save(str(folder / "tokenizer.json"))
     _save_json(folder / "tokenizer_config.json", {
         "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": False,
