@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,9 +74,6 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._refguard.setInterval(200)
         self._refguard.timeout.connect(refguard.top_up)
         self._refguard.start()
-        # A job thread running Python would otherwise keep the GIL for 5 ms at a time; 1 ms
-        # hands it back to the event loop sooner, which keeps the window responsive.
-        sys.setswitchinterval(0.001)
         from .process_job import warm_up
 
         warm_up()
