@@ -231,6 +231,30 @@ def test_preset_equals_llama_quantize(f16_source, tmp_path, preset):
     assert [t.name for t in ours.tensors] == [t.name for t in gguf.GGUFReader(f16_source).tensors]
 
 
+def test_tensor_type_rules_equal_llama_quantize(f16_source, tmp_path):
+    """Our rules and llama-quantize --tensor-type on the same lines give the same file."""
+    lines = ["ffn_up=iq4_xs", "attn_output=q5_0", r"blk\.[0-3]\.ffn_gate=q8_0",
+             "attn_k=iq4_nl", "ffn_gate=tq2_0", "ffn_down=q3_k"]
+    ref_path, our_path = tmp_path / "ref.gguf", tmp_path / "ours.gguf"
+    _export(f16_source, our_path, Recipe.from_tensor_type_lines(lines, preset="Q4_K_M"))
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = PRESETS["Q4_K_M"].ftype
+    params.nthread = 2
+    arr = (llama_cpp.llama_model_tensor_override * (len(lines) + 1))()
+    for i, line in enumerate(lines):
+        pattern, type_name = line.split("=")
+        arr[i].pattern = pattern.encode()
+        arr[i].type = int(gguf.GGMLQuantizationType[type_name.upper()])
+    arr[len(lines)].pattern = None
+    params.tt_overrides = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
+    with _quiet():
+        assert llama_cpp.llama_model_quantize(str(f16_source).encode(), str(ref_path).encode(),
+                                              ctypes.byref(params)) == 0
+    _, ours = _compare_tensors(ref_path, our_path)
+    kinds = {t.tensor_type.name for t in ours.tensors}
+    assert {"IQ4_XS", "IQ4_NL", "TQ2_0", "Q8_0", "Q5_0"} <= kinds
+
+
 def _calibration(src):
     rng = np.random.default_rng(7)
     sums = {}
