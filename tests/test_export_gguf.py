@@ -277,3 +277,32 @@ def test_bf16_checkpoint_values_are_exact(tmp_path):
     t = {x.name: np.asarray(x.data) for x in gguf.GGUFReader(out).tensors}
     np.testing.assert_array_equal(t["blk.0.ffn_up.weight"],
                                   weights["model.layers.0.mlp.up_proj.weight"].float().numpy())
+
+
+def test_expert_tensors_take_their_own_importance_vectors(tmp_path):
+    import qtstudio
+
+    rng = np.random.default_rng(5)
+    experts = rng.standard_normal((3, 8, 256)).astype(np.float32)
+    src = tmp_path / "moe.gguf"
+    with open(src, "wb") as f:
+        w = GGUFStreamWriter(f)
+        w.add_kv("general.architecture", "llama")
+        w.add_tensor_info("blk.0.ffn_up_exps.weight", experts.shape, "F32")
+        w.write_header()
+        w.write_tensor_data("blk.0.ffn_up_exps.weight", experts)
+        w.finish()
+    weights = rng.random((3, 256)).astype(np.float32) ** 4 * 30
+    im_path = tmp_path / "im.gguf"
+    save_imatrix_gguf(im_path, {"blk.0.ffn_up_exps.weight": weights},
+                      {"blk.0.ffn_up_exps.weight": np.ones(3, np.float32)}, datasets=["d"],
+                      chunk_count=1, chunk_size=1)
+    out = tmp_path / "q.gguf"
+    _export(src, out, None, rules=["ffn_up_exps=Q4_K"], imatrix=load_imatrix(im_path),
+            chunk_bytes=5 * 256 * 4)  # chunks of 5 rows: some would straddle two experts
+    data = np.asarray(gguf.GGUFReader(out).tensors[0].data).reshape(3, -1)
+    for m in range(3):
+        expect = qtstudio.quantize(experts[m], "Q4_K", imatrix=weights[m]).data.reshape(-1)
+        np.testing.assert_array_equal(data[m], expect)
+    assert not np.array_equal(
+        data[1], qtstudio.quantize(experts[1], "Q4_K", imatrix=weights[0]).data.reshape(-1))

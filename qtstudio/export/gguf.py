@@ -316,17 +316,23 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
         return
     n = item.shape[-1]
     rows_total = int(np.prod(item.shape[:-1], dtype=np.int64)) if len(item.shape) > 1 else 1
+    # 3-D tensors (stacked experts) carry one importance vector per matrix, end to end
+    n_mat = item.shape[0] if len(item.shape) == 3 else 1
+    rows_per_mat = rows_total // n_mat
     weights = None
     if imatrix is not None and enc.uses_imatrix:
-        weights = imatrix.weights_for(item.out_name, n)
+        weights = imatrix.weights_for(item.out_name, n * n_mat)
         if weights is None:
-            weights = imatrix.weights_for(e.name, n)
+            weights = imatrix.weights_for(e.name, n * n_mat)
     raw, rows_of = _float_rows(model, item)
     step = max(1, chunk_bytes // max(1, n * 4))
     info_bytes = model.tensor(e.name).nbytes
-    for r0 in range(0, rows_total, step):
+    # chunks never straddle two matrices, so each takes its own matrix's weights
+    spans = [(r0, min(r0 + step, (m + 1) * rows_per_mat), m) for m in range(n_mat)
+             for r0 in range(m * rows_per_mat, (m + 1) * rows_per_mat, step)]
+    for r0, r1, m in spans:
         cancel.check()
-        r1 = min(rows_total, r0 + step)
+        w_m = None if weights is None else weights[m * n:(m + 1) * n]
         x = np.ascontiguousarray(rows_of(r0, r1), dtype=np.float32)
         if enc.name == "F32":
             w.write_piece(x.astype("<f4", copy=False))
@@ -336,7 +342,7 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
                 r, c = np.argwhere(bad)[0]
                 raise ExportError(f"tensor {e.name}: non-finite value at row {r0 + r}, column "
                                   f"{c}; it cannot be encoded as {enc.name}")
-            w.write_piece(enc.quantize_rows(x, imatrix=weights, threads=threads))
+            w.write_piece(enc.quantize_rows(x, imatrix=w_m, threads=threads))
         if rows_total > step:
             yield Progress("export", e.name, index, total, done + info_bytes * r1 // rows_total,
                            bytes_total, time.perf_counter() - start, f"rows {r1}/{rows_total}")
