@@ -185,14 +185,21 @@ def _add_common_kv(w: GGUFStreamWriter, file_type: int,
     w.add_kv("general.quantization_version", QUANTIZATION_VERSION, GGUFValueType.UINT32)
     w.add_kv("general.file_type", file_type, GGUFValueType.UINT32)
     if imatrix is not None:
-        # the keys llama-quantize writes when it was given an importance matrix
+        # the keys llama-quantize's tool writes (as overrides: strings cut to 127 bytes,
+        # integers stored as u32)
         if imatrix.path is not None:
-            w.add_kv("quantize.imatrix.file", str(imatrix.path), GGUFValueType.STRING)
+            w.add_kv("quantize.imatrix.file", _cut(str(imatrix.path)), GGUFValueType.STRING)
         if imatrix.datasets:
-            w.add_kv("quantize.imatrix.dataset", imatrix.datasets[0], GGUFValueType.STRING)
-        w.add_kv("quantize.imatrix.entries_count", len(imatrix), GGUFValueType.INT32)
-        w.add_kv("quantize.imatrix.chunks_count", int(imatrix.chunk_count), GGUFValueType.INT32)
+            w.add_kv("quantize.imatrix.dataset", _cut(imatrix.datasets[0]),
+                     GGUFValueType.STRING)
+        w.add_kv("quantize.imatrix.entries_count", len(imatrix), GGUFValueType.UINT32)
+        if imatrix.chunk_count > 0:
+            w.add_kv("quantize.imatrix.chunks_count", int(imatrix.chunk_count),
+                     GGUFValueType.UINT32)
 
+
+def _cut(text: str, limit: int = 127) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
 
 def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[[int, int],
                                                                            np.ndarray]]:
