@@ -14,7 +14,7 @@
 
 #define MM_MAX_THREADS 256
 #define MM_GEMM_MIN_ROWS 4     /* below this many activation rows the GEMV loop wins */
-#define MM_KC_Q 1024           /* values per quantized tile chunk: 16 KiB of weights */
+#define MM_KC_Q 512            /* values per quantized tile chunk: 8 KiB of unpacked weights */
 #define MM_KC_F 512            /* values per float tile chunk: 32 KiB of weights */
 #define MM_KC_GEMV 2048        /* values per decoded GEMV span */
 #define MM_NBLOCK 1024         /* activation rows quantized per pass (bounds scratch memory) */
@@ -141,29 +141,34 @@ static void interleave_q(const uint8_t *rows_u, const float *rows_s, const float
     }
 }
 
+/* Chunks of k are the outer loop: one chunk of every activation row (n x MM_KC_Q bytes plus
+ * scales) stays in L2 while all of this thread's weight tiles pass over it; partial sums wait
+ * in a per-thread buffer [tile][n][16]. */
 static void gemm_fast(mm_job *j) {
     const int64_t kcap = j->k < MM_KC_Q ? j->k : MM_KC_Q;
     const int64_t ng = kcap / QT_MM_GROUP;
     const size_t T = QT_MM_TILE_ROWS;
+    const int64_t ntiles = (j->row_end - j->row_begin + QT_MM_TILE_ROWS - 1) / QT_MM_TILE_ROWS;
     uint8_t *rows_u = malloc(T * (size_t)kcap);
     uint8_t *tu = aligned_alloc(64, T * (size_t)kcap);
-    float *fl = aligned_alloc(64, sizeof(float) * (4 * T * (size_t)ng + T * (size_t)j->n));
-    if (!rows_u || !tu || !fl) {
+    float *fl = aligned_alloc(64, sizeof(float) * 4 * T * (size_t)ng);
+    float *acc = calloc((size_t)ntiles * T * (size_t)j->n, sizeof(float));
+    if (!rows_u || !tu || !fl || !acc) {
         free(rows_u);
         free(tu);
         free(fl);
+        free(acc);
         j->status = QT_ERR_NOMEM;
         return;
     }
     float *rows_s = fl, *rows_m = fl + T * ng, *ts = fl + 2 * T * ng, *tm = fl + 3 * T * ng;
-    float *out = fl + 4 * T * ng;
     const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
-    for (int64_t r0 = j->row_begin; r0 < j->row_end; r0 += QT_MM_TILE_ROWS) {
-        const int64_t nr = j->row_end - r0 < QT_MM_TILE_ROWS ? j->row_end - r0 : QT_MM_TILE_ROWS;
-        memset(out, 0, sizeof(float) * T * (size_t)j->n);
-        for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_Q) {
-            const int64_t kc = j->k - k0 < MM_KC_Q ? j->k - k0 : MM_KC_Q;
-            const int64_t g = kc / QT_MM_GROUP;
+    for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_Q) {
+        const int64_t kc = j->k - k0 < MM_KC_Q ? j->k - k0 : MM_KC_Q;
+        const int64_t g = kc / QT_MM_GROUP;
+        for (int64_t t = 0; t < ntiles; t++) {
+            const int64_t r0 = j->row_begin + t * QT_MM_TILE_ROWS;
+            const int64_t nr = j->row_end - r0 < QT_MM_TILE_ROWS ? j->row_end - r0 : QT_MM_TILE_ROWS;
             for (int64_t r = 0; r < QT_MM_TILE_ROWS; r++) {
                 if (r < nr) {
                     unpack(span_ptr(j, r0 + r, k0), kc, rows_u + r * kc, rows_s + r * g,
@@ -176,8 +181,14 @@ static void gemm_fast(mm_job *j) {
                 }
             }
             interleave_q(rows_u, rows_s, rows_m, kc, tu, ts, tm);
-            j->mt->tile(tu, ts, tm, j->has_min, j->pair, kc, j->acts, j->n, k0, out);
+            j->mt->tile(tu, ts, tm, j->has_min, j->pair, kc, j->acts, j->n, k0,
+                        acc + (size_t)t * T * (size_t)j->n);
         }
+    }
+    for (int64_t t = 0; t < ntiles; t++) {
+        const int64_t r0 = j->row_begin + t * QT_MM_TILE_ROWS;
+        const int64_t nr = j->row_end - r0 < QT_MM_TILE_ROWS ? j->row_end - r0 : QT_MM_TILE_ROWS;
+        const float *out = acc + (size_t)t * T * (size_t)j->n;
         for (int64_t i = 0; i < j->n; i++) {
             memcpy(j->y + i * j->m + r0, out + i * T, sizeof(float) * (size_t)nr);
         }
@@ -185,6 +196,7 @@ static void gemm_fast(mm_job *j) {
     free(rows_u);
     free(tu);
     free(fl);
+    free(acc);
 }
 
 /* ---------------------------------------------------------------- exact path */
