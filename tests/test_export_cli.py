@@ -123,3 +123,10 @@ def test_ctrl_c_stops_and_leaves_no_file(llama_dir, tmp_path, capsys, monkeypatc
     assert "no output file was written" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_nnef_only_options_are_refused_for_gguf(llama_dir, tmp_path, capsys):
+    assert main(["export", str(llama_dir), "--preset", "Q8_0", "--verify", "-o",
+                 str(tmp_path / "x.gguf")]) == 2
+    assert "--verify: only for --format nnef" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -74,6 +74,12 @@ def _run_gguf(args: argparse.Namespace) -> int:
         raise ValueError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
+    nnef_only = [flag for flag, used in (
+        ("--calibration", getattr(args, "calibration", "minmax") != "minmax"),
+        ("--verify", getattr(args, "verify", False)),
+        ("--seq-len", getattr(args, "seq_len", 8) != 8)) if used]
+    if nnef_only:
+        raise ValueError(f"{', '.join(nnef_only)}: only for --format nnef")
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
