@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -263,36 +262,3 @@ def block_grid(w: np.ndarray, encoding: str) -> BlockGrid | None:
                 step = d
     return BlockGrid(row, col, size, used, levels, step)
 
-
-# ---- NNEF export of the demo model ---------------------------------------------------------------
-def is_demo_model(model: Any) -> bool:
-    """NNEF export traces a torch module, and the demo is the model the app can rebuild as one."""
-    from qtstudio.core import demo
-
-    try:
-        return Path(model.path).resolve() == demo.demo_model_path().resolve()
-    except FileNotFoundError:
-        return False
-
-
-def demo_nnef_job(model: Any, plan: Any, out: Path, *, cancel: CancelToken | None = None,
-                  ) -> Generator[Progress, None, Any]:
-    """Export the demo MLP to NNEF with each layer in its planned encoding."""
-    import torch
-    from torch import nn
-
-    from qtstudio.core import demo
-    from qtstudio.export.nnef import export_nnef_job
-
-    if not is_demo_model(model):
-        raise ValueError(f"{model.path}: NNEF export needs a model the app can rebuild in torch; "
-                         "only the demo model is supported")
-    cfg = demo.demo_config()
-    module = demo.build_module()
-    linear = [str(i) for i, m in enumerate(module) if isinstance(m, nn.Linear)]
-    mapping: dict[str, str] = {}
-    for idx, prefix in zip(linear, cfg["tensor_prefixes"], strict=True):
-        for kind in ("weight", "bias"):
-            mapping[f"{idx}.{kind}"] = plan.entry(f"{prefix}.{kind}").encoding
-    example = [torch.zeros(1, int(cfg["layers"][0]))]
-    return (yield from export_nnef_job(module, mapping, example, out, cancel=cancel))

@@ -61,6 +61,8 @@ class PlanDocument:
         self.recipe_path = recipe_path
         self.measurements = Measurements()
         self.last_report: Any = None
+        #: the last optimizer run (an OptimizeSummary), shown while the plan is its answer
+        self.optimize_summary: Any = None
         self._candidates: dict[tuple[tuple[int, ...], bool], list[str]] = {}
         self.plan: Plan = resolve_plan(model, self.recipe)
         self._listeners: list[Listener] = []

@@ -1,4 +1,5 @@
-"""The export dialog: GGUF for any model, NNEF (tract) for models the app can rebuild in torch.
+"""The export dialog: GGUF for any model, NNEF (tract) for models the app can rebuild in torch
+(the demo and Hugging Face folders; the NNEF entry is disabled, with the reason, for the rest).
 
 The writing itself is a job from qtstudio.export, run in the window's worker so progress, cancel
 and errors behave as for quantizing.
@@ -23,8 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .analysis import is_demo_model
 from .document import PlanDocument
+from .nnef_support import nnef_problem
 
 GGUF = "GGUF (llama.cpp)"
 NNEF = "NNEF (tract)"
@@ -39,8 +40,18 @@ class ExportDialog(QDialog):
         self._doc = doc
         self.format = QComboBox(objectName="exportFormat")
         self.format.addItem(GGUF)
-        if is_demo_model(doc.model):
-            self.format.addItem(NNEF)
+        self.format.addItem(NNEF)
+        #: why NNEF cannot be written for this model (None: it can)
+        self.nnef_problem = nnef_problem(doc.model.path)
+        self.nnef_note = QLabel("", objectName="nnefNote")
+        self.nnef_note.setWordWrap(True)
+        if self.nnef_problem:
+            item = self.format.model().item(1)  # a QStandardItemModel behind the combo
+            item.setEnabled(False)
+            item.setToolTip(self.nnef_problem)
+            self.nnef_note.setText(f"NNEF unavailable: {self.nnef_problem}")
+        else:
+            self.nnef_note.hide()
         self.path = QLineEdit(objectName="exportPath")
         browse = QPushButton("Browse…", objectName="exportBrowse")
         browse.clicked.connect(self.browse)
@@ -67,8 +78,9 @@ class ExportDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(info)
+        lay.addWidget(self.nnef_note)
         lay.addWidget(buttons)
-        self.resize(620, 180)
+        self.resize(620, 200)
 
     def _format_changed(self, fmt: str) -> None:
         p = Path(self.path.text())
@@ -92,12 +104,17 @@ class ExportDialog(QDialog):
         from .process_job import process_factory
 
         doc = self._doc
+        imatrix = getattr(self._window, "imatrix", None)
         if self.format.currentText() == NNEF:
-            factory = process_factory("qtstudio.gui.analysis:demo_nnef_job", doc.model.path,
-                                      doc.plan, out)
+            if self.nnef_problem:  # the entry is disabled; this guards programmatic use
+                self._window.show_error("NNEF export unavailable", self.nnef_problem)
+                return
+            factory = process_factory("qtstudio.gui.nnef_support:checkpoint_nnef_job",
+                                      doc.model.path, doc.recipe, out,
+                                      has_imatrix=imatrix is not None)
         else:
             factory = process_factory("qtstudio.export.gguf:export_gguf_job", doc.model.path,
-                                      doc.plan, out)
+                                      doc.plan, out, imatrix=imatrix)
 
         if self._window.start_job("Export", factory, self._done) is not None:
             self.accept()

@@ -58,6 +58,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.worker: JobWorker | None = None
         self.last_error: str | None = None
         self.error_dialog: QMessageBox | None = None
+        #: importance matrix for quantize, optimize and GGUF export (File ▸ Load importance matrix)
+        self.imatrix: Any = None
         self._is_demo = False
         self._then_evaluate = False
 
@@ -149,6 +151,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.cancel_btn = QPushButton("Cancel", objectName="cancelButton")
         self.cancel_btn.clicked.connect(self.cancel_job)
         self.plan_label = QLabel("", objectName="planLabel")
+        self.imatrix_label = QLabel("", objectName="imatrixLabel")
+        self.imatrix_label.hide()
+        sb.addPermanentWidget(self.imatrix_label)
         sb.addPermanentWidget(self.plan_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
@@ -186,6 +191,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_save_recipe = a("&Save recipe", self.save_recipe, K.Save,
                                  "Save the recipe as JSON", "actSaveRecipe")
         self.act_save_recipe_as = a("Save recipe &as…", self.save_recipe_as, K.SaveAs)
+        self.act_load_imatrix = a("Load &importance matrix…", self.load_imatrix_dialog, None,
+                                  "A llama.cpp imatrix (.gguf or .dat) for quantize, optimize "
+                                  "and GGUF export", "actLoadImatrix")
         self.act_export = a("&Export…", self.export_dialog, "Ctrl+Shift+E",
                             "Write the quantized model as GGUF or NNEF", "actExport")
         self.act_quit = a("&Quit", self.close, K.Quit)
@@ -208,6 +216,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                            "Time each selected layer (all when nothing is selected)")
         self.act_whatif = a("&What-if for selection", self.run_whatif, "Ctrl+W",
                             "Error of every candidate encoding for the selected tensors")
+        self.act_optimize = a("&Optimize…", self.optimize_dialog, "Ctrl+Shift+T",
+                              "Choose each tensor's encoding for the least error within a "
+                              "target size", "actOptimize")
         self.act_eval = a("E&valuate demo accuracy", self.run_evaluate, "Ctrl+Shift+V",
                           "Accuracy of the demo model before and after quantization")
         self.act_cancel = a("&Cancel job", self.cancel_job, "Esc")
@@ -232,6 +243,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         m.addSeparator()
         m.addActions([self.act_open_recipe, self.act_save_recipe, self.act_save_recipe_as])
         m.addSeparator()
+        m.addAction(self.act_load_imatrix)
+        m.addSeparator()
         m.addAction(self.act_export)
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -249,7 +262,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._fill_presets()
 
         m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_bench, self.act_whatif, self.act_eval])
+        m.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
+                      self.act_eval])
         m.addSeparator()
         m.addAction(self.act_cancel)
 
@@ -268,7 +282,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         tb.addSeparator()
         tb.addActions([self.act_undo, self.act_redo])
         tb.addSeparator()
-        tb.addActions([self.act_quantize, self.act_bench, self.act_whatif, self.act_export])
+        tb.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
+                       self.act_export])
 
     # ================================================================ opening ===============
     def open_dialog(self) -> None:
@@ -596,7 +611,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                     self.act_assign, self.act_clear, self.act_add_rule, self.act_import_lines,
                     self.act_copy_lines):
             act.setEnabled(has)
-        for act in (self.act_quantize, self.act_bench, self.act_whatif, self.act_export):
+        for act in (self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
+                    self.act_export):
             act.setEnabled(has and not busy)
         self.act_eval.setEnabled(has and not busy and self._is_demo)
         self.act_open.setEnabled(not busy)

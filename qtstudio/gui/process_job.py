@@ -101,7 +101,8 @@ def _child(conn, spec: JobSpec) -> None:
         conn.close()
 
 
-_PRELOAD = ["qtstudio.gui.process_job", "qtstudio.jobs.quantize", "qtstudio.formats",
+_PRELOAD = ["qtstudio.gui.process_job", "qtstudio.jobs.quantize", "qtstudio.jobs.optimize",
+            "qtstudio.formats",
             "qtstudio.gui.analysis"]
 
 

@@ -31,7 +31,7 @@ class SummaryPanel(QWidget):
                            ("before", "Size before"), ("after", "Size after"),
                            ("ratio", "Compression"), ("bpw", "Average bpw"),
                            ("memory", "Memory estimate"), ("encodings", "Encodings"),
-                           ("fallbacks", "Fallbacks")):
+                           ("fallbacks", "Fallbacks"), ("optimizer", "Optimizer")):
             lab = QLabel("–", objectName=f"summary_{key}")
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setWordWrap(True)
@@ -94,6 +94,15 @@ class SummaryPanel(QWidget):
             counts[e.encoding] = counts.get(e.encoding, 0) + 1
         self.labels["encodings"].setText(
             ", ".join(f"{k} × {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        opt = doc.optimize_summary
+        if opt is None:
+            self.labels["optimizer"].setText("not run (Run ▸ Optimize…)")
+        elif opt.applied_to(doc.recipe):
+            self.labels["optimizer"].setText(opt.summary_text())
+        else:
+            self.labels["optimizer"].setText(
+                f"the plan is no longer the last run's answer (undone or edited; it reached "
+                f"{opt.avg_bpw:.3f} bpw for a {opt.target_bpw:.3f} bpw target)")
         fb = list(plan.fallbacks)
         self.labels["fallbacks"].setText(
             f"{len(fb)} tensor(s)" if fb else "none: every tensor got what it asked for")

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog
 
 RECIPE_FILTER = "Recipes (*.json);;All files (*)"
+IMATRIX_FILTER = "Importance matrices (*.gguf *.dat);;All files (*)"
 MAX_RECENT = 10
 
 
@@ -64,6 +65,31 @@ class FilesMixin:
                     self.open_model(path)
                 event.acceptProposedAction()
                 return
+
+    # ================================================================ importance matrix =====
+    def load_imatrix_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load importance matrix", self._last_dir(),
+                                              IMATRIX_FILTER)
+        if path:
+            self.load_imatrix(path)
+
+    def load_imatrix(self, path: str | Path) -> bool:
+        """Read a llama.cpp importance matrix; quantize, optimize and GGUF export use it."""
+        from qtstudio.export.imatrix import load_imatrix
+
+        try:
+            im = load_imatrix(path)
+        except Exception as exc:  # ImatrixError names the file and the problem
+            self.show_error(f"Cannot load importance matrix {path}", exc)
+            return False
+        self.imatrix = im
+        name = Path(path).name
+        self.imatrix_label.setText(f"imatrix: {name} ({len(im)} tensors)")
+        self.imatrix_label.setToolTip(str(path))
+        self.imatrix_label.show()
+        self.statusBar().showMessage(f"Loaded importance matrix {path}: {len(im)} tensors, "
+                                     f"{im.chunk_count} chunks", 6000)
+        return True
 
     # ================================================================ recipe files ==========
     def open_recipe_dialog(self) -> None:

@@ -95,6 +95,11 @@ class JobsMixin:
         box.open()
 
     # ---- the jobs themselves ---------------------------------------------------------------
+    def _imatrix_entries(self) -> dict | None:
+        """The loaded importance matrix as the jobs take it (tensor name -> column weights)."""
+        im = getattr(self, "imatrix", None)
+        return dict(im.entries) if im is not None else None
+
     def run_quantize(self) -> JobWorker | None:
         from .process_job import process_factory
 
@@ -104,7 +109,7 @@ class JobsMixin:
         plan = doc.plan
         return self.start_job(
             "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
-                                        plan),
+                                        plan, imatrix=self._imatrix_entries()),
             lambda report: self._on_quantized(doc, plan, report))
 
     def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
@@ -190,3 +195,54 @@ class JobsMixin:
         dlg = ExportDialog(self, self.doc)
         self.export_dlg = dlg
         dlg.open()
+
+    # ---- automatic bit allocation -------------------------------------------------------------
+    def optimize_dialog(self) -> None:
+        if self.doc is None:
+            return
+        from .optimize_dialog import OptimizeDialog
+
+        dlg = OptimizeDialog(self, self.doc)
+        self.optimize_dlg = dlg
+        dlg.open()
+
+    def run_optimize(self, *, target_bpw: float | None = None, target_bytes: int | None = None,
+                     candidates: list[str] | None = None,
+                     objective: str | None = None) -> JobWorker | None:
+        """Measure and solve in a job process; the answer becomes one undoable plan edit."""
+        from qtstudio.core.optimize import DEFAULT_CANDIDATES
+
+        from .process_job import process_factory
+
+        doc = self.doc
+        if doc is None:
+            return None
+        before = doc.recipe_snapshot()
+        factory = process_factory(
+            "qtstudio.jobs.optimize:optimize_job", doc.model.path, target_bpw=target_bpw,
+            target_bytes=target_bytes, candidates=list(candidates or DEFAULT_CANDIDATES),
+            imatrix=self._imatrix_entries(), objective=objective,
+            float_encoding=doc.recipe.float_encoding)
+        return self.start_job("Optimize", factory,
+                              lambda result: self._on_optimized(doc, before, result))
+
+    def _on_optimized(self, doc: PlanDocument, before: dict, result) -> None:
+        from .optimize_result import OptimizeSummary
+
+        if doc is not self.doc:  # another model was opened meanwhile
+            return
+        if doc.recipe_snapshot() != before:
+            self.statusBar().showMessage("The plan changed while optimizing; result not "
+                                         "applied", 8000)
+            return
+        summary = OptimizeSummary.from_result(result)
+        recipe = result.recipe()
+        after = doc.recipe_snapshot()
+        # One override per quantizable tensor replaces the old ones (rules and preset stay, but
+        # no longer decide those tensors), so the plan is exactly the optimizer's answer.
+        after["overrides"] = dict(recipe.overrides)
+        after["float_encoding"] = recipe.float_encoding
+        after["notes"] = recipe.notes
+        doc.optimize_summary = summary
+        self.push_recipe(after, f"Optimize to {summary.target_text}")
+        self.statusBar().showMessage(summary.status_text(), 12000)

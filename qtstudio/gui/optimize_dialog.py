@@ -1,0 +1,216 @@
+"""The Optimize dialog: a size target, the candidate encodings and the error to minimise.
+
+The floor (every tensor at its smallest candidate) comes from the optimizer's cost table, which
+reads no weights, so it is shown while the user picks candidates and an impossible target is
+refused here, with the optimizer's own message, before any job starts. The measuring and solving
+run in the window's background job (see ``MainWindow.run_optimize``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qtstudio.core.encodings import encodings
+from qtstudio.core.optimize import (
+    DEFAULT_CANDIDATES,
+    CostTable,
+    InfeasibleTargetError,
+    budget_for_bpw,
+    cost_table,
+)
+
+from .document import FLOAT_ENCODINGS, PlanDocument
+from .format import human_bytes
+
+#: target units: label -> bytes per unit (None: bits per weight)
+UNITS: dict[str, float | None] = {"bits per weight": None, "MB": 1e6, "GB": 1e9}
+
+
+class OptimizeDialog(QDialog):
+    def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent or window)
+        self.setWindowTitle("Optimize bit allocation")
+        self.setObjectName("optimizeDialog")
+        self._window = window
+        self._doc = doc
+        self._table: CostTable | None = None
+
+        self.value = QDoubleSpinBox(objectName="optimizeTarget")
+        self.value.setDecimals(3)
+        self.value.setRange(0.001, 1e6)
+        self.unit = QComboBox(objectName="optimizeUnit")
+        self.unit.addItems(list(UNITS))
+        target_row = QHBoxLayout()
+        target_row.addWidget(self.value, 1)
+        target_row.addWidget(self.unit)
+
+        self.candidates = QListWidget(objectName="optimizeCandidates")
+        shapes = [t.shape for t in doc.model.tensors if t.quantizable]
+        offered = [e for e in encodings() if e.name not in FLOAT_ENCODINGS
+                   and any(e.accepts_shape(tuple(s)) for s in shapes)]
+        for enc in sorted(offered, key=lambda e: (e.bpw, e.name)):
+            item = QListWidgetItem(f"{enc.name}  ({enc.bpw:.2f} bpw)")
+            item.setData(Qt.ItemDataRole.UserRole, enc.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if enc.name in DEFAULT_CANDIDATES
+                               else Qt.CheckState.Unchecked)
+            self.candidates.addItem(item)
+        self.candidates.setMinimumHeight(160)
+
+        self.objective = QComboBox(objectName="optimizeObjective")
+        self.objective.addItem("mse: sum of squared errors", "mse")
+        self.objective.addItem("imatrix: errors weighted by column importance", "imatrix")
+        imatrix = getattr(window, "imatrix", None)
+        if imatrix is None:
+            item = self.objective.model().item(1)
+            item.setEnabled(False)
+            item.setToolTip("Load an importance matrix first (File ▸ Load importance matrix)")
+        else:
+            self.objective.setCurrentIndex(1)
+
+        self.floor = QLabel("", objectName="optimizeFloor")
+        self.floor.setWordWrap(True)
+        self.problem = QLabel("", objectName="optimizeProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #c03030;")
+        self.problem.hide()
+
+        form = QFormLayout()
+        form.addRow("Target", target_row)
+        form.addRow("Candidates", self.candidates)
+        form.addRow("Objective", self.objective)
+        form.addRow("Reachable", self.floor)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.run_btn = buttons.addButton("Optimize", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.run_btn.setObjectName("optimizeButton")
+        buttons.accepted.connect(self.start)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.problem)
+        lay.addWidget(buttons)
+        self.resize(520, 440)
+
+        self._last_unit = self.unit.currentText()
+        self.candidates.itemChanged.connect(lambda _i: self.refresh_floor())
+        self.unit.currentTextChanged.connect(self._unit_changed)
+        self.value.valueChanged.connect(lambda _v: self.problem.hide())
+        self.refresh_floor()
+        # Start from the current plan's size when the candidates can reach it, else 4.5 bpw
+        # (a common mid-size choice), kept inside what they can reach.
+        start = doc.plan.avg_bpw
+        if self._table is not None:
+            lo = self._bpw(self._table.floor_bytes)
+            hi = self._bpw(self._table.ceiling_bytes)
+            if not lo <= start <= hi:
+                start = min(max(4.5, lo), hi)
+        self.value.setValue(math.ceil(start * 1000) / 1000)
+
+    # ---- values ------------------------------------------------------------------------------
+    def checked_candidates(self) -> list[str]:
+        out = []
+        for i in range(self.candidates.count()):
+            item = self.candidates.item(i)
+            if item.checkState() == Qt.CheckState.Checked:
+                out.append(item.data(Qt.ItemDataRole.UserRole))
+        return out
+
+    def set_candidates(self, names: list[str]) -> None:
+        want = {n.upper() for n in names}
+        for i in range(self.candidates.count()):
+            item = self.candidates.item(i)
+            item.setCheckState(Qt.CheckState.Checked
+                               if item.data(Qt.ItemDataRole.UserRole) in want
+                               else Qt.CheckState.Unchecked)
+
+    def set_target(self, value: float, unit: str = "bits per weight") -> None:
+        self.unit.setCurrentText(unit)
+        self.value.setValue(value)
+
+    def _bpw(self, nbytes: float) -> float:
+        params = self._doc.model.total_params
+        return 8.0 * nbytes / params if params else 0.0
+
+    def budget(self) -> int:
+        """The target in bytes, as the optimizer counts it."""
+        per = UNITS[self.unit.currentText()]
+        if per is None:
+            return budget_for_bpw(self.value.value(), self._doc.model.total_params)
+        return int(self.value.value() * per)
+
+    def target_kwargs(self) -> dict[str, Any]:
+        if UNITS[self.unit.currentText()] is None:
+            return {"target_bpw": self.value.value()}
+        return {"target_bytes": self.budget()}
+
+    def _unit_changed(self, unit: str) -> None:
+        """Keep the same size when the unit changes (4.5 bpw becomes its MB)."""
+        before, after = UNITS[self._last_unit], UNITS[unit]
+        params = self._doc.model.total_params
+        nbytes = (self.value.value() * params / 8.0 if before is None
+                  else self.value.value() * before)
+        self.value.setValue(nbytes * 8.0 / params if after is None else nbytes / after)
+        self._last_unit = unit
+
+    # ---- floor and checks ----------------------------------------------------------------------
+    def refresh_floor(self) -> None:
+        cands = self.checked_candidates()
+        self.problem.hide()
+        if not cands:
+            self._table = None
+            self.floor.setText("Check at least one candidate encoding.")
+            self.run_btn.setEnabled(False)
+            return
+        try:
+            self._table = cost_table(self._doc.model, cands,
+                                     float_encoding=self._doc.recipe.float_encoding)
+        except Exception as exc:  # no quantizable tensors, an encoding the plan refuses
+            self._table = None
+            self.floor.setText(str(exc))
+            self.run_btn.setEnabled(False)
+            return
+        t = self._table
+        self.floor.setText(
+            f"from {self._bpw(t.floor_bytes):.3f} bpw ({human_bytes(t.floor_bytes)}, every "
+            f"tensor at its smallest candidate) to {self._bpw(t.ceiling_bytes):.3f} bpw "
+            f"({human_bytes(t.ceiling_bytes)}); the plan now: {self._doc.plan.avg_bpw:.3f} bpw")
+        self.run_btn.setEnabled(True)
+
+    def check(self) -> str | None:
+        """The optimizer's refusal of the current target, or None when it can be reached."""
+        if self._table is None:
+            return self.floor.text()
+        try:
+            budget = self.budget()
+            self._table.check_budget(budget)
+        except (InfeasibleTargetError, ValueError) as exc:
+            return str(exc)
+        return None
+
+    def start(self) -> None:
+        problem = self.check()
+        if problem:
+            self.problem.setText(problem)
+            self.problem.show()
+            self._window.statusBar().showMessage(problem, 8000)
+            return
+        if self._window.run_optimize(candidates=self.checked_candidates(),
+                                     objective=self.objective.currentData(),
+                                     **self.target_kwargs()) is not None:
+            self.accept()
