@@ -206,6 +206,12 @@ def test_imatrix_changes_the_bytes_and_is_recorded(llama_dir, tmp_path):
     assert changed == ["blk.0.ffn_up.weight", "blk.1.ffn_up.weight"]
     assert rw.fields["quantize.imatrix.dataset"].contents() == "d.txt"
     assert rw.fields["quantize.imatrix.entries_count"].contents() == 2
+    # a plain name -> weights mapping works the same
+    mapped = tmp_path / "m.gguf"
+    _export(llama_dir, mapped, "Q4_K_M", imatrix={k: v.copy() for k, v in
+                                                  load_imatrix(im_path).entries.items()})
+    tm = {t.name: bytes(t.data.tobytes()) for t in gguf.GGUFReader(mapped).tensors}
+    assert tm == tw
 
 
 def test_output_may_not_be_the_input(tmp_path):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +223,8 @@ def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[
 
 
 def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
-                    imatrix: ImportanceMatrix | None = None, threads: int | None = None,
+                    imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None = None,
+                    threads: int | None = None,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
                     chunk_bytes: int = CHUNK_BYTES) -> Generator[Progress, None, ExportReport]:
     """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
@@ -233,6 +234,10 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
     """
     cancel = cancel or CancelToken()
     start = time.perf_counter()
+    if imatrix is not None and not isinstance(imatrix, ImportanceMatrix):
+        # a plain {gguf name: weights} mapping, as the quantize job takes
+        imatrix = ImportanceMatrix({str(k): np.asarray(v, np.float32).reshape(-1)
+                                    for k, v in dict(imatrix).items()})
     out = check_target(out_path, _source_files(model))
     kind = export_kind(model)
     arch = model.architecture
