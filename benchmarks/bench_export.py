@@ -109,6 +109,12 @@ def current_rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's high-water RSS. VmHWM starts afresh at exec; ru_maxrss would carry the
+    RSS the parent had when it forked the child."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

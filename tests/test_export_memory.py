@@ -21,6 +21,11 @@ CHILD = textwrap.dedent("""
     from qtstudio.formats import open_model
 
     def peak():
+        # VmHWM starts afresh at exec (ru_maxrss would carry the forking parent's RSS)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     m = open_model(sys.argv[1])

@@ -201,9 +201,10 @@ def _add_common_kv(w: GGUFStreamWriter, file_type: int,
 def _cut(text: str, limit: int = 127) -> str:
     return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
 
-def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[[int, int],
-                                                                           np.ndarray]]:
-    """(raw view to release afterwards, function giving float32 rows [r0, r1))."""
+def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                   Callable[[int, int], np.ndarray]]:
+    """(raw view to release at the end, raw rows to release chunk by chunk or None,
+    function giving float32 rows [r0, r1))."""
     e = item.entry
     n = item.shape[-1]
     if item.transform is None and e.source_dtype in _FLOAT_TYPES and \
@@ -211,7 +212,7 @@ def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[
         raw = model.load_raw(e.name)
         if isinstance(raw, np.ndarray) and raw.dtype == PLAIN_DTYPES[e.source_dtype]:
             rows = raw.reshape(-1, n)
-            return raw, lambda r0, r1: plain_to_f32(rows[r0:r1], e.source_dtype)
+            return raw, rows, lambda r0, r1: plain_to_f32(rows[r0:r1], e.source_dtype)
     x = model.load(e.name)
     if item.transform is not None:
         x = item.transform(x)
@@ -219,7 +220,7 @@ def _float_rows(model: Model, item: _Item) -> tuple[np.ndarray | None, Callable[
     raw = None
     if model.format in ("gguf", "safetensors"):
         raw = model.load_raw(e.name)
-    return raw, lambda r0, r1: x2[r0:r1]
+    return raw, None, lambda r0, r1: x2[r0:r1]
 
 
 def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
@@ -323,6 +324,7 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
         for b0 in range(0, flat.size, step):
             cancel.check()
             w.write_piece(flat[b0:b0 + step])
+            release_pages(flat[b0:b0 + step])  # mapped pages already written: let them go
         w.end_tensor()
         release_pages(raw)
         return
@@ -336,7 +338,7 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
         weights = imatrix.weights_for(item.out_name, n * n_mat)
         if weights is None:
             weights = imatrix.weights_for(e.name, n * n_mat)
-    raw, rows_of = _float_rows(model, item)
+    raw, raw_rows, rows_of = _float_rows(model, item)
     step = max(1, chunk_bytes // max(1, n * 4))
     info_bytes = model.tensor(e.name).nbytes
     # chunks never straddle two matrices, so each takes its own matrix's weights
@@ -355,6 +357,8 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
                 raise ExportError(f"tensor {e.name}: non-finite value at row {r0 + r}, column "
                                   f"{c}; it cannot be encoded as {enc.name}")
             w.write_piece(enc.quantize_rows(x, imatrix=w_m, threads=threads))
+        if raw_rows is not None:
+            release_pages(raw_rows[r0:r1])  # done with these mapped rows
         if rows_total > step:
             yield Progress("export", e.name, index, total, done + info_bytes * r1 // rows_total,
                            bytes_total, time.perf_counter() - start, f"rows {r1}/{rows_total}")
