@@ -350,6 +350,8 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
         x = np.ascontiguousarray(rows_of(r0, r1), dtype=np.float32)
         if enc.name == "F32":
             w.write_piece(x.astype("<f4", copy=False))
+        elif enc.name in _FLOAT_TYPES:  # half precision holds NaN and Inf as they are
+            w.write_piece(enc.quantize_rows(x, threads=threads))
         else:
             bad = ~np.isfinite(x)
             if bad.any():
