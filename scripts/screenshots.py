@@ -124,6 +124,24 @@ def _shoot(out: Path) -> int:
         win.grab().save(str(path))
         print(f"wrote {path}")
 
+    def shot_with_dialog(win: MainWindow, dlg, name: str) -> None:
+        """The window with a dialog drawn where it stands over it (grab() sees one window)."""
+        from PySide6.QtCore import QPoint
+        from PySide6.QtGui import QColor, QPainter, QPen
+
+        settle(300)
+        pix = win.grab()
+        inner = dlg.grab()
+        at = dlg.mapToGlobal(QPoint(0, 0)) - win.mapToGlobal(QPoint(0, 0))
+        painter = QPainter(pix)
+        painter.drawPixmap(at, inner)
+        painter.setPen(QPen(QColor("#707070"), 1))
+        painter.drawRect(at.x() - 1, at.y() - 1, inner.width() + 1, inner.height() + 1)
+        painter.end()
+        path = out / name
+        pix.save(str(path))
+        print(f"wrote {path}")
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_sample_model(Path(tmp) / "tiny-llama-8L")
         win = MainWindow()
@@ -167,6 +185,24 @@ def _shoot(out: Path) -> int:
         shot(win, "benchmark.png")
         win.filter_edit.clear()
 
+        # Run > Optimize: 4.25 bpw, then quantize so the error plot shows the new mix; the
+        # dialog is opened again over the result for the picture
+        win.optimize_dialog()
+        win.optimize_dlg.set_target(4.25)
+        win.optimize_dlg.start()
+        win.wait_idle()
+        win.run_quantize()
+        win.wait_idle()
+        win.tree.collapseAll()
+        for path in ("model", "model.layers", "model.layers.0"):
+            win.tree.expand(win.proxy.mapFromSource(win.tree_model.index_for_path(path)))
+        win.analysis.show_tab("Error")
+        win.optimize_dialog()
+        dlg = win.optimize_dlg
+        dlg.set_target(3.5)
+        shot_with_dialog(win, dlg, "optimize.png")
+        dlg.reject()
+
         win.open_demo()
         win.push_recipe(Recipe(preset="Q4_0").to_dict(), "Q4_0")
         win.run_evaluate()
@@ -186,7 +222,8 @@ def _shoot(out: Path) -> int:
                             (QPalette.ColorRole.Button, "#353535"),
                             (QPalette.ColorRole.ButtonText, "#e0e0e0"),
                             (QPalette.ColorRole.Highlight, "#3d6fb4"),
-                            (QPalette.ColorRole.HighlightedText, "#ffffff")):
+                            (QPalette.ColorRole.HighlightedText, "#ffffff"),
+                            (QPalette.ColorRole.PlaceholderText, "#8a8a8a")):
             dark.setColor(role, QColor(color))
         for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
                      QPalette.ColorRole.ButtonText):

@@ -91,7 +91,12 @@ class OptimizeDialog(QDialog):
         self.problem.setStyleSheet("color: #c03030;")
         self.problem.hide()
 
+        heading = QLabel("Choose each tensor's encoding for the least total error within the "
+                         "target size. The result replaces the per-tensor overrides in one "
+                         "undoable step.")
+        heading.setWordWrap(True)
         form = QFormLayout()
+        form.addRow(heading)
         form.addRow("Target", target_row)
         form.addRow("Candidates", self.candidates)
         form.addRow("Objective", self.objective)

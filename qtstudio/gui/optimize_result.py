@@ -57,9 +57,16 @@ class OptimizeSummary:
                 f"with {self.objective} error {self.total_error:.4g}: {gain}")
 
     def summary_text(self) -> str:
+        """Short enough for the summary panel; ``uniform_text`` has the numbers in full."""
         how = "proven optimal" if self.proven_optimal else "best found"
-        return (f"{self.avg_bpw:.3f} bpw reached for a {self.target_bpw:.3f} bpw target "
-                f"({how}); {self.uniform_text()}")
+        text = f"{self.avg_bpw:.3f} bpw for a {self.target_bpw:.3f} bpw target ({how})"
+        if self.best_uniform is None:
+            return text + "; no uniform candidate fits"
+        cand, bpw, err = self.best_uniform
+        if err > 0:
+            return (text + f"; {100.0 * (1.0 - self.total_error / err):.1f}% less "
+                    f"{self.objective} error than uniform {cand} ({bpw:.3f} bpw)")
+        return text + f"; same error as uniform {cand} ({bpw:.3f} bpw)"
 
     def status_text(self) -> str:
         return (f"Optimized: {self.avg_bpw:.3f} bpw ({human_bytes(self.total_bytes)}) for a "

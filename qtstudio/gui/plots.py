@@ -35,8 +35,21 @@ MiB = 1024.0 * 1024.0
 HISTOGRAM_MAX_VALUES = 4_000_000
 
 
-def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
-    w = pg.PlotWidget()
+class LogAxis(pg.AxisItem):
+    """A log axis that labels only the 1, 2 and 5 ticks of each decade: the 6-9 ticks at the
+    top of a decade sit so close together that their labels overlap."""
+
+    def logTickStrings(self, values, scale, spacing):
+        strings = super().logTickStrings(values, scale, spacing)
+        mantissa = [10 ** (float(v) - np.floor(float(v))) for v in values]
+        keep = [round(m) in (1, 2, 5) or round(m) == 10 for m in mantissa]
+        if sum(keep) < 2:  # a narrow range: every label is needed to read it
+            return strings
+        return [s if k else "" for s, k in zip(strings, keep, strict=True)]
+
+
+def _plot(title: str, left: str, bottom: str, *, log_y: bool = False) -> pg.PlotWidget:
+    w = pg.PlotWidget(axisItems={"left": LogAxis("left")} if log_y else None)
     w.setTitle(title)
     w.setLabel("left", left)
     w.setLabel("bottom", bottom)
@@ -53,7 +66,7 @@ class ErrorPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _plot("Per-tensor error along depth", "relative RMS error",
-                          "tensor (model order)")
+                          "tensor (model order)", log_y=True)
         self.plot.setLogMode(x=False, y=True)
         self.legend = self.plot.addLegend(offset=(10, -10), colCount=8)
         self.note = QLabel("Run ▸ Quantize (Ctrl+R) to measure every tensor.")
@@ -264,7 +277,7 @@ class WhatIfPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _plot("What-if: error vs bits per weight", "relative RMS error",
-                          "bits per weight")
+                          "bits per weight", log_y=True)
         self.plot.setLogMode(x=False, y=True)
         self.curve = pg.PlotDataItem(pen=pg.mkPen((120, 120, 120), width=1,
                                                   style=Qt.PenStyle.DashLine))

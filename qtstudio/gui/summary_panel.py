@@ -99,6 +99,7 @@ class SummaryPanel(QWidget):
             self.labels["optimizer"].setText("not run (Run ▸ Optimize…)")
         elif opt.applied_to(doc.recipe):
             self.labels["optimizer"].setText(opt.summary_text())
+            self.labels["optimizer"].setToolTip(opt.uniform_text())
         else:
             self.labels["optimizer"].setText(
                 f"the plan is no longer the last run's answer (undone or edited; it reached "

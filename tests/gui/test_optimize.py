@@ -97,8 +97,10 @@ def test_optimize_is_one_undoable_edit(window, hf_model, qtbot):
     # the summary: achieved vs target and the uniform encoding it beat
     opt = doc.optimize_summary
     text = window.summary.labels["optimizer"].text()
-    assert f"{doc.plan.avg_bpw:.3f} bpw reached for a 4.000 bpw target" in text
-    assert opt.best_uniform is not None and f"beats uniform {opt.best_uniform[0]}" in text
+    assert text.startswith(f"{doc.plan.avg_bpw:.3f} bpw for a 4.000 bpw target")
+    assert opt.best_uniform is not None
+    assert f"error than uniform {opt.best_uniform[0]} ({opt.best_uniform[1]:.3f} bpw)" in text
+    assert f"beats uniform {opt.best_uniform[0]}" in window.summary.labels["optimizer"].toolTip()
     assert opt.best_uniform[1] <= 4.0 and opt.total_error <= opt.best_uniform[2]
     assert "Optimize" in doc.recipe.notes or "optimize" in doc.recipe.notes
     # undo restores the Q8_0 plan exactly; redo brings the answer back
