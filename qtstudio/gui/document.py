@@ -55,7 +55,7 @@ class PlanDocument:
     """Model + recipe + resolved plan; every change goes through ``set_recipe``."""
 
     def __init__(self, model: Any, recipe: Recipe | None = None,
-                 recipe_path: Path | None = None) -> None:
+                 recipe_path: Path | None = None, *, has_imatrix: bool = False) -> None:
         self.model = model
         self.recipe: Recipe = recipe if recipe is not None else Recipe()
         self.recipe_path = recipe_path
@@ -64,7 +64,10 @@ class PlanDocument:
         #: the last optimizer run (an OptimizeSummary), shown while the plan is its answer
         self.optimize_summary: Any = None
         self._candidates: dict[tuple[tuple[int, ...], bool], list[str]] = {}
-        self.plan: Plan = resolve_plan(model, self.recipe)
+        #: an importance matrix is loaded: the llama.cpp mixtures then choose as
+        #: llama-quantize --imatrix does (and the quantize/export jobs use it)
+        self.has_imatrix = has_imatrix
+        self.plan: Plan = resolve_plan(model, self.recipe, has_imatrix=has_imatrix)
         self._listeners: list[Listener] = []
 
     # ---- observers -------------------------------------------------------------------------
@@ -87,9 +90,17 @@ class PlanDocument:
     def set_recipe(self, recipe: Recipe | dict) -> None:
         if isinstance(recipe, dict):
             recipe = Recipe.from_dict(recipe)
-        plan = resolve_plan(self.model, recipe)  # resolve first: a bad recipe changes nothing
+        # resolve first: a bad recipe changes nothing
+        plan = resolve_plan(self.model, recipe, has_imatrix=self.has_imatrix)
         self.recipe, self.plan = recipe, plan
         self.notify("plan")
+
+    def set_has_imatrix(self, flag: bool) -> None:
+        """An importance matrix was loaded (or dropped): the same recipe, resolved again."""
+        if flag != self.has_imatrix:
+            self.has_imatrix = flag
+            self.plan = resolve_plan(self.model, self.recipe, has_imatrix=flag)
+            self.notify("plan")
 
     def with_overrides(self, names: Iterable[str], encoding: str | None) -> dict:
         """The recipe that results from assigning ``encoding`` (None: back to the plan's choice)."""

@@ -327,7 +327,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                 from qtstudio.core.recipe import Recipe
 
                 recipe = Recipe.load(recipe_path)
-            doc = PlanDocument(model, recipe, Path(recipe_path) if recipe_path else None)
+            doc = PlanDocument(model, recipe, Path(recipe_path) if recipe_path else None,
+                               has_imatrix=self.imatrix is not None)
         except Exception as exc:  # every reader problem is reported, never a crash
             self.show_error(f"Cannot open {path}", exc)
             return False

@@ -27,6 +27,8 @@ class OptimizeSummary:
     #: (candidate, bpw, error) of the least-error uniform encoding that fits, if any does
     best_uniform: tuple[str, float, float] | None
     overrides: dict[str, str] = field(default_factory=dict)
+    #: under the imatrix objective, tensors the importance matrix had no weights for
+    unweighted: int = 0
 
     @classmethod
     def from_result(cls, r: Any) -> OptimizeSummary:
@@ -35,7 +37,9 @@ class OptimizeSummary:
                    str(r.table.objective), float(r.total_error), bool(r.proven_optimal),
                    tuple(r.table.candidates),
                    (base.candidate, float(base.bpw), float(base.error)) if base else None,
-                   dict(r.recipe().overrides))
+                   dict(r.recipe().overrides),
+                   sum(1 for t in r.table.tensors if r.table.objective == "imatrix"
+                       and not t.weighted and t.note is None))
 
     @property
     def target_text(self) -> str:
@@ -69,5 +73,9 @@ class OptimizeSummary:
         return text + f"; same error as uniform {cand} ({bpw:.3f} bpw)"
 
     def status_text(self) -> str:
-        return (f"Optimized: {self.avg_bpw:.3f} bpw ({human_bytes(self.total_bytes)}) for a "
+        text = (f"Optimized: {self.avg_bpw:.3f} bpw ({human_bytes(self.total_bytes)}) for a "
                 f"{self.target_text} target; {self.uniform_text()}")
+        if self.unweighted:
+            text += (f"; {self.unweighted} tensor(s) have no importance weights, their error "
+                     "is unweighted")
+        return text

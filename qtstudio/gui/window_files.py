@@ -83,6 +83,8 @@ class FilesMixin:
             self.show_error(f"Cannot load importance matrix {path}", exc)
             return False
         self.imatrix = im
+        if self.doc is not None:
+            self.doc.set_has_imatrix(True)
         name = Path(path).name
         self.imatrix_label.setText(f"imatrix: {name} ({len(im)} tensors)")
         self.imatrix_label.setToolTip(str(path))

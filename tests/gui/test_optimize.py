@@ -136,8 +136,10 @@ def test_imatrix_from_the_file_menu(window, hf_model, tmp_path, qtbot, monkeypat
     window.open_model(hf_model)
     doc = window.doc
     rng = np.random.default_rng(3)
+    named = [t for t in doc.model.tensors if t.quantizable and t.gguf_name]
+    # every tensor but the output matrix gets weights: that one is reported as unweighted
     sums = {t.gguf_name: rng.uniform(0.1, 4.0, (1, t.shape[-1])).astype(np.float32)
-            for t in doc.model.tensors if t.quantizable and t.gguf_name}
+            for t in named if t.gguf_name != "output.weight"}
     path = tmp_path / "im.gguf"
     save_imatrix_gguf(path, sums, dict.fromkeys(sums, 4.0), datasets=["test"], chunk_count=4,
                       chunk_size=64)
@@ -160,6 +162,34 @@ def test_imatrix_from_the_file_menu(window, hf_model, tmp_path, qtbot, monkeypat
     qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
     assert window.error_dialog is None, window.last_error
     assert doc.optimize_summary.objective == "imatrix" and doc.plan.avg_bpw <= 4.5
+    assert doc.optimize_summary.unweighted == 1
+    assert "1 tensor(s) have no importance weights" in window.statusBar().currentMessage()
+
+
+def test_imatrix_makes_the_mixtures_choose_as_with_imatrix(window, tmp_path, monkeypatch):
+    from qtstudio.core.plan import resolve_plan
+    from qtstudio.export.imatrix import save_imatrix_gguf
+
+    folder = write_hf_llama(tmp_path / "deep", layers=8, hidden=256, ffn=512)
+    window.open_model(folder)
+    doc = window.doc
+    window.apply_preset("Q4_0")
+    without = {e.name: e.encoding for e in doc.plan.entries}
+    assert without == {e.name: e.encoding
+                       for e in resolve_plan(doc.model, doc.recipe, has_imatrix=False).entries}
+    path = tmp_path / "im.gguf"
+    sums = {t.gguf_name: np.ones((1, t.shape[-1]), np.float32)
+            for t in doc.model.tensors if t.quantizable and t.gguf_name}
+    save_imatrix_gguf(path, sums, dict.fromkeys(sums, 1.0), datasets=["t"], chunk_count=1,
+                      chunk_size=8)
+    assert window.load_imatrix(path)
+    with_im = {e.name: e.encoding for e in doc.plan.entries}
+    assert with_im == {e.name: e.encoding
+                       for e in resolve_plan(doc.model, doc.recipe, has_imatrix=True).entries}
+    assert with_im != without
+    # a model opened afterwards starts with the matrix in effect too
+    window.open_model(folder)
+    assert window.doc.has_imatrix
 
 
 def test_imatrix_objective_needs_an_imatrix(window, hf_model):
