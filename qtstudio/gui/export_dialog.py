@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -67,9 +68,24 @@ class ExportDialog(QDialog):
                       f"{len(plan.fallbacks)} fallback(s). The file appears only when the "
                       "export completes; cancelling leaves nothing behind.")
         info.setWordWrap(True)
+        # NNEF only: the graph's fixed token count (Hugging Face models) and the Q4_0 scales
+        from qtstudio.export.nnef.sources import DEFAULT_SEQ_LEN, _is_demo
+
+        self.seq_len = QSpinBox(objectName="nnefSeqLen")
+        self.seq_len.setRange(1, 8192)
+        self.seq_len.setValue(DEFAULT_SEQ_LEN)
+        self.seq_len.setToolTip("NNEF shapes are fixed: the exported graph takes exactly this "
+                                "many tokens")
+        self.calibration = QComboBox(objectName="nnefCalibration")
+        self.calibration.addItem("minmax (ggml's reference Q4_0)", "minmax")
+        self.calibration.addItem("mse (grid search for each block's scale)", "mse")
         form = QFormLayout()
+        self._form = form
         form.addRow("Format", self.format)
         form.addRow("File", row)
+        form.addRow("Sequence length", self.seq_len)
+        form.addRow("Q4_0 scales", self.calibration)
+        self._takes_tokens = not _is_demo(doc.model.path)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.export_btn = buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.export_btn.setObjectName("exportButton")
@@ -81,11 +97,17 @@ class ExportDialog(QDialog):
         lay.addWidget(self.nnef_note)
         lay.addWidget(buttons)
         self.resize(620, 200)
+        self._show_nnef_options(False)
+
+    def _show_nnef_options(self, nnef: bool) -> None:
+        self._form.setRowVisible(self.seq_len, nnef and self._takes_tokens)
+        self._form.setRowVisible(self.calibration, nnef)
 
     def _format_changed(self, fmt: str) -> None:
         p = Path(self.path.text())
         stem = p.name.removesuffix(".gguf").removesuffix(".nnef.tgz")
         self.path.setText(str(p.with_name(stem + (".nnef.tgz" if fmt == NNEF else ".gguf"))))
+        self._show_nnef_options(fmt == NNEF)
 
     def browse(self) -> None:
         nnef = self.format.currentText() == NNEF
@@ -111,7 +133,9 @@ class ExportDialog(QDialog):
                 return
             factory = process_factory("qtstudio.gui.nnef_support:checkpoint_nnef_job",
                                       doc.model.path, doc.recipe, out,
-                                      has_imatrix=imatrix is not None)
+                                      has_imatrix=imatrix is not None,
+                                      seq_len=self.seq_len.value(),
+                                      calibration=self.calibration.currentData())
         else:
             factory = process_factory("qtstudio.export.gguf:export_gguf_job", doc.model.path,
                                       doc.plan, out, imatrix=imatrix)

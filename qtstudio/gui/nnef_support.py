@@ -44,8 +44,10 @@ def nnef_problem(model_path: str | Path) -> str | None:
 
 
 def checkpoint_nnef_job(model: Any, recipe: Any, out: Path, *, has_imatrix: bool = False,
+                        seq_len: int | None = None, calibration: str = "minmax",
                         cancel: CancelToken | None = None) -> Generator[Progress, None, Any]:
-    """Export ``model`` (reopened in the job process) to NNEF with ``recipe``'s encodings.
+    """Export ``model`` (reopened in the job process) to NNEF with ``recipe``'s encodings;
+    ``seq_len`` tokens for a Hugging Face model (the graph's shapes are fixed).
 
     The plan is resolved for NNEF here, so the tract fallbacks (an encoding it cannot store
     becomes F16 or F32) are the exporter's, as on the command line.
@@ -54,4 +56,5 @@ def checkpoint_nnef_job(model: Any, recipe: Any, out: Path, *, has_imatrix: bool
     from qtstudio.export.nnef.job import export_checkpoint_job
 
     plan = resolve_plan(model, recipe, target_format="nnef", has_imatrix=has_imatrix)
-    return (yield from export_checkpoint_job(model.path, plan, out, cancel=cancel))
+    return (yield from export_checkpoint_job(model.path, plan, out, seq_len=seq_len,
+                                             calibration=calibration, cancel=cancel))

@@ -25,8 +25,12 @@ def test_nnef_of_a_hf_llama_folder_runs_in_tract(window, small_model, qtbot, tmp
     window.act_export.trigger()
     dlg = window.export_dlg
     assert dlg.nnef_problem is None and not dlg.nnef_note.isVisible()
+    assert not dlg.seq_len.isVisible() and not dlg.calibration.isVisible()
     dlg.format.setCurrentText(NNEF)
     assert dlg.format.currentText() == NNEF and dlg.path.text().endswith(".nnef.tgz")
+    assert dlg.seq_len.isVisible() and dlg.calibration.isVisible()
+    dlg.seq_len.setValue(12)  # the graph takes exactly 12 tokens
+    dlg.calibration.setCurrentIndex(dlg.calibration.findData("mse"))
     out = tmp_path / "tiny-llama-q4.nnef.tgz"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
     dlg.findChild(type(dlg.export_btn), "exportBrowse").click()
@@ -39,10 +43,11 @@ def test_nnef_of_a_hf_llama_folder_runs_in_tract(window, small_model, qtbot, tmp
     assert progress
     enc = {t.name: t.encoding for t in window.last_export.tensors}
     assert enc["model.layers.0.self_attn.q_proj.weight"] == "Q4_0"
+    assert window.last_export.calibration == "mse"
     # tract (an independent engine) runs the archive; its logits follow transformers' float
     # model built from the same checkpoint
     runnable = tract.nnef().load(str(out)).into_runnable()
-    ids = np.array([[3, 17, 42, 5, 77, 9, 0, 61]], dtype=np.int64)
+    ids = np.array([[3, 17, 42, 5, 77, 9, 0, 61, 12, 95, 33, 1]], dtype=np.int64)
     got = runnable.run([ids])[0].to_numpy()
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(small_model),
                                                            local_files_only=True).float().eval()

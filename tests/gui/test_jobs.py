@@ -234,6 +234,8 @@ def test_export_nnef_of_the_demo_runs_in_tract(window, qtbot, tmp_path, monkeypa
     dlg = window.export_dlg
     dlg.format.setCurrentText(NNEF)
     assert dlg.path.text().endswith(".nnef.tgz")
+    # the demo takes an image batch, not tokens: no sequence length to choose
+    assert dlg.calibration.isVisible() and not dlg.seq_len.isVisible()
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
     dlg.findChild(type(dlg.export_btn), "exportBrowse").click()
     dlg.export_btn.click()
