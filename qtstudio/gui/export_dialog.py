@@ -59,9 +59,13 @@ class ExportDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.path, 1)
         row.addWidget(browse)
-        stem = doc.model.path.stem.replace(".safetensors", "")
+        src = doc.model.path
+        folder = src if src.is_dir() else src.parent
+        # a Hugging Face folder's files are all called model*: name the output after the folder
+        hf = (folder / "config.json").is_file() and (src.is_dir() or src.name.startswith("model"))
+        stem = folder.name if hf else src.stem.replace(".safetensors", "")
         preset = (doc.recipe.preset or "mixed").lower()
-        self.path.setText(str(doc.model.path.parent / f"{stem}-{preset}.gguf"))
+        self.path.setText(str(folder / f"{stem}-{preset}.gguf"))
         self.format.currentTextChanged.connect(self._format_changed)
         plan = doc.plan
         info = QLabel(f"{len(plan.entries)} tensors, {plan.avg_bpw:.2f} bpw average, "
