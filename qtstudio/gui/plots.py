@@ -342,10 +342,15 @@ class WhatIfPlot(QWidget):
         self.front = [r[0] for r in front]
         self.curve.setData([r[1] for r in front], [r[2] for r in front])
         current_names = {doc.plan.entry(n).encoding for n in names}
+        last_x, below = -np.inf, False
         for enc, x, y, _n in self.rows:
             if enc not in self.front and enc not in current_names:
                 continue  # label the front and the current choice; the rest have tooltips
-            lab = pg.TextItem(enc, anchor=(0.5, 1.3), color=encoding_color(enc))
+            # neighbours closer than a label's width alternate above and below their points
+            below = (not below) if x - last_x < 0.8 else False
+            last_x = x
+            lab = pg.TextItem(enc, anchor=(0.5, -0.3) if below else (0.5, 1.3),
+                              color=encoding_color(enc))
             lab.setPos(x, np.log10(y))
             self.plot.addItem(lab)
             self.labels.append(lab)
@@ -353,6 +358,13 @@ class WhatIfPlot(QWidget):
         current = {doc.plan.entry(n).encoding for n in names}
         cur = [r for r in self.rows if len(current) == 1 and r[0] in current]
         self.current.setData([r[1] for r in cur], [r[2] for r in cur])
+        # room above the highest point for its label (auto-range would clip the text); labels
+        # keep their pixel height, so the room grows with the decades shown
+        ly = np.log10(ys)
+        span = float(ly.max() - ly.min())
+        self.plot.setYRange(float(ly.min()) - 0.1 - 0.05 * span,
+                            float(ly.max()) + 0.25 + 0.2 * span, padding=0)
+        self.plot.setXRange(float(xs.min()) - 0.5, float(xs.max()) + 0.5, padding=0)
         self.note.setText(f"{len(names)} tensor(s): parameter-weighted error of each encoding; "
                           "dashed: the Pareto front; circled: the current plan. Click a point "
                           "to give the selection that encoding.")
