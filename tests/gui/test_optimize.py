@@ -197,3 +197,15 @@ def test_imatrix_objective_needs_an_imatrix(window, hf_model):
     dlg = _open_dialog(window)
     assert dlg.objective.currentData() == "mse"
     assert not dlg.objective.model().item(1).isEnabled()
+
+
+def test_optimize_action_in_run_menu_and_toolbar(window, hf_model):
+    from PySide6.QtWidgets import QToolBar
+
+    run_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Run")
+    assert window.act_optimize in run_menu.actions()
+    toolbar = window.findChild(QToolBar, "mainToolbar")
+    assert window.act_optimize in toolbar.actions()
+    assert not window.act_optimize.isEnabled()  # no model yet
+    window.open_model(hf_model)
+    assert window.act_optimize.isEnabled()

@@ -155,3 +155,14 @@ def test_large_tensors_are_sampled_not_loaded(tmp_path):
         np.testing.assert_array_equal(got, expected)
         full, all_rows = sample_rows(model, "emb.weight", 10**7)
         assert full.shape == (4096, 256) and all_rows.size == 4096
+
+
+def test_log_axis_labels_only_1_2_5_ticks(qapp):
+    from qtstudio.gui.plots import LogAxis
+
+    axis = LogAxis("left")
+    values = [float(np.log10(v)) for v in (0.01, 0.02, 0.05, 0.07, 0.08, 0.09, 0.1)]
+    assert axis.logTickStrings(values, 1.0, 1.0) == ["0.01", "0.02", "0.05", "", "", "", "0.1"]
+    # inside one decade with no 1/2/5 tick to spare, every label stays
+    narrow = [float(np.log10(v)) for v in (0.06, 0.07, 0.08)]
+    assert axis.logTickStrings(narrow, 1.0, 1.0) == ["0.06", "0.07", "0.08"]
