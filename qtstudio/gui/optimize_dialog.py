@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,7 +30,6 @@ from PySide6.QtWidgets import (
 from qtstudio.core.encodings import encodings
 from qtstudio.core.optimize import (
     DEFAULT_CANDIDATES,
-    CostTable,
     InfeasibleTargetError,
     budget_for_bpw,
     cost_table,
@@ -42,6 +42,36 @@ from .format import human_bytes
 UNITS: dict[str, float | None] = {"bits per weight": None, "MB": 1e6, "GB": 1e9}
 
 
+class ReachableSizes:
+    """Floor and ceiling of the optimizer's sizes for any set of candidates.
+
+    Each candidate's per-tensor bytes come from the optimizer's own cost table (plan logic,
+    fallbacks included), computed once per candidate: resolving the plan for every candidate
+    set the user clicks through would take about a second each on a 10,000-tensor model.
+    """
+
+    def __init__(self, model: Any, float_encoding: str) -> None:
+        self._model = model
+        self._float = float_encoding
+        self._bytes: dict[str, np.ndarray] = {}
+        self.fixed = 0
+        self.source = str(model.path)
+
+    def _of(self, candidate: str) -> np.ndarray:
+        if candidate not in self._bytes:
+            table = cost_table(self._model, [candidate], float_encoding=self._float)
+            self.fixed = table.fixed_bytes
+            self._bytes[candidate] = np.array([t.options[0].nbytes for t in table.tensors],
+                                              dtype=np.int64)
+        return self._bytes[candidate]
+
+    def range(self, candidates: list[str]) -> tuple[int, int]:
+        """(floor, ceiling) in bytes: every tensor at its smallest / largest candidate."""
+        stack = np.stack([self._of(c) for c in candidates])
+        return (self.fixed + int(stack.min(axis=0).sum()),
+                self.fixed + int(stack.max(axis=0).sum()))
+
+
 class OptimizeDialog(QDialog):
     def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent or window)
@@ -49,7 +79,9 @@ class OptimizeDialog(QDialog):
         self.setObjectName("optimizeDialog")
         self._window = window
         self._doc = doc
-        self._table: CostTable | None = None
+        self._sizes = ReachableSizes(doc.model, doc.recipe.float_encoding)
+        #: (floor, ceiling) bytes for the checked candidates; None when they cannot be used
+        self._range: tuple[int, int] | None = None
 
         self.value = QDoubleSpinBox(objectName="optimizeTarget")
         self.value.setDecimals(3)
@@ -120,9 +152,8 @@ class OptimizeDialog(QDialog):
         # Start from the current plan's size when the candidates can reach it, else 4.5 bpw
         # (a common mid-size choice), kept inside what they can reach.
         start = doc.plan.avg_bpw
-        if self._table is not None:
-            lo = self._bpw(self._table.floor_bytes)
-            hi = self._bpw(self._table.ceiling_bytes)
+        if self._range is not None:
+            lo, hi = (self._bpw(b) for b in self._range)
             if not lo <= start <= hi:
                 start = min(max(4.5, lo), hi)
         self.value.setValue(math.ceil(start * 1000) / 1000)
@@ -178,34 +209,35 @@ class OptimizeDialog(QDialog):
         cands = self.checked_candidates()
         self.problem.hide()
         if not cands:
-            self._table = None
+            self._range = None
             self.floor.setText("Check at least one candidate encoding.")
             self.run_btn.setEnabled(False)
             return
         try:
-            self._table = cost_table(self._doc.model, cands,
-                                     float_encoding=self._doc.recipe.float_encoding)
+            self._range = self._sizes.range(cands)
         except Exception as exc:  # no quantizable tensors, an encoding the plan refuses
-            self._table = None
+            self._range = None
             self.floor.setText(str(exc))
             self.run_btn.setEnabled(False)
             return
-        t = self._table
+        lo, hi = self._range
         self.floor.setText(
-            f"from {self._bpw(t.floor_bytes):.3f} bpw ({human_bytes(t.floor_bytes)}, every "
-            f"tensor at its smallest candidate) to {self._bpw(t.ceiling_bytes):.3f} bpw "
-            f"({human_bytes(t.ceiling_bytes)}); the plan now: {self._doc.plan.avg_bpw:.3f} bpw")
+            f"from {self._bpw(lo):.3f} bpw ({human_bytes(lo)}, every tensor at its smallest "
+            f"candidate) to {self._bpw(hi):.3f} bpw ({human_bytes(hi)}); the plan now: "
+            f"{self._doc.plan.avg_bpw:.3f} bpw")
         self.run_btn.setEnabled(True)
 
     def check(self) -> str | None:
         """The optimizer's refusal of the current target, or None when it can be reached."""
-        if self._table is None:
+        if self._range is None:
             return self.floor.text()
         try:
             budget = self.budget()
-            self._table.check_budget(budget)
-        except (InfeasibleTargetError, ValueError) as exc:
+        except ValueError as exc:
             return str(exc)
+        if budget < self._range[0]:  # the optimizer's own refusal, word for word
+            return str(InfeasibleTargetError(budget, self._range[0],
+                                             self._doc.model.total_params, self._sizes.source))
         return None
 
     def start(self) -> None:

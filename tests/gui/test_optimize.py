@@ -209,3 +209,15 @@ def test_optimize_action_in_run_menu_and_toolbar(window, hf_model):
     assert not window.act_optimize.isEnabled()  # no model yet
     window.open_model(hf_model)
     assert window.act_optimize.isEnabled()
+
+
+def test_reachable_sizes_equal_the_optimizers_cost_table(hf_model):
+    from qtstudio.core.optimize import cost_table
+    from qtstudio.formats import open_model
+    from qtstudio.gui.optimize_dialog import ReachableSizes
+
+    with open_model(hf_model) as model:
+        sizes = ReachableSizes(model, "F16")
+        for cands in (["Q2_K"], ["Q8_0", "Q3_K"], ["Q4_0", "Q6_K", "IQ4_XS", "Q2_K"]):
+            t = cost_table(model, cands, float_encoding="F16")
+            assert sizes.range(cands) == (t.floor_bytes, t.ceiling_bytes), cands
