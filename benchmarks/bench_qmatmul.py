@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     out()
     out("Times are the best of several calls (ours and ggml's alternate, so background load "
         "hits both). GB/s = weight bytes / time; GFLOPS = 2nmk / time; 'x peer' = peer time / "
-        "our time (>1: we are faster); %BW = our GB/s / read bandwidth at that thread count.")
+        "our time (>1: we are faster).")
     out()
     out("| m x k | n | thr | impl | ms | GB/s | GFLOPS | x ggml | x torch f32 | x torch bf16 |")
     out("|---|---|---|---|---|---|---|---|---|---|")

@@ -93,6 +93,18 @@ def test_threads_and_levels_agree(enc: str) -> None:
     assert np.all(np.abs(y_rows - qs.qmatmul(x, w)) <= 4 * _exact_bound(x, _oracle_weights(w)))
 
 
+@pytest.mark.parametrize("n", [1, 2, 8])
+def test_worker_threads_agree_with_one_thread(n: int) -> None:
+    # large enough (>= 1M multiply-adds per thread) that the worker pool really runs
+    w = _weights("Q4_K", 256, 4096, seed=7)
+    x = np.random.default_rng(8).standard_normal((n, 4096)).astype(np.float32)
+    one = qs.qmatmul(x, w, threads=1)
+    for threads in (2, 3, 2):
+        np.testing.assert_array_equal(one, qs.qmatmul(x, w, threads=threads))
+    np.testing.assert_array_equal(qs.qmatmul(x, w, threads=1, exact=True),
+                                  qs.qmatmul(x, w, threads=2, exact=True))
+
+
 def test_agrees_with_torch_linear() -> None:
     torch = pytest.importorskip("torch")
     w = _weights("Q8_0", 64, 1024, seed=5)

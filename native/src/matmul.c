@@ -7,6 +7,7 @@
  * is decoded once per call whatever n is.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #define MM_KC_Q 512            /* values per quantized tile chunk: 8 KiB of unpacked weights */
 #define MM_KC_F 512            /* values per float tile chunk: 32 KiB of weights */
 #define MM_KC_GEMV 2048        /* values per decoded GEMV span */
+#define MM_GEMV_CLAIM 64       /* GEMV rows a worker claims at a time */
 #define MM_NBLOCK 1024         /* activation rows quantized per pass (bounds scratch memory) */
 /* Below this many multiply-adds per thread, another thread costs more than it saves. */
 #define MM_MIN_MACS_PER_THREAD (1 << 20)
@@ -77,6 +79,9 @@ typedef struct mm_job {
     float *y;
     int64_t n, m, k;
     int64_t row_begin, row_end;
+    /* GEMV: next unclaimed row, shared by all workers (a preempted core on a shared machine
+     * then delays the call by one claim, not by half the matrix); NULL: static share. */
+    _Atomic int64_t *next_row;
     qt_status status;
 } mm_job;
 
@@ -280,10 +285,27 @@ static void gemm_exact(mm_job *j) {
 
 static void *run_job(void *arg) {
     mm_job *j = arg;
+    const int gemm = j->n >= MM_GEMM_MIN_ROWS;
+    if (!gemm && j->next_row != NULL) {
+        void (*const gemv)(mm_job *) = j->exact ? gemv_exact : gemv_fast;
+        for (;;) {
+            const int64_t r0 = atomic_fetch_add(j->next_row, MM_GEMV_CLAIM);
+            if (r0 >= j->m) {
+                break;
+            }
+            mm_job part = *j;
+            part.row_begin = r0;
+            part.row_end = r0 + MM_GEMV_CLAIM < j->m ? r0 + MM_GEMV_CLAIM : j->m;
+            gemv(&part);
+            if (part.status != QT_OK) {
+                j->status = part.status;
+            }
+        }
+        return NULL;
+    }
     if (j->row_begin >= j->row_end) {
         return NULL;
     }
-    const int gemm = j->n >= MM_GEMM_MIN_ROWS;
     if (j->exact) {
         (gemm ? gemm_exact : gemv_exact)(j);
     } else {
@@ -300,8 +322,6 @@ static int cpu_count(void) {
 /* Run proto over rows [0, m) with nthreads workers, shares rounded to whole tiles. */
 static qt_status run_threads(const mm_job *proto, int nthreads) {
     mm_job jobs[MM_MAX_THREADS];
-    pthread_t threads[MM_MAX_THREADS];
-    int started[MM_MAX_THREADS] = {0};
     const int64_t tiles = (proto->m + QT_MM_TILE_ROWS - 1) / QT_MM_TILE_ROWS;
     if ((int64_t)nthreads > tiles) {
         nthreads = (int)tiles;
@@ -309,6 +329,8 @@ static qt_status run_threads(const mm_job *proto, int nthreads) {
     if (nthreads < 1) {
         nthreads = 1;
     }
+    _Atomic int64_t next_row = 0;
+    const int dynamic = proto->n < MM_GEMM_MIN_ROWS && nthreads > 1;
     int64_t t0 = 0;
     for (int i = 0; i < nthreads; i++) {
         const int64_t t1 = t0 + tiles / nthreads + (i < tiles % nthreads ? 1 : 0);
@@ -316,8 +338,11 @@ static qt_status run_threads(const mm_job *proto, int nthreads) {
         jobs[i].row_begin = t0 * QT_MM_TILE_ROWS;
         jobs[i].row_end = t1 * QT_MM_TILE_ROWS < proto->m ? t1 * QT_MM_TILE_ROWS : proto->m;
         jobs[i].status = QT_OK;
+        jobs[i].next_row = dynamic ? &next_row : NULL;
         t0 = t1;
     }
+    pthread_t threads[MM_MAX_THREADS];
+    int started[MM_MAX_THREADS] = {0};
     for (int i = 1; i < nthreads; i++) {
         started[i] = pthread_create(&threads[i], NULL, run_job, &jobs[i]) == 0;
     }
