@@ -7,6 +7,7 @@ exposes ``add_parser(subparsers)`` which sets ``func`` on its parser.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qtstudio-cli: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing left to say. Point stdout at devnull so the
+        # interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, NativeError, ValueError, TypeError, OSError) as exc:
+        if os.environ.get("QTSTUDIO_DEBUG"):
+            raise
         print(f"qtstudio-cli: error: {exc}", file=sys.stderr)
         return 2
 
