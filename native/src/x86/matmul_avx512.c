@@ -399,6 +399,7 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i two = _mm512_set1_epi32(2);
     /* minimum j (lanes 8-15 of sm) for groups 2j and 2j+1 */
     const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         const int64_t j0 = QK_K * i;
@@ -414,6 +415,9 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
         macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
                                _mm512_loadu_ps(act->sa + j0 / 16), macc);
+        /* lanes 0-7: scale j times the activation scale of its 32 values (group 2j) */
+        const __m512 sd = _mm512_mul_ps(
+            sm, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + j0 / 16)));
         __m512i pick = pick0;
         for (int c = 0; c < 4; c++) {
             const int64_t j = j0 + 64 * c;
@@ -423,8 +427,7 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
                 _mm256_and_si256(_mm256_srli_epi16(q, 4), mask), 1);
             const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                   _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
-                                            lane_da(act, j));
+            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -447,6 +450,8 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
             _mm512_set1_ps(h2f(x[i].d)),
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                 _mm_loadu_si128((const __m128i *)(const void *)x[i].scales))));
+        /* group scales times activation scales, once per super-block */
+        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
         __m512i pick = pick0;
         for (int h = 0; h < 2; h++) {
             const int64_t j = QK_K * i + 128 * h;
@@ -464,11 +469,9 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
             const __m512i pb = _mm512_dpbusd_epi32(
                 lane_bias(act, j + 64, 5), zb,
                 _mm512_loadu_si512(act->a + j + 64));
-            const __m512 sa = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                            lane_da(act, j));
+            const __m512 sa = _mm512_permutexvar_ps(pick, sd);
             pick = _mm512_add_epi32(pick, four);
-            const __m512 sb = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                            lane_da(act, j + 64));
+            const __m512 sb = _mm512_permutexvar_ps(pick, sd);
             pick = _mm512_add_epi32(pick, four);
             acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), sa, acc0);
             acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), sb, acc1);
@@ -483,6 +486,7 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i two = _mm512_set1_epi32(2);
     const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         const int64_t j0 = QK_K * i;
@@ -497,6 +501,9 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
         macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
                                _mm512_loadu_ps(act->sa + j0 / 16), macc);
+        /* lanes 0-7: scale j times the activation scale of its 32 values (group 2j) */
+        const __m512 sd = _mm512_mul_ps(
+            sm, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + j0 / 16)));
         const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)x[i].qh);
         __m512i pick = pick0;
         for (int c = 0; c < 4; c++) {
@@ -509,8 +516,7 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h1), 1);
             const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                   _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sm),
-                                            lane_da(act, j));
+            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -605,6 +611,7 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
         (char)197, (char)217, (char)241));
     const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i two = _mm512_set1_epi32(2);
+    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         const float d = h2f(x[i].d);
@@ -622,6 +629,8 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
                                             _mm256_set1_epi32(32));
         const __m512 sv = _mm512_castps256_ps512(
             _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(ls)));
+        const __m512 sd = _mm512_mul_ps(
+            sv, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + QK_K * i / 16)));
         __m512i pick = pick0;
         for (int c = 0; c < 4; c++) {
             const int64_t j = QK_K * i + 64 * c;
@@ -629,8 +638,7 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
                                                                     x[i].qs + 32 * c + 16));
             const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
                                                   _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_mul_ps(_mm512_permutexvar_ps(pick, sv),
-                                            lane_da(act, j));
+            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
             pick = _mm512_add_epi32(pick, two);
         }
@@ -759,6 +767,8 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512 mn = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].dmin)),
                                         _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)));
         macc = _mm512_fmadd_ps(mn, _mm512_loadu_ps(act->sa + QK_K * i / 16), macc);
+        /* group scales times activation scales, once per super-block */
+        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
         __m512i pick = pick0;
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
@@ -769,8 +779,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
                     _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
                 const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
                                                       _mm512_loadu_si512(act->a + j));
-                const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                                 lane_da(act, j));
+                const __m512 scl = _mm512_permutexvar_ps(pick, sd);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
                 pick = _mm512_add_epi32(pick, four);
             }
@@ -804,6 +813,8 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
             _mm512_set1_epi32(32));
         const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)), _mm512_cvtepi32_ps(sc));
         const __m256i hm = _mm256_loadu_si256((const __m256i *)(const void *)x[i].hmask);
+        /* group scales times activation scales, once per super-block */
+        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
         __m512i pick = pick0;
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
@@ -819,8 +830,7 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
                 const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
                 const __m512i bias = lane_bias(act, j, 2);
                 const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
-                const __m512 scl = _mm512_mul_ps(_mm512_permutexvar_ps(pick, s),
-                                                 lane_da(act, j));
+                const __m512 scl = _mm512_permutexvar_ps(pick, sd);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
                 pick = _mm512_add_epi32(pick, four);
             }
