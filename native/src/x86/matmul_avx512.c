@@ -131,18 +131,19 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
     for (int64_t g = 0; g < ng; g += 2) {
         const uint8_t *wg = tu + g * 256;
         const __m512 sc = _mm512_load_ps(ts + g * 16);
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) w[c] = _mm512_load_si512(wg + 64 * c);
 #pragma GCC unroll 8
         for (int r = 0; r < rb; r++) {
             const int8_t *a = ap[r] + g * 16;
-            /* two dependency chains; weights re-read from L1 (holding eight would spill) */
+            /* two dependency chains */
             __m512i acc = _mm512_set1_epi32(gb[r][g] + gb[r][g + 1]);
             __m512i acc2 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int c = 0; c < 8; c += 2) {
-                acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512(wg + 64 * c),
-                                          _mm512_set1_epi32(load_i32(a + 4 * c)));
-                acc2 = _mm512_dpbusd_epi32(acc2, _mm512_load_si512(wg + 64 * c + 64),
-                                           _mm512_set1_epi32(load_i32(a + 4 * c + 4)));
+                acc = _mm512_dpbusd_epi32(acc, w[c], _mm512_set1_epi32(load_i32(a + 4 * c)));
+                acc2 = _mm512_dpbusd_epi32(acc2, w[c + 1], _mm512_set1_epi32(load_i32(a + 4 * c + 4)));
             }
             acc = _mm512_add_epi32(acc, acc2);
             f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
