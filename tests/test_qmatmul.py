@@ -78,6 +78,22 @@ def test_matches_float64_reference(enc: str, n: int) -> None:
             assert err.max() > _exact_bound(x, wd).max()
 
 
+@pytest.mark.parametrize("enc", FLOATS)
+@pytest.mark.parametrize("k", [8224, 8208])
+def test_float_gemv_beyond_l1(enc: str, k: int) -> None:
+    # x larger than L1 takes the four-rows-at-a-time GEMV (k % 32 == 0), else one row at a time;
+    # m = 7 leaves a ragged tail of rows after the four-row blocks
+    m = 7
+    w = _weights(enc, m, k, seed=k)
+    wd = _oracle_weights(w)
+    x = np.random.default_rng(k).standard_normal((2, k)).astype(np.float32)
+    ref = x.astype(np.float64) @ wd.T
+    for isa in ISAS:
+        for n in (1, 2):
+            y = qs.qmatmul(x[:n], w, isa=isa)
+            assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
+
+
 @pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "F16"])
 def test_threads_and_levels_agree(enc: str) -> None:
     w = _weights(enc, 70, 512, seed=3)

@@ -68,12 +68,18 @@ typedef void (*qt_mm_tile_f32_fn)(const float *tile_w, int64_t kc, const float *
  * the unpacked intermediate. Needs the GEMV activation array nsum4. */
 typedef float (*qt_mm_fdot_fn)(const void *row, const qt_mm_act *act, int64_t k);
 
+typedef void (*qt_mm_fdot_float4_fn)(const void *rows, size_t stride, const float *x, int64_t k,
+                                     float *out);
+
 typedef struct qt_matmul_table {
     qt_mm_unpack_fn unpack[QT_TYPE_MAX];
     qt_mm_fdot_fn fdot[QT_TYPE_MAX]; /* NULL: GEMV unpacks then uses dot */
     /* Exact GEMV straight from float storage (F32/F16/BF16): float dot of a whole row with x,
      * converting each weight exactly; NULL: decode spans with the codec, then dot_f32. */
     float (*fdot_float[QT_TYPE_MAX])(const void *row, const float *x, int64_t k);
+    /* The same for four rows stride bytes apart: out[r] = dot(row r, x), for k % 32 == 0 and
+     * k >= 256 only; NULL: one row at a time. */
+    qt_mm_fdot_float4_fn fdot_float4[QT_TYPE_MAX];
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;
