@@ -26,8 +26,15 @@ typedef struct qt_codec {
     qt_dequantize_row_fn dequantize;
 } qt_codec;
 
+/* Copy n floats to dst with non-temporal stores (no read-for-ownership of dst's lines; the data
+ * goes around the caches). Any dst alignment; the caller issues qt_stream_fence before another
+ * thread may read dst. */
+typedef void (*qt_stream_store_fn)(float *dst, const float *src, int64_t n);
+
 typedef struct qt_kernel_table {
     qt_codec codec[QT_TYPE_MAX];
+    /* NULL on levels without streaming stores: dequantize then writes in place. */
+    qt_stream_store_fn stream_store;
 } qt_kernel_table;
 
 typedef struct qt_type_desc {

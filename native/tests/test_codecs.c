@@ -272,6 +272,41 @@ static void check_dequantize_garbage(const qt_type_traits *t) {
     }
 }
 
+/* Outputs above the last-level-cache size take the streaming path (decode into a small buffer,
+ * non-temporal copy out). The destination is offset by one float so row starts are not aligned,
+ * and the row length is not a whole number of streaming steps, so the plain head and tail
+ * stores run too. Random source bytes; NaN matches NaN as in the garbage check. */
+static void check_dequantize_streaming(const qt_type_traits *t) {
+    const int64_t n = t->block_elems == 1 ? 1031 : 1280;
+    const int64_t rows = (int64_t)((((size_t)33) << 20) / (sizeof(float) * (size_t)n)) + 1;
+    const size_t bytes = qt_row_size(t->type_id, n) * (size_t)rows;
+    const size_t count = (size_t)(rows * n);
+    uint8_t *src = xmalloc(bytes);
+    float *ref = xmalloc(count * sizeof(float));
+    float *got_buf = xmalloc((count + 1) * sizeof(float));
+    float *got = got_buf + 1;
+    for (size_t i = 0; i < bytes; i++) {
+        src[i] = (uint8_t)(next_u64() >> 56);
+    }
+    qt_status st = qt_dequantize(t->type_id, src, ref, rows, n, 1, QT_ISA_SCALAR);
+    CHECK(st == QT_OK, "%s streaming scalar dequantize status %d", t->name, st);
+    for (int li = 0; li < g_nlevels; li++) {
+        const int lvl = g_levels[li];
+        memset(got_buf, 0xA5, (count + 1) * sizeof(float));
+        st = qt_dequantize(t->type_id, src, got, rows, n, 1 + li % 2, lvl);
+        CHECK(st == QT_OK, "%s %s streaming dequantize status %d", t->name, level_name(lvl), st);
+        const int64_t fd = first_float_diff(ref, got, (int64_t)count, 1);
+        CHECK(fd < 0, "%s %s streaming %lldx%lld: value %lld differs (%08x vs %08x)", t->name,
+              level_name(lvl), (long long)rows, (long long)n, (long long)fd,
+              fd < 0 ? 0u : f32_bits(ref[fd]), fd < 0 ? 0u : f32_bits(got[fd]));
+        CHECK(f32_bits(got_buf[0]) == 0xA5A5A5A5u, "%s %s streaming wrote before dst", t->name,
+              level_name(lvl));
+    }
+    free(src);
+    free(ref);
+    free(got_buf);
+}
+
 /* ---------------------------------------------------------------- argument errors */
 
 static void check_argument_errors(void) {
@@ -387,6 +422,7 @@ int main(int argc, char **argv) {
         }
         if (tr.can_dequantize) {
             check_dequantize_garbage(&tr);
+            check_dequantize_streaming(&tr);
         }
     }
     printf("%d quantizable types checked on %d levels against scalar\n", ntypes, g_nlevels);
