@@ -409,6 +409,18 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
         int16_t *ns = gemv ? nsum4 + (size_t)i * nq : NULL;
         mt->quantize_act(x + (i0 + i) * k, k, group, a + (size_t)i * (size_t)k,
                          da + (size_t)i * ng, sa + (size_t)i * ng, gbias + (size_t)i * ng, ns);
+        if (!gemv && group == 32) {
+            /* GEMM tiles of scale-group-32 encodings want one sum per 32 values (see
+             * qt_mm_tile_fn): fold each odd group's sums into the even one. */
+            float *s2 = sa + (size_t)i * ng;
+            int32_t *b2 = gbias + (size_t)i * ng;
+            for (size_t g = 0; g + 1 < ng; g += 2) {
+                s2[g] += s2[g + 1];
+                s2[g + 1] = 0.0f;
+                b2[g] += b2[g + 1];
+                b2[g + 1] = 0;
+            }
+        }
         ac->a = a + (size_t)i * (size_t)k;
         ac->da = da + (size_t)i * ng;
         ac->sa = sa + (size_t)i * ng;

@@ -51,7 +51,9 @@ typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, 
 /* GEMM tile: 16 weight rows, kc values, interleaved as described in matmul.c (tile_u: group g,
  * quad c, row r at [g*256 + c*64 + r*4]; tile_s/tile_m: [g*16 + r]). For every activation row i
  * < nrows: out[i*16 + r] += dot(weight row r, activation row i over [k0, k0+kc)). pair: weight
- * and activation scales are equal for groups 2h and 2h+1 (scale group 32). */
+ * and activation scales are equal for groups 2h and 2h+1 (scale group 32), and the activation
+ * rows carry the whole 32-value sums in sa[2h] and gbias[2h], zero in sa[2h+1] and gbias[2h+1]
+ * (so a kernel may read only the even entries; one that adds both stays right). */
 typedef void (*qt_mm_tile_fn)(const uint8_t *tile_u, const float *tile_s, const float *tile_m,
                               int has_min, int pair, int64_t kc, const qt_mm_act *acts,
                               int64_t nrows, int64_t k0, float *out);

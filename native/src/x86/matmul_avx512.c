@@ -138,7 +138,8 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
         for (int r = 0; r < rb; r++) {
             const int8_t *a = ap[r] + g * 16;
             /* two dependency chains */
-            __m512i acc = _mm512_set1_epi32(gb[r][g] + gb[r][g + 1]);
+            /* gbias[g] and sa[g] hold the sums of the whole pair (qt_mm_tile_fn) */
+            __m512i acc = _mm512_set1_epi32(gb[r][g]);
             __m512i acc2 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int c = 0; c < 8; c += 2) {
@@ -153,7 +154,7 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
             const __m512 mn = _mm512_load_ps(tm + g * 16);
 #pragma GCC unroll 8
             for (int r = 0; r < rb; r++) {
-                f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g] + sp[r][g + 1]), f[r]);
+                f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g]), f[r]);
             }
         }
     }
