@@ -127,6 +127,9 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
         dp[r] = acts[r].da + k0 / 16;
         sp[r] = acts[r].sa + k0 / 16;
         f[r] = _mm512_setzero_ps();
+        /* The partial sums live in a buffer far larger than L2 and are touched once per call,
+         * too sparsely for the hardware prefetcher: fetch them while the dots run. */
+        _mm_prefetch((const char *)(out + r * QT_MM_TILE_ROWS), _MM_HINT_T0);
     }
     for (int64_t g = 0; g < ng; g += 2) {
         const uint8_t *wg = tu + g * 256;
@@ -177,6 +180,9 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
         dp[r] = acts[r].da + k0 / 16;
         sp[r] = acts[r].sa + k0 / 16;
         f[r] = _mm512_setzero_ps();
+        /* The partial sums live in a buffer far larger than L2 and are touched once per call,
+         * too sparsely for the hardware prefetcher: fetch them while the dots run. */
+        _mm_prefetch((const char *)(out + r * QT_MM_TILE_ROWS), _MM_HINT_T0);
     }
     for (int64_t g = 0; g < ng; g++) {
         const uint8_t *wg = tu + g * 256;
