@@ -46,6 +46,20 @@ static inline vf LANE_FN(neg)(vf v) {
 /* Copy W groups of n values (group g at src + g*n; only `count` exist, the rest read as 0) into
  * element-major order dst[i*W + g]. */
 static void LANE_FN(gather)(const float *src, int n, int count, float *dst) {
+#ifdef LANE_TRANSPOSE
+    /* Optional per-level hook: W x W tiles transposed in registers. */
+    if (n % W == 0) {
+        for (int b = 0; b < n; b += W) {
+            vf r[W];
+            for (int g = 0; g < W; g++) {
+                r[g] = g < count ? VF_LOADU(src + (size_t)g * (size_t)n + b) : VF_ZERO();
+            }
+            LANE_TRANSPOSE(r);
+            for (int i = 0; i < W; i++) VF_STORE(dst + (size_t)(b + i) * W, r[i]);
+        }
+        return;
+    }
+#endif
     for (int g = 0; g < W; g++) {
         if (g < count) {
             const float *s = src + (size_t)g * (size_t)n;
@@ -427,6 +441,21 @@ static void LANE_FN(sym_batches)(int ngroups, int n, int nmax, const float *x, c
         }
         for (int u = 0; u * W < count; u++) {
             const int cu = count - u * W < W ? count - u * W : W;
+#ifdef LANE_TRANSPOSE
+            if (n % W == 0) {
+                VF_STORE(st, s[u]);
+                for (int g = 0; g < cu; g++) scale[g0 + u * W + g] = st[g];
+                for (int b = 0; b < n; b += W) {
+                    vf r[W];
+                    for (int i = 0; i < W; i++) r[i] = Lf[u * LANE_MAXN + b + i];
+                    LANE_TRANSPOSE(r);
+                    for (int g = 0; g < cu; g++) {
+                        LANE_STORE_LEVELS(L + (size_t)(g0 + u * W + g) * (size_t)n + b, r[g]);
+                    }
+                }
+                continue;
+            }
+#endif
             VF_STORE(st, s[u]);
             for (int i = 0; i < n; i++) VF_STORE(lt + i * W, Lf[u * LANE_MAXN + i]);
             for (int g = 0; g < cu; g++) {
@@ -528,8 +557,27 @@ static void LANE_FN(iq4)(int ngroups, const float *x, const float *w, int ntry, 
     }
 }
 
+/* ------------------------------------------------------------ re-rounding */
+
+/* The scalar expression W values at a time (division, bias-trick rounding, clamp); levels that
+ * have a byte-store hook on this level, the scalar loop otherwise. */
+static void LANE_FN(requant)(const float *x, int n, float d, int lo, int hi, int off,
+                             uint8_t *L) {
+#ifdef LANE_STORE_LEVELS
+    if (n % W == 0) {
+        const vf dv = VF_SET1(d);
+        for (int i = 0; i < n; i += W) {
+            const vi l = LANE_FN(clampi)(LANE_FN(nint)(VF_DIV(VF_LOADU(x + i), dv)), lo, hi);
+            LANE_STORE_LEVELS((int8_t *)(L + i), VI_TO_VF(VI_ADD(l, VI_SET1(off))));
+        }
+        return;
+    }
+#endif
+    qt_scalar_search_ops.requant(x, n, d, lo, hi, off, L);
+}
+
 static const qt_search_ops LANE_FN(search_ops) = {LANE_FN(asym), LANE_FN(sym), LANE_FN(q3),
-                                                  LANE_FN(iq4)};
+                                                  LANE_FN(iq4), LANE_FN(requant)};
 
 /* Row quantizers of this level: the shared drivers with this level's searches. */
 static void LANE_FN(quantize_q2_K)(const float *x, void *y, int64_t n, const float *qw) {

@@ -227,14 +227,14 @@ static int q3k_scale(const uint8_t *s, int j) {
 }
 
 /* Re-round against the decoded scales, then split levels into 2 low bits and the hmask bit. */
-static void q3k_finish(const float *x, block_q3_K *b, int8_t *L) {
+static void q3k_finish(const qt_search_ops *ops, const float *x, block_q3_K *b, int8_t *L) {
     const float d_all = qt_fp16_to_fp32(b->d);
     for (int j = 0; j < QK_K / 16; j++) {
         const float d = d_all * (float)(int8_t)q3k_scale(b->scales, j);
         if (!d) {
             continue;
         }
-        requant_plain(x + 16 * j, 16, d, -4, 3, 4, (uint8_t *)L + 16 * j);
+        ops->requant(x + 16 * j, 16, d, -4, 3, 4, (uint8_t *)L + 16 * j);
     }
     /* hmask byte m, bit k carries bit 2 of element 32*k + m; the low two bits go to qs. */
     uint8_t Lu[QK_K];
@@ -249,7 +249,8 @@ static void q3k_finish(const float *x, block_q3_K *b, int8_t *L) {
     pack_2bit(Lu, b->qs);
 }
 
-static void q3k_finish_plain(const float *x, block_q3_K *b, int8_t *L, const float *scales) {
+static void q3k_finish_plain(const qt_search_ops *ops, const float *x, block_q3_K *b, int8_t *L,
+                             const float *scales) {
     float max_scale = 0.0f, amax = 0.0f;
     for (int j = 0; j < QK_K / 16; j++) {
         const float a = fabsf(scales[j]);
@@ -271,11 +272,11 @@ static void q3k_finish_plain(const float *x, block_q3_K *b, int8_t *L, const flo
         memset(b->scales, 0, sizeof b->scales);
         b->d = qt_fp32_to_fp16(0.0f);
     }
-    q3k_finish(x, b, L);
+    q3k_finish(ops, x, b, L);
 }
 
-static void q3k_finish_weighted(const float *x, block_q3_K *b, int8_t *L, const float *scales,
-                                const float *w) {
+static void q3k_finish_weighted(const qt_search_ops *ops, const float *x, block_q3_K *b,
+                                int8_t *L, const float *scales, const float *w) {
     int8_t Ls[QK_K / 16];
     float sw[QK_K / 16];
     for (int j = 0; j < QK_K / 16; j++) {
@@ -292,7 +293,7 @@ static void q3k_finish_weighted(const float *x, block_q3_K *b, int8_t *L, const 
     }
     q3k_pack_scales(ls, b->scales);
     b->d = qt_fp32_to_fp16(d_block);
-    q3k_finish(x, b, L);
+    q3k_finish(ops, x, b, L);
 }
 
 void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
@@ -313,9 +314,9 @@ void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *vy, int
         for (int s = 0; s < nsb; s++) {
             const int o = s * QK_K;
             if (qw) {
-                q3k_finish_weighted(xc + o, &y[c + s], L + o, scales + 16 * s, w + o);
+                q3k_finish_weighted(ops, xc + o, &y[c + s], L + o, scales + 16 * s, w + o);
             } else {
-                q3k_finish_plain(xc + o, &y[c + s], L + o, scales + 16 * s);
+                q3k_finish_plain(ops, xc + o, &y[c + s], L + o, scales + 16 * s);
             }
         }
     }

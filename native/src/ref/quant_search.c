@@ -404,4 +404,14 @@ static void scalar_iq4(int ngroups, const float *x, const float *w, int ntry, fl
     }
 }
 
-const qt_search_ops qt_scalar_search_ops = {scalar_asym, scalar_sym, scalar_q3, scalar_iq4};
+static void scalar_requant(const float *x, int n, float d, int lo, int hi, int off, uint8_t *L) {
+    for (int i = 0; i < n; i++) {
+        int l = qt_nearest_int(x[i] / d);
+        l = l < lo ? lo : l;
+        l = l > hi ? hi : l;
+        L[i] = (uint8_t)(l + off);
+    }
+}
+
+const qt_search_ops qt_scalar_search_ops = {scalar_asym, scalar_sym, scalar_q3, scalar_iq4,
+                                            scalar_requant};

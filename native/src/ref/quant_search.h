@@ -92,6 +92,9 @@ typedef struct qt_search_ops {
     void (*q3)(int ngroups, int n, int nmax, const float *x, int8_t *L, float *scale);
     /* qt_iq4_group_scale over 32-value groups with weights w. */
     void (*iq4)(int ngroups, const float *x, const float *w, int ntry, float *scale);
+    /* Re-rounding against a decoded scale: L[i] = clamp(nearest_int(x[i] / d), lo, hi) + off
+     * for n values; results must lie in 0..127. */
+    void (*requant)(const float *x, int n, float d, int lo, int hi, int off, uint8_t *L);
 } qt_search_ops;
 
 /* One group at a time. */

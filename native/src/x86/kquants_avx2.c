@@ -60,6 +60,36 @@ static inline __m256 lookup16(const __m256 *t, __m256i idx) {
 #define VM_ANY(a) (_mm256_movemask_ps(a) != 0)
 #define VM_NONE() _mm256_setzero_ps()
 
+/* r[g] (row g) becomes column g over an 8x8 tile: 32-bit and 64-bit shuffles within the
+ * 128-bit halves, then a half swap. Data movement only, so bit-exact. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* Eight integral levels (|v| < 128) as int8 bytes. */
+static inline void store_levels8(int8_t *dst, __m256 v) {
+    const __m256i q = _mm256_cvttps_epi32(v);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64((__m128i *)(void *)dst, _mm_packs_epi16(w, w));
+}
+
+#define LANE_TRANSPOSE(r) transpose8(r)
+#define LANE_STORE_LEVELS(dst, v) store_levels8(dst, v)
+
 #include "../kquants_lanes.h"
 
 void qt_avx2_register_kquants(qt_kernel_table *t) {

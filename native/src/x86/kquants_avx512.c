@@ -51,6 +51,41 @@ typedef __mmask16 vm;
 #define VM_ANY(a) ((a) != 0)
 #define VM_NONE() ((vm)0)
 
+/* r[g] (row g) becomes column g: r[i][g] <- r[g][i] over a 16x16 tile. Four shuffle stages
+ * (32-bit, 64-bit, then two 128-bit lane steps); data movement only, so bit-exact. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    /* u[4q + c], 128-bit lane l: rows 4q..4q+3 of column 4l + c. */
+    for (int k = 0; k < 16; k += 8) {
+        for (int c = 0; c < 4; c++) {
+            t[k + c] = _mm512_shuffle_f32x4(u[k + c], u[k + 4 + c], 0x88);
+            t[k + 4 + c] = _mm512_shuffle_f32x4(u[k + c], u[k + 4 + c], 0xDD);
+        }
+    }
+    for (int c = 0; c < 8; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    }
+}
+
+/* Sixteen integral levels (|v| < 128) as int8 bytes. */
+static inline void store_levels16(int8_t *dst, __m512 v) {
+    _mm_storeu_si128((__m128i *)(void *)dst, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+}
+
+#define LANE_TRANSPOSE(r) transpose16(r)
+#define LANE_STORE_LEVELS(dst, v) store_levels16(dst, v)
+
 #include "../kquants_lanes.h"
 
 void qt_avx512_register_kquants(qt_kernel_table *t) {
