@@ -348,7 +348,9 @@ static void LANE_FN(sym_core)(const float *xt, const float *wt, int n, int nmax,
  * on the sums left by the previous element, a long chain of dependent operations, so two
  * independent batches (Q3_U of them) are interleaved to keep the core busy. xt holds U transposed
  * batches of n values one after another; Lf[u*LANE_MAXN + i] receives batch u's levels. */
+#ifndef Q3_U
 #define Q3_U 4
+#endif
 static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale_out) {
     const vf zero = VF_ZERO();
     vm live[Q3_U];
@@ -374,11 +376,16 @@ static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale
         }
     }
     /* A lane whose sweep changes nothing would change nothing in any later sweep either, so
-     * sweeping on while other lanes still move leaves it exactly as the scalar code does. */
+     * sweeping on while other lanes still move leaves it exactly as the scalar code does; and
+     * a batch none of whose live lanes moved in a sweep can sit out the remaining ones. */
+    int active[Q3_U];
+    for (int u = 0; u < Q3_U; u++) active[u] = 1;
     for (int sweep = 0; sweep < 5; sweep++) {
-        vm changed = VM_NONE();
+        vm moved[Q3_U];
+        for (int u = 0; u < Q3_U; u++) moved[u] = VM_NONE();
         for (int i = 0; i < n; i++) {
             for (int u = 0; u < Q3_U; u++) {
+                if (!active[u]) continue;
                 vf *Lu = Lf + u * LANE_MAXN;
                 const vf xi = VF_LOAD(xt + (size_t)u * (size_t)n * W + i * W);
                 const vf wi = wv[u][i], wx = wxv[u][i];
@@ -395,10 +402,15 @@ static void LANE_FN(q3_core)(const float *xt, int n, int nmax, vf *Lf, vf *scale
                 Lu[i] = VF_BLEND(acc, fnl, Lu[i]);
                 sumlx[u] = VF_BLEND(acc, slx2, sumlx[u]);
                 suml2[u] = VF_BLEND(acc, sl22, suml2[u]);
-                changed = VM_OR(changed, VM_AND(acc, live[u]));
+                moved[u] = VM_OR(moved[u], VM_AND(acc, live[u]));
             }
         }
-        if (!VM_ANY(changed)) {
+        int any = 0;
+        for (int u = 0; u < Q3_U; u++) {
+            active[u] = active[u] && VM_ANY(moved[u]);
+            any |= active[u];
+        }
+        if (!any) {
             break;
         }
     }
