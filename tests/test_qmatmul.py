@@ -94,7 +94,7 @@ def test_float_gemv_beyond_l1(enc: str, k: int) -> None:
             assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
 
 
-@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "F16"])
+@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "F16"])
 def test_threads_and_levels_agree(enc: str) -> None:
     w = _weights(enc, 70, 512, seed=3)
     x = np.random.default_rng(4).standard_normal((9, 512)).astype(np.float32)

@@ -957,6 +957,56 @@ static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
     return _mm512_reduce_add_ps(acc);
 }
 
+/* TQ1_0 packs 5 base-3 digits per byte: digit k of byte b is ((uint8_t)(b * 3^k) * 3) >> 8.
+ * b * 3^k mod 256 is repeated tripling with wrapping byte adds, and for a byte q,
+ * (q * 3) >> 8 is (q >= 86) + (q >= 171), so no multiply is needed. */
+#define TQ1_TRIPLE(T, V) T##_add_epi8(T##_add_epi8(V, V), V)
+
+static inline __m512i tq1_digits(__m512i q) {
+    const __m512i one = _mm512_set1_epi8(1);
+    const __m512i z = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(q, _mm512_set1_epi8(86)), one);
+    return _mm512_mask_add_epi8(z, _mm512_cmpge_epu8_mask(q, _mm512_set1_epi8((char)171)), z, one);
+}
+
+static inline __m512i cat256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __m256i cat128(__m128i lo, __m128i hi) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq1_0 *x = row;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        /* values 0-159: digits 0-4 of qs[0..31]; 160-239: digits 0-4 of qs[32..47];
+         * 240-255: digits 0-3 of qh[0..3] */
+        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)x[i].qs);
+        const __m256i a3 = TQ1_TRIPLE(_mm256, a1), a9 = TQ1_TRIPLE(_mm256, a3);
+        const __m256i a27 = TQ1_TRIPLE(_mm256, a9), a81 = TQ1_TRIPLE(_mm256, a27);
+        const __m128i b1 = _mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32));
+        const __m128i b3 = TQ1_TRIPLE(_mm, b1), b9 = TQ1_TRIPLE(_mm, b3);
+        const __m128i b27 = TQ1_TRIPLE(_mm, b9), b81 = TQ1_TRIPLE(_mm, b27);
+        const __m128i h1 = _mm_set1_epi32(load_i32(x[i].qh));
+        const __m128i h3 = TQ1_TRIPLE(_mm, h1), h9 = TQ1_TRIPLE(_mm, h3);
+        const __m128i h27 = TQ1_TRIPLE(_mm, h9);
+        const __m128i hq = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8),
+                                           0xC);
+        const __m512i steps[4] = {cat256(a1, a3), cat256(a9, a27), cat256(a81, cat128(b1, b3)),
+                                  cat256(cat128(b9, b27), cat128(b81, hq))};
+        const __m512 d = _mm512_set1_ps(h2f(x[i].d));
+        for (int st = 0; st < 4; st++) {
+            const int64_t j = QK_K * i + 64 * st;
+            /* digits are trit + 1 */
+            const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 0), tq1_digits(steps[st]),
+                                                  _mm512_loadu_si512(act->a + j));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(d, lane_da(act, j)), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
@@ -986,4 +1036,5 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q2_K] = fdot_q2_K;
     t->fdot[QT_T_Q3_K] = fdot_q3_K;
     t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
+    t->fdot[QT_T_TQ1_0] = fdot_tq1_0;
 }
