@@ -933,26 +933,35 @@ static float fdot_bf16w(const void *w, const float *x, int64_t k) {
     return fdot_floats(w, x, k, 2);
 }
 
+static inline __m512i cat256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
 static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq2_0 *x = row;
-    const __m256i three = _mm256_set1_epi8(3);
+    const __m512i three = _mm512_set1_epi8(3);
+    /* one 64-value step takes 2-bit fields jj and jj + 1 of 32 bytes: shifts per 256-bit half */
+    const __m512i sh01 = cat256(_mm256_set1_epi16(0), _mm256_set1_epi16(2));
+    const __m512i sh23 = cat256(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
-        const __m512 d = _mm512_set1_ps(h2f(x[i].d));
+        /* the block's scale multiplies once, after the four steps */
+        __m512 part0 = _mm512_setzero_ps(), part1 = _mm512_setzero_ps();
         for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
-            for (int jj = 0; jj < 4; jj += 2) {
-                const int64_t j = QK_K * i + 128 * h + 32 * jj;
-                const __m512i z = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three)),
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
-                /* stored values are trit + 1 */
-                const __m512i bias = lane_bias(act, j, 0);
-                const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                                      _mm512_mul_ps(d, lane_da(act, j)), acc);
-            }
+            const __m512i q = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h)));
+            const int64_t j = QK_K * i + 128 * h;
+            /* stored values are trit + 1 */
+            const __m512i z0 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), three);
+            const __m512i z1 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), three);
+            const __m512i p0 = _mm512_dpbusd_epi32(lane_bias(act, j, 0), z0,
+                                                   _mm512_loadu_si512(act->a + j));
+            const __m512i p1 = _mm512_dpbusd_epi32(lane_bias(act, j + 64, 0), z1,
+                                                   _mm512_loadu_si512(act->a + j + 64));
+            part0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), lane_da(act, j), part0);
+            part1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), lane_da(act, j + 64), part1);
         }
+        acc = _mm512_fmadd_ps(_mm512_add_ps(part0, part1), _mm512_set1_ps(h2f(x[i].d)), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
@@ -966,10 +975,6 @@ static inline __m512i tq1_digits(__m512i q) {
     const __m512i one = _mm512_set1_epi8(1);
     const __m512i z = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(q, _mm512_set1_epi8(86)), one);
     return _mm512_mask_add_epi8(z, _mm512_cmpge_epu8_mask(q, _mm512_set1_epi8((char)171)), z, one);
-}
-
-static inline __m512i cat256(__m256i lo, __m256i hi) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
 static inline __m256i cat128(__m128i lo, __m128i hi) {
@@ -995,14 +1000,16 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
                                            0xC);
         const __m512i steps[4] = {cat256(a1, a3), cat256(a9, a27), cat256(a81, cat128(b1, b3)),
                                   cat256(cat128(b9, b27), cat128(b81, hq))};
-        const __m512 d = _mm512_set1_ps(h2f(x[i].d));
+        /* the block's scale multiplies once, after the four steps (two chains) */
+        __m512 part[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int st = 0; st < 4; st++) {
             const int64_t j = QK_K * i + 64 * st;
             /* digits are trit + 1 */
             const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 0), tq1_digits(steps[st]),
                                                   _mm512_loadu_si512(act->a + j));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(d, lane_da(act, j)), acc);
+            part[st & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lane_da(act, j), part[st & 1]);
         }
+        acc = _mm512_fmadd_ps(_mm512_add_ps(part[0], part[1]), _mm512_set1_ps(h2f(x[i].d)), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
