@@ -16,6 +16,7 @@ from qtstudio.kernels import NativeError
 
 from . import eval as eval_cmd
 from . import export, info, inspect, optimize, plan, quantize
+from .job_runner import JobStoppedError, report_stopped
 
 COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize]
 
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args) or 0)
+    except JobStoppedError as exc:
+        return report_stopped(exc)
     except KeyboardInterrupt:
         print("qtstudio-cli: interrupted", file=sys.stderr)
         return 130

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import signal
 import sys
 
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
-from qtstudio.jobs import Cancelled, CancelToken, run_job
 
-from .progress_bar import ProgressBar
+from .job_runner import run_cli_job
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
 
 
@@ -88,30 +86,14 @@ def _run_gguf(args: argparse.Namespace) -> int:
         for e in plan.fallbacks:
             print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
                   file=sys.stderr)
-        cancel = CancelToken()
-
-        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
-            if cancel.cancelled:
-                raise KeyboardInterrupt
-            cancel.cancel()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        bar = ProgressBar() if not args.quiet else None
         try:
-            report = run_job(export_gguf_job(model, plan, args.output, imatrix=imatrix,
-                                             threads=args.threads, cancel=cancel,
-                                             allow_requantize=args.allow_requantize), bar)
-        except Cancelled:
-            if bar:
-                bar.finish()
-            print("qtstudio-cli: stopped by Ctrl-C; no output file was written", file=sys.stderr)
-            return 130
+            report = run_cli_job(
+                lambda cancel: export_gguf_job(model, plan, args.output, imatrix=imatrix,
+                                               threads=args.threads, cancel=cancel,
+                                               allow_requantize=args.allow_requantize),
+                quiet=args.quiet, on_stop="no output file was written")
         except ExportError as exc:
-            if bar:
-                bar.finish()
             raise _cli_error(str(exc)) from None
-        finally:
-            signal.signal(signal.SIGINT, previous)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if report.skipped:

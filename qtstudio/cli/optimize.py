@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import sys
 from pathlib import Path
 
 from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
 from qtstudio.formats import open_model
-from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.optimize import optimize_job
 
-from .progress_bar import ProgressBar
+from .job_runner import run_cli_job
 from .recipe_args import human_bytes
 
 
@@ -87,30 +85,15 @@ def run(args: argparse.Namespace) -> int:
         from qtstudio.export.imatrix import load_imatrix
         imatrix = dict(load_imatrix(args.imatrix).entries)
     kwargs = {} if args.sample_elements is None else {"sample_elements": args.sample_elements}
-    cancel = CancelToken()
     with open_model(args.model) as model:
-        job = optimize_job(model, target_bpw=args.target_bpw, target_bytes=target_bytes,
-                           candidates=candidates, imatrix=imatrix, objective=args.objective,
-                           float_encoding=args.float_type,
-                           target_format=None if args.target == "none" else args.target,
-                           threads=args.threads, cancel=cancel, **kwargs)
-
-        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
-            if cancel.cancelled:
-                raise KeyboardInterrupt
-            cancel.cancel()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        bar = ProgressBar() if not args.quiet else None
-        try:
-            result = run_job(job, bar)
-        except Cancelled:
-            if bar:
-                bar.finish()
-            print("qtstudio-cli: stopped by Ctrl-C; no recipe written", file=sys.stderr)
-            return 130
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        result = run_cli_job(
+            lambda cancel: optimize_job(
+                model, target_bpw=args.target_bpw, target_bytes=target_bytes,
+                candidates=candidates, imatrix=imatrix, objective=args.objective,
+                float_encoding=args.float_type,
+                target_format=None if args.target == "none" else args.target,
+                threads=args.threads, cancel=cancel, **kwargs),
+            quiet=args.quiet, on_stop="no recipe written")
     if imatrix is not None:
         unweighted = [t.name for t in result.table.tensors
                       if result.table.objective == "imatrix" and not t.weighted

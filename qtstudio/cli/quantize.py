@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
-from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.quantize import quantize_job
 
-from .progress_bar import ProgressBar
+from .job_runner import run_cli_job
 from .recipe_args import add_recipe_args, build_recipe
 
 
@@ -42,25 +40,10 @@ def run(args: argparse.Namespace) -> int:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
                             else args.target, has_imatrix=imatrix is not None)
-        cancel = CancelToken()
-
-        def on_sigint(signum, frame):  # first Ctrl-C: stop at the next safe point
-            if cancel.cancelled:
-                raise KeyboardInterrupt
-            cancel.cancel()
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        bar = ProgressBar() if not args.quiet else None
-        try:
-            report = run_job(quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
-                                          cancel=cancel), bar)
-        except Cancelled:
-            if bar:
-                bar.finish()
-            print("qtstudio-cli: stopped by Ctrl-C; no report written", file=sys.stderr)
-            return 130
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        report = run_cli_job(
+            lambda cancel: quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
+                                        cancel=cancel),
+            quiet=args.quiet, on_stop="no report written")
         report.save(Path(args.report))
     t = report.totals()
     snr = t["overall_snr_db"]

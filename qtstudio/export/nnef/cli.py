@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
-
-from qtstudio.jobs import Cancelled, CancelToken, run_job
 
 from .job import ExportReport, export_nnef_job
 from .q4_0 import CALIBRATIONS
@@ -59,7 +56,7 @@ def _summary(report: ExportReport) -> list[str]:
 
 def export_nnef_cli(args: argparse.Namespace) -> int:
     from qtstudio.cli import CliError
-    from qtstudio.cli.progress_bar import ProgressBar
+    from qtstudio.cli.job_runner import run_cli_job
 
     from .sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
     from .verify import verify_export
@@ -81,27 +78,12 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
     plan = _resolve(args, source)
     for e in plan.fallbacks:
         print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
-    cancel = CancelToken()
-
-    def on_sigint(signum, frame):  # first Ctrl-C: stop between tensors; second: at once
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    bar = None if getattr(args, "quiet", False) else ProgressBar()
-    try:
-        report = run_job(export_nnef_job(
+    report = run_cli_job(
+        lambda cancel: export_nnef_job(
             source.module, plan, source.example_inputs, Path(args.output),
             calibration=calibration, cancel=cancel, threads=getattr(args, "threads", None),
-            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))), bar)
-    except Cancelled:
-        if bar:
-            bar.finish()
-        print("qtstudio-cli: stopped by Ctrl-C; nothing was written", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))),
+        quiet=bool(getattr(args, "quiet", False)), on_stop="nothing was written")
     if getattr(args, "verify", False):
         report.verification = verify_export(report.path, source.module, source.example_inputs,
                                             report.decoded)
