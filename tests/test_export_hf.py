@@ -107,3 +107,134 @@ def test_unigram_and_missing_tokenizer(tmp_path):
     (empty / "tokenizer.json").write_text("{not json")
     with pytest.raises(ExportError, match="not readable JSON"):
         tokenizer_kv(empty, "llama", None)
+
+
+# --- tokenizer.ggml.pre from the tokenizer.json split ---------------------------------------
+
+def _split_then_bytes(*patterns, use_regex=False, **byte_level):
+    steps = [{"type": "Split", "pattern": {"Regex": p}, "behavior": "Isolated", "invert": False}
+             for p in patterns]
+    byte_step = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                 "use_regex": use_regex, **byte_level}
+    return {"type": "Sequence", "pretokenizers": [*steps, byte_step]}
+
+
+def test_pre_tokenizer_detection_table():
+    from qtstudio.export.bpe_pretokenizer import (
+        GPT2_PATTERN,
+        LLAMA3_PATTERN,
+        QWEN2_PATTERN,
+        detect_pre_tokenizer,
+    )
+
+    def name(pt):
+        return detect_pre_tokenizer(pt).name
+
+    assert name({"type": "ByteLevel", "add_prefix_space": False}) == "gpt-2"
+    assert name(_split_then_bytes(GPT2_PATTERN)) == "gpt-2"
+    assert name(_split_then_bytes(LLAMA3_PATTERN)) == "llama-bpe"
+    assert name(_split_then_bytes(QWEN2_PATTERN)) == "qwen2"
+    # trivial spelling differences: contractions spelled case by case, real CR/LF characters
+    spelled = LLAMA3_PATTERN.replace("(?i:'s|'t|'re|'ve|'m|'ll|'d)",
+                                     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])")
+    assert name(_split_then_bytes(spelled.replace(r"\r\n", "\r\n"))) == "llama-bpe"
+    tekken = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+              r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+              r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+    assert name(_split_then_bytes(tekken)) == "tekken"
+    starcoder = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]}
+    assert name(starcoder) == "starcoder"
+    coder = {"type": "Sequence", "pretokenizers": [
+        *_split_then_bytes("[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+",
+                           "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+")["pretokenizers"][:-1],
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
+    assert name(coder) == "deepseek-coder"
+    # order matters: the Llama 3 split after a digit split is not Llama 3
+    assert name(_split_then_bytes(r"\p{N}", LLAMA3_PATTERN)) == "default"
+    # unknown patterns, non-byte-level splits and dropped text fall back loudly
+    for pt in (_split_then_bytes(r"\w+|\s+"), {"type": "Whitespace"}, None,
+               _split_then_bytes(LLAMA3_PATTERN, use_regex=True)):
+        choice = detect_pre_tokenizer(pt)
+        assert choice.name == "default" and "'default'" in choice.warning, pt
+    removed = _split_then_bytes(LLAMA3_PATTERN)
+    removed["pretokenizers"][0]["behavior"] = "Removed"
+    assert detect_pre_tokenizer(removed).name == "default"
+    # a known split with a llama.cpp-foreign option keeps the name but says so
+    prefixed = detect_pre_tokenizer({"type": "ByteLevel", "add_prefix_space": True})
+    assert prefixed.name == "gpt-2" and "add_prefix_space" in prefixed.warning
+
+
+def test_bpe_pre_tokenizer_written_and_fallback_reported(tmp_path):
+    from qtstudio.export.bpe_pretokenizer import LLAMA3_PATTERN
+
+    vocab = {"a": 0, "b": 1, "ab": 2}
+    model = {"type": "BPE", "vocab": vocab, "merges": ["a b"]}
+    _write(tmp_path, {"model": model, "pre_tokenizer": _split_then_bytes(LLAMA3_PATTERN)})
+    warnings: list[str] = []
+    kv = _kv(tokenizer_kv(tmp_path, "llama", None, warnings))
+    assert kv["tokenizer.ggml.pre"] == "llama-bpe" and warnings == []
+    _write(tmp_path, {"model": model, "pre_tokenizer": {"type": "Whitespace"}})
+    kv = _kv(tokenizer_kv(tmp_path, "llama", None, warnings))
+    assert kv["tokenizer.ggml.pre"] == "default"
+    assert len(warnings) == 1 and "tokenizer.json" in warnings[0] and "'default'" in warnings[0]
+
+
+_SPLIT_TEXTS = ["12345 678", "don't I'll", "DON'T shout: I'LL 1000000 x 42",
+                "tabs\tand  two spaces,   three;\n\nnew lines!!! ...and (parens)"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["llama-bpe", "gpt-2", "qwen2", "tekken"])
+def test_llama_cpp_splits_like_hf(tmp_path, kind, monkeypatch):
+    """Exported with the detected pre-tokenizer, llama.cpp tokenizes as the HF tokenizer does;
+    with llama.cpp's 'default' split at least one of the texts comes out differently."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from tokenizers import Tokenizer
+
+    from qtstudio.core.plan import resolve_plan
+    from qtstudio.core.recipe import Recipe
+    from qtstudio.export import hf_to_gguf
+    from qtstudio.export.bpe_pretokenizer import (
+        LLAMA3_PATTERN,
+        QWEN2_PATTERN,
+        TEKKEN_PATTERN,
+        PreTokenizerChoice,
+    )
+    from qtstudio.export.gguf import export_gguf
+    from qtstudio.formats import open_model
+    from tests.helpers.tiny_models import GPT2_SPLIT, build_tiny_llama
+
+    split = {"llama-bpe": LLAMA3_PATTERN, "gpt-2": GPT2_SPLIT, "qwen2": QWEN2_PATTERN,
+             "tekken": TEKKEN_PATTERN}[kind]
+    # Llama 3's and Tekken's tokenizer.json take a word found whole in the vocabulary as one
+    # token, as llama.cpp does for those two names
+    folder = build_tiny_llama(tmp_path / "hf", hidden=64, intermediate=128, layers=1, heads=2,
+                              kv_heads=1, pre_split=split,
+                              ignore_merges=kind in ("llama-bpe", "tekken"))
+    hf = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    want = [hf.encode(t).ids for t in _SPLIT_TEXTS]
+
+    def llama_cpp_ids(out):
+        with open_model(folder) as m:
+            report = export_gguf(m, resolve_plan(m, Recipe(preset="F32")), out)
+        llm = llama_cpp.Llama(str(out), vocab_only=True, verbose=False)
+        try:
+            return report, [llm.tokenize(t.encode(), add_bos=False) for t in _SPLIT_TEXTS]
+        finally:
+            llm.close()
+
+    report, got = llama_cpp_ids(tmp_path / "detected.gguf")
+    import gguf
+
+    field = gguf.GGUFReader(tmp_path / "detected.gguf").fields["tokenizer.ggml.pre"]
+    assert field.contents() == kind
+    assert not any("tokenizer.ggml.pre" in w for w in report.warnings)
+    assert got == want
+    monkeypatch.setattr(hf_to_gguf, "detect_pre_tokenizer",
+                        lambda pt: PreTokenizerChoice("default", "forced for the test"))
+    report, got_default = llama_cpp_ids(tmp_path / "default.gguf")
+    assert any("forced for the test" in w for w in report.warnings)
+    assert got_default != want

@@ -176,6 +176,7 @@ def _build_items(model: Model, plan: Plan, kind: str, allow_requantize: bool,
         items.append(_Item(entry, out, enc, tuple(entry.shape), transform))
     if conv is not None:
         report.skipped = list(conv.skipped)
+        report.warnings.extend(conv.warnings)
     return items, conv
 
 

@@ -23,6 +23,7 @@ from gguf import GGUFValueType as VT  # noqa: N814
 from gguf import TokenType
 
 from .atomic import ExportError
+from .bpe_pretokenizer import detect_pre_tokenizer
 
 # config.json model_type -> GGUF architecture name, for the ones llama.cpp can run
 RUNNABLE_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "bert": "bert"}
@@ -51,6 +52,8 @@ class Conversion:
     #: GGUF tensor name -> transform applied to the float32 data before encoding
     transforms: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: things the user should know about the conversion (shown in the export report)
+    warnings: list[str] = field(default_factory=list)
 
 
 def runnable_arch(model_type: str | None) -> str | None:
@@ -253,8 +256,12 @@ def _vocab_list(vocab: dict[str, int], added: list[dict], n_vocab: int | None,
     return tokens
 
 
-def tokenizer_kv(folder: Path, arch: str, n_vocab: int | None) -> list[KVItem]:
-    """``tokenizer.ggml.*`` keys from tokenizer.json (or tokenizer.model via sentencepiece)."""
+def tokenizer_kv(folder: Path, arch: str, n_vocab: int | None,
+                 warnings: list[str] | None = None) -> list[KVItem]:
+    """``tokenizer.ggml.*`` keys from tokenizer.json (or tokenizer.model via sentencepiece).
+
+    Messages the user must see (a pre-tokenizer llama.cpp does not know) go to ``warnings``.
+    """
     tj = folder / "tokenizer.json"
     if tj.is_file():
         doc = _read_json(tj)
@@ -266,7 +273,7 @@ def tokenizer_kv(folder: Path, arch: str, n_vocab: int | None) -> list[KVItem]:
         if kind == "WordPiece":
             items = _wordpiece(model, added, n_vocab, tj)
         elif kind == "BPE":
-            items = _bpe(model, added, n_vocab, tj)
+            items = _bpe(model, added, n_vocab, tj, doc.get("pre_tokenizer"), warnings)
         elif kind == "Unigram":
             items = _unigram(model, added, n_vocab, tj)
         else:
@@ -306,7 +313,8 @@ def _types_for(tokens: list[str | None], added: list[dict]) -> tuple[list[str], 
     return texts, types
 
 
-def _bpe(model: dict, added: list[dict], n_vocab: int | None, path: Path) -> list[KVItem]:
+def _bpe(model: dict, added: list[dict], n_vocab: int | None, path: Path,
+         pre_tokenizer: Any = None, warnings: list[str] | None = None) -> list[KVItem]:
     tokens = _vocab_list(model.get("vocab") or {}, added, n_vocab, path)
     texts, types = _types_for(tokens, added)
     merges = []
@@ -335,8 +343,13 @@ def _bpe(model: dict, added: list[dict], n_vocab: int | None, path: Path) -> lis
                        VT.FLOAT32),
                 KVItem("tokenizer.ggml.token_type", np.asarray(types, np.int32), VT.ARRAY,
                        VT.INT32)]
+    # llama.cpp splits words with the regexes of a named pre-tokenizer; pick the one whose
+    # regexes are the tokenizer.json split, so both tokenize text the same way
+    pre = detect_pre_tokenizer(pre_tokenizer)
+    if pre.warning and warnings is not None:
+        warnings.append(f"{path}: {pre.warning}")
     return [KVItem("tokenizer.ggml.model", "gpt2", VT.STRING),
-            KVItem("tokenizer.ggml.pre", "default", VT.STRING),
+            KVItem("tokenizer.ggml.pre", pre.name, VT.STRING),
             KVItem("tokenizer.ggml.tokens", texts, VT.ARRAY, VT.STRING),
             KVItem("tokenizer.ggml.token_type", np.asarray(types, np.int32), VT.ARRAY, VT.INT32),
             KVItem("tokenizer.ggml.merges", merges, VT.ARRAY, VT.STRING)]
@@ -494,6 +507,6 @@ def hf_conversion(folder: Path, config: dict, tensor_names: list[str],
     if arch != "bert" and n_vocab is not None:
         kv = [k for k in kv if k.key != f"{arch}.vocab_size"]
         kv.append(KVItem(f"{arch}.vocab_size", n_vocab, VT.UINT32))
-    kv += tokenizer_kv(folder, arch, n_vocab)
+    kv += tokenizer_kv(folder, arch, n_vocab, conv.warnings)
     conv.kv = kv
     return conv

@@ -20,35 +20,60 @@ CORPUS = [
     "hello world, hello tokens; goodbye floats!",
 ] * 4
 
+# Text whose split differs between pre-tokenizers: digit runs, contractions, runs of mixed
+# whitespace and punctuation; trained on, so merges across those boundaries exist.
+SPLIT_CORPUS = [
+    "don't I'll we've they're she'd it's 12345 678 9012345 year 2024",
+    "tabs\tand  two spaces,   three;\n\nnew lines!!! ...and (parens) \"quotes\"",
+    "DON'T shout: I'LL 1000000 x 42 == 43?",
+] * 6
+
+#: build_bpe_tokenizer's pre_split for GPT-2's ByteLevel split trained on SPLIT_CORPUS too
+GPT2_SPLIT = "gpt2"
+
 
 def _save_json(path: Path, doc: dict) -> None:
     path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
-def build_bpe_tokenizer(vocab_size: int = 320):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_bpe_tokenizer(vocab_size: int = 320, pre_split: str | None = None,
+                        ignore_merges: bool = False):
+    """Byte-level BPE. ``pre_split``: None (the original tiny tokenizer: GPT-2's ByteLevel
+    split), ``GPT2_SPLIT`` (the same, trained on SPLIT_CORPUS too) or a regex, written as a
+    Split step before a regex-free ByteLevel as Llama 3 / Qwen2 tokenizer.json files do."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    corpus = CORPUS
+    if pre_split is None or pre_split == GPT2_SPLIT:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pre_split), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if pre_split is not None:
+        corpus = CORPUS + SPLIT_CORPUS
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=["<s>", "</s>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus, trainer)
     return tok
 
 
 def build_tiny_llama(folder: str | Path, *, seed: int = 0, hidden: int = 256, layers: int = 2,
                      heads: int = 4, kv_heads: int = 2, intermediate: int = 512,
                      model_type: str = "llama", tie_embeddings: bool = False,
-                     init_range: float = 0.08, dtype: str = "float32") -> Path:
-    """A llama (or mistral / qwen2) folder with random weights; returns the folder."""
+                     init_range: float = 0.08, dtype: str = "float32",
+                     pre_split: str | None = None, ignore_merges: bool = False) -> Path:
+    """A llama (or mistral / qwen2) folder with random weights; returns the folder.
+    ``pre_split`` / ``ignore_merges`` choose the tokenizer (see build_bpe_tokenizer)."""
     import torch
     import transformers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tok = build_bpe_tokenizer()
+    tok = build_bpe_tokenizer(pre_split=pre_split, ignore_merges=ignore_merges)
     vocab = tok.get_vocab_size()
     common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
                   num_hidden_layers=layers, num_attention_heads=heads,
