@@ -5,6 +5,8 @@
  * every value is re-rounded against the scale that will actually be decoded. Without an
  * importance matrix this is ggml's quantize_row_*_ref; with one it is ggml's quantize_*
  * library entry, which weights the searches and fits the super-scales by least squares. */
+#include <stddef.h>
+
 #include "../blocks.h"
 #include "../internal.h"
 #include "kquants.h"
@@ -462,8 +464,17 @@ static void k4_search(const qt_search_ops *ops, const float *xc, const float *qw
     ops->asym(nsb * 8, 32, nmax, xc, w, L, scales, mins, rmin, 0.1f, nstep, 0);
 }
 
+/* Q4_K and Q5_K share their header (d, dmin, 12 bytes of 6-bit scales and mins) and the whole
+ * search; they differ only in the level range and in how the levels are packed after it. */
+static_assert(offsetof(block_q4_K, d) == offsetof(block_q5_K, d), "shared K header");
+static_assert(offsetof(block_q4_K, dmin) == offsetof(block_q5_K, dmin), "shared K header");
+static_assert(offsetof(block_q4_K, scales) == offsetof(block_q5_K, scales), "shared K header");
+
+typedef void (*k4_pack_fn)(const uint8_t *L, uint8_t *block);
+
 /* Two 4-bit levels per byte: each 64-value chunk uses 32 bytes, element l low, l+32 high. */
-static void pack_4bit_k(const uint8_t *L, uint8_t *qs) {
+static void pack_q4_K(const uint8_t *L, uint8_t *block) {
+    uint8_t *qs = block + offsetof(block_q4_K, qs);
     for (int c = 0; c < QK_K; c += 64) {
         for (int l = 0; l < 32; l++) {
             qs[c / 2 + l] = (uint8_t)((L[c + l] & 0xF) | ((L[c + l + 32] & 0xF) << 4));
@@ -471,29 +482,51 @@ static void pack_4bit_k(const uint8_t *L, uint8_t *qs) {
     }
 }
 
-void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    block_q4_K *y = vy;
+/* Q5_K: as Q4_K's nibbles, plus qh byte l carrying bit 4 of element 64*c + l at bit 2c and of
+ * element 64*c + 32 + l at bit 2c+1. */
+static void pack_q5_K(const uint8_t *L, uint8_t *block) {
+    uint8_t *qs = block + offsetof(block_q5_K, qs), *qh = block + offsetof(block_q5_K, qh);
+    memset(qh, 0, QK_K / 8);
+    for (int c = 0; c < QK_K / 64; c++) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+            qh[l] |= (uint8_t)((((lo >> 4) & 1u) << (2 * c)) | (((hi >> 4) & 1u) << (2 * c + 1)));
+            qs[32 * c + l] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
+        }
+    }
+}
+
+static void quantize_scale_min_k(const qt_search_ops *ops, const float *x, uint8_t *y,
+                                 size_t block_bytes, int64_t n, const float *qw, int nmax,
+                                 float rmin, int nstep, int clamp63, k4_pack_fn pack) {
     float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 32], mins[KQ_CHUNK_VALUES / 32];
     uint8_t L[KQ_CHUNK_VALUES];
     const int64_t nb = n / QK_K;
     for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
         const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
         const float *xc = x + c * QK_K;
-        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, 15, -1.0f, 20, w, L, scales, mins);
+        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, nmax, rmin, nstep, w, L, scales,
+                  mins);
         for (int s = 0; s < nsb; s++) {
-            block_q4_K *b = &y[c + s];
+            uint8_t *b = y + (size_t)(c + s) * block_bytes;
+            uint16_t *dh = (uint16_t *)(void *)(b + offsetof(block_q4_K, d));
+            uint16_t *mh = (uint16_t *)(void *)(b + offsetof(block_q4_K, dmin));
+            uint8_t *sc = b + offsetof(block_q4_K, scales);
             const int o = s * QK_K;
             if (qw) {
-                k4_finish_weighted(xc + o, w + o, 15, 0, scales + 8 * s, mins + 8 * s, &b->d,
-                                   &b->dmin, b->scales, L + o);
+                k4_finish_weighted(xc + o, w + o, nmax, clamp63, scales + 8 * s, mins + 8 * s,
+                                   dh, mh, sc, L + o);
             } else {
-                k4_finish_plain(xc + o, 15, scales + 8 * s, mins + 8 * s, &b->d, &b->dmin,
-                                b->scales, L + o);
+                k4_finish_plain(xc + o, nmax, scales + 8 * s, mins + 8 * s, dh, mh, sc, L + o);
             }
-            pack_4bit_k(L + o, b->qs);
+            pack(L + o, b);
         }
     }
+}
+
+void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
+                         const float *qw) {
+    quantize_scale_min_k(ops, x, vy, sizeof(block_q4_K), n, qw, 15, -1.0f, 20, 0, pack_q4_K);
 }
 
 void qt_ref_quantize_q4_K(const float *x, void *y, int64_t n, const float *qw) {
@@ -519,42 +552,9 @@ void qt_ref_dequantize_q4_K(const void *vx, float *y, int64_t n) {
     }
 }
 
-/* Q5_K: as Q4_K's nibbles, plus qh byte l carrying bit 4 of element 64*c + l at bit 2c and of
- * element 64*c + 32 + l at bit 2c+1. */
-static void pack_5bit_k(const uint8_t *L, uint8_t *qs, uint8_t *qh) {
-    memset(qh, 0, QK_K / 8);
-    for (int c = 0; c < QK_K / 64; c++) {
-        for (int l = 0; l < 32; l++) {
-            const uint8_t lo = L[64 * c + l], hi = L[64 * c + 32 + l];
-            qh[l] |= (uint8_t)((((lo >> 4) & 1u) << (2 * c)) | (((hi >> 4) & 1u) << (2 * c + 1)));
-            qs[32 * c + l] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
-        }
-    }
-}
-
 void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
                          const float *qw) {
-    block_q5_K *y = vy;
-    float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 32], mins[KQ_CHUNK_VALUES / 32];
-    uint8_t L[KQ_CHUNK_VALUES];
-    const int64_t nb = n / QK_K;
-    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
-        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
-        const float *xc = x + c * QK_K;
-        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, 31, -0.5f, 15, w, L, scales, mins);
-        for (int s = 0; s < nsb; s++) {
-            block_q5_K *b = &y[c + s];
-            const int o = s * QK_K;
-            if (qw) {
-                k4_finish_weighted(xc + o, w + o, 31, 1, scales + 8 * s, mins + 8 * s, &b->d,
-                                   &b->dmin, b->scales, L + o);
-            } else {
-                k4_finish_plain(xc + o, 31, scales + 8 * s, mins + 8 * s, &b->d, &b->dmin,
-                                b->scales, L + o);
-            }
-            pack_5bit_k(L + o, b->qs, b->qh);
-        }
-    }
+    quantize_scale_min_k(ops, x, vy, sizeof(block_q5_K), n, qw, 31, -0.5f, 15, 1, pack_q5_K);
 }
 
 void qt_ref_quantize_q5_K(const float *x, void *y, int64_t n, const float *qw) {
