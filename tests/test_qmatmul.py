@@ -121,6 +121,19 @@ def test_worker_threads_agree_with_one_thread(n: int) -> None:
                                   qs.qmatmul(x, w, threads=2, exact=True))
 
 
+@pytest.mark.parametrize("enc", ["Q4_0", "BF16"])
+def test_gemv_row_shares_and_claims_cover_every_row(enc: str) -> None:
+    # n = 1 with 4M multiply-adds: up to 4 workers, each streaming its own share of 1001 rows in
+    # claims (1001 is no multiple of the claim or tile size) and taking the others' leftovers
+    # from the back; repeated so that different interleavings of the claims are seen
+    w = _weights(enc, 1001, 4096, seed=11)
+    x = np.random.default_rng(12).standard_normal((1, 4096)).astype(np.float32)
+    one = qs.qmatmul(x, w, threads=1)
+    for _ in range(10):
+        for threads in (2, 3, 4):
+            np.testing.assert_array_equal(one, qs.qmatmul(x, w, threads=threads))
+
+
 def test_agrees_with_torch_linear() -> None:
     torch = pytest.importorskip("torch")
     w = _weights("Q8_0", 64, 1024, seed=5)

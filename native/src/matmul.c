@@ -80,11 +80,40 @@ typedef struct mm_job {
     float *y;
     int64_t n, m, k;
     int64_t row_begin, row_end;
-    /* GEMV: next unclaimed row, shared by all workers (a preempted core on a shared machine
-     * then delays the call by one claim, not by half the matrix); NULL: static share. */
-    _Atomic int64_t *next_row;
+    /* GEMV: every worker's unclaimed rows (see mm_share); NULL: static share only. */
+    struct mm_share *shares;
+    int nshares, self;
     qt_status status;
 } mm_job;
+
+/* A GEMV worker's unclaimed rows [lo, hi), packed as lo | hi << 32 so that one compare-exchange
+ * moves either end. The owner claims from the front, so each thread streams one contiguous
+ * stretch of the weights (measured faster than handing out interleaved chunks from a shared
+ * counter); a worker that runs out claims from the back of another's share, so a thread that
+ * starts late on a busy machine delays the call by one claim, not by its whole share. One
+ * cache line each: the owners' updates do not contend. */
+typedef struct mm_share {
+    _Alignas(64) _Atomic uint64_t span;
+} mm_share;
+
+/* Claim up to rows rows from the front (back = 0) or back of s into [*r0, *r1); 0: none left. */
+static int claim_rows(mm_share *s, int back, int64_t rows, int64_t *r0, int64_t *r1) {
+    uint64_t cur = atomic_load_explicit(&s->span, memory_order_relaxed);
+    for (;;) {
+        const uint64_t lo = cur & 0xffffffffu, hi = cur >> 32;
+        if (lo >= hi) {
+            return 0;
+        }
+        const uint64_t take = hi - lo < (uint64_t)rows ? hi - lo : (uint64_t)rows;
+        const uint64_t next = back ? lo | (hi - take) << 32 : (lo + take) | hi << 32;
+        if (atomic_compare_exchange_weak_explicit(&s->span, &cur, next, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *r0 = (int64_t)(back ? hi - take : lo);
+            *r1 = (int64_t)(back ? hi : lo + take);
+            return 1;
+        }
+    }
+}
 
 static const uint8_t *span_ptr(const mm_job *j, int64_t row, int64_t k0) {
     return j->w + (size_t)row * j->w_stride + (size_t)(k0 / j->block_elems) * j->block_bytes;
@@ -302,16 +331,17 @@ static void gemm_exact(mm_job *j) {
 static void *run_job(void *arg) {
     mm_job *j = arg;
     const int gemm = j->n >= MM_GEMM_MIN_ROWS;
-    if (!gemm && j->next_row != NULL) {
+    if (!gemm && j->shares != NULL) {
         void (*const gemv)(mm_job *) = j->exact ? gemv_exact : gemv_fast;
-        for (;;) {
-            const int64_t r0 = atomic_fetch_add(j->next_row, MM_GEMV_CLAIM);
-            if (r0 >= j->m) {
-                break;
-            }
+        for (int v = 0; v < j->nshares;) {
+            /* own share first, then the others' in turn */
+            const int victim = (j->self + v) % j->nshares;
             mm_job part = *j;
-            part.row_begin = r0;
-            part.row_end = r0 + MM_GEMV_CLAIM < j->m ? r0 + MM_GEMV_CLAIM : j->m;
+            if (!claim_rows(&j->shares[victim], v != 0, MM_GEMV_CLAIM, &part.row_begin,
+                            &part.row_end)) {
+                v++;
+                continue;
+            }
             gemv(&part);
             if (part.status != QT_OK) {
                 j->status = part.status;
@@ -345,8 +375,9 @@ static qt_status run_threads(const mm_job *proto, int nthreads) {
     if (nthreads < 1) {
         nthreads = 1;
     }
-    _Atomic int64_t next_row = 0;
-    const int dynamic = proto->n < MM_GEMM_MIN_ROWS && nthreads > 1;
+    mm_share shares[MM_MAX_THREADS];
+    /* the packed spans hold row numbers below 2^32 */
+    const int dynamic = proto->n < MM_GEMM_MIN_ROWS && nthreads > 1 && proto->m <= UINT32_MAX;
     int64_t t0 = 0;
     for (int i = 0; i < nthreads; i++) {
         const int64_t t1 = t0 + tiles / nthreads + (i < tiles % nthreads ? 1 : 0);
@@ -354,7 +385,11 @@ static qt_status run_threads(const mm_job *proto, int nthreads) {
         jobs[i].row_begin = t0 * QT_MM_TILE_ROWS;
         jobs[i].row_end = t1 * QT_MM_TILE_ROWS < proto->m ? t1 * QT_MM_TILE_ROWS : proto->m;
         jobs[i].status = QT_OK;
-        jobs[i].next_row = dynamic ? &next_row : NULL;
+        atomic_init(&shares[i].span,
+                    (uint64_t)jobs[i].row_begin | (uint64_t)jobs[i].row_end << 32);
+        jobs[i].shares = dynamic ? shares : NULL;
+        jobs[i].nshares = nthreads;
+        jobs[i].self = i;
         t0 = t1;
     }
     pthread_t threads[MM_MAX_THREADS];
