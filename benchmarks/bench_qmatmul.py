@@ -34,6 +34,7 @@ from qtstudio import kernels
 
 COLD_BYTES = 96 << 20  # distinct weight bytes rotated per measurement (3x the L3)
 RESULTS = Path(__file__).with_name("RESULTS.md")
+BLOCK = 4  # consecutive calls of one implementation before the next takes its turn
 HEADING = "## qmatmul (benchmarks/bench_qmatmul.py)"
 
 
@@ -44,9 +45,12 @@ def timeit(call: Callable[[int], object], copies: int, min_time: float, min_call
 
 
 def timeit_alternating(calls: list[Callable[[int], object]], copies: int, min_time: float,
-                       min_calls: int) -> list[float]:
-    """Best seconds per call of each of calls, run in turn so that load from other processes
-    falls on all of them alike."""
+                       min_calls: int, block: int = BLOCK) -> list[float]:
+    """Best seconds per call of each of calls. Each runs `block` calls back to back (as an
+    inference loop calls one library), and the blocks take turns so that load from other
+    processes falls on all of them alike. Blocks rather than single calls: ggml's OpenMP team
+    keeps spinning on a core for a while after each call, and a peer called right after it
+    would run with one core fewer than it asked for."""
     for c in calls:
         c(0)
     times: list[list[float]] = [[] for _ in calls]
@@ -54,11 +58,20 @@ def timeit_alternating(calls: list[Callable[[int], object]], copies: int, min_ti
     i = 1
     while len(times[0]) < min_calls or time.perf_counter() - start < min_time * len(calls):
         for c, ts in zip(calls, times, strict=True):
-            t0 = time.perf_counter()
-            c(i % copies)
-            ts.append(time.perf_counter() - t0)
-        i += 1
+            for j in range(block):
+                t0 = time.perf_counter()
+                c((i + j) % copies)
+                ts.append(time.perf_counter() - t0)
+        i += block
     return [min(ts) for ts in times]
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A copy laid out as qs.quantize lays out its output (64-byte aligned; a plain numpy copy
+    is only 16-byte aligned)."""
+    out = kernels.aligned_empty(a.shape, a.dtype)
+    out[...] = a
+    return out
 
 
 def read_bandwidth(threads: int, nbytes: int) -> float:
@@ -261,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         out(why)
     out()
-    out("Times are the best of several calls (ours and ggml's alternate, so background load "
-        "hits both). GB/s = weight bytes / time; GFLOPS = 2nmk / time; 'x peer' = peer time / "
-        "our time (>1: we are faster).")
+    out(f"Times are the best of several calls; ours and ggml's run in alternating blocks of "
+        f"{BLOCK} back-to-back calls, so background load hits both and neither starts while "
+        "the other's threads still spin. GB/s = weight bytes / time; GFLOPS = 2nmk / time; "
+        "'x peer' = peer time / our time (>1: we are faster).")
     out()
     out("| m x k | n | thr | impl | ms | GB/s | GFLOPS | x ggml | x torch f32 | x torch bf16 |")
     out("|---|---|---|---|---|---|---|---|---|---|")
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             w0 = qs.quantize(wf, enc)
             del wf
             copies = max(2, -(-COLD_BYTES // w0.nbytes))
-            ws = [qs.QTensor(w0.data.copy(), w0.shape, enc) for _ in range(copies)]
+            ws = [qs.QTensor(aligned_copy(w0.data), w0.shape, enc) for _ in range(copies)]
             for n in ns if enc in types else [min(ns)]:
                 x = xs[n]
                 flops = 2.0 * n * m * k

@@ -8,6 +8,13 @@ Bounds (stated in qtstudio/kernels/matmul.py):
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import gguf
 import numpy as np
 import pytest
@@ -94,6 +101,29 @@ def test_float_gemv_beyond_l1(enc: str, k: int) -> None:
             assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
 
 
+@pytest.mark.parametrize("enc", FLOATS)
+@pytest.mark.parametrize("k", [4096, 8224, 2080])
+def test_float_gemv_on_weights_off_the_cache_line(enc: str, k: int) -> None:
+    # quantize() hands out 64-byte aligned rows, which BF16 GEMV reads with its own kernels;
+    # the same weights 16 bytes off (numpy's own alignment, as a user's buffer may be) take the
+    # plain kernels: both within the bound, for one row and a ragged tail of rows
+    w = _weights(enc, 7, k, seed=k + 1)
+    assert w.data.ctypes.data % 64 == 0
+    buf = np.zeros(w.data.nbytes + 64 + 16, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 64 + 16
+    off = buf[start:start + w.data.nbytes].reshape(w.data.shape)
+    off[...] = w.data
+    w_off = qs.QTensor(off, w.shape, enc)
+    wd = _oracle_weights(w)
+    x = np.random.default_rng(k).standard_normal((3, k)).astype(np.float32)
+    ref = x.astype(np.float64) @ wd.T
+    for isa in ISAS:
+        for n in (1, 3):
+            for ww in (w, w_off):
+                y = qs.qmatmul(x[:n], ww, isa=isa)
+                assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
+
+
 @pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "F16"])
 def test_threads_and_levels_agree(enc: str) -> None:
     w = _weights(enc, 70, 512, seed=3)
@@ -132,6 +162,74 @@ def test_gemv_row_shares_and_claims_cover_every_row(enc: str) -> None:
     for _ in range(10):
         for threads in (2, 3, 4):
             np.testing.assert_array_equal(one, qs.qmatmul(x, w, threads=threads))
+
+
+def test_callers_on_several_threads_share_the_pool() -> None:
+    # one caller's job holds the worker pool; the others run on threads of their own: every
+    # result must still be the one-thread answer
+    w = _weights("Q4_K", 1001, 4096, seed=21)
+    xs = [np.random.default_rng(30 + i).standard_normal((n, 4096)).astype(np.float32)
+          for i, n in enumerate((1, 1, 6, 2))]
+    want = [qs.qmatmul(x, w, threads=1) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda x: qs.qmatmul(x, w, threads=3), xs))
+            for g, ref in zip(got, want, strict=True):
+                np.testing.assert_array_equal(ref, g)
+
+
+@pytest.mark.parametrize("spin_us", ["0", "50"])
+def test_pool_workers_that_sleep_between_calls_wake_for_the_next(spin_us: str) -> None:
+    # QTSTUDIO_SPIN_US=0: every call finds the workers asleep on the condition variable; 50 us:
+    # some calls catch them spinning, some asleep. A lost wake-up would hang (the timeout
+    # fails it), a lost row would change the answer.
+    code = """
+import numpy as np, qtstudio as qs, time
+w = qs.quantize(np.random.default_rng(1).standard_normal((700, 4096)).astype(np.float32), "Q4_0")
+x = np.random.default_rng(2).standard_normal((2, 4096)).astype(np.float32)
+want = [qs.qmatmul(x[:1], w, threads=1), qs.qmatmul(x, w, threads=1)]
+for i in range(200):
+    if i % 3 == 0:
+        time.sleep(0.0002)
+    rows = 1 + i % 2
+    assert np.array_equal(want[rows - 1], qs.qmatmul(x[:rows], w, threads=2 + i % 3)), i
+"""
+    env = {**os.environ, "QTSTUDIO_SPIN_US": spin_us}
+    proc = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_gets_a_working_pool() -> None:
+    # the parent's pool workers do not exist in a forked child: the child must neither wait for
+    # them nor lose rows they would have done
+    w = _weights("Q8_0", 512, 4096, seed=22)
+    x = np.random.default_rng(23).standard_normal((1, 4096)).astype(np.float32)
+    want = qs.qmatmul(x, w, threads=2)  # the parent's pool is up now
+    code = """
+import os, sys, numpy as np
+import qtstudio as qs
+w = qs.QTensor(np.load(sys.argv[1]), (512, 4096), "Q8_0")
+x = np.load(sys.argv[2])
+y = qs.qmatmul(x, w, threads=2)
+pid = os.fork()
+if pid == 0:
+    ok = all(np.array_equal(y, qs.qmatmul(x, w, threads=2)) for _ in range(3))
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+np.save(sys.argv[3], y)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    with tempfile.TemporaryDirectory() as d:
+        paths = [Path(d) / f for f in ("w.npy", "x.npy", "y.npy")]
+        np.save(paths[0], w.data)
+        np.save(paths[1], x)
+        # a fresh interpreter: forking pytest's own process (threads of its own) is not safe
+        proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], timeout=60,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_array_equal(want, np.load(paths[2]))
 
 
 def test_agrees_with_torch_linear() -> None:

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "matmul.h"
+#include "pool.h"
 
 #define MM_MAX_THREADS 256
 #define MM_GEMM_MIN_ROWS 4     /* below this many activation rows the GEMV loop wins */
@@ -76,6 +77,7 @@ typedef struct mm_job {
     int32_t block_elems;
     int32_t block_bytes;
     const float *x;        /* exact path activations, n rows of k */
+    int x_prepped;         /* x went through the type's fdot_float_xprep */
     const qt_mm_act *acts; /* fast path activations, n rows */
     float *y;
     int64_t n, m, k;
@@ -237,9 +239,13 @@ static void gemm_fast(mm_job *j) {
 /* ---------------------------------------------------------------- exact path */
 
 static void gemv_exact(mm_job *j) {
-    float (*const direct)(const void *, const float *, int64_t) = j->mt->fdot_float[j->type_id];
+    const qt_mm_prepped_gemv *pk = &j->mt->fdot_float_prepped[j->type_id];
+    /* qt_qmatmul rearranged x for the prepped kernels when their conditions held */
+    float (*const direct)(const void *, const float *, int64_t) =
+        j->x_prepped ? pk->row : j->mt->fdot_float[j->type_id];
     if (direct) {
-        const qt_mm_fdot_float4_fn direct4 = j->mt->fdot_float4[j->type_id];
+        const qt_mm_fdot_float4_fn direct4 =
+            j->x_prepped ? pk->rows4 : j->mt->fdot_float4[j->type_id];
         int64_t row = j->row_begin;
         /* Measured: four rows at a time win once x outgrows L1 (1.2-1.4x at k = 14336) but lose
          * while it fits (0.7-0.9x at k = 4096), where one stream already runs at full speed. */
@@ -380,6 +386,10 @@ static void *run_launch(void *arg) {
     return NULL;
 }
 
+static void pool_task(void *arg, int index) {
+    run_job(&((mm_job *)arg)[index]);
+}
+
 static int cpu_count(void) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     return c < 1 ? 1 : (c > MM_MAX_THREADS ? MM_MAX_THREADS : (int)c);
@@ -412,6 +422,16 @@ static qt_status run_threads(const mm_job *proto, int nthreads) {
         jobs[i].self = i;
         t0 = t1;
     }
+    if (nthreads > 1 && qt_pool_run(pool_task, jobs, nthreads) == 0) {
+        qt_status st = QT_OK;
+        for (int i = 0; i < nthreads; i++) {
+            if (jobs[i].status != QT_OK) {
+                st = jobs[i].status;
+            }
+        }
+        return st;
+    }
+    /* The pool is busy with another caller's job: threads of our own for this one. */
     pthread_t threads[MM_MAX_THREADS];
     mm_launch *launch[MM_MAX_THREADS] = {0};
     for (int i = 1; i < nthreads; i++) {
@@ -504,6 +524,31 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
     return QT_OK;
 }
 
+/* Exact GEMV kernels that read x in their own order (see fdot_float_prepped) get a rearranged
+ * copy of the job's nb activation rows in *scratch. They load whole 64-byte lines of weights:
+ * rows off that boundary (numpy's buffers are 16-byte aligned, GGUF's 32) split every load
+ * and ran 1.2-1.6x slower than the plain kernels (measured), so those keep the plain ones. */
+static qt_status prep_float_x(const qt_matmul_table *mt, int32_t type_id, mm_job *job, int64_t nb,
+                              int64_t k, void **scratch) {
+    void (*const prep)(const float *, int64_t, float *) = mt->fdot_float_prepped[type_id].xprep;
+    if (prep == NULL || nb >= MM_GEMM_MIN_ROWS || k % 32 != 0 || job->w_stride % 64 != 0 ||
+        (uintptr_t)job->w % 64 != 0) {
+        return QT_OK;
+    }
+    /* whole cache lines: every 64-byte load of x would otherwise straddle two */
+    float *xp = aligned_alloc(64, sizeof(float) * (size_t)nb * (size_t)k);
+    if (xp == NULL) {
+        return QT_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        prep(job->x + i * k, k, xp + i * k);
+    }
+    *scratch = xp;
+    job->x = xp;
+    job->x_prepped = 1;
+    return QT_OK;
+}
+
 qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, int64_t n,
                      int64_t m, int64_t k, int32_t mode, int32_t nthreads, int32_t level) {
     const qt_type_desc *desc = qt_type_desc_get(type_id);
@@ -570,6 +615,10 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
         void *scratch = NULL;
         if (exact) {
             job.x = x + i0 * k;
+            st = prep_float_x(mt, type_id, &job, nb, k, &scratch);
+            if (st != QT_OK) {
+                break;
+            }
         } else {
             st = quantize_acts(mt, x, i0, nb, k, qt_mm_scale_group(type_id),
                                nb < MM_GEMM_MIN_ROWS, &scratch, acts);

@@ -73,6 +73,12 @@ typedef float (*qt_mm_fdot_fn)(const void *row, const qt_mm_act *act, int64_t k)
 typedef void (*qt_mm_fdot_float4_fn)(const void *rows, size_t stride, const float *x, int64_t k,
                                      float *out);
 
+typedef struct qt_mm_prepped_gemv {
+    void (*xprep)(const float *x, int64_t n, float *out); /* n % 32 == 0, out holds n floats */
+    float (*row)(const void *row, const float *xp, int64_t k);
+    qt_mm_fdot_float4_fn rows4; /* four rows stride bytes apart, like fdot_float4 */
+} qt_mm_prepped_gemv;
+
 typedef struct qt_matmul_table {
     qt_mm_unpack_fn unpack[QT_TYPE_MAX];
     qt_mm_fdot_fn fdot[QT_TYPE_MAX]; /* NULL: GEMV unpacks then uses dot */
@@ -82,6 +88,9 @@ typedef struct qt_matmul_table {
     /* The same for four rows stride bytes apart: out[r] = dot(row r, x), for k % 32 == 0 and
      * k >= 256 only; NULL: one row at a time. */
     qt_mm_fdot_float4_fn fdot_float4[QT_TYPE_MAX];
+    /* Optional faster exact GEMV kernels that read x rearranged by their xprep; used when
+     * k % 32 == 0 and every weight row starts on a 64-byte boundary. */
+    qt_mm_prepped_gemv fdot_float_prepped[QT_TYPE_MAX];
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _raw
 from ._raw import TypeTraits, lib
@@ -166,6 +167,21 @@ def _fptr(a: np.ndarray):
     return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
+ALIGNMENT = 64  # bytes: one cache line, one AVX-512 register
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: DTypeLike = np.uint8) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary.
+
+    numpy only promises 16 bytes; kernels that load whole cache lines (qmatmul's BF16 GEMV)
+    run 1.2-1.6x slower when every load straddles two lines."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start:start + nbytes].view(dt).reshape(shape)
+
+
 def find_nonfinite_row(x: np.ndarray) -> int | None:
     """Index of the first row holding NaN or Inf, or None."""
     x = _float_matrix(x, "x")
@@ -199,7 +215,7 @@ def quantize_rows(
         if t.uses_imatrix:
             qw_ptr = _fptr(qw)
     level = _resolve_isa(isa)
-    out = np.empty((rows, nb), dtype=np.uint8)
+    out = aligned_empty((rows, nb), np.uint8)
     _check(
         lib.qt_quantize(type_id, _fptr(x), out.ctypes.data, rows, n, qw_ptr, _threads(threads),
                         level),
@@ -230,7 +246,7 @@ def dequantize_rows(
     data = np.ascontiguousarray(data)
     rows = data.shape[0]
     level = _resolve_isa(isa)
-    out = np.empty((rows, n_per_row), dtype=np.float32)
+    out = aligned_empty((rows, n_per_row), np.float32)
     _check(
         lib.qt_dequantize(type_id, data.ctypes.data, _fptr(out), rows, n_per_row,
                           _threads(threads), level),

@@ -14,6 +14,12 @@ weights ``W = dequantize(w)``:
   32 or 256), then integer dot products run per group. Each activation moves by at most
   ``max|x_group| / 254``, so ``|err| <= sum_groups max|x[i, group]| / 254 * sum_group |W[r, j]|``
   plus the float32 rounding term above.
+
+Threads: ``threads=None`` uses one per core. Workers come from a pool that lives as long as the
+process; after a call they poll for the next one for up to 1 ms, so the back-to-back calls of an
+inference loop do not pay thread start-up, and then sleep. ``QTSTUDIO_SPIN_US`` sets that window
+in microseconds (0: sleep at once), read when the pool starts. Calls from several Python threads
+at once are safe: the pool serves one of them and the others start threads of their own.
 """
 
 from __future__ import annotations

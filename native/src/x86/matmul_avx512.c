@@ -921,6 +921,10 @@ static void fdot4_bf16w(const void *w, size_t stride, const float *x, int64_t k,
     fdot_floats4(w, stride, x, k, 2, out);
 }
 
+static float fdot_bf16w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 2);
+}
+
 static float fdot_f32w(const void *w, const float *x, int64_t k) {
     return fdot_floats(w, x, k, 0);
 }
@@ -929,8 +933,67 @@ static float fdot_f16w(const void *w, const float *x, int64_t k) {
     return fdot_floats(w, x, k, 1);
 }
 
-static float fdot_bf16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 2);
+/* BF16 rows (each starting on a 64-byte boundary) against an x rearranged per 32 values as
+ * [16 even-indexed, 16 odd-indexed]: one 64-byte load holds 32 weights, whose even ones become floats by a shift and odd ones by a
+ * mask (bf16 is the top half of a float), so no widening step sits between load and FMA. */
+static void xprep_bf16(const float *x, int64_t n, float *out) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2,
+                                          0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int64_t j = 0; j < n; j += 32) {
+        const __m512 lo = _mm512_loadu_ps(x + j), hi = _mm512_loadu_ps(x + j + 16);
+        _mm512_storeu_ps(out + j, _mm512_permutex2var_ps(lo, even, hi));
+        _mm512_storeu_ps(out + j + 16, _mm512_permutex2var_ps(lo, odd, hi));
+    }
+}
+
+ALWAYS_INLINE __m512 bf16_even(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+ALWAYS_INLINE __m512 bf16_odd(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+static float fdot_bf16w_eo(const void *w, const float *xp, int64_t k) {
+    const uint16_t *row = w;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= k; j += 64) {
+        const __m512i v = _mm512_loadu_si512(row + j), u = _mm512_loadu_si512(row + j + 32);
+        a0 = _mm512_fmadd_ps(bf16_even(v), _mm512_loadu_ps(xp + j), a0);
+        a1 = _mm512_fmadd_ps(bf16_odd(v), _mm512_loadu_ps(xp + j + 16), a1);
+        a2 = _mm512_fmadd_ps(bf16_even(u), _mm512_loadu_ps(xp + j + 32), a2);
+        a3 = _mm512_fmadd_ps(bf16_odd(u), _mm512_loadu_ps(xp + j + 48), a3);
+    }
+    if (j < k) {
+        const __m512i v = _mm512_loadu_si512(row + j);
+        a0 = _mm512_fmadd_ps(bf16_even(v), _mm512_loadu_ps(xp + j), a0);
+        a1 = _mm512_fmadd_ps(bf16_odd(v), _mm512_loadu_ps(xp + j + 16), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* Rows in pairs sharing each load of x. Measured on this kernel: two rows at the same offset
+ * beat one row and beat four (four streams 4 KiB-multiples apart collide in the L1 sets). */
+static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_t k, float *out) {
+    for (int pair = 0; pair < 2; pair++) {
+        const uint16_t *r0 = (const uint16_t *)((const uint8_t *)w + 2 * (size_t)pair * stride);
+        const uint16_t *r1 = (const uint16_t *)((const uint8_t *)r0 + stride);
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        for (int64_t j = 0; j < k; j += 32) {
+            const __m512 xe = _mm512_loadu_ps(xp + j), xo = _mm512_loadu_ps(xp + j + 16);
+            const __m512i v = _mm512_loadu_si512(r0 + j), u = _mm512_loadu_si512(r1 + j);
+            a0 = _mm512_fmadd_ps(bf16_even(v), xe, a0);
+            a1 = _mm512_fmadd_ps(bf16_odd(v), xo, a1);
+            b0 = _mm512_fmadd_ps(bf16_even(u), xe, b0);
+            b1 = _mm512_fmadd_ps(bf16_odd(u), xo, b1);
+        }
+        out[2 * pair] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        out[2 * pair + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+    }
 }
 
 static inline __m512i cat256(__m256i lo, __m256i hi) {
@@ -1020,6 +1083,8 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot_float[QT_T_F32] = fdot_f32w;
     t->fdot_float[QT_T_F16] = fdot_f16w;
     t->fdot_float[QT_T_BF16] = fdot_bf16w;
+    t->fdot_float_prepped[QT_T_BF16] =
+        (qt_mm_prepped_gemv){xprep_bf16, fdot_bf16w_eo, fdot4_bf16w_eo};
     t->fdot_float4[QT_T_F32] = fdot4_f32w;
     t->fdot_float4[QT_T_F16] = fdot4_f16w;
     t->fdot_float4[QT_T_BF16] = fdot4_bf16w;
