@@ -4,13 +4,16 @@
  * test and in both modes:
  *  - threads: results with 2, 3, 4 and 8 threads (and "one per core") must equal one thread bit
  *    for bit, repeated so that different interleavings are seen. Rows of y are independent, so
- *    any difference is a race or a share/claim bookkeeping error. The shapes are sized so that
+ *    any difference is a race, a share/claim bookkeeping error or a kernel whose result depends
+ *    on where a thread's rows begin. The shapes are sized so that
  *    the library really starts that many workers (qt_qmatmul gives each thread at least 2^20
  *    multiply-adds) and cover both the GEMV loop (n below 4) and the GEMM tiles, with a
  *    ragged last 16-row tile;
  *  - accuracy: against a float64 product of x and the weights as qt_dequantize decodes them,
  *    within the bounds qtnative.h states (the same ones tests/test_qmatmul.py asserts): EXACT
  *    |err| <= (k + 2) 2^-24 sum|x w|, FAST additionally sum_g max|x_g| / 254 sum_g |w|;
+ *  - three application threads calling at once (one gets the worker pool, the others fall
+ *    back to threads of their own) each still get the one-thread result;
  *  - random bytes as weights never fault (under AddressSanitizer: no access leaves the buffers)
  *    and still give the same bits with 1 and 4 threads;
  *  - argument errors come back as the documented status codes, and y is never written past
@@ -21,6 +24,7 @@
  * only level -1 (the ThreadSanitizer run uses it). A numeric argument reseeds the generator.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,14 +202,35 @@ static int qmatmul_accepts(const enc *e) {
 
 /* ---------------------------------------------------------------- test data */
 
-/* m weight rows of k values: quantized normal rows, their decoded float64 values, and the
- * per-group sums of |w| the FAST bound needs. */
+/* m weight rows of k values: quantized normal rows, their decoded values (floats, so exact
+ * in float64 too; kept single to halve the largest buffer) and the per-group sums of |w| the
+ * FAST bound needs. */
 typedef struct weights {
     int64_t m, k;
     uint8_t *q;
-    double *wd;   /* [m][k] */
+    float *wd;    /* [m][k] */
     double *gsum; /* [m][k / group] */
 } weights;
+
+static void fill_normal(float *v, size_t count) {
+    for (size_t i = 0; i < count; i++) v[i] = normal_fast();
+}
+
+/* sum |w| over each group of `group` values of every row */
+static double *group_sums(const float *wd, int64_t m, int64_t k, int group) {
+    const int64_t ng = k / group;
+    double *gsum = xmalloc(sizeof(double) * (size_t)(m * ng));
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t g = 0; g < ng; g++) {
+            double sum = 0.0;
+            for (int64_t j = g * group; j < (g + 1) * group; j++) {
+                sum += fabs((double)wd[r * k + j]);
+            }
+            gsum[r * ng + g] = sum;
+        }
+    }
+    return gsum;
+}
 
 static weights make_weights(const enc *e, int64_t m, int64_t k) {
     weights w;
@@ -213,29 +238,16 @@ static weights make_weights(const enc *e, int64_t m, int64_t k) {
     w.k = k;
     const size_t count = (size_t)(m * k);
     float *src = xmalloc(sizeof(float) * count);
-    float *dec = xmalloc(sizeof(float) * count);
-    for (size_t i = 0; i < count; i++) src[i] = normal_fast();
+    fill_normal(src, count);
     w.q = xmalloc(qt_row_size(e->tr.type_id, k) * (size_t)m);
-    qt_status st = qt_quantize(e->tr.type_id, src, w.q, m, k, NULL, 0, g_codec_level);
+    qt_status st = qt_quantize(e->tr.type_id, src, w.q, m, k, NULL, 1, g_codec_level);
     CHECK(st == QT_OK, "%s quantize %lldx%lld status %d", e->tr.name, (long long)m, (long long)k,
           st);
-    st = qt_dequantize(e->tr.type_id, w.q, dec, m, k, 0, g_codec_level);
-    CHECK(st == QT_OK, "%s dequantize status %d", e->tr.name, st);
-    w.wd = xmalloc(sizeof(double) * count);
-    const int64_t ng = k / e->group;
-    w.gsum = xmalloc(sizeof(double) * (size_t)(m * ng));
-    for (int64_t r = 0; r < m; r++) {
-        for (int64_t g = 0; g < ng; g++) {
-            double s = 0.0;
-            for (int64_t j = g * e->group; j < (g + 1) * e->group; j++) {
-                w.wd[r * k + j] = dec[r * k + j];
-                s += fabs((double)dec[r * k + j]);
-            }
-            w.gsum[r * ng + g] = s;
-        }
-    }
     free(src);
-    free(dec);
+    w.wd = xmalloc(sizeof(float) * count);
+    st = qt_dequantize(e->tr.type_id, w.q, w.wd, m, k, 1, g_codec_level);
+    CHECK(st == QT_OK, "%s dequantize status %d", e->tr.name, st);
+    w.gsum = group_sums(w.wd, m, k, e->group);
     return w;
 }
 
@@ -277,7 +289,7 @@ static oracle make_oracle(const enc *e, const weights *w, const float *x, int64_
             amax[g] = a;
         }
         for (int64_t r = 0; r < m; r++) {
-            const double *wr = w->wd + r * k;
+            const float *wr = w->wd + r * k;
             double s = 0.0, sabs = 0.0, act = 0.0;
             for (int64_t j = 0; j < k; j++) {
                 s += (double)xi[j] * wr[j];
@@ -357,10 +369,17 @@ static void free_run(float *y) {
 }
 
 /* Thread counts compared with one thread, each run reps times: 3 (uneven shares) and 8 (more
- * workers than cores, so the scheduler interleaves them most) twice; 0 asks for one per core. */
+ * workers than cores, so the scheduler interleaves them most) twice; 0 asks for one per core.
+ * ThreadSanitizer reports a race from a single run whatever its outcome, and its run is the
+ * slowest: once each there. */
+#if defined(__SANITIZE_THREAD__)
+#define REPEAT_ODD 1
+#else
+#define REPEAT_ODD 2
+#endif
 static const struct {
     int threads, reps;
-} k_threads[] = {{2, 1}, {3, 2}, {4, 1}, {8, 2}, {0, 1}};
+} k_threads[] = {{2, 1}, {3, REPEAT_ODD}, {4, 1}, {8, REPEAT_ODD}, {0, 1}};
 
 /* Threads agree with one thread, bit for bit. */
 static void check_threads(const enc *e, const weights *w, const float *x, int64_t n, int mode,
@@ -480,6 +499,86 @@ static void check_garbage(const enc *e) {
         }
         free(q);
         free(x);
+    }
+}
+
+/* Several application threads calling qt_qmatmul at once: one gets the library's worker pool,
+ * the others run on threads of their own, and none may disturb another's result. */
+typedef struct caller {
+    const enc *e;
+    const weights *w;
+    const float *x;
+    int64_t n;
+    int mode, lvl, threads;
+    const float *want;
+    int errors, mismatches;
+} caller;
+
+#define CALLER_REPEATS 3
+
+static void *caller_main(void *arg) {
+    caller *c = arg;
+    const int64_t count = c->n * c->w->m;
+    float *y = xmalloc(sizeof(float) * (size_t)count);
+    for (int rep = 0; rep < CALLER_REPEATS; rep++) {
+        const qt_status st = qt_qmatmul(c->e->tr.type_id, c->x, c->w->q, y, c->n, c->w->m,
+                                        c->w->k, c->mode, c->threads, c->lvl);
+        if (st != QT_OK) {
+            c->errors++;
+        } else if (first_float_diff(c->want, y, count, 0) >= 0) {
+            c->mismatches++;
+        }
+    }
+    free(y);
+    return NULL;
+}
+
+static void check_concurrent_callers(const enc *e) {
+    /* a GEMV and a GEMM shape, each big enough for 4 and 8 workers */
+    static const shape call_shapes[] = {{1025, 4096, 1, 1}, {1001, 512, 17, 1}};
+    enum { NSHAPES = 2, NCALLERS = 3 };
+    weights w[NSHAPES];
+    float *x[NSHAPES];
+    for (int si = 0; si < NSHAPES; si++) {
+        w[si] = make_weights(e, call_shapes[si].m, call_shapes[si].k);
+        x[si] = make_acts(call_shapes[si].n, call_shapes[si].k);
+    }
+    for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
+        for (int li = 0; li < g_nlevels; li++) {
+            const int lvl = g_levels[li];
+            float *want[NSHAPES];
+            int ok = 1;
+            for (int si = 0; si < NSHAPES; si++) {
+                int ok1;
+                want[si] = run(e, x[si], w[si].q, call_shapes[si].n, w[si].m, w[si].k, mode, 1,
+                               lvl, &ok1);
+                ok &= ok1;
+            }
+            caller c[NCALLERS];
+            pthread_t t[NCALLERS];
+            int started[NCALLERS];
+            for (int ci = 0; ok && ci < NCALLERS; ci++) {
+                const int si = ci % NSHAPES;
+                c[ci] = (caller){e, &w[si], x[si], call_shapes[si].n, mode, lvl,
+                                 ci == 0 ? 8 : 4, want[si], 0, 0};
+                started[ci] = pthread_create(&t[ci], NULL, caller_main, &c[ci]) == 0;
+                CHECK(started[ci], "could not start caller thread %d", ci);
+            }
+            for (int ci = 0; ok && ci < NCALLERS; ci++) {
+                if (!started[ci]) continue;
+                pthread_join(t[ci], NULL);
+                CHECK(c[ci].errors == 0 && c[ci].mismatches == 0,
+                      "%s %s %s: concurrent caller %d (n=%lld, %d threads): %d errors, %d of %d "
+                      "results differ from one thread", e->tr.name, level_name(lvl),
+                      mode_name(mode), ci, (long long)c[ci].n, c[ci].threads, c[ci].errors,
+                      c[ci].mismatches, CALLER_REPEATS);
+            }
+            for (int si = 0; si < NSHAPES; si++) free_run(want[si]);
+        }
+    }
+    for (int si = 0; si < NSHAPES; si++) {
+        free_weights(&w[si]);
+        free(x[si]);
     }
 }
 
@@ -627,6 +726,11 @@ int main(int argc, char **argv) {
         if (!qmatmul_accepts(&e)) continue;
         check_encoding(&e);
         check_garbage(&e);
+        /* one encoding with a fused GEMV kernel and one float storage suffice: the pool and
+         * its fallback do not depend on the encoding */
+        if (strcmp(e.tr.name, "Q4_K") == 0 || strcmp(e.tr.name, "BF16") == 0) {
+            check_concurrent_callers(&e);
+        }
         if (forced && !active_only) check_active_matches(&e, g_levels[0]);
         ntypes++;
         if (strlen(names) + strlen(e.tr.name) + 2 < sizeof names) {
