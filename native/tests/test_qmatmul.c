@@ -409,7 +409,8 @@ typedef struct shape {
  * check accuracy for n = 1, 3 (GEMV) and 17, 70 (GEMM) with k at the smallest block, across
  * two GEMM chunks (768 = 512 + 256) and two GEMV spans (2304 = 2048 + 256). The threaded ones
  * give every worker at least 2^20 multiply-adds: n = 1 with 1025 rows (4 workers, each share
- * several 64-row claims), n = 3 with 8 workers, GEMM with 8 workers. */
+ * several 64-row claims), n = 3 with 8 workers, GEMM with 8 workers, and for float storage
+ * n = 1 at k = 8224 with 4 workers. */
 static int shapes_for(const enc *e, shape *out) {
     int ns = 0;
     static const int64_t small_n[] = {1, 3, 17, 70};
@@ -441,7 +442,6 @@ static void check_encoding(const enc *e) {
         float *x = make_acts(s->n, s->k);
         oracle o = make_oracle(e, &w, x, s->n);
         for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
-            float *first = NULL;
             for (int li = 0; li < g_nlevels; li++) {
                 const int lvl = g_levels[li];
                 int ok;
@@ -453,13 +453,8 @@ static void check_encoding(const enc *e) {
                         check_threads(e, &w, x, s->n, mode, lvl, one);
                     }
                 }
-                if (first == NULL) {
-                    first = one;
-                    continue;
-                }
                 free_run(one);
             }
-            if (first) free_run(first);
         }
         free_oracle(&o);
         free(x);
