@@ -151,13 +151,16 @@ def test_worker_threads_agree_with_one_thread(n: int) -> None:
                                   qs.qmatmul(x, w, threads=2, exact=True))
 
 
-@pytest.mark.parametrize("enc", ["Q4_0", "BF16"])
-def test_gemv_row_shares_and_claims_cover_every_row(enc: str) -> None:
+@pytest.mark.parametrize(("enc", "k"), [("Q4_0", 4096), ("BF16", 4096), ("BF16", 8224),
+                                        ("F16", 8224)])
+def test_gemv_row_shares_and_claims_cover_every_row(enc: str, k: int) -> None:
     # n = 1 with 4M multiply-adds: up to 4 workers, each streaming its own share of 1001 rows in
     # claims (1001 is no multiple of the claim or tile size) and taking the others' leftovers
-    # from the back; repeated so that different interleavings of the claims are seen
-    w = _weights(enc, 1001, 4096, seed=11)
-    x = np.random.default_rng(12).standard_normal((1, 4096)).astype(np.float32)
+    # from the back; repeated so that different interleavings of the claims are seen. At
+    # k > 8192 float rows go four at a time through a kernel that sums in another order than
+    # the one-row kernel: the groups must not move with the split
+    w = _weights(enc, 1001, k, seed=11)
+    x = np.random.default_rng(12).standard_normal((1, k)).astype(np.float32)
     one = qs.qmatmul(x, w, threads=1)
     for _ in range(10):
         for threads in (2, 3, 4):

@@ -21,6 +21,9 @@
 #define MM_KC_GEMV 2048        /* values per decoded GEMV span */
 #define MM_GEMV_X_L1 8192      /* float activations beyond this many values do not stay in L1 */
 #define MM_GEMV_CLAIM 64       /* GEMV rows a worker claims at a time */
+#define MM_ROW_GROUP 4         /* GEMV rows some kernels take at once (fdot_float4) */
+_Static_assert(MM_GEMV_CLAIM % MM_ROW_GROUP == 0 && QT_MM_TILE_ROWS % MM_ROW_GROUP == 0,
+               "GEMV claims and shares must cut rows on the group grid");
 #define MM_NBLOCK 1024         /* activation rows quantized per pass (bounds scratch memory) */
 /* Below this many multiply-adds per thread, another thread costs more than it saves. */
 #define MM_MIN_MACS_PER_THREAD (1 << 20)
@@ -98,7 +101,11 @@ typedef struct mm_share {
     _Alignas(64) _Atomic uint64_t span;
 } mm_share;
 
-/* Claim up to rows rows from the front (back = 0) or back of s into [*r0, *r1); 0: none left. */
+/* Claim up to rows rows (a multiple of MM_ROW_GROUP) from the front (back = 0) or back of s
+ * into [*r0, *r1); 0: none left. Shares start on tile boundaries and every cut falls on a
+ * multiple of MM_ROW_GROUP, so a kernel that takes rows in groups sees the same groups however
+ * the rows were split over threads (the float GEMV's four-row kernel sums in another order
+ * than its one-row kernel: results must not depend on the split). */
 static int claim_rows(mm_share *s, int back, int64_t rows, int64_t *r0, int64_t *r1) {
     uint64_t cur = atomic_load_explicit(&s->span, memory_order_relaxed);
     for (;;) {
@@ -106,7 +113,11 @@ static int claim_rows(mm_share *s, int back, int64_t rows, int64_t *r0, int64_t 
         if (lo >= hi) {
             return 0;
         }
-        const uint64_t take = hi - lo < (uint64_t)rows ? hi - lo : (uint64_t)rows;
+        uint64_t take = hi - lo < (uint64_t)rows ? hi - lo : (uint64_t)rows;
+        if (back && take < hi - lo) {
+            /* hi may be m, off the grid: cut at the grid line below hi - take */
+            take = hi - ((hi - take) & ~(uint64_t)(MM_ROW_GROUP - 1));
+        }
         const uint64_t next = back ? lo | (hi - take) << 32 : (lo + take) | hi << 32;
         if (atomic_compare_exchange_weak_explicit(&s->span, &cur, next, memory_order_relaxed,
                                                   memory_order_relaxed)) {
