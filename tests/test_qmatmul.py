@@ -102,11 +102,12 @@ def test_float_gemv_beyond_l1(enc: str, k: int) -> None:
 
 
 @pytest.mark.parametrize("enc", FLOATS)
-@pytest.mark.parametrize("k", [4096, 8224, 2080])
+@pytest.mark.parametrize("k", [4096, 8224, 8256])
 def test_float_gemv_on_weights_off_the_cache_line(enc: str, k: int) -> None:
-    # quantize() hands out 64-byte aligned rows, which BF16 GEMV reads with its own kernels;
-    # the same weights 16 bytes off (numpy's own alignment, as a user's buffer may be) take the
-    # plain kernels: both within the bound, for one row and a ragged tail of rows
+    # quantize() hands out 64-byte aligned rows, which F16/BF16 GEMV reads with kernels of its
+    # own once x outgrows L1 (k > 8192); the same weights 16 bytes off (numpy's own alignment,
+    # as a user's buffer may be) take the plain kernels: both within the bound, for one row and
+    # a ragged tail of rows
     w = _weights(enc, 7, k, seed=k + 1)
     assert w.data.ctypes.data % 64 == 0
     buf = np.zeros(w.data.nbytes + 64 + 16, dtype=np.uint8)

@@ -538,12 +538,13 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
 /* Exact GEMV kernels that read x in their own order (see fdot_float_prepped) get a rearranged
  * copy of the job's nb activation rows in *scratch. They load whole 64-byte lines of weights:
  * rows off that boundary (numpy's buffers are 16-byte aligned, GGUF's 32) split every load
- * and ran 1.2-1.6x slower than the plain kernels (measured), so those keep the plain ones. */
+ * and ran 1.2-1.6x slower than the plain kernels (measured), so those keep the plain ones.
+ * Only for x beyond L1: while x fits, the plain one-row kernels were 5-10% faster. */
 static qt_status prep_float_x(const qt_matmul_table *mt, int32_t type_id, mm_job *job, int64_t nb,
                               int64_t k, void **scratch) {
     void (*const prep)(const float *, int64_t, float *) = mt->fdot_float_prepped[type_id].xprep;
-    if (prep == NULL || nb >= MM_GEMM_MIN_ROWS || k % 32 != 0 || job->w_stride % 64 != 0 ||
-        (uintptr_t)job->w % 64 != 0) {
+    if (prep == NULL || nb >= MM_GEMM_MIN_ROWS || k % 32 != 0 || k <= MM_GEMV_X_L1 ||
+        job->w_stride % 64 != 0 || (uintptr_t)job->w % 64 != 0) {
         return QT_OK;
     }
     /* whole cache lines: every 64-byte load of x would otherwise straddle two */

@@ -207,7 +207,8 @@ static int qmatmul_accepts(const enc *e) {
  * FAST bound needs. */
 typedef struct weights {
     int64_t m, k;
-    uint8_t *q;
+    uint8_t *q;     /* base + the shape's byte offset from a 64-byte boundary */
+    uint8_t *base;
     float *wd;    /* [m][k] */
     double *gsum; /* [m][k / group] */
 } weights;
@@ -232,14 +233,20 @@ static double *group_sums(const float *wd, int64_t m, int64_t k, int group) {
     return gsum;
 }
 
-static weights make_weights(const enc *e, int64_t m, int64_t k) {
+static weights make_weights(const enc *e, int64_t m, int64_t k, int offset) {
     weights w;
     w.m = m;
     w.k = k;
     const size_t count = (size_t)(m * k);
     float *src = xmalloc(sizeof(float) * count);
     fill_normal(src, count);
-    w.q = xmalloc(qt_row_size(e->tr.type_id, k) * (size_t)m);
+    const size_t bytes = qt_row_size(e->tr.type_id, k) * (size_t)m + 64;
+    w.base = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (w.base == NULL) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
+        exit(2);
+    }
+    w.q = w.base + offset;
     qt_status st = qt_quantize(e->tr.type_id, src, w.q, m, k, NULL, 1, g_codec_level);
     CHECK(st == QT_OK, "%s quantize %lldx%lld status %d", e->tr.name, (long long)m, (long long)k,
           st);
@@ -252,7 +259,7 @@ static weights make_weights(const enc *e, int64_t m, int64_t k) {
 }
 
 static void free_weights(weights *w) {
-    free(w->q);
+    free(w->base);
     free(w->wd);
     free(w->gsum);
 }
@@ -403,6 +410,7 @@ typedef struct shape {
     int64_t m, k;
     int64_t n;
     int threaded; /* large enough that 8 threads all get work: run the thread sweep */
+    int offset;   /* weight bytes start this far past a 64-byte boundary */
 } shape;
 
 /* Every shape for one encoding. The small ones (m = 37: two full 16-row tiles and a ragged one)
@@ -418,18 +426,22 @@ static int shapes_for(const enc *e, shape *out) {
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         if (ki > 0 && ks[ki] == ks[0]) continue;
         for (size_t ni = 0; ni < sizeof small_n / sizeof small_n[0]; ni++) {
-            out[ns++] = (shape){37, ks[ki], small_n[ni], 0};
+            out[ns++] = (shape){37, ks[ki], small_n[ni], 0, 0};
         }
     }
     if (e->is_float) {
-        /* AVX-512 float GEMV takes four rows at a time once x outgrows L1 (k > 8192) */
-        out[ns++] = (shape){7, 8224, 1, 0};
-        out[ns++] = (shape){7, 8224, 2, 0};
-        out[ns++] = (shape){521, 8224, 1, 1};
+        /* AVX-512 float GEMV takes four rows at a time once x outgrows L1 (k > 8192), with
+         * kernels of their own for rows on 64-byte boundaries (F16, BF16) and plain ones for
+         * rows off them (16: numpy's alignment) */
+        for (int off = 0; off <= 16; off += 16) {
+            out[ns++] = (shape){7, 8224, 1, 0, off};
+            out[ns++] = (shape){7, 8224, 2, 0, off};
+            out[ns++] = (shape){521, 8224, 1, 1, off};
+        }
     }
-    out[ns++] = (shape){1025, 4096, 1, 1};
-    out[ns++] = (shape){1001, 2816, 3, 1};
-    out[ns++] = (shape){1001, 512, 17, 1};
+    out[ns++] = (shape){1025, 4096, 1, 1, 0};
+    out[ns++] = (shape){1001, 2816, 3, 1, 0};
+    out[ns++] = (shape){1001, 512, 17, 1, 0};
     return ns;
 }
 
@@ -438,7 +450,7 @@ static void check_encoding(const enc *e) {
     const int ns = shapes_for(e, shapes);
     for (int si = 0; si < ns; si++) {
         const shape *s = &shapes[si];
-        weights w = make_weights(e, s->m, s->k);
+        weights w = make_weights(e, s->m, s->k, s->offset);
         float *x = make_acts(s->n, s->k);
         oracle o = make_oracle(e, &w, x, s->n);
         for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
@@ -466,9 +478,9 @@ static void check_encoding(const enc *e) {
  * NaN: the payload of a NaN from two NaN operands is not specified). */
 static void check_garbage(const enc *e) {
     static const shape garbage_shapes[] = {
-        {37, 0, 1, 0}, {37, 0, 3, 0}, {37, 0, 17, 0}, /* k = the smallest block */
-        {1025, 4096, 1, 1},                          /* GEMV, 4 workers */
-        {1001, 1024, 5, 1},                          /* GEMM, 4 workers */
+        {37, 0, 1, 0, 0}, {37, 0, 3, 0, 0}, {37, 0, 17, 0, 0}, /* k = the smallest block */
+        {1025, 4096, 1, 1, 0},                                /* GEMV, 4 workers */
+        {1001, 1024, 5, 1, 0},                                /* GEMM, 4 workers */
     };
     for (size_t si = 0; si < sizeof garbage_shapes / sizeof garbage_shapes[0]; si++) {
         shape s = garbage_shapes[si];
@@ -530,12 +542,12 @@ static void *caller_main(void *arg) {
 
 static void check_concurrent_callers(const enc *e) {
     /* a GEMV and a GEMM shape, each big enough for 4 and 8 workers */
-    static const shape call_shapes[] = {{1025, 4096, 1, 1}, {1001, 512, 17, 1}};
+    static const shape call_shapes[] = {{1025, 4096, 1, 1, 0}, {1001, 512, 17, 1, 0}};
     enum { NSHAPES = 2, NCALLERS = 3 };
     weights w[NSHAPES];
     float *x[NSHAPES];
     for (int si = 0; si < NSHAPES; si++) {
-        w[si] = make_weights(e, call_shapes[si].m, call_shapes[si].k);
+        w[si] = make_weights(e, call_shapes[si].m, call_shapes[si].k, 0);
         x[si] = make_acts(call_shapes[si].n, call_shapes[si].k);
     }
     for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
@@ -647,7 +659,7 @@ static void check_argument_errors(void) {
 /* The explicit level and level -1 (which QTSTUDIO_ISA set to it) run the same kernels. */
 static void check_active_matches(const enc *e, int lvl) {
     const int64_t m = 37, k = e->kmin * 2, n = 5;
-    weights w = make_weights(e, m, k);
+    weights w = make_weights(e, m, k, 0);
     float *x = make_acts(n, k);
     for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
         int ok1, ok2;

