@@ -58,6 +58,27 @@ def _fast_bound(x: np.ndarray, wd: np.ndarray, enc: str) -> np.ndarray:
     return 1.0001 * (amax / 254.0) @ wsum.T + 4 * _exact_bound(x, wd)
 
 
+def _bf16_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
+    """BF16 weights, fast GEMV: activations rounded to bf16 (see qtstudio/kernels/matmul.py)."""
+    k = x.shape[1]
+    ax = np.abs(x.astype(np.float64))
+    return (1.0001 * 2.0**-9 * (ax @ np.abs(wd).T) + 2.0**-126 * (np.abs(wd).sum(axis=1) + k)
+            + 4 * _exact_bound(x, wd))
+
+
+def _round_bf16(x: np.ndarray) -> np.ndarray:
+    """x rounded to bf16 (nearest, ties to even; below 2^-126 to zero), in float64."""
+    x = np.where(np.abs(x) < 2.0**-126, np.float32(0), x).astype(np.float32)
+    u = x.view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def _bf16_acts(isa: str, n: int) -> bool:
+    """Whether qmatmul(exact=False) on BF16 weights rounds activations at this level."""
+    return isa == "avx512" and "avx512bf16" in kernels.cpu_features() and n < 4
+
+
 def _weights(enc: str, m: int, k: int, seed: int) -> qs.QTensor:
     rng = np.random.default_rng(seed)
     return qs.quantize(rng.standard_normal((m, k)).astype(np.float32), enc)
@@ -77,12 +98,21 @@ def test_matches_float64_reference(enc: str, n: int) -> None:
         assert y.shape == (n, m) and y.dtype == np.float32
         assert np.all(np.abs(y - ref) <= _exact_bound(x, wd)), (enc, isa, "exact")
         y = qs.qmatmul(x, w, isa=isa)
-        bound = _exact_bound(x, wd) if enc in FLOATS else _fast_bound(x, wd, enc)
+        rounded = enc == "BF16" and _bf16_acts(isa, n)
+        if rounded:
+            bound = _bf16_bound(x, wd)
+        else:
+            bound = _exact_bound(x, wd) if enc in FLOATS else _fast_bound(x, wd, enc)
         err = np.abs(y - ref)
         assert np.all(err <= bound), (enc, isa, "fast", float((err / bound).max()))
         if enc not in FLOATS:
             # the 8-bit activation error is real, not hidden by a loose bound
             assert err.max() > _exact_bound(x, wd).max()
+        if rounded:
+            # what ran is the product of the bf16-rounded activations, to float32 rounding
+            xb = _round_bf16(x)
+            assert np.all(np.abs(y - xb @ wd.T) <= _exact_bound(xb.astype(np.float32), wd))
+            assert np.abs(y - ref).max() > 10 * np.abs(y - xb @ wd.T).max()
 
 
 @pytest.mark.parametrize("enc", FLOATS)
@@ -97,7 +127,7 @@ def test_float_gemv_beyond_l1(enc: str, k: int) -> None:
     ref = x.astype(np.float64) @ wd.T
     for isa in ISAS:
         for n in (1, 2):
-            y = qs.qmatmul(x[:n], w, isa=isa)
+            y = qs.qmatmul(x[:n], w, isa=isa, exact=True)
             assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
 
 
@@ -121,8 +151,33 @@ def test_float_gemv_on_weights_off_the_cache_line(enc: str, k: int) -> None:
     for isa in ISAS:
         for n in (1, 3):
             for ww in (w, w_off):
-                y = qs.qmatmul(x[:n], ww, isa=isa)
+                y = qs.qmatmul(x[:n], ww, isa=isa, exact=True)
                 assert np.all(np.abs(y - ref[:n]) <= _exact_bound(x[:n], wd)), (enc, isa, n)
+
+
+@pytest.mark.parametrize("k", [16, 48, 4096, 4112, 8224, 14336])
+def test_bf16_gemv_with_bf16_activations(k: int) -> None:
+    # BF16 weights in fast mode: activations rounded to bf16 where the CPU multiplies bf16 pairs
+    # (whole 64-value steps, then a masked tail), within the stated bound; exact elsewhere.
+    # Small and huge activations too: rounding is relative, tiny ones flush to zero
+    w = _weights("BF16", 9, k, seed=k + 2)
+    wd = _oracle_weights(w)
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    x[1] *= np.float32(1e30)
+    x[2, ::3] = np.float32(1e-39)
+    ref = x.astype(np.float64) @ wd.T
+    for isa in ISAS:
+        for n in (1, 2, 3):
+            y = qs.qmatmul(x[:n], w, isa=isa)
+            bound = _bf16_bound(x[:n], wd) if _bf16_acts(isa, n) else _exact_bound(x[:n], wd)
+            assert np.all(np.abs(y - ref[:n]) <= bound), (isa, n)
+            # threads split rows only: bit-identical
+            np.testing.assert_array_equal(y, qs.qmatmul(x[:n], w, isa=isa, threads=1))
+    # four rows or more run exact
+    x4 = np.concatenate([x, x[:1]])
+    assert np.all(np.abs(qs.qmatmul(x4, w) - x4.astype(np.float64) @ wd.T)
+                  <= _exact_bound(x4, wd))
 
 
 @pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "F16"])

@@ -116,8 +116,10 @@ QT_API qt_status qt_find_nonfinite(const float *src, int64_t nrows, int64_t n_pe
  * for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; 16 for the others) and
  * uses integer dot products; per output value the error against the float64 product of x and
  * the dequantized weights is at most sum over groups of max|x_group| / 254 * sum|w_group| (the
- * activation rounding) plus float32 summation rounding. F32, F16 and BF16 weights always take
- * the exact path. QT_QMATMUL_EXACT decodes weights with the codec's dequantize and multiplies
+ * activation rounding) plus float32 summation rounding. F32 and F16 weights always take the
+ * exact path; BF16 weights in FAST mode with n < 4 on CPUs with AVX512_BF16 round activations
+ * to bf16 (each moves by at most 2^-9 |x|; below 2^-126 to 0) and multiply bf16 pairs exactly,
+ * else they take the exact path too. QT_QMATMUL_EXACT decodes weights with the codec's dequantize and multiplies
  * in float32: only summation rounding (at most k * 2^-24 * sum|x w|) differs from float64.
  * k must be a multiple of the encoding's block and of 16. Any weight bytes are accepted
  * (garbage gives garbage, possibly non-finite, values). nthreads <= 0: one per core.

@@ -80,7 +80,8 @@ typedef struct mm_job {
     int32_t block_elems;
     int32_t block_bytes;
     const float *x;        /* exact path activations, n rows of k */
-    int x_prepped;         /* x went through the type's fdot_float_xprep */
+    int x_prepped;         /* x went through the type's fdot_float_prepped xprep */
+    const uint16_t *xb;    /* BF16 fast GEMV: activations rounded to bf16, n rows of k */
     const qt_mm_act *acts; /* fast path activations, n rows */
     float *y;
     int64_t n, m, k;
@@ -345,11 +346,22 @@ static void gemm_exact(mm_job *j) {
     free(tw);
 }
 
+/* BF16 weights, fast mode: bf16 x bf16 products (exact in float32), float32 sums. */
+static void gemv_bf16(mm_job *j) {
+    for (int64_t row = j->row_begin; row < j->row_end; row++) {
+        for (int64_t i = 0; i < j->n; i++) {
+            j->y[i * j->m + row] = j->mt->fdot_bf16_bf16(span_ptr(j, row, 0), j->xb + i * j->k,
+                                                         j->k);
+        }
+    }
+}
+
 static void *run_job(void *arg) {
     mm_job *j = arg;
     const int gemm = j->n >= MM_GEMM_MIN_ROWS;
     if (!gemm && j->shares != NULL) {
-        void (*const gemv)(mm_job *) = j->exact ? gemv_exact : gemv_fast;
+        void (*const gemv)(mm_job *) =
+            j->xb != NULL ? gemv_bf16 : (j->exact ? gemv_exact : gemv_fast);
         for (int v = 0; v < j->nshares;) {
             /* own share first, then the others' in turn */
             const int victim = (j->self + v) % j->nshares;
@@ -369,7 +381,9 @@ static void *run_job(void *arg) {
     if (j->row_begin >= j->row_end) {
         return NULL;
     }
-    if (j->exact) {
+    if (j->xb != NULL) {
+        gemv_bf16(j);
+    } else if (j->exact) {
         (gemm ? gemm_exact : gemv_exact)(j);
     } else {
         (gemm ? gemm_fast : gemv_fast)(j);
@@ -582,12 +596,17 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
         return QT_ERR_ISA;
     }
     const int is_float = type_id == QT_T_F32 || type_id == QT_T_F16 || type_id == QT_T_BF16;
-    /* Float storage has nothing to gain from 8-bit activations: it always runs exact. */
-    const int exact = mode == QT_QMATMUL_EXACT || is_float;
-    if (exact ? ct->codec[type_id].dequantize == NULL : mt->unpack[type_id] == NULL) {
+    /* Float storage has nothing to gain from 8-bit activations: it runs exact, except that a
+     * BF16 GEMV in fast mode rounds activations to bf16 where the CPU multiplies bf16 pairs. */
+    const int bf16_acts = type_id == QT_T_BF16 && mode == QT_QMATMUL_FAST &&
+                          n < MM_GEMM_MIN_ROWS && mt->fdot_bf16_bf16 != NULL;
+    const int exact = !bf16_acts && (mode == QT_QMATMUL_EXACT || is_float);
+    if (bf16_acts ? 0
+                  : (exact ? ct->codec[type_id].dequantize == NULL
+                           : mt->unpack[type_id] == NULL)) {
         return QT_ERR_TYPE;
     }
-    if (!exact && k % qt_mm_scale_group(type_id) != 0) {
+    if (!exact && !bf16_acts && k % qt_mm_scale_group(type_id) != 0) {
         return QT_ERR_SHAPE;
     }
     if (n == 0 || m == 0) {
@@ -614,8 +633,9 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
     const int nt = pick_threads(nthreads, n, m, k);
     /* GEMV handles up to MM_GEMM_MIN_ROWS - 1 activation rows per pass over the weights. */
     const int64_t step = n < MM_GEMM_MIN_ROWS ? n : MM_NBLOCK;
-    qt_mm_act *acts = exact ? NULL : malloc(sizeof(qt_mm_act) * (size_t)step);
-    if (!exact && !acts) {
+    const int int8_acts = !exact && !bf16_acts;
+    qt_mm_act *acts = int8_acts ? malloc(sizeof(qt_mm_act) * (size_t)step) : NULL;
+    if (int8_acts && !acts) {
         return QT_ERR_NOMEM;
     }
     qt_status st = QT_OK;
@@ -625,7 +645,18 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
         job.n = nb;
         job.y = y + i0 * m;
         void *scratch = NULL;
-        if (exact) {
+        if (bf16_acts) {
+            uint16_t *xb = aligned_alloc(64, ((size_t)nb * (size_t)k * 2 + 63) / 64 * 64);
+            if (xb == NULL) {
+                st = QT_ERR_NOMEM;
+                break;
+            }
+            for (int64_t i = 0; i < nb; i++) {
+                mt->round_bf16(x + (i0 + i) * k, k, xb + i * k);
+            }
+            scratch = xb;
+            job.xb = xb;
+        } else if (exact) {
             job.x = x + i0 * k;
             st = prep_float_x(mt, type_id, &job, nb, k, &scratch);
             if (st != QT_OK) {

@@ -91,6 +91,10 @@ typedef struct qt_matmul_table {
     /* Optional faster exact GEMV kernels that read x rearranged by their xprep; used when
      * k % 32 == 0 and every weight row starts on a 64-byte boundary. */
     qt_mm_prepped_gemv fdot_float_prepped[QT_TYPE_MAX];
+    /* Fast GEMV on BF16 weights: activations rounded to bf16 (round_bf16, any n) and a bf16 dot
+     * product accumulating in float32; NULL where the CPU has no such instruction. */
+    void (*round_bf16)(const float *x, int64_t n, uint16_t *out);
+    float (*fdot_bf16_bf16)(const void *row, const uint16_t *xb, int64_t k);
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;

@@ -161,7 +161,8 @@ static const char *mode_name(int mode) {
 
 typedef struct enc {
     qt_type_traits tr;
-    int is_float; /* F32/F16/BF16: both modes take the exact path */
+    int is_float; /* F32/F16/BF16: both modes take the exact path, except BF16 (below) */
+    int bf16_fast; /* BF16: FAST GEMV may round activations to bf16 (AVX512_BF16 CPUs) */
     int group;    /* FAST-mode activation group (qtnative.h lists the 32-value ones) */
     int64_t kmin; /* smallest k every mode accepts */
 } enc;
@@ -297,16 +298,19 @@ static oracle make_oracle(const enc *e, const weights *w, const float *x, int64_
         }
         for (int64_t r = 0; r < m; r++) {
             const float *wr = w->wd + r * k;
-            double s = 0.0, sabs = 0.0, act = 0.0;
+            double s = 0.0, sabs = 0.0, act = 0.0, wabs = 0.0;
             for (int64_t j = 0; j < k; j++) {
                 s += (double)xi[j] * wr[j];
                 sabs += fabs((double)xi[j] * wr[j]);
+                wabs += fabs((double)wr[j]);
             }
             for (int64_t g = 0; g < ng; g++) act += amax[g] / 254.0 * w->gsum[r * ng + g];
             const double be = (double)(k + 2) * u * sabs + 1e-35;
             o.ref[i * m + r] = s;
             o.bexact[i * m + r] = be;
-            o.bfast[i * m + r] = e->is_float ? be : 1.0001 * act + 4.0 * be;
+            /* BF16 activations: each moves by at most 2^-9 |x|, below 2^-126 to zero */
+            const double bb = be + 1.0001 * ldexp(sabs, -9) + ldexp(wabs + (double)k, -126);
+            o.bfast[i * m + r] = e->bf16_fast ? bb : e->is_float ? be : 1.0001 * act + 4.0 * be;
         }
     }
     free(amax);
@@ -461,7 +465,8 @@ static void check_encoding(const enc *e) {
                 if (ok) {
                     check_accuracy(e, &o, one, s->n, s->m, s->k, mode, lvl);
                     /* F32/F16/BF16 run the same exact path in both modes: sweep once */
-                    if (s->threaded && !(e->is_float && mode == QT_QMATMUL_FAST)) {
+                    if (s->threaded &&
+                        !(e->is_float && !e->bf16_fast && mode == QT_QMATMUL_FAST)) {
                         check_threads(e, &w, x, s->n, mode, lvl, one);
                     }
                 }
@@ -728,6 +733,7 @@ int main(int argc, char **argv) {
         enc e;
         if (qt_type_get_traits(id, &e.tr) != QT_OK || !e.tr.can_quantize) continue;
         e.is_float = e.tr.block_elems == 1;
+        e.bf16_fast = strcmp(e.tr.name, "BF16") == 0;
         e.group = e.is_float ? 16 : act_group(e.tr.name);
         e.kmin = e.tr.block_elems > 32 ? e.tr.block_elems : 32;
         if (!qmatmul_accepts(&e)) continue;

@@ -6,8 +6,13 @@ library decodes small tiles of ``w`` on the fly, split over threads by output ro
 Accuracy, per output value ``y[i, r]`` against the float64 product of ``x`` and the dequantized
 weights ``W = dequantize(w)``:
 
-* ``exact=True`` (and always for F32 / F16 / BF16 weights): float32 products and sums only,
+* ``exact=True`` (and always for F32 / F16 weights): float32 products and sums only,
   ``|err| <= k * 2**-24 * sum_j |x[i, j] * W[r, j]|``.
+* BF16 weights, ``exact=False`` (the default), one to three activation rows, on CPUs with
+  AVX512_BF16: activations are rounded to bf16 (as ggml does) and bf16 pairs are multiplied
+  exactly and summed in float32. Each activation moves by at most ``2**-9 |x|`` (values below
+  ``2**-126`` become 0), so ``|err| <= 2**-9 * sum_j |x w| + 2**-126 * (sum_j |w| + k)`` plus the
+  float32 rounding term above. Elsewhere (other CPUs, four or more rows) BF16 runs exact.
 * ``exact=False`` (default for quantized encodings): activations are rounded to 8 bits with
   one scale per group of G values (G = 32 for encodings whose scales cover 32 values: Q4_0,
   Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; G = 16 for the others; ggml uses
@@ -35,7 +40,7 @@ from .api import NativeError, _check, _resolve_isa, _threads, native_type
 if TYPE_CHECKING:
     from qtstudio.core.qtensor import QTensor
 
-EXACT_ALWAYS = frozenset({"F32", "F16", "BF16"})
+EXACT_ALWAYS = frozenset({"F32", "F16"})
 #: encodings whose fast path uses one activation scale per 32 values (16 for the others)
 ACT_GROUP_32 = frozenset({"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q4_K",
                           "Q5_K", "IQ4_XS"})

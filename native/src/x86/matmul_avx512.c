@@ -1028,6 +1028,43 @@ static void fdot4_f16w_pairs(const void *w, size_t stride, const float *xp, int6
     fdot_floats_pairs(w, stride, xp, k, 1, out);
 }
 
+/* ---------------------------------------------------------------- fast GEMV on BF16 storage */
+
+/* Activations rounded to bf16, nearest-even (the instruction treats denormal inputs as zero). */
+static void round_bf16(const float *x, int64_t n, uint16_t *out) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + j));
+        _mm256_storeu_si256((__m256i *)(void *)(out + j), (__m256i)b);
+    }
+    if (j < n) {
+        const __mmask16 mk = (__mmask16)((1u << (n - j)) - 1);
+        const __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, x + j));
+        _mm256_mask_storeu_epi16(out + j, mk, (__m256i)b);
+    }
+}
+
+/* One BF16 row with bf16 activations: each instruction multiplies 32 pairs (products of two
+ * bf16 values are exact in float32) and adds them into 16 float32 sums. */
+static float fdot_bf16_bf16(const void *w, const uint16_t *xb, int64_t k) {
+    const uint16_t *row = w;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= k; j += 64) {
+        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(row + j),
+                              (__m512bh)_mm512_loadu_si512(xb + j));
+        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(row + j + 32),
+                              (__m512bh)_mm512_loadu_si512(xb + j + 32));
+    }
+    for (; j < k; j += 32) {
+        /* zeros past the end add nothing */
+        const __mmask32 mk = k - j >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (k - j)) - 1);
+        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(mk, row + j),
+                              (__m512bh)_mm512_maskz_loadu_epi16(mk, xb + j));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
 static inline __m512i cat256(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
@@ -1122,6 +1159,10 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot_float4[QT_T_F32] = fdot4_f32w;
     t->fdot_float4[QT_T_F16] = fdot4_f16w;
     t->fdot_float4[QT_T_BF16] = fdot4_bf16w;
+    if (qt_cpu_features() & QT_CPU_AVX512BF16) {
+        t->round_bf16 = round_bf16;
+        t->fdot_bf16_bf16 = fdot_bf16_bf16;
+    }
     if (!(qt_cpu_features() & QT_CPU_AVX512VNNI)) {
         return;
     }
