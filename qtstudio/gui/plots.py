@@ -207,7 +207,9 @@ class HistogramPlot(QWidget):
         model = doc.model
 
         def job(cancel):
-            from .analysis import block_grid, sample_rows
+            from qtstudio.jobs.whatif import sample_rows
+
+            from .analysis import block_grid
 
             yield None
             w, rows = sample_rows(model, name, HISTOGRAM_MAX_VALUES)
@@ -306,7 +308,7 @@ class WhatIfPlot(QWidget):
         self.front: list[str] = []
 
     def update_from(self, doc: PlanDocument | None, names: list[str]) -> None:
-        from .analysis import whatif_curve
+        from qtstudio.jobs.whatif import whatif_curve
 
         for lab in self.labels:
             self.plot.removeItem(lab)
@@ -417,7 +419,9 @@ class BenchmarkTable(QWidget):
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         if rows:
-            self.method.setText(f"Method: {rows[0]['method']}. Best of 3 runs.")
+            # encodings without a native kernel are timed differently: name every method used
+            methods = "; ".join(dict.fromkeys(d["method"] for d in rows))
+            self.method.setText(f"Method: {methods}. Best of 3 runs.")
 
 
 class AccuracyPanel(QWidget):

@@ -103,7 +103,7 @@ def _child(conn, spec: JobSpec) -> None:
 
 _PRELOAD = ["qtstudio.gui.process_job", "qtstudio.jobs.quantize", "qtstudio.jobs.optimize",
             "qtstudio.formats",
-            "qtstudio.gui.analysis"]
+            "qtstudio.jobs.benchmark"]
 
 
 def _context():

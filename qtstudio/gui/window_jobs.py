@@ -133,7 +133,7 @@ class JobsMixin:
         names = self.selected_tensor_names() or [t.name for t in doc.model.tensors]
         plan = doc.plan
         return self.start_job(
-            "Benchmark", process_factory("qtstudio.gui.analysis:benchmark_job", doc.model.path,
+            "Benchmark", process_factory("qtstudio.jobs.benchmark:benchmark_job", doc.model.path,
                                          plan, names),
             lambda res: self._on_benchmark(doc, res))
 
@@ -145,7 +145,7 @@ class JobsMixin:
         self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
 
     def run_whatif(self) -> JobWorker | None:
-        from .analysis import whatif_job
+        from qtstudio.jobs.whatif import whatif_job
 
         doc = self.doc
         if doc is None:

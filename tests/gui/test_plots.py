@@ -136,7 +136,7 @@ def test_large_tensors_are_sampled_not_loaded(tmp_path):
     import struct
 
     from qtstudio.formats import open_model
-    from qtstudio.gui.analysis import sample_rows
+    from qtstudio.jobs.whatif import sample_rows
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4096, 256)).astype(np.float32)

@@ -1,0 +1,119 @@
+"""`qtstudio-cli whatif MODEL --encodings A,B`: the error each encoding would give, before choosing.
+
+One line per encoding (bits per weight against parameter-weighted relative error over the chosen
+tensors), the same points the window's What-if plot draws. With a recipe, the plan's own mixture
+is measured on the same tensors and shown beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from qtstudio.core.encodings import get_encoding
+from qtstudio.core.plan import Plan, resolve_plan
+from qtstudio.formats import open_model
+from qtstudio.jobs.whatif import WHATIF_MAX_ELEMENTS, WhatIfErrors, whatif_curve, whatif_job
+
+from .job_runner import run_cli_job
+from .recipe_args import add_recipe_args, build_recipe
+from .tensor_select import add_tensors_arg, check_json_target, select_tensors, write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("whatif", help="error and size of candidate encodings per tensor and "
+                                      "overall, before choosing")
+    p.add_argument("model")
+    p.add_argument("--encodings", required=True, metavar="A,B,...",
+                   help="encodings to try, e.g. Q8_0,Q6_K,Q4_K,Q4_0,Q2_K")
+    add_recipe_args(p, preset_help="also measure this llama-quantize mixture (e.g. Q4_K_M) on "
+                                   "the same tensors")
+    add_tensors_arg(p, "every quantizable tensor")
+    p.add_argument("--max-elements", type=int, default=WHATIF_MAX_ELEMENTS, metavar="N",
+                   help="values measured per tensor at most; larger tensors are measured on "
+                        f"evenly spaced rows (default {WHATIF_MAX_ELEMENTS})")
+    p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
+                   help="with a recipe: apply this export format's fallbacks (default none)")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print every tensor")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def plan_point(plan: Plan, names: list[str], errors: WhatIfErrors) -> dict:
+    """The plan's mixture over ``names``: its bpw and parameter-weighted relative error."""
+    params = bits = err = 0.0
+    for name in names:
+        e = plan.entry(name)
+        m = errors.get((name, get_encoding(e.encoding).name))
+        if m is None:
+            continue
+        p = math.prod(e.shape)
+        params += p
+        bits += 8.0 * e.nbytes
+        err += m["rel_error"] * p
+    return {"bpw": bits / params if params else None,
+            "rel_error": err / params if params else None}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        encodings = [get_encoding(e.strip()).name for e in args.encodings.split(",") if e.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--encodings: {exc}") from None
+    if not encodings:
+        raise ValueError("--encodings needs at least one encoding, e.g. Q4_0,Q4_K")
+    if args.max_elements < 1:
+        raise ValueError("--max-elements must be at least 1")
+    check_json_target(args.json, args.model)
+    with open_model(args.model) as model:
+        plan = None
+        if args.preset or args.recipe or args.rule:
+            plan = resolve_plan(model, build_recipe(args, model),
+                                target_format=None if args.target == "none" else args.target)
+        names = select_tensors(model, args.tensors, lambda t: t.quantizable,
+                               "quantizable tensor")
+        candidates = {n: list(dict.fromkeys(
+            encodings + ([plan.entry(n).encoding] if plan is not None else []))) for n in names}
+        errors = run_cli_job(
+            lambda cancel: whatif_job(model, candidates, max_elements=args.max_elements,
+                                      cancel=cancel),
+            quiet=args.quiet, on_stop="no results written")
+        curve = whatif_curve(errors, names, model, encodings)
+        point = plan_point(plan, names, errors) if plan is not None else None
+        shapes = {n: model.tensor(n).shape for n in names}
+        model_path = str(model.path)
+    if not curve:
+        raise ValueError(f"{args.model}: none of the {len(names)} selected tensors can take "
+                         f"{', '.join(encodings)} (their rows do not split into its blocks)")
+    per_tensor = [{"name": n, "encoding": e, "shape": list(shapes[n]),
+                   "bpw": 8.0 * get_encoding(e).nbytes(tuple(shapes[n])) / max(
+                       1, math.prod(shapes[n])),
+                   **{k: _finite(v) for k, v in errors[(n, e)].items()}}
+                  for n in names for e in encodings if (n, e) in errors]
+    print(f"{len(names)} tensors; error measured on at most {args.max_elements} values each")
+    print(f"{'encoding':<12} {'bpw':>7} {'rel err':>10}  tensors")
+    for enc, bpw, rel, n in curve:
+        print(f"{enc:<12} {bpw:>7.3f} {rel:>10.5f}  {n}/{len(names)}")
+    if point is not None and point["bpw"] is not None:
+        label = f"plan ({plan.preset or 'recipe'})"
+        print(f"{label}: {point['bpw']:.3f} bpw, rel err {point['rel_error']:.5f}")
+    if args.verbose:
+        w = max(len(r["name"]) for r in per_tensor)
+        print(f"\n{'name':<{w}}  {'encoding':<12} {'bpw':>7} {'rel err':>10} {'SNR dB':>8}")
+        for r in per_tensor:
+            snr = "exact" if r["snr_db"] is None else f"{r['snr_db']:.2f}"
+            print(f"{r['name']:<{w}}  {r['encoding']:<12} {r['bpw']:>7.3f} "
+                  f"{r['rel_error']:>10.5f} {snr:>8}")
+    if args.json:
+        write_json(args.json, {
+            "model": model_path, "max_elements": args.max_elements, "tensors_selected": names,
+            "encodings": [{"encoding": e, "bpw": b, "rel_error": r, "tensors": n}
+                          for e, b, r, n in curve],
+            "plan": point, "tensors": per_tensor})
+        print(f"results -> {args.json}")
+    return 0
