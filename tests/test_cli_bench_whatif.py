@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 from qtstudio.cli import main
 from tests.model_builders import write_hf_llama
@@ -92,6 +92,19 @@ def test_whatif_table_verbose_and_json(llama, tmp_path, capsys):
     r = per[("model.layers.0.mlp.down_proj.weight", "Q4_0")]
     assert r["bpw"] == pytest.approx(4.5) and r["shape"] == [256, 512]
     assert f"{r['rel_error']:.5f}" in out  # --verbose printed the per-tensor line
+
+
+def test_whatif_notes_encodings_no_tensor_takes(tmp_path, capsys):
+    path = tmp_path / "odd.safetensors"
+    rng = np.random.default_rng(0)
+    save_file({"odd.weight": rng.standard_normal((16, 96)).astype(np.float32)}, path)
+    assert main(["whatif", str(path), "--encodings", "Q4_K,Q4_0", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "note: Q4_K: none of the 1 selected tensors can take it" in captured.err
+    rows = [line.split()[0] for line in captured.out.splitlines()[2:]]
+    assert rows == ["Q4_0"]
+    assert main(["whatif", str(path), "--encodings", "Q4_K", "--quiet"]) == 2
+    assert "none of the 1 selected tensors can take Q4_K" in capsys.readouterr().err
 
 
 def _as_torch(llama, tmp_path):

@@ -20,9 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_recipe_args(p)
     add_tensors_arg(p, "every 2-D tensor")
     p.add_argument("--batch", type=int, default=8, metavar="N",
-                   help="activation rows per product (default 8: token generation)")
+                   help="activation rows per product (default 8; 1 is one-token decoding)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="threads for qmatmul and for numpy's float32 matmul alike (default 1)")
+                   help="threads for qmatmul and for numpy's float32 matmul alike (default 1, the "
+                        "steadiest on a busy machine)")
     p.add_argument("--repeats", type=int, default=3, metavar="N",
                    help="timed runs per layer after a warm-up; the best counts (default 3)")
     p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from qtstudio.core.encodings import get_encoding
 from qtstudio.core.plan import Plan, resolve_plan
@@ -95,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
                        1, math.prod(shapes[n])),
                    **{k: _finite(v) for k, v in errors[(n, e)].items()}}
                   for n in names for e in encodings if (n, e) in errors]
+    taken = {r[0] for r in curve}
+    for enc in encodings:
+        if enc not in taken:
+            print(f"note: {enc}: none of the {len(names)} selected tensors can take it (their "
+                  "rows do not split into its blocks)", file=sys.stderr)
     print(f"{len(names)} tensors; error measured on at most {args.max_elements} values each")
     print(f"{'encoding':<12} {'bpw':>7} {'rel err':>10}  tensors")
     for enc, bpw, rel, n in curve:
