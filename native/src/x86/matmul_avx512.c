@@ -297,6 +297,21 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
     }
 }
 
+/* Weights stream through once, in order. Asking for them PF_AHEAD bytes early keeps more
+ * misses in flight than the hardware prefetcher does for one stream per core: measured on the
+ * Q8_0 GEMV at 4096x14336, 22 -> 37 GB/s on one thread and 41 -> 54 GB/s on two (4 KiB ahead:
+ * 30 GB/s; 12-16 KiB: no better on one thread, erratic on two). Prefetches never fault, so
+ * running past the end of the weights is harmless. */
+#define PF_AHEAD 8192
+
+ALWAYS_INLINE void prefetch_ahead(const void *p, int bytes) {
+    const char *c = (const char *)p + PF_AHEAD;
+    for (int o = 0; o < bytes; o += 64) {
+        _mm_prefetch(c + o, _MM_HINT_T0);
+    }
+    _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
+}
+
 /* ---------------------------------------------------------------- fused GEMV dots
  * Decode ggml blocks straight into registers: lane l of a 64-value step covers values
  * 4l..4l+3, so per-lane activation scales (lane_da) and offset corrections (lane_bias) line up
@@ -345,10 +360,12 @@ static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
         ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
     } while (0)
     for (; i + 4 <= nb; i += 4) {
+        prefetch_ahead(&x[i], 4 * (int)sizeof x[i]);
         Q4_0_PAIR(acc0, i);
         Q4_0_PAIR(acc1, i + 2);
     }
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
         Q4_0_PAIR(acc0, i);
     }
 #undef Q4_0_PAIR
@@ -385,10 +402,12 @@ static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
         ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
     } while (0)
     for (; i + 4 <= nb; i += 4) {
+        prefetch_ahead(&x[i], 4 * (int)sizeof x[i]);
         Q8_0_PAIR(acc0, i);
         Q8_0_PAIR(acc1, i + 2);
     }
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
         Q8_0_PAIR(acc0, i);
     }
 #undef Q8_0_PAIR
@@ -410,6 +429,7 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
         uint32_t w[3];
         memcpy(w, x[i].scales, sizeof w);
@@ -454,6 +474,7 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i four = _mm512_set1_epi32(4);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const __m512 s = _mm512_mul_ps(
             _mm512_set1_ps(h2f(x[i].d)),
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
@@ -497,6 +518,7 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
         uint32_t w[3];
         memcpy(w, x[i].scales, sizeof w);
@@ -558,6 +580,7 @@ static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
         const int64_t j = 32 * i;
         const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
                                           q5_bits_pair(x[i].qh, x[i + 1].qh));
@@ -589,6 +612,7 @@ static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
     float mins = 0.0f;
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
         const int64_t j = 32 * i;
         const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
                                               nibble_pair(x[i].qs, x[i + 1].qs),
@@ -622,6 +646,7 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const float d = h2f(x[i].d);
         /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h),
          * built in registers: a store/reload here stalls on store forwarding */
@@ -680,6 +705,7 @@ ALWAYS_INLINE float fdot_table4(const void *row, const qt_mm_act *act, int64_t k
     for (; i + 2 <= nb; i += 2) {
         const int64_t j = 32 * i;
         const uint8_t *b0 = base + (size_t)i * bs, *b1 = b0 + bs;
+        prefetch_ahead(b0, 2 * (int)bs);
         const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(b0 + qoff, b1 + qoff));
         const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
                                               _mm512_loadu_si512(act->a + j));
@@ -734,6 +760,7 @@ static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
     float mins = 0.0f;
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
         const int64_t j = 32 * i;
         const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
                                           q5_bits_pair(x[i].qh, x[i + 1].qh));
@@ -769,6 +796,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i four = _mm512_set1_epi32(4);
     __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)x[i].scales));
         const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)),
                                        _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(0xF))));
@@ -805,6 +833,7 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i hshift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const uint8_t *b = x[i].scales;
         uint64_t lo8;
         uint32_t hi4;
@@ -866,7 +895,9 @@ ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int ki
     __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     const __mmask16 all = 0xFFFF;
     int64_t j = 0;
+    const int esize = kind == 0 ? 4 : 2;
     for (; j + 64 <= k; j += 64) {
+        prefetch_ahead((const char *)w + j * esize, 64 * esize);
         a0 = _mm512_fmadd_ps(load_w16(w, j, kind, all), _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(load_w16(w, j + 16, kind, all), _mm512_loadu_ps(x + j + 16), a1);
         a2 = _mm512_fmadd_ps(load_w16(w, j + 32, kind, all), _mm512_loadu_ps(x + j + 32), a2);
@@ -898,6 +929,7 @@ ALWAYS_INLINE void fdot_floats4(const void *w, size_t stride, const float *x, in
     for (int64_t j = 0; j < k; j += 32) {
         for (int r = 0; r < 4; r++) {
             const int64_t p = pos[r];
+            prefetch_ahead(rows[r] + p * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
             a[r] = _mm512_fmadd_ps(load_w16(rows[r], p, kind, all), _mm512_loadu_ps(x + p), a[r]);
             a[r + 4] = _mm512_fmadd_ps(load_w16(rows[r], p + 16, kind, all),
                                        _mm512_loadu_ps(x + p + 16), a[r + 4]);
@@ -961,6 +993,7 @@ static float fdot_bf16w_eo(const void *w, const float *xp, int64_t k) {
     __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 64 <= k; j += 64) {
+        prefetch_ahead(row + j, 128);
         const __m512i v = _mm512_loadu_si512(row + j), u = _mm512_loadu_si512(row + j + 32);
         a0 = _mm512_fmadd_ps(bf16_even(v), _mm512_loadu_ps(xp + j), a0);
         a1 = _mm512_fmadd_ps(bf16_odd(v), _mm512_loadu_ps(xp + j + 16), a1);
@@ -984,6 +1017,8 @@ static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         for (int64_t j = 0; j < k; j += 32) {
+            prefetch_ahead(r0 + j, 64);
+            prefetch_ahead(r1 + j, 64);
             const __m512 xe = _mm512_loadu_ps(xp + j), xo = _mm512_loadu_ps(xp + j + 16);
             const __m512i v = _mm512_loadu_si512(r0 + j), u = _mm512_loadu_si512(r1 + j);
             a0 = _mm512_fmadd_ps(bf16_even(v), xe, a0);
@@ -1012,6 +1047,8 @@ ALWAYS_INLINE void fdot_floats_pairs(const void *w, size_t stride, const float *
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
         const __mmask16 all = 0xFFFF;
         for (int64_t j = 0; j < k; j += 32) {
+            prefetch_ahead(r0 + j * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
+            prefetch_ahead(r1 + j * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
             const __m512 x0 = _mm512_load_ps(xp + j), x1 = _mm512_load_ps(xp + j + 16);
             a0 = _mm512_fmadd_ps(load_w16(r0, j, kind, all), x0, a0);
             a1 = _mm512_fmadd_ps(load_w16(r0, j + 16, kind, all), x1, a1);
@@ -1051,6 +1088,7 @@ static float fdot_bf16_bf16(const void *w, const uint16_t *xb, int64_t k) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 64 <= k; j += 64) {
+        prefetch_ahead(row + j, 128);
         a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(row + j),
                               (__m512bh)_mm512_loadu_si512(xb + j));
         a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(row + j + 32),
@@ -1077,6 +1115,7 @@ static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
     const __m512i sh23 = cat256(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         /* the block's scale multiplies once, after the four steps */
         __m512 part0 = _mm512_setzero_ps(), part1 = _mm512_setzero_ps();
         for (int h = 0; h < 2; h++) {
@@ -1117,6 +1156,7 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq1_0 *x = row;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         /* values 0-159: digits 0-4 of qs[0..31]; 160-239: digits 0-4 of qs[32..47];
          * 240-255: digits 0-3 of qh[0..3] */
         const __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)x[i].qs);
