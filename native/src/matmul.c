@@ -133,6 +133,18 @@ static const uint8_t *span_ptr(const mm_job *j, int64_t row, int64_t k0) {
     return j->w + (size_t)row * j->w_stride + (size_t)(k0 / j->block_elems) * j->block_bytes;
 }
 
+/* Ask for the weights MM_PREFETCH_AHEAD bytes past the span about to be decoded: one core
+ * streaming a single row at a time otherwise has too few misses in flight to reach the memory
+ * bandwidth (the AVX-512 fused kernels prefetch inside their loops; this serves the portable
+ * unpack-then-dot path of the other levels). Prefetches never fault past the end. */
+#define MM_PREFETCH_AHEAD 8192
+
+static inline void prefetch_span(const uint8_t *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) {
+        __builtin_prefetch(p + MM_PREFETCH_AHEAD + o, 0, 3);
+    }
+}
+
 /* ---------------------------------------------------------------- fast path */
 
 static void gemv_fast(mm_job *j) {
@@ -161,6 +173,7 @@ static void gemv_fast(mm_job *j) {
         float acc[MM_GEMM_MIN_ROWS] = {0};
         for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {
             const int64_t kc = j->k - k0 < MM_KC_GEMV ? j->k - k0 : MM_KC_GEMV;
+            prefetch_span(span_ptr(j, row, k0), (size_t)(kc / j->block_elems) * j->block_bytes);
             unpack(span_ptr(j, row, k0), kc, u, s, mn);
             for (int64_t i = 0; i < j->n; i++) {
                 acc[i] += j->mt->dot(u, s, mn, j->has_min, &j->acts[i], k0, kc);
@@ -290,6 +303,7 @@ static void gemv_exact(mm_job *j) {
         for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_GEMV) {
             const int64_t kc = j->k - k0 < MM_KC_GEMV ? j->k - k0 : MM_KC_GEMV;
             const float *wv;
+            prefetch_span(span_ptr(j, row, k0), (size_t)(kc / j->block_elems) * j->block_bytes);
             if (buf) {
                 j->dequantize(span_ptr(j, row, k0), buf, kc);
                 wv = buf;
