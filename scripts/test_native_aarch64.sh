@@ -14,4 +14,6 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESS
 cmake --build "$BUILD" >/dev/null
 for isa in scalar neon; do
   QTSTUDIO_ISA=$isa qemu-aarch64 -L /usr/aarch64-linux-gnu "$BUILD/native/test_codecs" || exit 1
+  QTSTUDIO_ISA=$isa qemu-aarch64 -L /usr/aarch64-linux-gnu "$BUILD/native/test_qmatmul" --active \
+    || exit 1
 done
