@@ -15,46 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtnative.h"
-
-static int g_passed;
-static int g_failed;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            g_passed++;                                                                        \
-        } else {                                                                               \
-            g_failed++;                                                                        \
-            if (g_failed <= 40) {                                                              \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-                fprintf(stderr, __VA_ARGS__);                                                  \
-                fputc('\n', stderr);                                                           \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
-
-/* ---------------------------------------------------------------- random numbers */
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next_u64(void) {
-    /* xorshift64*: small, deterministic, good enough to spread test values. */
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
-
-static float uniform01(void) {
-    return (float)(next_u64() >> 40) / (float)(1u << 24);
-}
-
-static float normal01(void) {
-    /* Box-Muller; 1 - u keeps the log argument away from zero. */
-    const float u = 1.0f - uniform01(), v = uniform01();
-    return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
-}
+#include "test_support.h"
 
 static float bits_f32(uint32_t u) {
     float f;
@@ -383,20 +344,9 @@ int main(int argc, char **argv) {
         g_rng = strtoull(argv[1], NULL, 0) | 1u;
     }
     const char *env = getenv("QTSTUDIO_ISA");
-    const char *rejected = qt_isa_env_error();
-    if (rejected != NULL) {
-        /* The library refused the forced level instead of running it: that is the contract. */
-        const int known = strcmp(rejected, "scalar") == 0 || strcmp(rejected, "avx2") == 0 ||
-                          strcmp(rejected, "avx512") == 0 || strcmp(rejected, "neon") == 0;
-        if (!known) {
-            /* A misspelt level in a test script must not pass silently as a skip. */
-            fprintf(stderr, "QTSTUDIO_ISA=%s is not a known level (scalar|avx2|avx512|neon)\n",
-                    rejected);
-            return 2;
-        }
-        printf("skip: QTSTUDIO_ISA=%s is not available on this CPU; the library reported it "
-               "and kept %s\n", rejected, qt_isa_name(qt_active_isa()));
-        return 0;
+    const int isa_env = test_isa_env();
+    if (isa_env != 0) {
+        return isa_env < 0 ? 2 : 0;
     }
     if (env != NULL && env[0] != '\0') {
         CHECK(strcmp(qt_isa_name(qt_active_isa()), env) == 0,
