@@ -300,6 +300,23 @@ def test_agrees_with_torch_linear() -> None:
     np.testing.assert_allclose(qs.qmatmul(x, w, exact=True), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("enc", ["Q4_K", "Q8_0", "BF16"])
+def test_gemm_over_more_activation_rows_than_one_pass(enc: str) -> None:
+    # activations are quantized 1024 rows per pass over the weights: 1030 rows take two passes,
+    # the second with 6 rows; every row within the bound of its own reference, both paths
+    k = 256
+    w = _weights(enc, 20, k, seed=41)
+    wd = _oracle_weights(w)
+    x = np.random.default_rng(42).standard_normal((1030, k)).astype(np.float32)
+    ref = x.astype(np.float64) @ wd.T
+    y = qs.qmatmul(x, w, threads=2)
+    fast = _exact_bound(x, wd) if enc == "BF16" else _fast_bound(x, wd, enc)
+    assert np.all(np.abs(y - ref) <= fast)
+    assert np.all(np.abs(qs.qmatmul(x, w, exact=True) - ref) <= _exact_bound(x, wd))
+    # rows do not see each other: the last pass equals those rows on their own
+    np.testing.assert_array_equal(y[1024:], qs.qmatmul(x[1024:], w, threads=2))
+
+
 def test_zero_sized() -> None:
     w = _weights("Q4_0", 16, 64, seed=1)
     assert qs.qmatmul(np.zeros((0, 64), np.float32), w).shape == (0, 16)
