@@ -615,6 +615,77 @@ static void unpack_tq1_0(const void *vx, int64_t n, uint8_t *u, float *s, float 
     }
 }
 
+/* ---------------------------------------------------------------- fused GEMV dots
+ * Q4_0 / Q8_0 rows straight from their blocks: one 32-value block per 256-bit step, one scale
+ * (weight d times the activation group's da) per block. Weights are prefetched PF_AHEAD bytes
+ * early: one core streaming one row otherwise has too few misses in flight (measured on the
+ * AVX-512 kernels, 22 -> 37 GB/s for Q8_0). */
+#define PF_AHEAD 8192
+
+ALWAYS_INLINE void prefetch_ahead(const void *p, int bytes) {
+    const char *c = (const char *)p + PF_AHEAD;
+    for (int o = 0; o < bytes; o += 64) {
+        _mm_prefetch(c + o, _MM_HINT_T0);
+    }
+    _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
+}
+
+/* Eight int32 lanes of signed w times signed a (|w|, |a| <= 127 keeps maddubs exact). */
+ALWAYS_INLINE __m256i dot_signed(__m256i w, __m256i a) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* One block: acc += (d * da) * (w . a) over its 32 values (group-32 encodings: both 16-value
+ * halves of the block carry the same da). */
+ALWAYS_INLINE __m256 block_step(__m256 acc, __m256i w, uint16_t d, const qt_mm_act *act,
+                                int64_t j) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
+    const __m256 sc = _mm256_set1_ps(h2f(d) * act->da[j / 16]);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_signed(w, a)), sc, acc);
+}
+
+static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q8_0 *x = row;
+    const int64_t nb = k / 32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
+        acc0 = block_step(acc0, load256(x[i].qs), x[i].d, act, 32 * i);
+        acc1 = block_step(acc1, load256(x[i + 1].qs), x[i + 1].d, act, 32 * i + 32);
+    }
+    if (i < nb) {
+        acc0 = block_step(acc0, load256(x[i].qs), x[i].d, act, 32 * i);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_0 block: byte t holds value t (low nibble) and t + 16 (high), stored as q + 8. */
+ALWAYS_INLINE __m256i q4_0_values(const uint8_t *qs) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, mask)),
+                                              _mm_and_si128(_mm_srli_epi16(q, 4), mask), 1);
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+}
+
+static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q4_0 *x = row;
+    const int64_t nb = k / 32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
+        acc0 = block_step(acc0, q4_0_values(x[i].qs), x[i].d, act, 32 * i);
+        acc1 = block_step(acc1, q4_0_values(x[i + 1].qs), x[i + 1].d, act, 32 * i + 32);
+    }
+    if (i < nb) {
+        acc0 = block_step(acc0, q4_0_values(x[i].qs), x[i].d, act, 32 * i);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
     t->unpack[QT_T_Q4_1] = unpack_q4_1;
@@ -631,6 +702,8 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_Q4_K] = unpack_q4_K;
     t->unpack[QT_T_Q5_K] = unpack_q5_K;
     t->unpack[QT_T_Q6_K] = unpack_q6_K;
+    t->fdot[QT_T_Q4_0] = fdot_q4_0;
+    t->fdot[QT_T_Q8_0] = fdot_q8_0;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->dot_f32 = dot_f32;
