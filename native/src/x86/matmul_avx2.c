@@ -686,6 +686,107 @@ static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
+/* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
+ALWAYS_INLINE __m256 hadd_order(__m256 v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
+}
+
+/* Eight int32 lanes of unsigned w (< 64) times signed a: maddubs pairs stay far from
+ * saturation (2 * 63 * 127). */
+ALWAYS_INLINE __m256i dot_unsigned(__m256i w, __m256i a) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1));
+}
+
+ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
+    return _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
+}
+
+/* Q4_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with 6-bit
+ * scales and minimums; the minimums meet the activations through their per-16 sums (sa). */
+static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q4_K *x = row;
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        uint32_t w[3];
+        memcpy(w, x[i].scales, sizeof w);
+        const uint32_t packed[4] = {w[0] & 0x3f3f3f3fu,
+                                    (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u),
+                                    w[1] & 0x3f3f3f3fu,
+                                    ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)};
+        const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)packed);
+        /* d * scale_g * da of group g's 32 values (group-32 activations: da[2g] = da[2g+1]) */
+        const __m256 da = _mm256_loadu_ps(act->da + j0 / 16), da2 = _mm256_loadu_ps(act->da + j0 / 16 + 8);
+        const __m256 da_g = _mm256_permutevar8x32_ps(
+            _mm256_shuffle_ps(da, da2, 0x88), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+        const __m256 sd = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(h2f(x[i].d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm))),
+            da_g);
+        /* dmin * min_g times the activation sum of group g (two per-16 sums) */
+        const __m256 sa = _mm256_loadu_ps(act->sa + j0 / 16), sa2 = _mm256_loadu_ps(act->sa + j0 / 16 + 8);
+        const __m256 sa_g = hadd_order(_mm256_hadd_ps(sa, sa2));
+        mins8 = _mm256_fmadd_ps(
+            _mm256_mul_ps(_mm256_set1_ps(h2f(x[i].dmin)),
+                          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)))),
+            sa_g, mins8);
+        for (int c = 0; c < 4; c++) {
+            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1 */
+            const __m256i q = load256(x[i].qs + 32 * c);
+            const __m256i half[2] = {_mm256_and_si256(q, mask),
+                                     _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
+            for (int h = 0; h < 2; h++) {
+                const int g = 2 * c + h;
+                const __m256i p = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
+                const __m256 sc = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(g));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+            }
+        }
+    }
+    return hsum8(_mm256_sub_ps(acc, mins8));
+}
+
+/* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
+ * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back through
+ * the GEMV's per-4 activation sums (nsum4). */
+static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q6_K *x = row;
+    const __m256i mask = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+        const __m128i sc16 = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
+        for (int h = 0; h < 2; h++) {
+            /* d * scale * da for the half's eight groups of 16 values */
+            const __m256 sd = _mm256_mul_ps(
+                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                     h ? _mm_srli_si128(sc16, 8) : sc16))),
+                _mm256_loadu_ps(act->da + (QK_K * i + 128 * h) / 16));
+            const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
+            const __m256i qh = load256(x[i].qh + 32 * h);
+            const __m256i lows[4] = {_mm256_and_si256(ql0, mask), _mm256_and_si256(ql1, mask),
+                                     _mm256_and_si256(_mm256_srli_epi16(ql0, 4), mask),
+                                     _mm256_and_si256(_mm256_srli_epi16(ql1, 4), mask)};
+            for (int t = 0; t < 4; t++) {
+                const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), three);
+                const __m256i v = _mm256_or_si256(lows[t], _mm256_slli_epi16(hi2, 4));
+                const int64_t j = QK_K * i + 128 * h + 32 * t;
+                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + j / 4));
+                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
+                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 5));
+                /* lanes 0-3: values j .. j + 15 (group 2t of the half), lanes 4-7: the next */
+                const __m256 sc = _mm256_permutevar8x32_ps(
+                    sd, _mm256_setr_epi32(2 * t, 2 * t, 2 * t, 2 * t, 2 * t + 1, 2 * t + 1,
+                                          2 * t + 1, 2 * t + 1));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+            }
+        }
+    }
+    return hsum8(acc);
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
     t->unpack[QT_T_Q4_1] = unpack_q4_1;
@@ -704,6 +805,8 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_Q6_K] = unpack_q6_K;
     t->fdot[QT_T_Q4_0] = fdot_q4_0;
     t->fdot[QT_T_Q8_0] = fdot_q8_0;
+    t->fdot[QT_T_Q4_K] = fdot_q4_K;
+    t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->dot_f32 = dot_f32;
