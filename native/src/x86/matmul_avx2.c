@@ -2,6 +2,7 @@
  * unsigned and a signed operand and saturates pairs at 16 bits: feeding it |w| and a*sign(w)
  * keeps every pair within 2 * 128 * 127 < 32768, so the sums stay exact. */
 #include <immintrin.h>
+#include <stddef.h>
 
 #include "../matmul.h"
 
@@ -701,43 +702,53 @@ ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
 }
 
-/* Q4_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with 6-bit
- * scales and minimums; the minimums meet the activations through their per-16 sums (sa). */
-static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q4_K *x = row;
-    const __m256i mask = _mm256_set1_epi8(0x0F);
+/* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
+ * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
+ * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
+ * before qs[128]. */
+ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i dpick = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
+        prefetch_ahead(b, (int)bs);
         const int64_t j0 = QK_K * i;
+        uint16_t d16, dmin16;
         uint32_t w[3];
-        memcpy(w, x[i].scales, sizeof w);
+        memcpy(&d16, b, 2);
+        memcpy(&dmin16, b + 2, 2);
+        memcpy(w, b + 4, sizeof w);
         const uint32_t packed[4] = {w[0] & 0x3f3f3f3fu,
                                     (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u),
                                     w[1] & 0x3f3f3f3fu,
                                     ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)};
         const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)packed);
         /* d * scale_g * da of group g's 32 values (group-32 activations: da[2g] = da[2g+1]) */
-        const __m256 da = _mm256_loadu_ps(act->da + j0 / 16), da2 = _mm256_loadu_ps(act->da + j0 / 16 + 8);
+        const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
         const __m256 da_g = _mm256_permutevar8x32_ps(
-            _mm256_shuffle_ps(da, da2, 0x88), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
-        const __m256 sd = _mm256_mul_ps(
-            _mm256_mul_ps(_mm256_set1_ps(h2f(x[i].d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm))),
-            da_g);
+            _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
+        const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        const __m256 sd = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g);
         /* dmin * min_g times the activation sum of group g (two per-16 sums) */
-        const __m256 sa = _mm256_loadu_ps(act->sa + j0 / 16), sa2 = _mm256_loadu_ps(act->sa + j0 / 16 + 8);
-        const __m256 sa_g = hadd_order(_mm256_hadd_ps(sa, sa2));
-        mins8 = _mm256_fmadd_ps(
-            _mm256_mul_ps(_mm256_set1_ps(h2f(x[i].dmin)),
-                          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)))),
-            sa_g, mins8);
+        const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
+        const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        mins8 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(dmin16)), mins), sa_g, mins8);
+        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
-            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1 */
-            const __m256i q = load256(x[i].qs + 32 * c);
-            const __m256i half[2] = {_mm256_and_si256(q, mask),
-                                     _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
+            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
+             * of group g is bit g of qh */
+            const __m256i q = load256(b + qs_off + 32 * c);
+            __m256i half[2] = {_mm256_and_si256(q, mask),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
             for (int h = 0; h < 2; h++) {
                 const int g = 2 * c + h;
+                if (five) {
+                    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, g), one);
+                    half[h] = _mm256_or_si256(half[h], _mm256_slli_epi16(bit, 4));
+                }
                 const __m256i p = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
                 const __m256 sc = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(g));
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
@@ -745,6 +756,14 @@ static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
         }
     }
     return hsum8(_mm256_sub_ps(acc, mins8));
+}
+
+static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q45_K(row, act, k, 0);
+}
+
+static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q45_K(row, act, k, 1);
 }
 
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
@@ -806,6 +825,7 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q4_0] = fdot_q4_0;
     t->fdot[QT_T_Q8_0] = fdot_q8_0;
     t->fdot[QT_T_Q4_K] = fdot_q4_K;
+    t->fdot[QT_T_Q5_K] = fdot_q5_K;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
