@@ -766,6 +766,48 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
     return fdot_q45_K(row, act, k, 1);
 }
 
+/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight in v. */
+ALWAYS_INLINE __m256 pick_pair(__m256 v, int j) {
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1,
+                                                         2 * j + 1, 2 * j + 1, 2 * j + 1));
+}
+
+/* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
+ * bits 2j..2j+1 of qs[32h + l]. The minimums meet the activations through their per-16 sums. */
+static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q2_K *x = row;
+    const __m256i three = _mm256_set1_epi8(3);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
+        const __m128i scl = _mm_and_si128(sc, low4), mnl = _mm_and_si128(_mm_srli_epi16(sc, 4), low4);
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d)), dmin = _mm256_set1_ps(h2f(x[i].dmin));
+        __m256 sd[2];
+        for (int h = 0; h < 2; h++) {
+            const __m128i s8 = h ? _mm_srli_si128(scl, 8) : scl;
+            const __m128i m8 = h ? _mm_srli_si128(mnl, 8) : mnl;
+            const float *da = act->da + j0 / 16 + 8 * h, *sa = act->sa + j0 / 16 + 8 * h;
+            sd[h] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(s8))),
+                                  _mm256_loadu_ps(da));
+            macc = _mm256_fmadd_ps(
+                _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8))),
+                _mm256_loadu_ps(sa), macc);
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
+                const __m256i p = dot_unsigned(v, act_bytes(act, j0 + 128 * h + 32 * j));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j), acc);
+            }
+        }
+    }
+    return hsum8(_mm256_sub_ps(acc, macc));
+}
+
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
  * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back through
  * the GEMV's per-4 activation sums (nsum4). */
@@ -796,9 +838,7 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
                 const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
                                                    _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 5));
                 /* lanes 0-3: values j .. j + 15 (group 2t of the half), lanes 4-7: the next */
-                const __m256 sc = _mm256_permutevar8x32_ps(
-                    sd, _mm256_setr_epi32(2 * t, 2 * t, 2 * t, 2 * t, 2 * t + 1, 2 * t + 1,
-                                          2 * t + 1, 2 * t + 1));
+                const __m256 sc = pick_pair(sd, t);
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
             }
         }
@@ -826,6 +866,7 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q8_0] = fdot_q8_0;
     t->fdot[QT_T_Q4_K] = fdot_q4_K;
     t->fdot[QT_T_Q5_K] = fdot_q5_K;
+    t->fdot[QT_T_Q2_K] = fdot_q2_K;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
