@@ -702,6 +702,103 @@ ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
 }
 
+/* 32 nibbles of a legacy block in value order: byte t holds value t low, value t + 16 high. */
+ALWAYS_INLINE __m256i nibbles32(const uint8_t *qs) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, mask)),
+                                   _mm_and_si128(_mm_srli_epi16(q, 4), mask), 1);
+}
+
+/* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
+ALWAYS_INLINE __m256i fifth_bits(const uint8_t *qh) {
+    uint32_t h;
+    memcpy(&h, qh, sizeof h);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)h),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                         3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                            _mm256_set1_epi8(16));
+}
+
+/* Unsigned values v of one block with an offset o: acc += d * da * (v - o) . a, the offset
+ * coming back through the per-4 activation sums (shift = log2 o). */
+ALWAYS_INLINE __m256 block_step_offset(__m256 acc, __m256i v, int shift, uint16_t d,
+                                       const qt_mm_act *act, int64_t j) {
+    const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + j / 4));
+    const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
+                                       _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), shift));
+    const __m256 sc = _mm256_set1_ps(h2f(d) * act->da[j / 16]);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+}
+
+static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q5_0 *x = row;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / 32; i++) {
+        if ((i & 1) == 0) {
+            prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
+        }
+        const __m256i v = _mm256_or_si256(nibbles32(x[i].qs), fifth_bits(x[i].qh));
+        acc = block_step_offset(acc, v, 4, x[i].d, act, 32 * i); /* stored q + 16 */
+    }
+    return hsum8(acc);
+}
+
+/* Q4_1 / Q5_1: value = d * q + m; the minimum meets the activations through sa. */
+ALWAYS_INLINE float fdot_q4_5_1(const void *row, const qt_mm_act *act, int64_t k, int five) {
+    const size_t bs = five ? sizeof(block_q5_1) : sizeof(block_q4_1);
+    const size_t qs_off = five ? offsetof(block_q5_1, qs) : offsetof(block_q4_1, qs);
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t i = 0; i < k / 32; i++) {
+        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
+        if ((i & 1) == 0) {
+            prefetch_ahead(b, 2 * (int)bs);
+        }
+        uint16_t d, m;
+        memcpy(&d, b, 2);
+        memcpy(&m, b + 2, 2);
+        __m256i v = nibbles32(b + qs_off);
+        if (five) {
+            v = _mm256_or_si256(v, fifth_bits(b + offsetof(block_q5_1, qh)));
+        }
+        acc = block_step(acc, v, d, act, 32 * i);
+        mins += h2f(m) * (act->sa[2 * i] + act->sa[2 * i + 1]);
+    }
+    return hsum8(acc) + mins;
+}
+
+static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q4_5_1(row, act, k, 0);
+}
+
+static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q4_5_1(row, act, k, 1);
+}
+
+/* IQ4_NL: nibbles index a 16-entry table of signed values. */
+static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_iq4_nl *x = row;
+    const __m256i grid = _mm256_setr_epi8(
+        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113, -127, -104, -83,
+        -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= k / 32; i += 2) {
+        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
+        acc0 = block_step(acc0, _mm256_shuffle_epi8(grid, nibbles32(x[i].qs)), x[i].d, act, 32 * i);
+        acc1 = block_step(acc1, _mm256_shuffle_epi8(grid, nibbles32(x[i + 1].qs)), x[i + 1].d, act,
+                          32 * i + 32);
+    }
+    if (i < k / 32) {
+        acc0 = block_step(acc0, _mm256_shuffle_epi8(grid, nibbles32(x[i].qs)), x[i].d, act, 32 * i);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
 /* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
  * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
  * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
@@ -867,6 +964,10 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q4_K] = fdot_q4_K;
     t->fdot[QT_T_Q5_K] = fdot_q5_K;
     t->fdot[QT_T_Q2_K] = fdot_q2_K;
+    t->fdot[QT_T_Q5_0] = fdot_q5_0;
+    t->fdot[QT_T_Q4_1] = fdot_q4_1;
+    t->fdot[QT_T_Q5_1] = fdot_q5_1;
+    t->fdot[QT_T_IQ4_NL] = fdot_iq4_nl;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
