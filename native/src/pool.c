@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -48,6 +49,7 @@ typedef struct pool {
     int count;
     int nworkers; /* guarded by `use` */
     int64_t spin_ns;
+    int ncpu; /* online CPUs: workers beyond them would spin against the threads doing work */
 } pool;
 
 static pool g_pool;
@@ -81,6 +83,8 @@ static void pool_init(void) {
         }
     }
     g_pool.spin_ns = us * 1000;
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    g_pool.ncpu = n < 1 ? 1 : (n > POOL_MAX_WORKERS + 1 ? POOL_MAX_WORKERS + 1 : (int)n);
     pthread_atfork(NULL, NULL, pool_after_fork_child);
 }
 
@@ -91,9 +95,9 @@ static int64_t now_ns(void) {
 }
 
 /* Wait until a generation other than `seen` is published; return the state then. */
-static uint64_t wait_for_job(uint64_t seen) {
-    const int64_t t0 = g_pool.spin_ns > 0 ? now_ns() : 0;
-    for (unsigned spins = 0; g_pool.spin_ns > 0; spins++) {
+static uint64_t wait_for_job(uint64_t seen, int spin) {
+    const int64_t t0 = spin ? now_ns() : 0;
+    for (unsigned spins = 0; spin; spins++) {
         const uint64_t s = atomic_load_explicit(&g_pool.state, memory_order_acquire);
         if (s >> 1 != seen) {
             return s;
@@ -122,10 +126,17 @@ static void run_indices(qt_pool_task task, void *arg, int count) {
     }
 }
 
-static void *worker_main(void *start_generation) {
-    uint64_t seen = (uint64_t)(uintptr_t)start_generation;
+typedef struct worker_start {
+    uint64_t generation; /* the worker waits for the job after this one */
+    int spin;            /* poll between jobs (only while the pool fits the CPUs) */
+} worker_start;
+
+static void *worker_main(void *arg) {
+    const worker_start start = *(const worker_start *)arg;
+    free(arg);
+    uint64_t seen = start.generation;
     for (;;) {
-        const uint64_t s = wait_for_job(seen);
+        const uint64_t s = wait_for_job(seen, start.spin);
         seen = s >> 1;
         if ((s & 1) == 0) {
             continue; /* closed before this worker got to it */
@@ -157,7 +168,15 @@ static void grow(int want, uint64_t gen) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         while (g_pool.nworkers < want) {
             pthread_t t;
-            if (pthread_create(&t, &attr, worker_main, (void *)(uintptr_t)gen) != 0) {
+            worker_start *start = malloc(sizeof *start);
+            if (start == NULL) {
+                break;
+            }
+            /* the caller plus workers 0 .. ncpu - 2 have a core each; more would spin on
+             * cores the working threads need, so they sleep between jobs at once */
+            *start = (worker_start){gen, g_pool.spin_ns > 0 && g_pool.nworkers + 1 < g_pool.ncpu};
+            if (pthread_create(&t, &attr, worker_main, start) != 0) {
+                free(start);
                 break; /* run with the workers there are; the caller does the rest */
             }
             g_pool.nworkers++;
