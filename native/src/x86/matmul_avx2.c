@@ -646,45 +646,70 @@ ALWAYS_INLINE __m256 block_step(__m256 acc, __m256i w, uint16_t d, const qt_mm_a
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_signed(w, a)), sc, acc);
 }
 
-static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q8_0 *x = row;
+/* 32 nibbles of a legacy block in value order: byte t holds value t low, value t + 16 high. */
+ALWAYS_INLINE __m256i nibbles32(const uint8_t *qs) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, mask)),
+                                   _mm_and_si128(_mm_srli_epi16(q, 4), mask), 1);
+}
+
+/* The IQ4 grid of signed values, in both 128-bit lanes for a byte shuffle. */
+ALWAYS_INLINE __m256i iq4_grid(void) {
+    return _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89,
+                            113, -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69,
+                            89, 113);
+}
+
+/* Blocks of one fp16 d and 32 values (Q8_0: signed bytes; Q4_0: nibbles stored q + 8; IQ4_NL:
+ * nibbles indexing the grid). */
+enum { PLAIN_Q8_0, PLAIN_Q4_0, PLAIN_IQ4_NL };
+_Static_assert(offsetof(block_q8_0, qs) == 2 && offsetof(block_q4_0, qs) == 2 &&
+                   offsetof(block_iq4_nl, qs) == 2,
+               "plain 32-value blocks: d, then the values");
+
+ALWAYS_INLINE __m256i plain_values(const uint8_t *qs, int kind) {
+    if (kind == PLAIN_Q8_0) {
+        return load256(qs);
+    }
+    const __m256i n = nibbles32(qs);
+    return kind == PLAIN_Q4_0 ? _mm256_sub_epi8(n, _mm256_set1_epi8(8))
+                              : _mm256_shuffle_epi8(iq4_grid(), n);
+}
+
+ALWAYS_INLINE float fdot_plain32(const void *row, const qt_mm_act *act, int64_t k, int kind) {
+    const size_t bs = kind == PLAIN_Q8_0 ? sizeof(block_q8_0)
+                      : kind == PLAIN_Q4_0 ? sizeof(block_q4_0) : sizeof(block_iq4_nl);
     const int64_t nb = k / 32;
+    const uint8_t *b = row;
+    uint16_t d0, d1;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        acc0 = block_step(acc0, load256(x[i].qs), x[i].d, act, 32 * i);
-        acc1 = block_step(acc1, load256(x[i + 1].qs), x[i + 1].d, act, 32 * i + 32);
+    /* two blocks per step, each on its own sum (one sum waited on the FMA latency) */
+    for (; i + 2 <= nb; i += 2, b += 2 * bs) {
+        prefetch_ahead(b, 2 * (int)bs);
+        memcpy(&d0, b, sizeof d0); /* every one of these blocks starts with d */
+        memcpy(&d1, b + bs, sizeof d1);
+        acc0 = block_step(acc0, plain_values(b + 2, kind), d0, act, 32 * i);
+        acc1 = block_step(acc1, plain_values(b + bs + 2, kind), d1, act, 32 * i + 32);
     }
     if (i < nb) {
-        acc0 = block_step(acc0, load256(x[i].qs), x[i].d, act, 32 * i);
+        memcpy(&d0, b, sizeof d0);
+        acc0 = block_step(acc0, plain_values(b + 2, kind), d0, act, 32 * i);
     }
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_0 block: byte t holds value t (low nibble) and t + 16 (high), stored as q + 8. */
-ALWAYS_INLINE __m256i q4_0_values(const uint8_t *qs) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, mask)),
-                                              _mm_and_si128(_mm_srli_epi16(q, 4), mask), 1);
-    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_plain32(row, act, k, PLAIN_Q8_0);
 }
 
 static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q4_0 *x = row;
-    const int64_t nb = k / 32;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        acc0 = block_step(acc0, q4_0_values(x[i].qs), x[i].d, act, 32 * i);
-        acc1 = block_step(acc1, q4_0_values(x[i + 1].qs), x[i + 1].d, act, 32 * i + 32);
-    }
-    if (i < nb) {
-        acc0 = block_step(acc0, q4_0_values(x[i].qs), x[i].d, act, 32 * i);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return fdot_plain32(row, act, k, PLAIN_Q4_0);
+}
+
+static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_plain32(row, act, k, PLAIN_IQ4_NL);
 }
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
@@ -700,14 +725,6 @@ ALWAYS_INLINE __m256i dot_unsigned(__m256i w, __m256i a) {
 
 ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
-}
-
-/* 32 nibbles of a legacy block in value order: byte t holds value t low, value t + 16 high. */
-ALWAYS_INLINE __m256i nibbles32(const uint8_t *qs) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, mask)),
-                                   _mm_and_si128(_mm_srli_epi16(q, 4), mask), 1);
 }
 
 /* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
@@ -779,33 +796,11 @@ static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
     return fdot_q4_5_1(row, act, k, 1);
 }
 
-/* IQ4_NL: nibbles index a 16-entry table of signed values. */
-static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_iq4_nl *x = row;
-    const __m256i grid = _mm256_setr_epi8(
-        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113, -127, -104, -83,
-        -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= k / 32; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        acc0 = block_step(acc0, _mm256_shuffle_epi8(grid, nibbles32(x[i].qs)), x[i].d, act, 32 * i);
-        acc1 = block_step(acc1, _mm256_shuffle_epi8(grid, nibbles32(x[i + 1].qs)), x[i + 1].d, act,
-                          32 * i + 32);
-    }
-    if (i < k / 32) {
-        acc0 = block_step(acc0, _mm256_shuffle_epi8(grid, nibbles32(x[i].qs)), x[i].d, act, 32 * i);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
-}
-
 /* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
  * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
 static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     const block_iq4_xs *x = row;
-    const __m256i grid = _mm256_setr_epi8(
-        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113, -127, -104, -83,
-        -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i grid = iq4_grid();
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
