@@ -17,18 +17,6 @@
 
 #include "test_support.h"
 
-static float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 /* ---------------------------------------------------------------- input distributions */
 
 enum {
@@ -101,26 +89,6 @@ static void fill(float *x, int64_t count, int dist) {
 }
 
 /* ---------------------------------------------------------------- helpers */
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* Index of the first float whose bits differ (NaN vs NaN counts as equal only when
- * nan_equal), or -1. */
-static int64_t first_float_diff(const float *a, const float *b, int64_t count, int nan_equal) {
-    for (int64_t i = 0; i < count; i++) {
-        if (f32_bits(a[i]) == f32_bits(b[i])) continue;
-        if (nan_equal && isnan(a[i]) && isnan(b[i])) continue;
-        return i;
-    }
-    return -1;
-}
 
 static int64_t first_byte_diff(const uint8_t *a, const uint8_t *b, size_t count) {
     for (size_t i = 0; i < count; i++) {

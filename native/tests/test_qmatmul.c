@@ -46,32 +46,7 @@ static float normal_fast(void) {
     return g_normals[next_u64() >> 48];
 }
 
-static uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 /* ---------------------------------------------------------------- helpers */
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (p == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* Index of the first float whose bits differ (any NaN matches any NaN when nan_equal), or -1. */
-static int64_t first_float_diff(const float *a, const float *b, int64_t count, int nan_equal) {
-    for (int64_t i = 0; i < count; i++) {
-        if (f32_bits(a[i]) == f32_bits(b[i])) continue;
-        if (nan_equal && isnan(a[i]) && isnan(b[i])) continue;
-        return i;
-    }
-    return -1;
-}
 
 /* y buffers carry guard values on both sides: qmatmul must write exactly n * m floats. */
 #define GUARD 16

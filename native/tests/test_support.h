@@ -1,5 +1,5 @@
-/* What the C test programs share: a counting CHECK, a small deterministic random generator and
- * the QTSTUDIO_ISA contract (a forced level the CPU lacks is reported by the library, and the
+/* What the C test programs share: a counting CHECK, a small deterministic random generator,
+ * float bit helpers, an allocator that exits on failure and the QTSTUDIO_ISA contract (a forced level the CPU lacks is reported by the library, and the
  * test then skips). Each program includes this once; TEST_SEED picks its generator's start. */
 #ifndef QT_TEST_SUPPORT_H
 #define QT_TEST_SUPPORT_H
@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qtnative.h"
@@ -34,7 +35,7 @@ static int g_failed;
 
 static uint64_t g_rng = TEST_SEED;
 
-static uint64_t next_u64(void) {
+static inline uint64_t next_u64(void) {
     /* xorshift64*: small, deterministic, good enough to spread test values. */
     g_rng ^= g_rng >> 12;
     g_rng ^= g_rng << 25;
@@ -42,19 +43,51 @@ static uint64_t next_u64(void) {
     return g_rng * 0x2545F4914F6CDD1Dull;
 }
 
-static float uniform01(void) {
+static inline float uniform01(void) {
     return (float)(next_u64() >> 40) / (float)(1u << 24);
 }
 
-static float normal01(void) {
+static inline float normal01(void) {
     /* Box-Muller; 1 - u keeps the log argument away from zero. */
     const float u = 1.0f - uniform01(), v = uniform01();
     return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
 }
 
+static inline float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* Index of the first float whose bits differ (NaN vs NaN counts as equal only when
+ * nan_equal), or -1. */
+static inline int64_t first_float_diff(const float *a, const float *b, int64_t count, int nan_equal) {
+    for (int64_t i = 0; i < count; i++) {
+        if (f32_bits(a[i]) == f32_bits(b[i])) continue;
+        if (nan_equal && isnan(a[i]) && isnan(b[i])) continue;
+        return i;
+    }
+    return -1;
+}
+
 /* -1: QTSTUDIO_ISA names no known level (the caller exits 2); 1: it names a level this CPU
  * lacks, which the library refused as it must (the caller skips); 0: go on. */
-static int test_isa_env(void) {
+static inline int test_isa_env(void) {
     const char *rejected = qt_isa_env_error();
     if (rejected == NULL) {
         return 0;
