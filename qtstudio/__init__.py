@@ -1,9 +1,8 @@
 """qtstudio: mixed-precision model quantization studio."""
 
 from .core.encodings import BlockParameters, Encoding, encodings, get_encoding
-from .core.qtensor import QTensor, dequantize, quantize
+from .core.qtensor import QTensor, dequantize, qmatmul, quantize
 from .export.tensor_file import load_tensors, save_tensors
-from .kernels.matmul import qmatmul
 
 __version__ = "0.1.0"
 

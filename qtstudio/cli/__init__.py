@@ -16,13 +16,12 @@ from qtstudio.kernels import NativeError
 
 from . import bench, export, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
+from .errors import CliError
 from .job_runner import JobStoppedError, report_stopped
 
+__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
+
 COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize, bench, whatif]
-
-
-class CliError(Exception):
-    """A problem to report to the user as one line, with exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

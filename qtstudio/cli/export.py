@@ -10,6 +10,7 @@ import sys
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 
+from .errors import CliError
 from .job_runner import run_cli_job
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
 
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-encode tensors of a quantized GGUF from their decoded values "
                         "(loses quality, as llama-quantize --allow-requantize)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    # NNEF only (qtstudio/export/nnef/cli.py reads them)
+    # NNEF only (qtstudio/cli/export_nnef.py reads them)
     p.add_argument("--calibration", choices=["minmax", "mse"], default="minmax",
                    help="NNEF Q4_0 block scales: ggml min-max, or MSE grid search")
     p.add_argument("--verify", action="store_true",
@@ -41,8 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_error(message: str) -> Exception:
-    from . import CliError
-
     return CliError(message)
 
 
@@ -55,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
 def _run_nnef(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("qtstudio.export.nnef") is None:
         raise _cli_error("NNEF export is not available in this build")
-    mod = importlib.import_module("qtstudio.export.nnef")
+    mod = importlib.import_module("qtstudio.cli.export_nnef")
     fn = getattr(mod, "export_nnef_cli", None)
     if fn is None:
         raise _cli_error("NNEF export is not available in this build "
-                         "(qtstudio.export.nnef has no export_nnef_cli)")
+                         "(qtstudio.cli.export_nnef has no export_nnef_cli)")
     return int(fn(args) or 0)
 
 

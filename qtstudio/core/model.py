@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,24 +11,10 @@ import numpy as np
 
 from .gguf_names import GGUFNamer
 from .roles import block_index, is_quantizable, role_of
+from .tensor_info import RawTensor, TensorInfo
 from .tree import TreeNode, build_tree
 
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """What the headers say about one tensor; no data."""
-
-    name: str
-    #: logical shape in numpy order: the last axis is the row that blocks run along
-    shape: tuple[int, ...]
-    #: storage type, e.g. "F32", "BF16", "Q4_K"
-    dtype: str
-    params: int
-    nbytes: int
-    role: str
-    quantizable: bool
-    block_index: int | None
-    gguf_name: str | None
+__all__ = ["Model", "RawTensor", "TensorInfo", "TensorSource"]
 
 
 class TensorSource(Protocol):
@@ -40,16 +25,6 @@ class TensorSource(Protocol):
     def load(self, name: str) -> np.ndarray: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class RawTensor:
-    """A reader's description of one tensor before roles and names are worked out."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    nbytes: int
 
 
 def _n_blocks(config: dict, metadata: dict, arch: str | None,

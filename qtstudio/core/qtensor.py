@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from qtstudio import kernels
+from qtstudio.kernels.matmul import qmatmul_blocks
 
 from .encodings import Encoding, get_encoding
 
@@ -120,3 +121,25 @@ def dequantize(qt: QTensor, *, threads: int | None = None) -> np.ndarray:
     _, n = _rows(qt.shape)
     out = qt.encoding.dequantize_rows(qt.data, n, threads=threads)
     return out.reshape(qt.shape)
+
+
+def qmatmul(x: np.ndarray, w: QTensor, *, threads: int | None = None, exact: bool = False,
+            isa: str | None = None) -> np.ndarray:
+    """``y[n, m] = x[n, k] @ dequantize(w)[m, k].T`` in float32, without decoding ``w`` whole.
+
+    ``w`` is a 2-D QTensor whose rows are quantized along k, in any encoding the native library
+    decodes. ``threads=None`` uses one thread per core; ``isa`` forces a dispatch level (tests).
+    Accuracy of both paths: :mod:`qtstudio.kernels.matmul`.
+    """
+    if not isinstance(exact, bool):
+        raise TypeError(f"qmatmul: exact must be True or False, got {exact!r}")
+    if not isinstance(w, QTensor):
+        raise TypeError(f"qmatmul: w must be a QTensor, got {type(w).__name__}")
+    if len(w.shape) != 2:
+        raise ValueError(f"qmatmul: w must be 2-D [m, k], got shape {w.shape}")
+    enc = w.encoding
+    nt = kernels.native_type(enc.ggml_type) if enc.ggml_type is not None else None
+    if nt is None or not nt.can_dequantize:
+        raise ValueError(f"qmatmul: encoding {enc.name} is not one the native library can decode")
+    return qmatmul_blocks(x, w.data, (w.shape[0], w.shape[1]), enc.ggml_type,
+                          threads=threads, exact=exact, isa=isa)

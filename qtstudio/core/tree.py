@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import TensorInfo
+    from .tensor_info import TensorInfo
 
 
 @dataclass(eq=False)

@@ -1,7 +1,7 @@
 """``qtstudio-cli export MODEL --format nnef``: the command-line side of the NNEF export.
 
 The ``export`` subcommand (qtstudio/cli/export.py) parses the shared options and hands NNEF
-requests here.
+requests here; the export itself is qtstudio.export.nnef.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from .job import ExportReport, export_nnef_job
-from .q4_0 import CALIBRATIONS
+from qtstudio.export.nnef.job import ExportReport, export_nnef_job
+from qtstudio.export.nnef.q4_0 import CALIBRATIONS
+
+from .errors import CliError
 
 
 def _resolve(args: argparse.Namespace, source):
-    from qtstudio.cli.recipe_args import build_recipe
     from qtstudio.core.plan import resolve_plan
     from qtstudio.formats import open_model
+
+    from .recipe_args import build_recipe
 
     with open_model(source.checkpoint) as model:
         recipe = build_recipe(args, model)
@@ -55,11 +58,10 @@ def _summary(report: ExportReport) -> list[str]:
 
 
 def export_nnef_cli(args: argparse.Namespace) -> int:
-    from qtstudio.cli import CliError
-    from qtstudio.cli.job_runner import run_cli_job
+    from qtstudio.export.nnef.sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
+    from qtstudio.export.nnef.verify import verify_export
 
-    from .sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
-    from .verify import verify_export
+    from .job_runner import run_cli_job
 
     if not (args.preset or args.recipe or getattr(args, "rule", None)):
         raise CliError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
