@@ -11,13 +11,8 @@ from typing import Any
 
 from torch import fx
 
-from ..builder import (
-    Value,
-    float_literal,
-)
-from .common import (
-    UnsupportedOpError,
-)
+from ..builder import Value, float_literal
+from .common import UnsupportedOpError
 
 
 class ActivationsOps:

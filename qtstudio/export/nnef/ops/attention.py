@@ -11,14 +11,8 @@ import math
 import torch
 from torch import fx
 
-from ..builder import (
-    Value,
-    float_literal,
-    ints,
-)
-from .common import (
-    UnsupportedOpError,
-)
+from ..builder import Value, float_literal, ints
+from .common import UnsupportedOpError
 
 
 class AttentionOps:

@@ -10,13 +10,8 @@ import numpy as np
 import torch
 from torch import fx
 
-from ..builder import (
-    Value,
-    ints,
-)
-from .common import (
-    kind_of,
-)
+from ..builder import Value, ints
+from .common import kind_of
 
 
 class LayoutOps:

@@ -22,9 +22,7 @@ from ..builder import (
     float_literal,
     ints,
 )
-from .common import (
-    UnsupportedOpError,
-)
+from .common import UnsupportedOpError
 
 
 class LinalgOps:

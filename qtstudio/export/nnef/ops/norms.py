@@ -11,14 +11,8 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..builder import (
-    Value,
-    float_literal,
-    ints,
-)
-from .common import (
-    UnsupportedOpError,
-)
+from ..builder import Value, float_literal, ints
+from .common import UnsupportedOpError
 
 
 class NormsOps:

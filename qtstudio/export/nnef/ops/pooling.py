@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from torch import fx
 
-from ..builder import (
-    Value,
-    ints,
-)
-from .common import (
-    UnsupportedOpError,
-)
+from ..builder import Value, ints
+from .common import UnsupportedOpError
 
 
 class PoolingOps:

@@ -10,10 +10,7 @@ from typing import Any
 
 from torch import fx
 
-from ..builder import (
-    Value,
-    ints,
-)
+from ..builder import Value, ints
 
 
 class ReductionsOps:
