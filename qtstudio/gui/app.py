@@ -67,7 +67,18 @@ def _quit_on_stop_signals(app, win) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = _parse(sys.argv[1:] if argv is None else argv)
+    interrupted: list[int] = []
+
+    def on_start_up_stop(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # shiboken turns an interrupt inside a Qt module's import into an ImportError; the flag
+    # tells that apart from a real import failure.
+    signal.signal(signal.SIGINT, on_start_up_stop)
     try:
         from .platform_check import ensure_platform
 
@@ -84,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             win.open_demo(recipe_path=args.recipe, showcase=True)
         _quit_on_stop_signals(app, win)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError):
+        if not interrupted:
+            raise
         # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
         print("qtstudio: interrupted", file=sys.stderr)
         return 130

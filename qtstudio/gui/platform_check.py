@@ -218,10 +218,10 @@ def missing_by_search(path: Path, search_dirs: list[str] | None = None) -> list[
     return missing
 
 
-def missing_libraries(plugin: Path, ldd: LddRunner = run_ldd) -> list[str]:
+def missing_libraries(plugin: Path, ldd: LddRunner | None = None) -> list[str]:
     """Every shared library ``plugin`` needs (directly or through another) that cannot be
     found, ldd-style."""
-    out = ldd(plugin)
+    out = (ldd or run_ldd)(plugin)
     if out is not None:
         return parse_ldd(out)
     return missing_by_search(plugin)
@@ -243,7 +243,7 @@ def missing_line(missing: list[str]) -> str:
 
 
 def check_platform(env: MutableMapping[str, str] | None = None, *,
-                   plugins: Path | None = None, ldd: LddRunner = run_ldd,
+                   plugins: Path | None = None, ldd: LddRunner | None = None,
                    platform: str = sys.platform) -> PlatformDecision:
     """Decide whether Qt can start its platform plugin; may set ``QT_QPA_PLATFORM=wayland``
     in ``env`` (default ``os.environ``) when xcb cannot load and Wayland can."""
