@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
+from qtstudio.core.demo import resolve_model_arg
 from qtstudio.kernels import NativeError
 
 from . import bench, export, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
 from .errors import CliError
-from .job_runner import JobStoppedError, report_stopped
+from .job_runner import (
+    JobStoppedError,
+    StopSignal,
+    exit_status,
+    report_stopped,
+    stop_signals_raise,
+)
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
@@ -39,12 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # A second Ctrl-C while cleanup runs should still stop at once.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # One resolver for every command that takes a model: `demo` is the embedded model.
+    if isinstance(getattr(args, "model", None), str):
+        args.model = str(resolve_model_arg(args.model))
     try:
-        return int(args.func(args) or 0)
+        # Ctrl-C, SIGTERM and SIGHUP unwind through the same cleanups (no .part left behind);
+        # inside a job the first one asks it to stop at its next safe point.
+        with stop_signals_raise():
+            return int(args.func(args) or 0)
     except JobStoppedError as exc:
         return report_stopped(exc)
+    except StopSignal as exc:
+        print(f"qtstudio-cli: stopped by {exc}", file=sys.stderr)
+        return exit_status(exc.signum)
     except KeyboardInterrupt:
         print("qtstudio-cli: interrupted", file=sys.stderr)
         return 130

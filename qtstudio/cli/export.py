@@ -12,6 +12,7 @@ from qtstudio.formats import open_model
 
 from .errors import CliError
 from .job_runner import run_cli_job
+from .outputs import check_output
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
 
 
@@ -46,6 +47,8 @@ def _cli_error(message: str) -> Exception:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NNEF may write a folder; GGUF only a file. Either way never onto an input.
+    check_output(args.output, args, allow_dir=args.format == "nnef")
     if args.format == "nnef":
         return _run_nnef(args)
     return _run_gguf(args)

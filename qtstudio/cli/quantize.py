@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 from qtstudio.jobs.quantize import quantize_job
 
 from .job_runner import run_cli_job
+from .outputs import check_output, write_text
 from .recipe_args import add_recipe_args, build_recipe
 
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("quantize needs --preset NAME or --recipe FILE")
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
+    check_output(args.report, args)
     imatrix = None
     if args.imatrix:
         from qtstudio.export.imatrix import load_imatrix
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             lambda cancel: quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
                                         cancel=cancel),
             quiet=args.quiet, on_stop="no report written")
-        report.save(Path(args.report))
+        write_text(args.report, report.to_json(), args)
     t = report.totals()
     snr = t["overall_snr_db"]
     print(f"{t['n_tensors']} tensors, {t['total_bytes']} bytes, {t['avg_bpw']:.4f} bpw, "

@@ -17,8 +17,9 @@ from qtstudio.formats import open_model
 from qtstudio.jobs.whatif import WHATIF_MAX_ELEMENTS, WhatIfErrors, whatif_curve, whatif_job
 
 from .job_runner import run_cli_job
+from .outputs import check_output, write_json
 from .recipe_args import add_recipe_args, build_recipe
-from .tensor_select import add_tensors_arg, check_json_target, select_tensors, write_json
+from .tensor_select import add_tensors_arg, select_tensors
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--encodings needs at least one encoding, e.g. Q4_0,Q4_K")
     if args.max_elements < 1:
         raise ValueError("--max-elements must be at least 1")
-    check_json_target(args.json, args.model)
+    check_output(args.json, args)
     with open_model(args.model) as model:
         plan = None
         if args.preset or args.recipe or args.rule:
@@ -120,6 +121,6 @@ def run(args: argparse.Namespace) -> int:
             "model": model_path, "max_elements": args.max_elements, "tensors_selected": names,
             "encodings": [{"encoding": e, "bpw": b, "rel_error": r, "tensors": n}
                           for e, b, r, n in curve],
-            "plan": point, "tensors": per_tensor})
+            "plan": point, "tensors": per_tensor}, args)
         print(f"results -> {args.json}")
     return 0

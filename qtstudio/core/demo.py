@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 DEMO_DIR = "demo"
 WEIGHTS = "model.safetensors"
+#: the word that names the embedded model wherever a model path is taken (CLI and window)
+DEMO_NAME = "demo"
 
 
 def _candidates() -> list[Path]:
@@ -47,6 +49,14 @@ def demo_dir() -> Path:
 def demo_model_path() -> Path:
     """The demo checkpoint (model.safetensors; config.json and the test set beside it)."""
     return demo_dir() / WEIGHTS
+
+
+def resolve_model_arg(arg: str | Path) -> Path:
+    """The checkpoint a model argument names: ``demo`` is the embedded model, anything else a
+    path. A file or folder that is itself called demo is reached as ``./demo``."""
+    if str(arg) == DEMO_NAME:
+        return demo_model_path()
+    return Path(arg).expanduser()
 
 
 def demo_config() -> dict[str, Any]:

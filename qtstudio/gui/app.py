@@ -18,9 +18,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="qtstudio",
         description="Desktop studio for mixed-precision model quantization.")
-    p.add_argument("path", nargs="?", type=Path,
+    p.add_argument("path", nargs="?",
                    help="model to open (safetensors file or index, Hugging Face folder, .bin/.pt, "
-                        ".gguf); the embedded demo model when left out")
+                        ".gguf); 'demo' or nothing opens the embedded demo model")
     p.add_argument("--recipe", type=Path, help="recipe JSON to load with the model")
     return p.parse_args(argv)
 
@@ -44,17 +44,63 @@ def create_application(argv: list[str] | None = None):
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    app = create_application([sys.argv[0]])
-    from .main_window import MainWindow
+def _quit_on_stop_signals(app, win) -> None:
+    """Ctrl-C in the terminal (or SIGTERM/SIGHUP) closes the window as closing it by hand does.
 
-    win = MainWindow()
-    win.show()
-    if args.path is not None:
-        win.open_model(args.path, recipe_path=args.recipe)
-    else:
-        win.open_demo(recipe_path=args.recipe, showcase=True)
+    Python runs signal handlers only between bytecodes; Qt's event loop is C++, so a timer
+    hands control back to Python a few times a second.
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def stop(signum, frame):
+        win.close()  # asks about unsaved work where the window does; closing quits the app
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, stop)
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    interrupted: list[int] = []
+
+    def on_start_up_stop(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # shiboken turns an interrupt inside a Qt module's import into an ImportError; the flag
+    # tells that apart from a real import failure.
+    signal.signal(signal.SIGINT, on_start_up_stop)
+    try:
+        from .platform_check import ensure_platform
+
+        ensure_platform()
+        app = create_application([sys.argv[0]])
+        from .main_window import MainWindow
+
+        win = MainWindow()
+        win.show()
+        from qtstudio.core.demo import DEMO_NAME
+
+        if args.path is not None and args.path != DEMO_NAME:
+            win.open_model(Path(args.path).expanduser(), recipe_path=args.recipe)
+        else:
+            win.open_demo(recipe_path=args.recipe, showcase=True)
+        _quit_on_stop_signals(app, win)
+    except (KeyboardInterrupt, ImportError):
+        if not interrupted:
+            raise
+        # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
+        print("qtstudio: interrupted", file=sys.stderr)
+        return 130
     return app.exec()
 
 
