@@ -146,7 +146,7 @@ def test_other_model_formats(llama, tmp_path, capsys, make):
     (["whatif", "{m}", "--encodings", "Q4_0,Q9_X"], "--encodings: unknown encoding 'Q9_X'"),
     (["whatif", "{m}", "--encodings", "Q4_0", "--tensors", "zzz*"],
      "--tensors zzz*: no tensor of"),
-    (["bench", "{m}", "--preset", "Q8_0", "--tensors", "*norm*"], "no 2-D tensor matching"),
+    (["bench", "{m}", "--preset", "Q8_0", "--tensors", "*norm*"], "no 2-D float tensor matching"),
     (["bench", "{m}"], "bench needs --preset NAME"),
     (["bench", "{m}", "--preset", "Q8_0", "--threads", "0"], "--threads must be at least 1"),
     (["bench", "{m}", "--preset", "Q8_0", "--json", "{tmp}/no/dir/x.json"],

@@ -305,3 +305,20 @@ def test_nnef_export_reports_progress_before_building_the_graph(tmp_path, monkey
     assert seen_before_build and "building the graph of model.safetensors" in \
         seen_before_build[0]
     assert out.is_file()
+
+
+def test_bench_leaves_integer_tensors_out(tmp_path, capsys):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w.weight": np.random.default_rng(0).standard_normal((64, 256)).astype(
+        np.float32), "position_ids": np.arange(512, dtype=np.int64)[None]}, path)
+    assert main(["bench", str(path), "--preset", "Q4_0", "--quiet", "--repeats", "1"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert "w.weight" in rows and "position_ids" not in rows
+    assert main(["inspect", str(path), "--json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert {t["name"]: t["quantizable"] for t in doc["tensors"]}["position_ids"] is False
