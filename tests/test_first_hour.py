@@ -253,3 +253,72 @@ def test_window_opens_under_xvfb(tmp_path):
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
+
+
+# ---- smaller first-hour items ----------------------------------------------------------------
+
+def test_a_rule_that_matches_nothing_warns(capsys):
+    assert main(["plan", "demo", "--preset", "Q4_K_M", "--rule", "attn_v=Q8_0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: rule attn_v=Q8_0 matches no tensor" in err and "fc1.weight" in err
+    assert main(["plan", "demo", "--preset", "Q4_K_M", "--rule", "fc2=Q8_0"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert any(line.startswith("fc2.weight") and "Q8_0" in line
+               for line in captured.out.splitlines())
+
+
+def test_eval_demo_shows_progress(capsys):
+    assert main(["eval", "demo", "--preset", "Q4_0"]) == 0
+    captured = capsys.readouterr()
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    # the first report is drawn at once, the final one always; those between are throttled
+    assert "float model" in progress[0] and progress[0].split()[1] == "0.0%"
+    assert progress[-1].split()[1] == "100.0%" and len(progress) >= 2
+    assert "quantized accuracy" in captured.out
+    assert main(["eval", "demo", "--preset", "Q4_0", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_whatif_on_demo_says_which_tensors_cannot_take_an_encoding(capsys):
+    assert main(["whatif", "demo", "--encodings", "Q8_0,Q4_K", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: Q4_K: 2 of the 3 selected tensors cannot take it: fc1.weight (row length 64 "
+            "is not a multiple of Q4_K's block of 256), fc3.weight (row length 128") in err
+    assert "Q8_0" not in err
+
+
+def test_nnef_export_reports_progress_before_building_the_graph(tmp_path, monkeypatch, capsys):
+    """The first progress line comes before the (slow) graph rebuild, not after it."""
+    import qtstudio.export.nnef.sources as sources
+
+    seen_before_build: list[str] = []
+    real = sources.source_for
+
+    def slow_source(*a, **k):
+        seen_before_build.append(capsys.readouterr().err)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sources, "source_for", slow_source)
+    out = tmp_path / "d.nnef.tgz"
+    assert main(["export", "demo", "--format", "nnef", "--preset", "Q4_0", "-o", str(out)]) == 0
+    assert seen_before_build and "building the graph of model.safetensors" in \
+        seen_before_build[0]
+    assert out.is_file()
+
+
+def test_bench_leaves_integer_tensors_out(tmp_path, capsys):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w.weight": np.random.default_rng(0).standard_normal((64, 256)).astype(
+        np.float32), "position_ids": np.arange(512, dtype=np.int64)[None]}, path)
+    assert main(["bench", str(path), "--preset", "Q4_0", "--quiet", "--repeats", "1"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert "w.weight" in rows and "position_ids" not in rows
+    assert main(["inspect", str(path), "--json"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert {t["name"]: t["quantizable"] for t in doc["tensors"]}["position_ids"] is False

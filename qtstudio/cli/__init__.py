@@ -43,15 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # One resolver for every command that takes a model: `demo` is the embedded model.
-    if isinstance(getattr(args, "model", None), str):
-        args.model = str(resolve_model_arg(args.model))
     try:
         # Ctrl-C, SIGTERM and SIGHUP unwind through the same cleanups (no .part left behind);
         # inside a job the first one asks it to stop at its next safe point.
         with stop_signals_raise():
+            args = build_parser().parse_args(argv)
+            # One resolver for every command that takes a model: `demo` is the embedded model.
+            if isinstance(getattr(args, "model", None), str):
+                args.model = str(resolve_model_arg(args.model))
             return int(args.func(args) or 0)
     except JobStoppedError as exc:
         return report_stopped(exc)

@@ -13,6 +13,8 @@ from .outputs import check_output, write_json
 from .recipe_args import add_recipe_args, build_recipe
 from .tensor_select import add_tensors_arg, select_tensors
 
+INTEGER_DTYPES = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"})
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time qmatmul per layer in its planned encoding against a "
@@ -80,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
                             else args.target)
-        names = select_tensors(model, args.tensors, lambda t: len(t.shape) >= 2, "2-D tensor")
+        # integer tensors (position ids, masks) are data, not weights: nothing to multiply
+        names = select_tensors(model, args.tensors,
+                               lambda t: len(t.shape) >= 2 and t.dtype not in INTEGER_DTYPES,
+                               "2-D float tensor")
         results = run_cli_job(
             lambda cancel: benchmark_job(model, plan, names, batch=args.batch,
                                          repeats=args.repeats, threads=args.threads,

@@ -9,6 +9,7 @@ from qtstudio.core import demo
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 
+from .job_runner import run_cli_job
 from .recipe_args import add_recipe_args, build_recipe
 
 
@@ -17,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=["demo"], help="which model to evaluate (only 'demo')")
     add_recipe_args(p, preset_help="llama-quantize mixture (default Q4_0 when nothing is given)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -26,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     with open_model(demo.demo_model_path()) as model:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None)
-    result = demo.evaluate(plan)
+    result = run_cli_job(lambda cancel: demo.evaluate_job(plan, cancel), quiet=args.quiet,
+                         on_stop="nothing was evaluated")
     result["preset"] = recipe.preset
     if args.json:
         print(json.dumps(result, indent=2))

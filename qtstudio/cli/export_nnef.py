@@ -73,19 +73,37 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
     seq_len = getattr(args, "seq_len", None) or DEFAULT_SEQ_LEN
     if seq_len < 1:
         raise CliError("--seq-len must be at least 1")
-    try:
-        source = source_for(args.model, seq_len=seq_len)
-    except NoGraphError as exc:
-        raise CliError(str(exc)) from None
-    plan = _resolve(args, source)
-    for e in plan.fallbacks:
-        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
-    report = run_cli_job(
-        lambda cancel: export_nnef_job(
+    made: dict = {}
+
+    def job(cancel):
+        # Building a Hugging Face graph (importing transformers, constructing the module) takes
+        # seconds before the export's own first step: show it as the job's first stage.
+        import time
+
+        from qtstudio.jobs import Progress
+
+        t0 = time.monotonic()
+        yield Progress("load", f"building the graph of {Path(str(args.model)).name}", 0, 1, 0,
+                       0, 0.0, "rebuilding the model's graph")
+        try:
+            made["source"] = source = source_for(args.model, seq_len=seq_len)
+        except NoGraphError as exc:
+            raise CliError(str(exc)) from None
+        cancel.check()
+        plan = _resolve(args, source)
+        made["plan"] = plan
+        yield Progress("load", f"graph of {source.description}", 1, 1, 0, 0,
+                       time.monotonic() - t0)
+        return (yield from export_nnef_job(
             source.module, plan, source.example_inputs, Path(args.output),
             calibration=calibration, cancel=cancel, threads=getattr(args, "threads", None),
-            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))),
-        quiet=bool(getattr(args, "quiet", False)), on_stop="nothing was written")
+            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))))
+
+    report = run_cli_job(job, quiet=bool(getattr(args, "quiet", False)),
+                         on_stop="nothing was written")
+    source, plan = made["source"], made["plan"]
+    for e in plan.fallbacks:
+        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
     if getattr(args, "verify", False):
         report.verification = verify_export(report.path, source.module, source.example_inputs,
                                             report.decoded)

@@ -66,27 +66,42 @@ def _quit_on_stop_signals(app, win) -> None:
     timer.start(250)
 
 
+class _StartUpInterruptedError(Exception):
+    """A stop signal arrived during start-up; raised at the next checkpoint."""
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = _parse(sys.argv[1:] if argv is None else argv)
-    interrupted: list[int] = []
+    received: list[int] = []
 
     def on_start_up_stop(signum, frame):
-        interrupted.append(signum)
-        raise KeyboardInterrupt
+        # Only noted: an exception raised inside PySide6's import machinery aborts the
+        # interpreter (shiboken's "could not initialize part 2"), and one raised inside a Qt
+        # call turns into a printed traceback. Start-up stops at its next checkpoint instead.
+        received.append(signum)
 
-    # shiboken turns an interrupt inside a Qt module's import into an ImportError; the flag
-    # tells that apart from a real import failure.
-    signal.signal(signal.SIGINT, on_start_up_stop)
+    def checkpoint() -> None:
+        if received:
+            raise _StartUpInterruptedError
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, on_start_up_stop)
     try:
         from .platform_check import ensure_platform
 
         ensure_platform()
+        checkpoint()
         app = create_application([sys.argv[0]])
+        checkpoint()
         from .main_window import MainWindow
 
+        checkpoint()
         win = MainWindow()
+        checkpoint()
         win.show()
         from qtstudio.core.demo import DEMO_NAME
 
@@ -94,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             win.open_model(Path(args.path).expanduser(), recipe_path=args.recipe)
         else:
             win.open_demo(recipe_path=args.recipe, showcase=True)
+        checkpoint()
         _quit_on_stop_signals(app, win)
-    except (KeyboardInterrupt, ImportError):
-        if not interrupted:
-            raise
+    except (_StartUpInterruptedError, KeyboardInterrupt):
         # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
         print("qtstudio: interrupted", file=sys.stderr)
         return 130
