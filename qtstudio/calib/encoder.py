@@ -154,8 +154,8 @@ class EncoderEngine:
         p = f"blk.{i}."
 
         def lin(name: str, v):
-            if obs is not None:
-                obs(p + name + ".weight", v.reshape(-1, v.shape[-1]))
+            if obs is not None:  # real tokens only: padding is not data
+                obs(p + name + ".weight", v[mask])
             return F.linear(v, w[p + name + ".weight"], w.get(p + name + ".bias"))
 
         def norm(name: str, v):
