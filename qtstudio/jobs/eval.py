@@ -61,6 +61,18 @@ class EvalResult:
         return kl_summary(self.kl)["kl_mean"]
 
     @property
+    def kl_median(self) -> float:
+        return kl_summary(self.kl)["kl_median"]
+
+    @property
+    def kl_p99(self) -> float:
+        return kl_summary(self.kl)["kl_p99"]
+
+    @property
+    def kl_max(self) -> float:
+        return kl_summary(self.kl)["kl_max"]
+
+    @property
     def ppl_reference(self) -> float:
         return perplexity(self.nll_reference)
 
@@ -90,6 +102,8 @@ class EvalResult:
             return np.zeros(bins, np.int64), np.linspace(0, 1, bins + 1)
         lo, hi = np.log10(kl.min()), np.log10(kl.max())
         edges = np.logspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        # 10 ** log10(x) may land a hair inside x: keep the extremes in the outer bins
+        edges[0], edges[-1] = min(edges[0], kl.min()), max(edges[-1], kl.max())
         counts, _ = np.histogram(kl, edges)
         return counts, edges
 
