@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from qtstudio.core.demo import resolve_model_arg
 from qtstudio.kernels import NativeError
 
-from . import bench, export, info, inspect, optimize, plan, quantize, whatif
+from . import bench, export, imatrix, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
 from .errors import CliError
 from .job_runner import (
@@ -27,7 +27,7 @@ from .job_runner import (
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
-COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize, bench, whatif]
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, imatrix, export, optimize, bench, whatif]
 
 
 def build_parser() -> argparse.ArgumentParser:
