@@ -10,6 +10,7 @@ import sys
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 
+from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .errors import CliError
 from .job_runner import run_cli_job
 from .outputs import check_output
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-encode tensors of a quantized GGUF from their decoded values "
                         "(loses quality, as llama-quantize --allow-requantize)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_arg(p)
     # NNEF only (qtstudio/cli/export_nnef.py reads them)
     p.add_argument("--calibration", choices=["minmax", "mse"], default="minmax",
                    help="NNEF Q4_0 block scales: ggml min-max, or MSE grid search")
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     # NNEF may write a folder; GGUF only a file. Either way never onto an input.
     check_output(args.output, args, allow_dir=args.format == "nnef")
     if args.format == "nnef":
+        if args.ray:
+            raise ValueError("--ray: only for --format gguf")
         return _run_nnef(args)
     return _run_gguf(args)
 
@@ -80,6 +84,7 @@ def _run_gguf(args: argparse.Namespace) -> int:
         ("--seq-len", getattr(args, "seq_len", 8) != 8)) if used]
     if nnef_only:
         raise ValueError(f"{', '.join(nnef_only)}: only for --format nnef")
+    check_ray_arg(args)
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
@@ -89,11 +94,13 @@ def _run_gguf(args: argparse.Namespace) -> int:
             print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
                   file=sys.stderr)
         try:
-            report = run_cli_job(
-                lambda cancel: export_gguf_job(model, plan, args.output, imatrix=imatrix,
-                                               threads=args.threads, cancel=cancel,
-                                               allow_requantize=args.allow_requantize),
-                quiet=args.quiet, on_stop="no output file was written")
+            with cluster_executor(args) as ex:
+                report = run_cli_job(
+                    lambda cancel: export_gguf_job(model, plan, args.output, imatrix=imatrix,
+                                                   threads=args.threads, cancel=cancel,
+                                                   allow_requantize=args.allow_requantize,
+                                                   executor=ex),
+                    quiet=args.quiet, on_stop="no output file was written")
         except ExportError as exc:
             raise _cli_error(str(exc)) from None
     for w in report.warnings:

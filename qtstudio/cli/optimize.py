@@ -11,6 +11,7 @@ from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResul
 from qtstudio.formats import open_model
 from qtstudio.jobs.optimize import optimize_job
 
+from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
 from .recipe_args import human_bytes
@@ -44,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write the recipe (for plan/quantize --recipe)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_arg(p)
     p.set_defaults(func=run)
 
 
@@ -81,19 +83,20 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_elements is not None and args.sample_elements < 0:
         raise ValueError("--sample-elements must be 0 (every row) or positive")
     check_output(args.out, args)
+    check_ray_arg(args)
     imatrix = None
     if args.imatrix:
         from qtstudio.export.imatrix import load_imatrix
         imatrix = dict(load_imatrix(args.imatrix).entries)
     kwargs = {} if args.sample_elements is None else {"sample_elements": args.sample_elements}
-    with open_model(args.model) as model:
+    with open_model(args.model) as model, cluster_executor(args) as ex:
         result = run_cli_job(
             lambda cancel: optimize_job(
                 model, target_bpw=args.target_bpw, target_bytes=target_bytes,
                 candidates=candidates, imatrix=imatrix, objective=args.objective,
                 float_encoding=args.float_type,
                 target_format=None if args.target == "none" else args.target,
-                threads=args.threads, cancel=cancel, **kwargs),
+                threads=args.threads, cancel=cancel, executor=ex, **kwargs),
             quiet=args.quiet, on_stop="no recipe written")
     if imatrix is not None:
         unweighted = [t.name for t in result.table.tensors

@@ -9,6 +9,7 @@ from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 from qtstudio.jobs.quantize import quantize_job
 
+from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
 from .recipe_args import add_recipe_args, build_recipe
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
                    help="apply this export format's fallbacks first (default none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_arg(p)
     p.set_defaults(func=run)
 
 
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
     check_output(args.report, args)
+    check_ray_arg(args)
     imatrix = None
     if args.imatrix:
         from qtstudio.export.imatrix import load_imatrix
@@ -41,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
                             else args.target, has_imatrix=imatrix is not None)
-        report = run_cli_job(
-            lambda cancel: quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
-                                        cancel=cancel),
-            quiet=args.quiet, on_stop="no report written")
+        with cluster_executor(args) as ex:
+            report = run_cli_job(
+                lambda cancel: quantize_job(model, plan, imatrix=imatrix, threads=args.threads,
+                                            cancel=cancel, executor=ex),
+                quiet=args.quiet, on_stop="no report written")
         write_text(args.report, report.to_json(), args)
     t = report.totals()
     snr = t["overall_snr_db"]

@@ -16,6 +16,7 @@ from qtstudio.core.plan import Plan, resolve_plan
 from qtstudio.formats import open_model
 from qtstudio.jobs.whatif import WHATIF_MAX_ELEMENTS, WhatIfErrors, whatif_curve, whatif_job
 
+from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_json
 from .recipe_args import add_recipe_args, build_recipe
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="also print every tensor")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_arg(p)
     p.set_defaults(func=run)
 
 
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_elements < 1:
         raise ValueError("--max-elements must be at least 1")
     check_output(args.json, args)
+    check_ray_arg(args)
     with open_model(args.model) as model:
         plan = None
         if args.preset or args.recipe or args.rule:
@@ -106,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
                                "quantizable tensor")
         candidates = {n: list(dict.fromkeys(
             encodings + ([plan.entry(n).encoding] if plan is not None else []))) for n in names}
-        errors = run_cli_job(
-            lambda cancel: whatif_job(model, candidates, max_elements=args.max_elements,
-                                      cancel=cancel),
-            quiet=args.quiet, on_stop="no results written")
+        with cluster_executor(args) as ex:
+            errors = run_cli_job(
+                lambda cancel: whatif_job(model, candidates, max_elements=args.max_elements,
+                                          cancel=cancel, executor=ex),
+                quiet=args.quiet, on_stop="no results written")
         curve = whatif_curve(errors, names, model, encodings)
         point = plan_point(plan, names, errors) if plan is not None else None
         shapes = {n: model.tensor(n).shape for n in names}

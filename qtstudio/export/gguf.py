@@ -36,6 +36,7 @@ from qtstudio.core.presets import PRESETS
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
 from qtstudio.jobs import CancelToken, Progress
+from qtstudio.jobs.executor import Executor, executor_for
 
 from . import hf_to_gguf
 from ._pages import release_pages
@@ -228,13 +229,30 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
                     imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None = None,
                     threads: int | None = None,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
-                    chunk_bytes: int = CHUNK_BYTES) -> Generator[Progress, None, ExportReport]:
+                    chunk_bytes: int = CHUNK_BYTES, executor: Executor | str | None = None,
+                    ) -> Generator[Progress, None, ExportReport]:
     """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
 
     The file appears only when everything succeeded; cancelling (the token, Ctrl-C, closing the
-    generator) or any error leaves neither the output nor a temporary file.
+    generator) or any error leaves neither the output nor a temporary file. With ``executor``
+    (an Executor or a Ray address) the row chunks are encoded as tasks there and written here
+    in order: the same bytes.
     """
     cancel = cancel or CancelToken()
+    check_target(out_path, _source_files(model))  # a bad path fails before any connection
+    ex, owned = executor_for(executor, threads=threads)
+    try:
+        return (yield from _export(model, plan, out_path, imatrix, threads, cancel,
+                                   allow_requantize, chunk_bytes, ex))
+    finally:
+        if owned and ex is not None:
+            ex.close()
+
+
+def _export(model: Model, plan: Plan, out_path: str | Path,
+            imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None, threads: int | None,
+            cancel: CancelToken, allow_requantize: bool, chunk_bytes: int,
+            ex: Executor | None) -> Generator[Progress, None, ExportReport]:
     start = time.perf_counter()
     if imatrix is not None and not isinstance(imatrix, ImportanceMatrix):
         # a plain {gguf name: weights} mapping, as the quantize job takes
@@ -262,8 +280,11 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
             w.write_header()
         except GGUFWriteError as exc:
             raise ExportError(f"cannot export {model.path}: {exc}") from None
+        if ex is not None:
+            yield from _write_on(ex, w, model, items, imatrix, cancel, chunk_bytes, bytes_total,
+                                 start, report)
         done = 0
-        for index, item in enumerate(items):
+        for index, item in enumerate(items if ex is None else ()):
             cancel.check()
             e = item.entry
             info = model.tensor(e.name)
@@ -315,9 +336,8 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
                   chunk_bytes: int, index: int, total: int, done: int, bytes_total: int,
                   start: float) -> Generator[Progress, None, None]:
     e = item.entry
-    enc = item.encoding
     w.begin_tensor(item.out_name)
-    if e.source_dtype == enc.name and item.transform is None:
+    if _is_copy(item):
         # same type in and out: the stored bytes go through untouched, as llama-quantize does
         raw = model.load_raw(e.name)
         flat = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
@@ -330,43 +350,136 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
         release_pages(raw)
         return
     n = item.shape[-1]
-    rows_total = int(np.prod(item.shape[:-1], dtype=np.int64)) if len(item.shape) > 1 else 1
-    # 3-D tensors (stacked experts) carry one importance vector per matrix, end to end
-    n_mat = item.shape[0] if len(item.shape) == 3 else 1
-    rows_per_mat = rows_total // n_mat
-    weights = None
-    if imatrix is not None and enc.uses_imatrix:
-        weights = imatrix.weights_for(item.out_name, n * n_mat)
-        if weights is None:
-            weights = imatrix.weights_for(e.name, n * n_mat)
+    rows_total = _rows_total(item)
+    weights = _item_weights(imatrix, item)
     raw, raw_rows, rows_of = _float_rows(model, item)
-    step = max(1, chunk_bytes // max(1, n * 4))
     info_bytes = model.tensor(e.name).nbytes
-    # chunks never straddle two matrices, so each takes its own matrix's weights
-    spans = [(r0, min(r0 + step, (m + 1) * rows_per_mat), m) for m in range(n_mat)
-             for r0 in range(m * rows_per_mat, (m + 1) * rows_per_mat, step)]
-    for r0, r1, m in spans:
+    for r0, r1, m in _spans(item, chunk_bytes):
         cancel.check()
         w_m = None if weights is None else weights[m * n:(m + 1) * n]
-        x = np.ascontiguousarray(rows_of(r0, r1), dtype=np.float32)
-        if enc.name == "F32":
-            w.write_piece(x.astype("<f4", copy=False))
-        elif enc.name in _FLOAT_TYPES:  # half precision holds NaN and Inf as they are
-            w.write_piece(enc.quantize_rows(x, threads=threads))
-        else:
-            bad = ~np.isfinite(x)
-            if bad.any():
-                r, c = np.argwhere(bad)[0]
-                raise ExportError(f"tensor {e.name}: non-finite value at row {r0 + r}, column "
-                                  f"{c}; it cannot be encoded as {enc.name}")
-            w.write_piece(enc.quantize_rows(x, imatrix=w_m, threads=threads))
+        w.write_piece(_encode_span(rows_of(r0, r1), item, w_m, threads, r0))
         if raw_rows is not None:
             release_pages(raw_rows[r0:r1])  # done with these mapped rows
-        if rows_total > step:
+        if rows_total > r1 - r0:
             yield Progress("export", e.name, index, total, done + info_bytes * r1 // rows_total,
                            bytes_total, time.perf_counter() - start, f"rows {r1}/{rows_total}")
     w.end_tensor()
     release_pages(raw)
+
+
+def _is_copy(item: _Item) -> bool:
+    """Same type in and out: the stored bytes go through untouched."""
+    return item.entry.source_dtype == item.encoding.name and item.transform is None
+
+
+def _write_on(ex: Executor, w: GGUFStreamWriter, model: Model, items: list[_Item],
+              imatrix: ImportanceMatrix | None, cancel: CancelToken, chunk_bytes: int,
+              bytes_total: int, start: float, report: ExportReport,
+              ) -> Generator[Progress, None, None]:
+    """The tensor data through ``ex``: every row chunk to encode is a task that reads its rows
+    from the checkpoint itself; the pieces come back in order and are written here. Tensors
+    copied byte for byte are copied here, between pieces."""
+    from qtstudio.jobs.executor_tasks import export_span, source_stamp
+
+    path = str(Path(model.path).resolve())
+    stamp = source_stamp(path)
+    threads = ex.task_threads
+    tasks: list[tuple] = []
+    labels: list[str] = []
+    task_bytes: list[int] = []
+    per_item: list[int] = []
+    for item in items:
+        if _is_copy(item):
+            per_item.append(0)
+            continue
+        e, n = item.entry, item.shape[-1]
+        weights = _item_weights(imatrix, item)
+        rows_total = _rows_total(item)
+        info_bytes = model.tensor(e.name).nbytes
+        spans = _spans(item, chunk_bytes)
+        for r0, r1, m in spans:
+            w_m = None if weights is None else np.ascontiguousarray(weights[m * n:(m + 1) * n])
+            tasks.append((path, stamp, e, item.out_name, item.encoding.name, item.shape,
+                          item.transform, r0, r1, w_m, threads))
+            labels.append(f"{e.name} rows {r0}-{r1}")
+            task_bytes.append(info_bytes * (r1 - r0) // rows_total)
+        per_item.append(len(spans))
+    copied = 0
+    stream = ex.ordered(export_span, tasks, cancel, labels)
+    try:
+        for index, item in enumerate(items):
+            cancel.check()
+            e = item.entry
+            yield Progress("export", e.name, index, len(items), copied, bytes_total,
+                           time.perf_counter() - start,
+                           f"{item.out_name} -> {item.encoding.name}")
+            if per_item[index] == 0:
+                yield from _write_tensor(w, model, item, imatrix, None, cancel, chunk_bytes,
+                                         index, len(items), copied, bytes_total, start)
+                copied += model.tensor(e.name).nbytes
+            else:
+                w.begin_tensor(item.out_name)
+                written = 0
+                while written < per_item[index]:
+                    ev = next(stream)
+                    if ev.index is not None:
+                        w.write_piece(ev.result)
+                        written += 1
+                    yield Progress("export", e.name, index, len(items),
+                                   copied + sum(task_bytes[:ev.finished]), bytes_total,
+                                   time.perf_counter() - start,
+                                   f"{ev.finished}/{ev.total} tasks done on {ex.name}")
+                w.end_tensor()
+            report.tensors.append({"name": e.name, "gguf_name": item.out_name,
+                                   "encoding": item.encoding.name, "shape": list(item.shape),
+                                   "nbytes": w.tensors[index].nbytes})
+    finally:
+        stream.close()
+
+
+def _rows_total(item: _Item) -> int:
+    return int(np.prod(item.shape[:-1], dtype=np.int64)) if len(item.shape) > 1 else 1
+
+
+def _item_weights(imatrix: ImportanceMatrix | None, item: _Item) -> np.ndarray | None:
+    """The tensor's importance weights end to end (one vector per matrix of a 3-D tensor)."""
+    if imatrix is None or not item.encoding.uses_imatrix:
+        return None
+    n = item.shape[-1]
+    n_mat = item.shape[0] if len(item.shape) == 3 else 1
+    weights = imatrix.weights_for(item.out_name, n * n_mat)
+    if weights is None:
+        weights = imatrix.weights_for(item.entry.name, n * n_mat)
+    return weights
+
+
+def _spans(item: _Item, chunk_bytes: int) -> list[tuple[int, int, int]]:
+    """(first row, end row, matrix) of each chunk written; chunks never straddle two matrices
+    of a 3-D tensor (stacked experts), so each takes its own matrix's weights."""
+    n = item.shape[-1]
+    rows_total = _rows_total(item)
+    n_mat = item.shape[0] if len(item.shape) == 3 else 1
+    rows_per_mat = rows_total // n_mat
+    step = max(1, chunk_bytes // max(1, n * 4))
+    return [(r0, min(r0 + step, (m + 1) * rows_per_mat), m) for m in range(n_mat)
+            for r0 in range(m * rows_per_mat, (m + 1) * rows_per_mat, step)]
+
+
+def _encode_span(rows: np.ndarray, item: _Item, w_m: np.ndarray | None, threads: int | None,
+                 r0: int) -> np.ndarray:
+    """Float rows of a tensor (starting at row ``r0``) as the bytes its encoding stores."""
+    enc = item.encoding
+    x = np.ascontiguousarray(rows, dtype=np.float32)
+    if enc.name == "F32":
+        return x.astype("<f4", copy=False)
+    if enc.name in _FLOAT_TYPES:  # half precision holds NaN and Inf as they are
+        return enc.quantize_rows(x, threads=threads)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ExportError(f"tensor {item.entry.name}: non-finite value at row {r0 + r}, column "
+                          f"{c}; it cannot be encoded as {enc.name}")
+    return enc.quantize_rows(x, imatrix=w_m, threads=threads)
 
 
 def export_gguf(model: Model, plan: Plan, out_path: str | Path, **kwargs: Any) -> ExportReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from qtstudio.core.optimize import (
 from qtstudio.formats.floats import plain_to_f32
 
 from . import CancelToken, Progress
+from .executor import Executor, executor_for
 
 #: raw bytes scanned at a time when checking a sampled tensor for NaN/Inf
 SCAN_BYTES = 32 * 1024 * 1024
@@ -72,12 +74,42 @@ def _read_sampled_rows(model: Model, costs: TensorCosts, sample_elements: int,
     return plain_to_f32(np.ascontiguousarray(raw[idx]), info.dtype), rows, finite
 
 
+def measure_one(model: Model, costs: TensorCosts, *, imatrix: np.ndarray | None,
+                weighted: bool, threads: int | None, sample_elements: int,
+                float_encoding: str, cancel: CancelToken | None) -> None:
+    """Fill in one tensor's option errors (in place), reading only what it needs."""
+    common = {"imatrix": imatrix, "weighted": weighted, "threads": threads,
+              "sample_elements": sample_elements, "float_encoding": float_encoding,
+              "cancel": cancel}
+    sampled = None if needs_every_row(costs) else _read_sampled_rows(
+        model, costs, sample_elements, cancel)
+    if sampled is None:
+        x = model.load(costs.name)
+        measure_tensor(costs, x, **common)
+    else:
+        x, rows, finite = sampled
+        measure_tensor(costs, x, total_rows=rows, all_finite=finite, **common)
+    del x
+
+
 def measure_job(model: Model, table: CostTable, *,
                 imatrix: Mapping[str, np.ndarray] | None = None, threads: int | None = None,
                 sample_elements: int = SAMPLE_ELEMENTS, cancel: CancelToken | None = None,
+                executor: Executor | str | None = None,
                 ) -> Generator[Progress, None, CostTable]:
-    """Fill in the error of every option of ``table`` (in place) and return it."""
+    """Fill in the error of every option of ``table`` (in place) and return it.
+
+    With ``executor`` (an Executor or a Ray address) each tensor is measured by a task that
+    reads it from the checkpoint itself; the measurements are the same numbers.
+    """
     cancel = cancel or CancelToken()
+    ex, owned = executor_for(executor, threads=threads)
+    try:
+        if ex is not None:
+            return (yield from _measure_on(ex, model, table, imatrix, sample_elements, cancel))
+    finally:
+        if owned and ex is not None:
+            ex.close()
     start = time.perf_counter()
     total = len(table.tensors)
     sizes = [model.tensor(t.name).nbytes for t in table.tensors]
@@ -89,20 +121,34 @@ def measure_job(model: Model, table: CostTable, *,
         yield Progress("measure", costs.name, i, total, done, bytes_total,
                        time.perf_counter() - start,
                        f"{len(costs.options)} options, shape {costs.shape}")
-        w = lookup_imatrix(imatrix, costs)
-        common = {"imatrix": w, "weighted": weighted, "threads": threads,
-                  "sample_elements": sample_elements, "float_encoding": table.float_encoding,
-                  "cancel": cancel}
-        sampled = None if needs_every_row(costs) else _read_sampled_rows(
-            model, costs, sample_elements, cancel)
-        if sampled is None:
-            x = model.load(costs.name)
-            measure_tensor(costs, x, **common)
-        else:
-            x, rows, finite = sampled
-            measure_tensor(costs, x, total_rows=rows, all_finite=finite, **common)
-        del x
+        measure_one(model, costs, imatrix=lookup_imatrix(imatrix, costs), weighted=weighted,
+                    threads=threads, sample_elements=sample_elements,
+                    float_encoding=table.float_encoding, cancel=cancel)
         done += sizes[i]
+    return table
+
+
+def _measure_on(ex: Executor, model: Model, table: CostTable,
+                imatrix: Mapping[str, np.ndarray] | None, sample_elements: int,
+                cancel: CancelToken) -> Generator[Progress, None, CostTable]:
+    from .executor_tasks import measure_costs, source_stamp
+
+    start = time.perf_counter()
+    path = str(Path(model.path).resolve())
+    stamp = source_stamp(path)
+    weighted = table.objective == "imatrix"
+    tasks = [(path, stamp, costs, lookup_imatrix(imatrix, costs), weighted, ex.task_threads,
+              sample_elements, table.float_encoding) for costs in table.tensors]
+    total = len(tasks)
+    for ev in ex.ordered(measure_costs, tasks, cancel, [c.name for c in table.tensors]):
+        name = ""
+        if ev.index is not None:
+            # the worker's copy comes back filled in; the table keeps its own objects
+            vars(table.tensors[ev.index]).update(vars(ev.result))
+            name = table.tensors[ev.index].name
+        yield Progress("measure", name, ev.finished, total, ev.finished, total,
+                       time.perf_counter() - start, f"{ev.finished}/{total} tensors measured "
+                                                    f"on {ex.name}")
     return table
 
 
@@ -113,6 +159,7 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
                  float_encoding: str = "F32", target_format: str | None = "gguf",
                  threads: int | None = None, sample_elements: int = SAMPLE_ELEMENTS,
                  node_limit: int = NODE_LIMIT, cancel: CancelToken | None = None,
+                 executor: Executor | str | None = None,
                  ) -> Generator[Progress, None, OptimizeResult]:
     """Yield progress; return the :class:`OptimizeResult` (its ``.recipe()`` is the answer).
 
@@ -138,7 +185,7 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
               else int(target_bytes))  # type: ignore[arg-type]
     table.check_budget(budget)
     yield from measure_job(model, table, imatrix=imatrix, threads=threads,
-                           sample_elements=sample_elements, cancel=cancel)
+                           sample_elements=sample_elements, cancel=cancel, executor=executor)
     cancel.check()
     total = len(table.tensors)
     yield Progress("solve", "", total, total, 1, 1, time.perf_counter() - start,

@@ -24,6 +24,7 @@ from qtstudio.core.plan import Plan, PlanEntry
 from qtstudio.core.qtensor import QTensor
 
 from . import CancelToken, Progress
+from .executor import Executor, executor_for
 
 #: float32 bytes per row chunk: big tensors are split so cancel answers within a fraction of a s
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -83,15 +84,81 @@ def _imatrix_for(imatrix: Mapping[str, np.ndarray] | None, entry: PlanEntry,
     return np.ascontiguousarray(w, dtype=np.float32)
 
 
+def quantize_one(model: Model, entry: PlanEntry, imatrix: np.ndarray | None,
+                 threads: int | None, chunk_bytes: int, keep_data: bool,
+                 cancel: CancelToken | None,
+                 ) -> Generator[tuple[int, int, int], None, tuple[dict[str, Any], float, float,
+                                                            np.ndarray | None]]:
+    """Encode, decode and measure one tensor in row chunks; yields (first row, end row, rows)
+    after each chunk of a tensor that needs several, returns (report row, squared error,
+    squared signal, encoded data when ``keep_data``)."""
+    info = model.tensor(entry.name)
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {
+        "name": entry.name, "gguf_name": entry.gguf_name, "shape": list(entry.shape),
+        "source_dtype": entry.source_dtype, "encoding": entry.encoding,
+        "requested": entry.requested, "fallback_from": entry.fallback_from,
+        "params": entry.params, "nbytes": entry.nbytes, "source_nbytes": info.nbytes,
+        "bpw": round(entry.bpw, 4), "nonfinite": 0, "error": None,
+        "rmse": None, "rel_error": None, "snr_db": None, "cosine": None, "max_abs": None,
+    }
+    e2 = s2 = 0.0
+    data = None
+    x = model.load(entry.name)
+    n = x.shape[-1] if x.ndim else 1
+    x2 = x.reshape(-1, n)
+    bad = int(x2.size - np.count_nonzero(np.isfinite(x2)))
+    if bad:
+        row["nonfinite"] = bad
+        row["error"] = f"{bad} non-finite values (NaN/Inf); tensor left unquantized"
+    else:
+        enc = get_encoding(entry.encoding)
+        w = imatrix
+        acc = MetricsAccumulator(n, w if w is not None else None)
+        step = max(1, chunk_bytes // max(1, n * 4))
+        if getattr(enc, "needs_whole_tensor", False):
+            step = max(1, x2.shape[0])  # per-tensor statistics: one chunk
+        parts: list[np.ndarray] = []
+        for r0 in range(0, x2.shape[0], step):
+            if cancel is not None:
+                cancel.check()
+            chunk = np.ascontiguousarray(x2[r0:r0 + step])
+            q = enc.quantize_rows(chunk, imatrix=w, threads=threads)
+            acc.update(chunk, enc.dequantize_rows(q, n, threads=threads))
+            if keep_data:
+                parts.append(q)
+            if x2.shape[0] > step:
+                yield r0, min(x2.shape[0], r0 + step), x2.shape[0]
+        m = acc.result()
+        row.update({k: v for k, v in m.to_dict().items()})
+        e2, s2 = acc.e2, acc.s2
+        if keep_data:
+            data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    del x, x2
+    row["seconds"] = round(time.perf_counter() - t0, 4)
+    return row, e2, s2, data
+
+
 def quantize_job(model: Model, plan: Plan, *, imatrix: Mapping[str, np.ndarray] | None = None,
                  threads: int | None = None, cancel: CancelToken | None = None,
                  sink: Sink | None = None, chunk_bytes: int = CHUNK_BYTES,
+                 executor: Executor | str | None = None,
                  ) -> Generator[Progress, None, QuantizeReport]:
     """Yield progress per tensor (and per row chunk); return the :class:`QuantizeReport`.
 
     ``sink``, when given, receives each tensor's encoded data as a QTensor (exporters use it).
+    With ``executor`` (an Executor or a Ray address) each tensor is one task that reads it from
+    the checkpoint itself; the report and the data are the same.
     """
     cancel = cancel or CancelToken()
+    ex, owned = executor_for(executor, threads=threads)
+    try:
+        if ex is not None:
+            return (yield from _quantize_on(ex, model, plan, imatrix, cancel, sink,
+                                            chunk_bytes))
+    finally:
+        if owned and ex is not None:
+            ex.close()
     start = time.perf_counter()
     report = QuantizeReport(preset=plan.preset, model=str(model.path))
     entries = plan.entries
@@ -103,53 +170,60 @@ def quantize_job(model: Model, plan: Plan, *, imatrix: Mapping[str, np.ndarray] 
         info = model.tensor(entry.name)
         yield Progress("quantize", entry.name, index, total, done, bytes_total,
                        time.perf_counter() - start, f"{entry.encoding} {info.shape}")
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {
-            "name": entry.name, "gguf_name": entry.gguf_name, "shape": list(entry.shape),
-            "source_dtype": entry.source_dtype, "encoding": entry.encoding,
-            "requested": entry.requested, "fallback_from": entry.fallback_from,
-            "params": entry.params, "nbytes": entry.nbytes, "source_nbytes": info.nbytes,
-            "bpw": round(entry.bpw, 4), "nonfinite": 0, "error": None,
-            "rmse": None, "rel_error": None, "snr_db": None, "cosine": None, "max_abs": None,
-        }
-        x = model.load(entry.name)
-        n = x.shape[-1] if x.ndim else 1
-        x2 = x.reshape(-1, n)
-        bad = int(x2.size - np.count_nonzero(np.isfinite(x2)))
-        if bad:
-            row["nonfinite"] = bad
-            row["error"] = f"{bad} non-finite values (NaN/Inf); tensor left unquantized"
-        else:
-            enc = get_encoding(entry.encoding)
-            w = _imatrix_for(imatrix, entry)
-            acc = MetricsAccumulator(n, w if w is not None else None)
-            step = max(1, chunk_bytes // max(1, n * 4))
-            if getattr(enc, "needs_whole_tensor", False):
-                step = max(1, x2.shape[0])  # per-tensor statistics: one chunk
-            parts: list[np.ndarray] = []
-            for r0 in range(0, x2.shape[0], step):
-                cancel.check()
-                chunk = np.ascontiguousarray(x2[r0:r0 + step])
-                q = enc.quantize_rows(chunk, imatrix=w, threads=threads)
-                acc.update(chunk, enc.dequantize_rows(q, n, threads=threads))
-                if sink is not None:
-                    parts.append(q)
-                if x2.shape[0] > step:
-                    yield Progress("quantize", entry.name, index, total,
-                                   done + info.nbytes * min(x2.shape[0], r0 + step)
-                                   // x2.shape[0], bytes_total, time.perf_counter() - start,
-                                   f"rows {r0}-{min(x2.shape[0], r0 + step)} of {x2.shape[0]}")
-            m = acc.result()
-            row.update({k: v for k, v in m.to_dict().items()})
-            report._e2 += acc.e2
-            report._s2 += acc.s2
-            if sink is not None:
-                sink(entry, QTensor(np.concatenate(parts) if len(parts) > 1 else parts[0],
-                                    entry.shape, enc))
-        del x, x2
-        row["seconds"] = round(time.perf_counter() - t0, 4)
-        report.tensors.append(row)
+        one = quantize_one(model, entry, _imatrix_for(imatrix, entry), threads, chunk_bytes,
+                           sink is not None, cancel)
+        while True:
+            try:
+                r0, r1, rows = next(one)
+            except StopIteration as stop:
+                row, e2, s2, data = stop.value
+                break
+            yield Progress("quantize", entry.name, index, total,
+                           done + info.nbytes * r1 // rows, bytes_total,
+                           time.perf_counter() - start, f"rows {r0}-{r1} of {rows}")
+        _add_row(report, entry, row, e2, s2, data, sink)
         done += info.nbytes
+    report.elapsed = time.perf_counter() - start
+    yield Progress("done", "", total, total, bytes_total, bytes_total, report.elapsed,
+                   f"{total} tensors")
+    return report
+
+
+def _add_row(report: QuantizeReport, entry: PlanEntry, row: dict[str, Any], e2: float,
+             s2: float, data: np.ndarray | None, sink: Sink | None) -> None:
+    report._e2 += e2
+    report._s2 += s2
+    if sink is not None and data is not None:
+        sink(entry, QTensor(data, entry.shape, get_encoding(entry.encoding)))
+    report.tensors.append(row)
+
+
+def _quantize_on(ex: Executor, model: Model, plan: Plan,
+                 imatrix: Mapping[str, np.ndarray] | None, cancel: CancelToken,
+                 sink: Sink | None, chunk_bytes: int,
+                 ) -> Generator[Progress, None, QuantizeReport]:
+    from .executor_tasks import quantize_tensor, source_stamp
+
+    start = time.perf_counter()
+    report = QuantizeReport(preset=plan.preset, model=str(model.path))
+    path = str(Path(model.path).resolve())
+    stamp = source_stamp(path)
+    entries = plan.entries
+    total = len(entries)
+    bytes_total = sum(model.tensor(e.name).nbytes for e in entries)
+    tasks = [(path, stamp, e, _imatrix_for(imatrix, e), ex.task_threads, chunk_bytes,
+              sink is not None) for e in entries]
+    done = 0
+    for ev in ex.ordered(quantize_tensor, tasks, cancel, [e.name for e in entries]):
+        name = ""
+        if ev.index is not None:
+            entry = entries[ev.index]
+            name = entry.name
+            _add_row(report, entry, *ev.result, sink)
+            done += model.tensor(name).nbytes
+        yield Progress("quantize", name, ev.finished, total, done, bytes_total,
+                       time.perf_counter() - start, f"{ev.finished}/{total} tensors done on "
+                                                    f"{ex.name}")
     report.elapsed = time.perf_counter() - start
     yield Progress("done", "", total, total, bytes_total, bytes_total, report.elapsed,
                    f"{total} tensors")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from qtstudio.core.metrics import tensor_metrics
 from qtstudio.core.qtensor import dequantize, quantize
 
 from . import CancelToken, Progress
+from .executor import Executor, executor_for
 
 #: values measured per tensor at most; larger tensors are sampled by rows
 WHATIF_MAX_ELEMENTS = 1 << 21
@@ -48,13 +50,32 @@ def sample_rows(model: Any, name: str, max_elements: int) -> tuple[np.ndarray, n
     return np.ascontiguousarray(w[idx], dtype=np.float32), idx
 
 
+def whatif_metrics(sample: np.ndarray, enc_name: str) -> tuple[str, dict[str, float]] | None:
+    """(encoding name, error metrics) of one encoding on a tensor's sampled rows, or None
+    when its rows cannot take that encoding."""
+    enc = get_encoding(enc_name)
+    if not enc.accepts_shape(tuple(sample.shape)):
+        return None
+    m = tensor_metrics(sample, dequantize(quantize(sample, enc)))
+    return enc.name, {k: float(v) for k, v in asdict(m).items()}
+
+
 def whatif_job(model: Any, candidates: dict[str, list[str]], *,
                max_elements: int = WHATIF_MAX_ELEMENTS, cancel: CancelToken | None = None,
+               executor: Executor | str | None = None,
                ) -> Generator[Progress, None, WhatIfErrors]:
     """Error of every candidate encoding for each tensor; encodings a tensor's rows cannot take
-    are left out of the result."""
+    are left out of the result. With ``executor`` (an Executor or a Ray address) each tensor
+    is one task that samples it from the checkpoint itself."""
     if max_elements < 1:
         raise ValueError("what-if: max_elements must be at least 1")
+    ex, owned = executor_for(executor)
+    try:
+        if ex is not None:
+            return (yield from _whatif_on(ex, model, candidates, max_elements, cancel))
+    finally:
+        if owned and ex is not None:
+            ex.close()
     jobs = [(n, e) for n, encs in candidates.items() for e in encs]
     out: WhatIfErrors = {}
     t0 = time.perf_counter()
@@ -67,13 +88,35 @@ def whatif_job(model: Any, candidates: dict[str, list[str]], *,
         if name != cached_name:  # jobs are grouped by tensor: sample each once
             cached_name, cached = name, sample_rows(model, name, max_elements)[0]
         assert cached is not None
-        enc = get_encoding(enc_name)
-        if not enc.accepts_shape(tuple(cached.shape)):
-            continue
-        m = tensor_metrics(cached, dequantize(quantize(cached, enc)))
-        out[(name, enc.name)] = {k: float(v) for k, v in asdict(m).items()}
+        got = whatif_metrics(cached, enc_name)
+        if got is not None:
+            out[(name, got[0])] = got[1]
     yield Progress("done", "", len(jobs), len(jobs), len(jobs), len(jobs),
                    time.perf_counter() - t0)
+    return out
+
+
+def _whatif_on(ex: Executor, model: Any, candidates: dict[str, list[str]], max_elements: int,
+               cancel: CancelToken | None) -> Generator[Progress, None, WhatIfErrors]:
+    from .executor_tasks import source_stamp, whatif_tensor
+
+    t0 = time.perf_counter()
+    path = str(Path(model.path).resolve())
+    stamp = source_stamp(path)
+    names = [n for n, encs in candidates.items() if encs]
+    tasks = [(path, stamp, n, list(candidates[n]), max_elements) for n in names]
+    out: WhatIfErrors = {}
+    n_tasks = len(tasks)
+    for ev in ex.ordered(whatif_tensor, tasks, cancel, names):
+        name = ""
+        if ev.index is not None:
+            name = names[ev.index]
+            for got in ev.result:
+                if got is not None:
+                    out[(name, got[0])] = got[1]
+        yield Progress("What-if", name, ev.finished, n_tasks, ev.finished, n_tasks,
+                       time.perf_counter() - t0, f"{ev.finished}/{n_tasks} tensors on {ex.name}")
+    yield Progress("done", "", n_tasks, n_tasks, n_tasks, n_tasks, time.perf_counter() - t0)
     return out
 
 
