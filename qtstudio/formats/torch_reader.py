@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ def _damaged(path: Path, exc: BaseException) -> ModelFormatError:
 
 def _torch_load(path: Path) -> Any:
     regular_size(path)  # a FIFO or device is refused before torch opens it
+    # torch warns about odd pickle protocols and the like; the user gets our verdict instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _torch_load_quiet(path)
+
+
+def _torch_load_quiet(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:

@@ -483,7 +483,7 @@ def read_model(path: Path) -> int:
                 try:
                     load(t.name)
                 except ModelFormatError:
-                    if t.unreadable is None and load is m.load:
+                    if getattr(t, "unreadable", None) is None and load is m.load:
                         raise
         return len(m.tensors)
 
