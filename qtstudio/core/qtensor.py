@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,18 +12,22 @@ from qtstudio.kernels.matmul import qmatmul_blocks
 
 from .encodings import Encoding, get_encoding
 
+#: element counts must fit int64 with room to spare (byte sizes are computed from them)
+MAX_ELEMENTS = 1 << 62
+
 
 def _shape_tuple(shape: Sequence[int]) -> tuple[int, ...]:
     out = tuple(int(s) for s in shape)
     if not out or any(s <= 0 for s in out):
         raise ValueError(f"a tensor shape needs at least one dimension, all positive; got {shape}")
+    # Python integers: numpy's int64 product would wrap around and pass a tiny size check.
+    if math.prod(out) > MAX_ELEMENTS:
+        raise ValueError(f"shape {out} holds more than 2^62 values: it overflows int64 sizes")
     return out
 
 
 def _rows(shape: tuple[int, ...]) -> tuple[int, int]:
-    n = shape[-1]
-    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
-    return rows, n
+    return math.prod(shape[:-1]), shape[-1]
 
 
 class QTensor:
@@ -74,7 +79,7 @@ class QTensor:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self._shape, dtype=np.int64))
+        return math.prod(self._shape)
 
     @property
     def bpw(self) -> float:

@@ -13,6 +13,7 @@ class RawTensor:
     shape: tuple[int, ...]
     dtype: str
     nbytes: int
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,6 @@ class TensorInfo:
     quantizable: bool
     block_index: int | None
     gguf_name: str | None
+    #: why this tensor's values cannot be read (bad type, damaged data), or None; the rest of
+    #: the file stays usable and ``Model.load`` raises ModelFormatError with this reason
+    unreadable: str | None = None
