@@ -33,6 +33,7 @@ from qtstudio.core.encodings import Encoding, get_encoding
 from qtstudio.core.model import Model
 from qtstudio.core.plan import Plan, PlanEntry
 from qtstudio.core.presets import PRESETS
+from qtstudio.core.qtensor import QTensor
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
 from qtstudio.jobs import CancelToken, Progress
@@ -228,8 +229,13 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
                     imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None = None,
                     threads: int | None = None,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
-                    chunk_bytes: int = CHUNK_BYTES) -> Generator[Progress, None, ExportReport]:
+                    chunk_bytes: int = CHUNK_BYTES,
+                    precomputed: Mapping[str, QTensor] | None = None,
+                    ) -> Generator[Progress, None, ExportReport]:
     """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
+
+    ``precomputed`` maps checkpoint tensor names to bytes already encoded in the planned type
+    (GPTQ's); they are written as they are (rows reordered when the conversion reorders them).
 
     The file appears only when everything succeeded; cancelling (the token, Ctrl-C, closing the
     generator) or any error leaves neither the output nor a temporary file.
@@ -269,8 +275,11 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
             info = model.tensor(e.name)
             yield Progress("export", e.name, index, len(items), done, bytes_total,
                            time.perf_counter() - start, f"{item.out_name} -> {item.encoding.name}")
-            yield from _write_tensor(w, model, item, imatrix, threads, cancel, chunk_bytes,
-                                     index, len(items), done, bytes_total, start)
+            if precomputed is not None and e.name in precomputed:
+                _write_precomputed(w, item, precomputed[e.name], cancel, chunk_bytes)
+            else:
+                yield from _write_tensor(w, model, item, imatrix, threads, cancel, chunk_bytes,
+                                         index, len(items), done, bytes_total, start)
             report.tensors.append({"name": e.name, "gguf_name": item.out_name,
                                    "encoding": item.encoding.name, "shape": list(item.shape),
                                    "nbytes": w.tensors[index].nbytes})
@@ -367,6 +376,38 @@ def _write_tensor(w: GGUFStreamWriter, model: Model, item: _Item,
                            bytes_total, time.perf_counter() - start, f"rows {r1}/{rows_total}")
     w.end_tensor()
     release_pages(raw)
+
+
+def _row_order(item: _Item, rows: int, n: int) -> np.ndarray | None:
+    """The conversion's transform as a row permutation (None: rows stay in place), found by
+    running it on row numbers; encoded rows can only be moved whole."""
+    if item.transform is None:
+        return None
+    probe = np.repeat(np.arange(rows, dtype=np.float32)[:, None], n, axis=1)
+    moved = np.asarray(item.transform(probe.reshape(item.entry.shape)), np.float32)
+    moved = moved.reshape(rows, n)
+    order = moved[:, 0].astype(np.int64)
+    if not (moved == moved[:, :1]).all() or sorted(order.tolist()) != list(range(rows)):
+        raise ExportError(f"tensor {item.entry.name}: the conversion changes values, not just "
+                          "the row order; precomputed bytes cannot follow it")
+    return None if (order == np.arange(rows)).all() else order
+
+
+def _write_precomputed(w: GGUFStreamWriter, item: _Item, qt: QTensor, cancel: CancelToken,
+                       chunk_bytes: int) -> None:
+    e = item.entry
+    if qt.encoding.name != item.encoding.name or tuple(qt.shape) != tuple(e.shape):
+        raise ExportError(f"tensor {e.name}: precomputed {qt.encoding.name} {tuple(qt.shape)} "
+                          f"does not match the plan's {item.encoding.name} {tuple(e.shape)}")
+    data = qt.data
+    order = _row_order(item, data.shape[0], int(e.shape[-1]))
+    w.begin_tensor(item.out_name)
+    step = max(1, chunk_bytes // max(1, data.shape[1]))
+    for r0 in range(0, data.shape[0], step):
+        cancel.check()
+        rows = np.arange(r0, min(r0 + step, data.shape[0]))
+        w.write_piece(np.ascontiguousarray(data[rows if order is None else order[rows]]))
+    w.end_tensor()
 
 
 def export_gguf(model: Model, plan: Plan, out_path: str | Path, **kwargs: Any) -> ExportReport:
