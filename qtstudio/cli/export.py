@@ -94,16 +94,18 @@ def _run_gguf(args: argparse.Namespace) -> int:
         for e in plan.fallbacks:
             print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
                   file=sys.stderr)
-        make_job = (lambda cancel: export_gguf_job(
-            model, plan, args.output, imatrix=imatrix, threads=args.threads, cancel=cancel,
-            allow_requantize=args.allow_requantize))
-        if use_gptq:
-            from qtstudio.jobs.gptq import gptq_export_job
+        tokens = calibration_tokens(args, model) if use_gptq else None
 
-            tokens = calibration_tokens(args, model)
-            make_job = (lambda cancel: gptq_export_job(
-                model, plan, args.output, tokens, options=gptq_options(args),
-                threads=args.threads, cancel=cancel, allow_requantize=args.allow_requantize))
+        def make_job(cancel):
+            if tokens is not None:
+                from qtstudio.jobs.gptq import gptq_export_job
+
+                return gptq_export_job(model, plan, args.output, tokens,
+                                       options=gptq_options(args), threads=args.threads,
+                                       cancel=cancel, allow_requantize=args.allow_requantize)
+            return export_gguf_job(model, plan, args.output, imatrix=imatrix,
+                                   threads=args.threads, cancel=cancel,
+                                   allow_requantize=args.allow_requantize)
         try:
             report = run_cli_job(make_job, quiet=args.quiet,
                                  on_stop="no output file was written")
