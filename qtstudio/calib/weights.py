@@ -81,7 +81,14 @@ class TensorAccess:
         fix = self.transforms.get(name)
         if fix is not None:
             arr = fix(arr)
-        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        out = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        if not (overrides and name in overrides):
+            # the mapped file pages are copied: let them go, so a pass over a model whose
+            # file is larger than memory keeps only one block resident
+            from qtstudio.export._pages import release_pages
+
+            release_pages(self.model.load_raw(self.info(name).name))
+        return out
 
     def optional(self, name: str, overrides: Overrides | None = None) -> torch.Tensor | None:
         return self.tensor(name, overrides) if self.has(name) else None
