@@ -184,3 +184,32 @@ def test_llama_quantize_takes_our_imatrix(lm, data, tmp_path):
     for name, t in rt.items():
         assert ot[name].tensor_type == t.tensor_type, name
         assert bytes(ot[name].data.tobytes()) == bytes(t.data.tobytes()), name
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "llama3-split", "bert"])
+def test_gguf_metadata_tokenizers_equal_llama_cpp(tmp_path, kind):
+    from qtstudio.export.bpe_pretokenizer import LLAMA3_PATTERN
+    from tests.helpers.tiny_models import (
+        build_tiny_bert,
+        build_tiny_llama,
+        use_sentencepiece_tokenizer,
+    )
+
+    text = ("the quick brown fox jumps over the lazy dog. Numbers 12345 and 678; "
+            "hello world, don't stop!\n  two  spaces\tand a tab")
+    if kind == "bert":
+        folder = build_tiny_bert(tmp_path / "hf")
+    else:
+        folder = build_tiny_llama(tmp_path / "hf", pre_split=LLAMA3_PATTERN
+                                  if kind == "llama3-split" else None)
+        if kind == "sentencepiece":
+            use_sentencepiece_tokenizer(folder)
+    gg = _export(folder, tmp_path / "m.gguf", Recipe(preset="F32"))
+    with _quiet():
+        llm = llama_cpp.Llama(str(gg), vocab_only=True, verbose=False)
+    theirs = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+    if kind == "bert":  # llama.cpp's WordPiece wraps the text in CLS ... SEP
+        theirs = [t for t in theirs if t not in (llm.token_bos(), llm.token_eos())]
+    llm.close()
+    with open_model(gg) as m:
+        assert load_tokenizer(m).encode(text) == theirs
