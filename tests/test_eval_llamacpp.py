@@ -138,6 +138,7 @@ def test_kl_agrees_with_llama_cpp_and_grows(lm, f32_gguf, windows, data, tmp_pat
                                  chunks=CHUNKS))
         ours[preset] = r.kl_mean
         assert r.tokens == windows.shape[0] * (CTX - 1)
+    print("kl ours / llama.cpp:", {p: (ours[p], theirs[p]) for p in ours})
     for p in ours:
         assert 0.7 < ours[p] / theirs[p] < 1.3, (p, ours, theirs)
     assert ours["Q8_0"] < ours["Q4_K_M"] < ours["Q2_K"]
