@@ -10,7 +10,8 @@
    quality) goes through the streamed reference pass in a fresh process, one window; the
    process's peak RSS is reported against its RSS after imports.
 
-    python benchmarks/bench_eval.py [--threads 2] [--windows 4] [--ctx 128] [--skip-7b]
+    python benchmarks/bench_eval.py [--threads 2] [--windows 4] [--ctx 128] [--ctx-7b 32]
+                                    [--skip-7b] [--skip-throughput]
 """
 
 from __future__ import annotations
@@ -149,12 +150,24 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--skip-7b", action="store_true")
+    ap.add_argument("--ctx-7b", type=int, default=32,
+                    help="window length of the 7B memory run (its peak is the weights of one "
+                         "block and the head; compute on 2 shared cores is what limits it)")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--child")
     args = ap.parse_args()
     if args.child:
         rss_child(args.child, args.ctx, args.threads)
         return
-    t = throughput(args.threads, args.windows, args.ctx)
+    if not args.skip_throughput:
+        _print_throughput(throughput(args.threads, args.windows, args.ctx), args)
+    if not args.skip_7b:
+        r = rss_7b(args.ctx_7b, args.threads)
+        print(f"7B-shape streamed reference pass, 1 window x {args.ctx_7b}: {r['seconds']:.1f} s, "
+              f"peak RSS {r['peak_mb']:.0f} MB (after imports {r['base_mb']:.0f} MB)")
+
+
+def _print_throughput(t: dict, args: argparse.Namespace) -> None:
     print(f"throughput, {t['tokens']} tokens ({args.windows} windows x {args.ctx}), "
           f"{t['threads']} threads:")
     print(f"  qtstudio reference pass: {t['ours_s']:.3f} s, {t['ours_tok_s']:.0f} tokens/s")
@@ -163,10 +176,6 @@ def main() -> None:
     print(f"  ratio qtstudio / llama.cpp speed: {t['ratio']:.2f}")
     print(f"  eval job (reference + Q4_K_M pass + KL): {t['eval_job_s']:.3f} s, "
           f"{t['eval_job_tok_s']:.0f} tokens/s")
-    if not args.skip_7b:
-        r = rss_7b(args.ctx, args.threads)
-        print(f"7B-shape streamed reference pass, 1 window x {args.ctx}: {r['seconds']:.1f} s, "
-              f"peak RSS {r['peak_mb']:.0f} MB (after imports {r['base_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":
