@@ -47,8 +47,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _is_demo(model: str) -> bool:
+    """The embedded model, named `demo` (the CLI's resolver has turned it into its path)."""
+    from pathlib import Path
+
+    if model == "demo":
+        return True
+    try:
+        return Path(model).resolve() == demo.demo_model_path().resolve()
+    except (OSError, FileNotFoundError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.model == "demo":
+    if _is_demo(args.model):
         return _run_demo(args)
     return _run_model(args)
 
@@ -120,9 +132,13 @@ def _print(result, plan, args) -> None:
         print(f"windows: {result.n_windows} x {result.ctx} tokens")
         print(f"KL(reference || quantized): mean {d['kl_mean']:.6f}, median {d['kl_median']:.6f}, "
               f"p99 {d['kl_p99']:.6f}, max {d['kl_max']:.6f}")
-        pr, pq = d["ppl_reference"], d["ppl_quantized"]
-        change = f" ({(pq / pr - 1) * 100:+.2f}%)" if math.isfinite(pr) and pr > 0 else ""
-        print(f"perplexity: reference {pr:.4f}, quantized {pq:.4f}{change}")
+        if "ppl_reference" in d:
+            pr, pq = d["ppl_reference"], d["ppl_quantized"]
+            change = f" ({(pq / pr - 1) * 100:+.2f}%)" if math.isfinite(pr) and pr > 0 else ""
+            print(f"perplexity: reference {pr:.4f}, quantized {pq:.4f}{change}")
+        if "accuracy_reference" in d:
+            print(f"accuracy: reference {d['accuracy_reference'] * 100:.2f}%, quantized "
+                  f"{d['accuracy_quantized'] * 100:.2f}%")
         print(f"top-1 agreement: {d['top1_agreement'] * 100:.2f}%")
     print(f"tokens: {d['tokens']} in {result.elapsed:.2f} s "
           f"({result.tokens_per_second:.0f} tokens/s, both passes)")
