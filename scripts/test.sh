@@ -13,7 +13,7 @@ export PATH
 echo "== install"
 # torch first and pinned: any other spelling pulls a multi-GB CUDA build.
 "$PY" -m pip install -q "torch==2.13.0"
-"$PY" -m pip install -q -e ".[dev]" "torch==2.13.0"
+"$PY" -m pip install -q -e ".[dev,ray]" "torch==2.13.0"
 if [ "${QTSTUDIO_SKIP_LLAMA:-0}" != "1" ]; then
   # llama.cpp (built from source by this package) is the independent oracle for GGUF interop.
   "$PY" -m pip install -q "llama-cpp-python==0.3.36" "torch==2.13.0"
