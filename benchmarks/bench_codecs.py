@@ -5,9 +5,10 @@ this one run for all three implementations on the same random-normal tensor:
 
 * ours:  qt_quantize / qt_dequantize from qtstudio's native library, `threads` = 1 or 2;
 * ggml:  ggml_quantize_chunk and the type traits' to_float from the libggml-base.so that
-         llama-cpp-python ships (skipped when it is not installed); two threads means two
-         Python threads each running half of the rows (ctypes releases the GIL), which is how
-         llama-quantize splits work;
+         llama-cpp-python ships, or the build in --ggml-lib DIR / $QTSTUDIO_GGML_LIB (e.g. an
+         AVX2-only build next to QTSTUDIO_ISA=avx2; skipped when none is found); two threads
+         means two Python threads each running half of the rows (ctypes releases the GIL),
+         which is how llama-quantize splits work;
 * numpy: gguf.quants.quantize / dequantize (one thread; numpy does not parallelize these).
 
 Output buffers are allocated once and touched before timing, so page faults are not counted
@@ -35,7 +36,12 @@ from qtstudio.kernels._raw import lib as qtlib
 
 GIB = float(1 << 30)
 RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- bench_codecs:begin -->", "<!-- bench_codecs:end -->"
+GGML_FEATURES = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512", "avx512_vnni", "avx512_bf16")
+
+
+def markers(level: str) -> tuple[str, str]:
+    """RESULTS.md keeps one codec section per ISA level, each against its own ggml peer."""
+    return f"<!-- bench_codecs:{level}:begin -->", f"<!-- bench_codecs:{level}:end -->"
 FIRST_TYPES = ("F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 # Quantizers slower than this (GiB/s, ggml figures) are timed on a row slice to bound run time.
 SLOW_QUANT_TYPES = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}
@@ -66,7 +72,14 @@ class Ggml:
     """The two codec entry points of libggml-base.so, or None when llama-cpp-python is absent."""
 
     def __init__(self, libdir: Path) -> None:
-        self.lib = ctypes.CDLL(str(libdir / "libggml-base.so"))
+        self.libdir = libdir
+        self.lib = ctypes.CDLL(str(libdir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        # The codecs live in ggml-base; the CPU backend only says what the build targets.
+        self.features: list[str] = []
+        if (libdir / "libggml-cpu.so").exists():
+            cpu = ctypes.CDLL(str(libdir / "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+            self.features = [f for f in GGML_FEATURES
+                             if getattr(cpu, f"ggml_cpu_has_{f}", lambda: 0)()]
         self.lib.ggml_get_type_traits.restype = ctypes.POINTER(GgmlTypeTraits)
         self.lib.ggml_get_type_traits.argtypes = [ctypes.c_int]
         self.lib.ggml_quantize_chunk.restype = ctypes.c_size_t
@@ -80,7 +93,14 @@ class Ggml:
         self.version = names[-1].removeprefix("libggml-base.so.") if names else "unknown"
 
     @classmethod
-    def find(cls) -> Ggml | None:
+    def find(cls, explicit: str | None = None) -> Ggml | None:
+        """--ggml-lib, else $QTSTUDIO_GGML_LIB, else llama-cpp-python's libraries."""
+        given = explicit or os.environ.get("QTSTUDIO_GGML_LIB")
+        if given:
+            libdir = Path(given)
+            if not (libdir / "libggml-base.so").exists():
+                raise SystemExit(f"{libdir / 'libggml-base.so'}: not found")
+            return cls(libdir)
         try:
             import llama_cpp
         except ImportError:
@@ -331,21 +351,26 @@ def header(ggml: Ggml | None, args: argparse.Namespace) -> str:
                 break
     except OSError:
         pass
+    peer = "not installed"
+    if ggml is not None:
+        peer = (f"{ggml.version} from {ggml.libdir}, CPU backend built for "
+                f"{' '.join(ggml.features) or 'unknown'}")
     return (
         f"qtnative {kernels.version()} level {kernels.active_isa().name.lower()} "
-        f"({', '.join(kernels.cpu_features())}); ggml {ggml.version if ggml else 'not installed'}; "
+        f"({', '.join(kernels.cpu_features())}); ggml {peer}; "
         f"gguf {gguf_version}; numpy {np.__version__}; {cpu}, {os.cpu_count()} cores; "
         f"best of {args.reps} (ours and ggml alternating){' (quick)' if args.quick else ''}; "
         f"load average at start {os.getloadavg()[0]:.1f}"
     )
 
 
-def write_results(text: str) -> None:
-    block = f"{BEGIN}\n{text}\n{END}"
+def write_results(text: str, level: str) -> None:
+    begin, end = markers(level)
+    block = f"{begin}\n{text}\n{end}"
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        pre, rest = old.split(BEGIN, 1)
-        post = rest.split(END, 1)[1]
+    if begin in old and end in old:
+        pre, rest = old.split(begin, 1)
+        post = rest.split(end, 1)[1]
         new = pre + block + post
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
@@ -358,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--types", default="", help="comma-separated type names (default: all)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (best is kept)")
     p.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    p.add_argument("--ggml-lib", default=None, metavar="DIR",
+                   help="folder with libggml-base.so (and libggml-cpu.so) to compare against "
+                        "(default $QTSTUDIO_GGML_LIB, else llama-cpp-python's)")
     p.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     args = p.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 3)
@@ -371,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     order = {name: i for i, name in enumerate(FIRST_TYPES)}
     types.sort(key=lambda t: (order.get(t.name, len(order)), t.type_id))
 
-    ggml = Ggml.find()
+    ggml = Ggml.find(args.ggml_lib)
+    level = kernels.active_isa().name.lower()
     head = header(ggml, args)
     print(head, flush=True)
     rng = np.random.default_rng(0)
@@ -396,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_lines += [f"| {name} | {o:.2f} | {fmt_rate(g)} | {fmt_ratio(o, g)} |"
                     for name, o, g in cache]
     text = "\n".join([
-        "## Codec throughput (benchmarks/bench_codecs.py)",
+        f"## Codec throughput, {level.upper()} level (benchmarks/bench_codecs.py)",
         "",
         head,
         "",
@@ -414,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(text, level)
         print(f"\nwritten to {RESULTS}")
     return 0
 

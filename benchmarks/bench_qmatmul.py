@@ -1,13 +1,16 @@
 """qmatmul against its peers, in one run: y[n, m] = x[n, k] @ W[m, k].T.
 
 Peers: torch F.linear (f32 and bf16 weights), torch weight-only int8 / int4 matmul (bf16
-activations, their fast CPU path), ggml's MUL_MAT through the libggml that llama-cpp-python
-ships (a one-node ggml graph called through ctypes; skipped when it is not installed), and the
+activations, their fast CPU path), ggml's MUL_MAT through a libggml (a one-node ggml graph called
+through ctypes; by default the one llama-cpp-python ships, or the build in --ggml-lib DIR /
+$QTSTUDIO_GGML_LIB, e.g. an AVX2-only build to pair with QTSTUDIO_ISA=avx2; skipped when none
+is found), and the
 machine's read bandwidth (numpy sum or max over 1 GiB, the faster). Weights are cold: every
 timed call uses the next of enough distinct copies to overflow a 32 MiB L3.
 
     python benchmarks/bench_qmatmul.py            # full run (~5 minutes on 2 cores)
     python benchmarks/bench_qmatmul.py --quick    # smaller shapes and fewer types
+    QTSTUDIO_ISA=avx2 python benchmarks/bench_qmatmul.py --ggml-lib /path/to/ggml-avx2/bin
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from qtstudio import kernels
 COLD_BYTES = 96 << 20  # distinct weight bytes rotated per measurement (3x the L3)
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BLOCK = 4  # consecutive calls of one implementation before the next takes its turn
-HEADING = "## qmatmul (benchmarks/bench_qmatmul.py)"
+
+
+def heading(level: str) -> str:
+    """RESULTS.md keeps one section per ISA level, each measured against its own ggml peer."""
+    return f"## qmatmul, {level.upper()} level (benchmarks/bench_qmatmul.py)"
 
 
 def timeit(call: Callable[[int], object], copies: int, min_time: float, min_calls: int) -> float:
@@ -105,13 +112,28 @@ class GgmlCplan(ctypes.Structure):
                 ("use_ref", ctypes.c_bool)]
 
 
+GGML_FEATURES = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512", "avx512_vnni", "avx512_bf16")
+
+
+def ggml_libdir(explicit: str | None) -> Path:
+    """The folder holding libggml-base.so and libggml-cpu.so: --ggml-lib, else
+    $QTSTUDIO_GGML_LIB, else the libraries llama-cpp-python ships."""
+    given = explicit or os.environ.get("QTSTUDIO_GGML_LIB")
+    if given:
+        return Path(given)
+    import llama_cpp  # the wheel builds ggml from source and ships its shared libraries
+
+    return Path(llama_cpp.__file__).parent / "lib"
+
+
 class Ggml:
     """ggml's CPU MUL_MAT: one context per shape, one graph per weight copy."""
 
-    def __init__(self) -> None:
-        import llama_cpp  # the wheel builds ggml from source and ships its shared libraries
-
-        libdir = Path(llama_cpp.__file__).parent / "lib"
+    def __init__(self, libdir: Path) -> None:
+        for name in ("libggml-base.so", "libggml-cpu.so"):
+            if not (libdir / name).exists():
+                raise OSError(f"{libdir / name} not found")
+        self.libdir = libdir
         mode = ctypes.RTLD_GLOBAL
         self.base = ctypes.CDLL(str(libdir / "libggml-base.so"), mode=mode)
         self.cpu = ctypes.CDLL(str(libdir / "libggml-cpu.so"), mode=mode)
@@ -135,6 +157,9 @@ class Ggml:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
         self.cpu.ggml_cpu_init()
+        # what the CPU backend was compiled for (ggml_cpu_has_* report build flags)
+        self.features = [f for f in GGML_FEATURES
+                         if getattr(self.cpu, f"ggml_cpu_has_{f}", lambda: 0)()]
 
     def prepare(self, type_id: int, weights: list[np.ndarray], x: np.ndarray, m: int, k: int):
         """Build graphs y_i = mul_mat(W_i, x); returns run(i, threads) and a cleanup."""
@@ -180,9 +205,9 @@ class Ggml:
         return run, result, lambda: b.ggml_free(ctx)
 
 
-def load_ggml() -> tuple[Ggml | None, str]:
+def load_ggml(explicit: str | None) -> tuple[Ggml | None, str]:
     try:
-        return Ggml(), ""
+        return Ggml(ggml_libdir(explicit)), ""
     except (ImportError, OSError, AttributeError) as exc:
         return None, f"ggml peer unavailable ({exc})"
 
@@ -245,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
                          "Q3_K,TQ1_0,TQ2_0,F16,BF16; none with --quick)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--n", default=None, help="comma list of activation rows (default 1,512)")
+    ap.add_argument("--ggml-lib", default=None, metavar="DIR",
+                    help="folder with libggml-base.so and libggml-cpu.so to compare against "
+                         "(default $QTSTUDIO_GGML_LIB, else llama-cpp-python's)")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="leave the torch peers out (a shorter run against ggml alone)")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -274,9 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{'256 MiB' if args.quick else '1 GiB'}, best of 4, at start): "
         + ", ".join(f"{t} thread{'s' if t > 1 else ''} {bw[t]:.1f} GB/s" for t in thread_list))
     gemv_rows: list[tuple[str, int, str, float]] = []  # shape, threads, encoding, GB/s
-    ggml, why = load_ggml()
+    ggml, why = load_ggml(args.ggml_lib)
     if why:
         out(why)
+    else:
+        out(f"ggml peer: {ggml.libdir}, CPU backend built for {' '.join(ggml.features)}; "
+            f"load average {os.getloadavg()[0]:.1f}")
     out()
     out(f"Times are the best of several calls; ours and ggml's run in alternating blocks of "
         f"{BLOCK} back-to-back calls, so background load hits both and neither starts while "
@@ -291,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         peer_t: dict[tuple[str, int, int], float] = {}
         for n in ns:
             flops = 2.0 * n * m * k
-            peers = torch_peers(m, k, n, rng)
+            peers = {} if args.no_torch else torch_peers(m, k, n, rng)
             for t in thread_list:
                 set_torch_threads(t)
                 for name, (call, nbytes, copies) in peers.items():
@@ -360,19 +393,24 @@ def main(argv: list[str] | None = None) -> int:
     for shape, t, enc, gbs in gemv_rows:
         out(f"| {shape} | {t} | {enc} | {gbs:.1f} | {gbs / bw[t] * 100:.0f}% |")
     if not args.no_write:
-        write_results(lines, args.quick)
+        write_results(lines, args.quick, sys.argv[1:] if argv is None else argv)
     return 0
 
 
-def write_results(lines: list[str], quick: bool) -> None:
-    """Replace this script's section of RESULTS.md (other sections stay as they are)."""
+def write_results(lines: list[str], quick: bool, argv: list[str]) -> None:
+    """Replace this script's section for the active ISA level in RESULTS.md (other sections,
+    the other levels' included, stay as they are)."""
+    level = kernels.active_isa().name.lower()
+    head = heading(level)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    body = [HEADING, "", f"Run {stamp}{' (--quick)' if quick else ''}, "
-            f"`python benchmarks/bench_qmatmul.py{' --quick' if quick else ''}`:", "", *lines, ""]
+    isa = os.environ.get("QTSTUDIO_ISA")
+    cmd = " ".join([*([f"QTSTUDIO_ISA={isa}"] if isa else []), "python",
+                    "benchmarks/bench_qmatmul.py", *argv])
+    body = [head, "", f"Run {stamp}{' (--quick)' if quick else ''}, `{cmd}`:", "", *lines, ""]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(HEADING)
+    start = text.find(head)
     if start >= 0:
-        nxt = text.find("\n## ", start + len(HEADING))
+        nxt = text.find("\n## ", start + len(head))
         text = text[:start] + text[nxt + 1:] if nxt >= 0 else text[:start]
     RESULTS.write_text(text.rstrip("\n") + "\n\n" + "\n".join(body))
 

@@ -13,10 +13,45 @@ export PATH
 echo "== install"
 # torch first and pinned: any other spelling pulls a multi-GB CUDA build.
 "$PY" -m pip install -q "torch==2.13.0"
+# the ray extra: tests/test_ray.py starts a real local cluster
 "$PY" -m pip install -q -e ".[dev,ray]" "torch==2.13.0"
-if [ "${QTSTUDIO_SKIP_LLAMA:-0}" != "1" ]; then
+LLAMA="llama-cpp-python==0.3.36"
+if [ "${QTSTUDIO_SKIP_LLAMA:-0}" = "1" ]; then
+  echo "   llama.cpp interop left out (QTSTUDIO_SKIP_LLAMA=1)"
+elif "$PY" -c 'import importlib.metadata as m, sys; sys.exit(m.version("llama-cpp-python") != "0.3.36")' 2> /dev/null; then
+  echo "   $LLAMA already installed"
+else
   # llama.cpp (built from source by this package) is the independent oracle for GGUF interop.
-  "$PY" -m pip install -q "llama-cpp-python==0.3.36" "torch==2.13.0"
+  # A cold build takes 15-30 min on 2 cores; pip keeps the wheel in its cache (never pass
+  # --no-cache-dir or --force-reinstall here), so it is built once per machine. Its compiler
+  # progress is shown as one line per percent; the whole log goes to build/llama-cpp-build.log.
+  echo "   $LLAMA: building llama.cpp from source unless pip's cache has the wheel (first time:"
+  echo "   15-30 min on a 2-core machine); progress below"
+  mkdir -p build
+  LOG=build/llama-cpp-build.log
+  start=$SECONDS
+  show_progress() {
+    local line last=""
+    while IFS= read -r line; do
+      printf '%s\n' "$line" >> "$LOG"
+      if [[ $line =~ \[\ *([0-9]+)%\] ]]; then
+        if [[ ${BASH_REMATCH[1]} != "$last" ]]; then
+          last=${BASH_REMATCH[1]}
+          printf '   llama.cpp build %3s%% (%dm%02ds)\n' "$last" $(((SECONDS - start) / 60)) \
+            $(((SECONDS - start) % 60))
+        fi
+      elif [[ $line =~ ^[[:space:]]*(Collecting|Building\ wheel|Created\ wheel|Successfully|ERROR|error:)|Using\ cached ]]; then
+        printf '   %s\n' "$line"
+      fi
+    done
+  }
+  : > "$LOG"
+  if ! "$PY" -m pip install -v "$LLAMA" "torch==2.13.0" 2>&1 | show_progress; then
+    tail -40 "$LOG" >&2
+    echo "llama-cpp-python failed to build; full log: $LOG" >&2
+    exit 1
+  fi
+  echo "   $LLAMA ready after $(((SECONDS - start) / 60))m$(((SECONDS - start) % 60))s"
 fi
 
 echo "== ruff"
@@ -30,3 +65,8 @@ bash scripts/test_native.sh
 
 echo "== pytest"
 "$PY" -m pytest "$@"
+
+if [ "${QTSTUDIO_SKIP_FRESH:-0}" != "1" ]; then
+  echo "== fresh install (plain wheel in a new venv: README examples, window under Xvfb)"
+  PYTHON="$PY" bash scripts/ci_fresh_install.sh
+fi

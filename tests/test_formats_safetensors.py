@@ -122,12 +122,19 @@ def test_bad_json(tmp_path):
         open_model(p)
 
 
-def test_unsupported_dtype(tmp_path):
+def test_unsupported_dtype_is_one_unreadable_tensor(tmp_path):
     p = tmp_path / "m.safetensors"
-    _write_raw(p, {"w": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}}, b"\0" * 4)
-    with pytest.raises(ModelFormatError,
-                       match=r"m.safetensors, tensor 'w': unsupported dtype F8_E4M3 in tensor"):
-        open_model(p)
+    _write_raw(p, {"w": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]},
+                   "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},
+               b"\0" * 4 + np.float32(2.5).tobytes())
+    with open_model(p) as m:
+        w = m.tensor("w")
+        assert w.unreadable.startswith("storage type F8_E4M3 cannot be read")
+        assert not w.quantizable and m.unreadable == [w]
+        with pytest.raises(ModelFormatError,
+                           match=r"m.safetensors, tensor 'w': storage type F8_E4M3 cannot be"):
+            m.load("w")
+        assert m.load("b").tolist() == [2.5]  # the rest of the file stays usable
 
 
 def test_offsets_not_matching_shape(tmp_path):

@@ -66,10 +66,15 @@ def test_garbage_file(tmp_path):
         open_model(tmp_path / "g.bin")
 
 
-def test_unsupported_torch_dtype(tmp_path):
-    torch.save({"c": torch.zeros(4, dtype=torch.complex64)}, tmp_path / "c.pt")
-    with pytest.raises(ModelFormatError, match="unsupported dtype"):
-        open_model(tmp_path / "c.pt")
+def test_unsupported_torch_dtype_is_one_unreadable_tensor(tmp_path):
+    torch.save({"c": torch.zeros(4, dtype=torch.complex64), "w": torch.ones(2, 32)},
+               tmp_path / "c.pt")
+    with open_model(tmp_path / "c.pt") as m:
+        assert m.tensor("c").dtype == "COMPLEX64"
+        assert m.tensor("c").unreadable.startswith("dtype torch.complex64 cannot be read")
+        with pytest.raises(ModelFormatError, match=r"c\.pt, tensor 'c': dtype torch.complex64"):
+            m.load("c")
+        np.testing.assert_array_equal(m.load("w"), np.ones((2, 32), np.float32))
 
 
 def test_sharded_bin_folder_with_config(tmp_path):

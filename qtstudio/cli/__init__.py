@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
+from qtstudio.core.demo import resolve_model_arg
 from qtstudio.jobs.executor import ClusterError
 from qtstudio.kernels import NativeError
 
-from . import bench, export, info, inspect, optimize, plan, quantize, whatif
+from . import bench, export, imatrix, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
-from .job_runner import JobStoppedError, report_stopped
+from .errors import CliError
+from .job_runner import (
+    JobStoppedError,
+    StopSignal,
+    exit_status,
+    report_stopped,
+    stop_signals_raise,
+)
 
-COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize, bench, whatif]
+__all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
-
-class CliError(Exception):
-    """A problem to report to the user as one line, with exit status 2."""
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, imatrix, export, optimize, bench, whatif]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,14 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # A second Ctrl-C while cleanup runs should still stop at once.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return int(args.func(args) or 0)
+        # Ctrl-C, SIGTERM and SIGHUP unwind through the same cleanups (no .part left behind);
+        # inside a job the first one asks it to stop at its next safe point.
+        with stop_signals_raise():
+            args = build_parser().parse_args(argv)
+            # One resolver for every command that takes a model: `demo` is the embedded model.
+            if isinstance(getattr(args, "model", None), str):
+                args.model = str(resolve_model_arg(args.model))
+            return int(args.func(args) or 0)
     except JobStoppedError as exc:
         return report_stopped(exc)
+    except StopSignal as exc:
+        print(f"qtstudio-cli: stopped by {exc}", file=sys.stderr)
+        return exit_status(exc.signum)
     except KeyboardInterrupt:
         print("qtstudio-cli: interrupted", file=sys.stderr)
         return 130

@@ -9,8 +9,11 @@ from qtstudio.formats import open_model
 from qtstudio.jobs.benchmark import CODEC, BenchResult, benchmark_job
 
 from .job_runner import run_cli_job
+from .outputs import check_output, write_json
 from .recipe_args import add_recipe_args, build_recipe
-from .tensor_select import add_tensors_arg, check_json_target, select_tensors, write_json
+from .tensor_select import add_tensors_arg, select_tensors
+
+INTEGER_DTYPES = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
                         ("--repeats", args.repeats)):
         if value < 1:
             raise ValueError(f"{flag} must be at least 1")
-    check_json_target(args.json, args.model)
+    check_output(args.json, args)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
                             else args.target)
-        names = select_tensors(model, args.tensors, lambda t: len(t.shape) >= 2, "2-D tensor")
+        # integer tensors (position ids, masks) are data, not weights: nothing to multiply
+        names = select_tensors(model, args.tensors,
+                               lambda t: len(t.shape) >= 2 and t.dtype not in INTEGER_DTYPES,
+                               "2-D float tensor")
         results = run_cli_job(
             lambda cancel: benchmark_job(model, plan, names, batch=args.batch,
                                          repeats=args.repeats, threads=args.threads,
@@ -94,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, {
             "model": model_path, "batch": args.batch, "threads": args.threads,
             "repeats": args.repeats, "results": [r.as_dict() for r in results],
-            "totals": bench_totals(results)})
+            "totals": bench_totals(results)}, args)
         print(f"results -> {args.json}")
     return 0

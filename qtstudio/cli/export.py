@@ -11,7 +11,10 @@ from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
+from .errors import CliError
+from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
+from .outputs import check_output
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
 
 
@@ -22,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_recipe_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (.gguf) or, for NNEF, directory / .tgz")
-    p.add_argument("--format", choices=["gguf", "nnef"], default="gguf",
-                   help="output format (default gguf)")
+    p.add_argument("--format", choices=["gguf", "nnef", "hf-gptq"], default="gguf",
+                   help="output format (default gguf; hf-gptq: a Hugging Face GPTQ checkpoint "
+                        "folder, needs --method gptq)")
     p.add_argument("--imatrix", metavar="FILE",
                    help="llama.cpp importance matrix (GGUF imatrix or legacy .dat)")
     p.add_argument("--threads", type=int, help="worker threads for the codecs (default: all)")
@@ -32,38 +36,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(loses quality, as llama-quantize --allow-requantize)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_arg(p)
-    # NNEF only (qtstudio/export/nnef/cli.py reads them)
+    # NNEF only (qtstudio/cli/export_nnef.py reads them)
     p.add_argument("--calibration", choices=["minmax", "mse"], default="minmax",
                    help="NNEF Q4_0 block scales: ggml min-max, or MSE grid search")
     p.add_argument("--verify", action="store_true",
                    help="NNEF: run the export with tract and compare it with torch")
     p.add_argument("--seq-len", type=int, default=8, metavar="N",
                    help="NNEF: tokens per sequence the graph is fixed to (default 8)")
+    add_gptq_args(p, hf=True)
     p.set_defaults(func=run)
 
 
 def _cli_error(message: str) -> Exception:
-    from . import CliError
-
     return CliError(message)
 
 
 def run(args: argparse.Namespace) -> int:
+    # NNEF may write a folder; GGUF only a file. Either way never onto an input.
+    check_output(args.output, args, allow_dir=args.format == "nnef")
     if args.format == "nnef":
         if args.ray:
             raise ValueError("--ray: only for --format gguf")
         return _run_nnef(args)
+    if args.format == "hf-gptq":
+        from qtstudio.export.hf_gptq import run_hf_gptq_cli
+
+        return run_hf_gptq_cli(args)
     return _run_gguf(args)
 
 
 def _run_nnef(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("qtstudio.export.nnef") is None:
         raise _cli_error("NNEF export is not available in this build")
-    mod = importlib.import_module("qtstudio.export.nnef")
+    mod = importlib.import_module("qtstudio.cli.export_nnef")
     fn = getattr(mod, "export_nnef_cli", None)
     if fn is None:
         raise _cli_error("NNEF export is not available in this build "
-                         "(qtstudio.export.nnef has no export_nnef_cli)")
+                         "(qtstudio.cli.export_nnef has no export_nnef_cli)")
     return int(fn(args) or 0)
 
 
@@ -83,6 +92,7 @@ def _run_gguf(args: argparse.Namespace) -> int:
     if nnef_only:
         raise ValueError(f"{', '.join(nnef_only)}: only for --format nnef")
     check_ray_arg(args)
+    use_gptq = check_gptq_args(args)
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
@@ -91,14 +101,22 @@ def _run_gguf(args: argparse.Namespace) -> int:
         for e in plan.fallbacks:
             print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
                   file=sys.stderr)
+        tokens = calibration_tokens(args, model) if use_gptq else None
+
+        def make_job(cancel, ex):
+            if tokens is not None:
+                from qtstudio.jobs.gptq import gptq_export_job
+
+                return gptq_export_job(model, plan, args.output, tokens,
+                                       options=gptq_options(args), threads=args.threads,
+                                       cancel=cancel, allow_requantize=args.allow_requantize)
+            return export_gguf_job(model, plan, args.output, imatrix=imatrix,
+                                   threads=args.threads, cancel=cancel,
+                                   allow_requantize=args.allow_requantize, executor=ex)
         try:
             with cluster_executor(args) as ex:
-                report = run_cli_job(
-                    lambda cancel: export_gguf_job(model, plan, args.output, imatrix=imatrix,
-                                                   threads=args.threads, cancel=cancel,
-                                                   allow_requantize=args.allow_requantize,
-                                                   executor=ex),
-                    quiet=args.quiet, on_stop="no output file was written")
+                report = run_cli_job(lambda cancel: make_job(cancel, ex), quiet=args.quiet,
+                                     on_stop="no output file was written")
         except ExportError as exc:
             raise _cli_error(str(exc)) from None
     for w in report.warnings:

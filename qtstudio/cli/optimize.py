@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
 from qtstudio.formats import open_model
@@ -14,6 +13,7 @@ from qtstudio.jobs.optimize import optimize_job
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
+from .outputs import check_output, write_text
 from .recipe_args import human_bytes
 
 
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     candidates = [c for c in args.candidates.split(",") if c.strip()]
     if args.sample_elements is not None and args.sample_elements < 0:
         raise ValueError("--sample-elements must be 0 (every row) or positive")
+    check_output(args.out, args)
     check_ray_arg(args)
     imatrix = None
     if args.imatrix:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {len(unweighted)} tensors have no importance weights in "
                   f"{args.imatrix}; their error is unweighted", file=sys.stderr)
     if args.out:
-        result.recipe().save(Path(args.out))
+        write_text(args.out, result.recipe().to_json(), args)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from qtstudio.core.plan import Plan, resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 
+from .outputs import check_output, write_text
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
 
 
@@ -52,13 +52,14 @@ def print_plan(plan: Plan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, args)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
         target = None if args.target == "none" else args.target
         plan = resolve_plan(model, recipe, target_format=target)
         doc = plan_document(plan, recipe)
         if args.out:
-            Path(args.out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            write_text(args.out, json.dumps(doc, indent=2) + "\n", args)
         if args.json:
             print(json.dumps(doc, indent=2))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from qtstudio.core.model import Model
 from qtstudio.core.recipe import Recipe, Rule
@@ -41,7 +42,29 @@ def build_recipe(args: argparse.Namespace, model: Model | None) -> Recipe:
     if args.pure:
         recipe.pure = True
     recipe.validate()
+    if model is not None:
+        warn_unmatched_rules(recipe, model)
     return recipe
+
+
+def warn_unmatched_rules(recipe: Recipe, model: Model) -> list[str]:
+    """A warning on stderr for every rule that matches no tensor (a typo, or a GGUF-name rule
+    on a model that has no GGUF names): such a rule silently changes nothing."""
+    lines = []
+    tensors = list(model.tensors)
+    for rule in recipe.rules:
+        if any(rule.matches(t) for t in tensors):
+            continue
+        what = "GGUF names" if rule.target == "gguf_name" else "tensor names"
+        sample = next((t.gguf_name if rule.target == "gguf_name" else t.name
+                       for t in tensors if t.quantizable), None) or (
+            tensors[0].name if tensors else None)
+        example = f", e.g. {sample}" if sample else ""
+        lines.append(f"warning: rule {rule.pattern}={rule.encoding} matches no tensor of "
+                     f"{model.path} (rules match its {what}{example})")
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
 
 
 def human_bytes(n: float) -> str:

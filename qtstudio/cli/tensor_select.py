@@ -1,13 +1,10 @@
-"""Command-line pieces shared by bench and whatif: picking tensors by glob, writing JSON."""
+"""Command-line pieces shared by bench and whatif: picking tensors by glob (outputs: outputs.py)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import Any
 
 from qtstudio.core.model import Model, TensorInfo
 
@@ -33,27 +30,3 @@ def select_tensors(model: Model, globs: list[str], keep: Callable[[TensorInfo], 
         where = f" matching {', '.join(globs)}" if globs else ""
         raise ValueError(f"{model.path}: no {what}{where}")
     return picked
-
-
-def check_json_target(path: str | None, model_path: str) -> None:
-    """Fail before any work when the JSON file could not be written."""
-    if path is None:
-        return
-    from qtstudio.export.atomic import ExportError, check_target
-
-    try:
-        check_target(path, inputs=[model_path])
-    except ExportError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def write_json(path: str | Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` whole (temporary file, fsync, rename): never a half-written result."""
-    from qtstudio.export.atomic import ExportError, atomic_output
-
-    data = (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()
-    try:
-        with atomic_output(path) as f:
-            f.write(data)
-    except ExportError as exc:
-        raise ValueError(str(exc)) from None

@@ -18,8 +18,9 @@ from qtstudio.jobs.whatif import WHATIF_MAX_ELEMENTS, WhatIfErrors, whatif_curve
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
+from .outputs import check_output, write_json
 from .recipe_args import add_recipe_args, build_recipe
-from .tensor_select import add_tensors_arg, check_json_target, select_tensors, write_json
+from .tensor_select import add_tensors_arg, select_tensors
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +64,31 @@ def plan_point(plan: Plan, names: list[str], errors: WhatIfErrors) -> dict:
             "rel_error": err / params if params else None}
 
 
+def cannot_take(encodings: list[str], names: list[str], shapes: dict[str, tuple[int, ...]],
+                errors: WhatIfErrors, show: int = 4) -> list[str]:
+    """One note per encoding some tensors could not take, naming them and why."""
+    lines = []
+    for enc_name in encodings:
+        enc = get_encoding(enc_name)
+        left = [n for n in names if (n, enc.name) not in errors]
+        if not left:
+            continue
+        why = [f"{n} ({_why(enc, shapes[n])})" for n in left[:show]]
+        more = f" and {len(left) - show} more" if len(left) > show else ""
+        who = ("no selected tensor can" if len(left) == len(names)
+               else f"{len(left)} of the {len(names)} selected tensors cannot")
+        lines.append(f"note: {enc.name}: {who} take it: {', '.join(why)}{more}")
+    return lines
+
+
+def _why(enc, shape: tuple[int, ...]) -> str:
+    n = shape[-1] if shape else 0
+    if n % enc.elements_per_block:
+        return (f"row length {n} is not a multiple of {enc.name}'s block of "
+                f"{enc.elements_per_block}")
+    return enc.shape_problem(shape) or "not measured"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         encodings = [get_encoding(e.strip()).name for e in args.encodings.split(",") if e.strip()]
@@ -72,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--encodings needs at least one encoding, e.g. Q4_0,Q4_K")
     if args.max_elements < 1:
         raise ValueError("--max-elements must be at least 1")
-    check_json_target(args.json, args.model)
+    check_output(args.json, args)
     check_ray_arg(args)
     with open_model(args.model) as model:
         plan = None
@@ -93,18 +119,17 @@ def run(args: argparse.Namespace) -> int:
         shapes = {n: model.tensor(n).shape for n in names}
         model_path = str(model.path)
     if not curve:
-        raise ValueError(f"{args.model}: none of the {len(names)} selected tensors can take "
-                         f"{', '.join(encodings)} (their rows do not split into its blocks)")
+        raise ValueError(f"{args.model}: no selected tensor can take "
+                         f"{' or '.join(encodings)}; "
+                         + "; ".join(line.removeprefix("note: ") for line in
+                                     cannot_take(encodings, names, shapes, errors, show=2)))
     per_tensor = [{"name": n, "encoding": e, "shape": list(shapes[n]),
                    "bpw": 8.0 * get_encoding(e).nbytes(tuple(shapes[n])) / max(
                        1, math.prod(shapes[n])),
                    **{k: _finite(v) for k, v in errors[(n, e)].items()}}
                   for n in names for e in encodings if (n, e) in errors]
-    taken = {r[0] for r in curve}
-    for enc in encodings:
-        if enc not in taken:
-            print(f"note: {enc}: none of the {len(names)} selected tensors can take it (their "
-                  "rows do not split into its blocks)", file=sys.stderr)
+    for line in cannot_take(encodings, names, shapes, errors):
+        print(line, file=sys.stderr)
     print(f"{len(names)} tensors; error measured on at most {args.max_elements} values each")
     print(f"{'encoding':<12} {'bpw':>7} {'rel err':>10}  tensors")
     for enc, bpw, rel, n in curve:
@@ -124,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
             "model": model_path, "max_elements": args.max_elements, "tensors_selected": names,
             "encodings": [{"encoding": e, "bpw": b, "rel_error": r, "tensors": n}
                           for e, b, r, n in curve],
-            "plan": point, "tensors": per_tensor})
+            "plan": point, "tensors": per_tensor}, args)
         print(f"results -> {args.json}")
     return 0

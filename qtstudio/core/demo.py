@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections.abc import Generator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +20,15 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from qtstudio.jobs import CancelToken, Progress
+
     from .plan import Plan
     from .recipe import Recipe
 
 DEMO_DIR = "demo"
 WEIGHTS = "model.safetensors"
+#: the word that names the embedded model wherever a model path is taken (CLI and window)
+DEMO_NAME = "demo"
 
 
 def _candidates() -> list[Path]:
@@ -47,6 +52,14 @@ def demo_dir() -> Path:
 def demo_model_path() -> Path:
     """The demo checkpoint (model.safetensors; config.json and the test set beside it)."""
     return demo_dir() / WEIGHTS
+
+
+def resolve_model_arg(arg: str | Path) -> Path:
+    """The checkpoint a model argument names: ``demo`` is the embedded model, anything else a
+    path. A file or folder that is itself called demo is reached as ``./demo``."""
+    if str(arg) == DEMO_NAME:
+        return demo_model_path()
+    return Path(arg).expanduser()
 
 
 def demo_config() -> dict[str, Any]:
@@ -98,16 +111,20 @@ def _accuracy(module: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(pred == y))
 
 
-def evaluate(plan_or_recipe: Plan | Recipe | None = None) -> dict[str, Any]:
-    """Accuracy of the float model and of the model under a plan (default: the Q4_0 preset)."""
+def evaluate_job(plan_or_recipe: Plan | Recipe | None = None,
+                 cancel: CancelToken | None = None) -> Generator[Progress, None, dict[str, Any]]:
+    """:func:`evaluate` as a job: progress per loaded module, quantized tensor and scoring."""
+    import time
+
     from qtstudio.formats import open_model
+    from qtstudio.jobs import Progress
 
     from .plan import Plan, resolve_plan
     from .qtensor import dequantize, quantize
     from .recipe import Recipe
 
+    t0 = time.monotonic()
     x, y = load_test_set()
-    float_acc = _accuracy(build_module(), x, y)
     with open_model(demo_model_path()) as model:
         if isinstance(plan_or_recipe, Plan):
             plan = plan_or_recipe
@@ -115,11 +132,20 @@ def evaluate(plan_or_recipe: Plan | Recipe | None = None) -> dict[str, Any]:
             recipe = plan_or_recipe if isinstance(plan_or_recipe, Recipe) else Recipe(
                 preset="Q4_0")
             plan = resolve_plan(model, recipe, target_format=None)
+        total = len(plan.entries) + 2  # float model, each tensor, quantized model
+        yield Progress("evaluate", "float model", 0, total, 0, 0, time.monotonic() - t0)
+        float_acc = _accuracy(build_module(), x, y)
         weights = {}
-        for e in plan.entries:
-            original = model.load(e.name)
-            weights[e.name] = dequantize(quantize(original, e.encoding))
+        for i, e in enumerate(plan.entries):
+            if cancel is not None:
+                cancel.check()
+            yield Progress("quantize", e.name, i + 1, total, 0, 0, time.monotonic() - t0)
+            weights[e.name] = dequantize(quantize(model.load(e.name), e.encoding))
+    if cancel is not None:
+        cancel.check()
+    yield Progress("evaluate", "quantized model", total - 1, total, 0, 0, time.monotonic() - t0)
     q_acc = _accuracy(build_module(weights), x, y)
+    yield Progress("done", "quantized model", total, total, 0, 0, time.monotonic() - t0)
     return {
         "float_accuracy": float_acc,
         "quantized_accuracy": q_acc,
@@ -128,3 +154,10 @@ def evaluate(plan_or_recipe: Plan | Recipe | None = None) -> dict[str, Any]:
         "avg_bpw": plan.avg_bpw,
         "encodings": plan.counts(),
     }
+
+
+def evaluate(plan_or_recipe: Plan | Recipe | None = None) -> dict[str, Any]:
+    """Accuracy of the float model and of the model under a plan (default: the Q4_0 preset)."""
+    from qtstudio.jobs import run_job
+
+    return run_job(evaluate_job(plan_or_recipe))

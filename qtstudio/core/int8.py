@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encodings import NNEF, BlockParameters, Encoding
+from .encoding_base import NNEF, BlockParameters, Encoding
 
 
 class Int8Encoding(Encoding):

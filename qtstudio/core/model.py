@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,25 +11,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from .gguf_names import GGUFNamer
-from .roles import block_index, is_quantizable, role_of
+from .roles import MAX_BLOCKS, block_index, is_quantizable, role_of
+from .tensor_info import RawTensor, TensorInfo
 from .tree import TreeNode, build_tree
 
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """What the headers say about one tensor; no data."""
-
-    name: str
-    #: logical shape in numpy order: the last axis is the row that blocks run along
-    shape: tuple[int, ...]
-    #: storage type, e.g. "F32", "BF16", "Q4_K"
-    dtype: str
-    params: int
-    nbytes: int
-    role: str
-    quantizable: bool
-    block_index: int | None
-    gguf_name: str | None
+__all__ = ["Model", "RawTensor", "TensorInfo", "TensorSource"]
 
 
 class TensorSource(Protocol):
@@ -42,26 +28,25 @@ class TensorSource(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class RawTensor:
-    """A reader's description of one tensor before roles and names are worked out."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    nbytes: int
+def _plausible_count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_BLOCKS
 
 
 def _n_blocks(config: dict, metadata: dict, arch: str | None,
               raws: list[RawTensor]) -> int | None:
+    """The layer count the headers declare, else one past the highest block in the names.
+
+    A declared count beyond MAX_BLOCKS is damage, not a model: it is passed over for the
+    names, whose block numbers ``block_index`` already bounds.
+    """
     for key in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
         v = config.get(key)
-        if isinstance(v, int) and v >= 0:
-            return v
+        if _plausible_count(v):
+            return v  # type: ignore[return-value]
     if arch:
         v = metadata.get(f"{arch}.block_count")
-        if isinstance(v, int) and v >= 0:
-            return v
+        if _plausible_count(v):
+            return v  # type: ignore[return-value]
     found = [b for b in (block_index(r.name) for r in raws) if b is not None]
     return max(found) + 1 if found else None
 
@@ -84,7 +69,7 @@ class Model:
         infos: list[TensorInfo] = []
         for r in raw_list:
             gname = r.name if names_are_gguf else namer(r.name)
-            params = int(np.prod(r.shape, dtype=np.int64)) if r.shape else 1
+            params = math.prod(r.shape)  # Python ints: a numpy product could wrap around
             infos.append(TensorInfo(
                 name=r.name,
                 shape=r.shape,
@@ -92,9 +77,11 @@ class Model:
                 params=params,
                 nbytes=r.nbytes,
                 role=role_of(r.name, r.shape, gname),
-                quantizable=is_quantizable(r.name, r.shape, r.dtype, gname),
+                quantizable=(r.unreadable is None and params > 0
+                             and is_quantizable(r.name, r.shape, r.dtype, gname)),
                 block_index=block_index(gname or r.name),
                 gguf_name=gname,
+                unreadable=r.unreadable,
             ))
         self.tensors: list[TensorInfo] = infos
         self._by_name = {t.name: t for t in infos}
@@ -156,9 +143,21 @@ class Model:
         return None
 
     # --- data -----------------------------------------------------------------------------
+    @property
+    def unreadable(self) -> list[TensorInfo]:
+        """Tensors whose values cannot be read, each with its reason."""
+        return [t for t in self.tensors if t.unreadable is not None]
+
     def load(self, name: str) -> np.ndarray:
-        """The tensor as float32 in its logical shape (converted or decoded on demand)."""
-        self.tensor(name)
+        """The tensor as float32 in its logical shape (converted or decoded on demand).
+
+        An unreadable tensor raises ModelFormatError with its reason.
+        """
+        info = self.tensor(name)
+        if info.unreadable is not None:
+            from qtstudio.formats.errors import ModelFormatError  # formats imports this module
+
+            raise ModelFormatError(self.path, info.unreadable, tensor=name)
         return self._source.load(name)
 
     def load_raw(self, name: str) -> np.ndarray:

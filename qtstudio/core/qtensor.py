@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from qtstudio import kernels
+from qtstudio.kernels.matmul import qmatmul_blocks
 
 from .encodings import Encoding, get_encoding
+
+#: element counts must fit int64 with room to spare (byte sizes are computed from them)
+MAX_ELEMENTS = 1 << 62
 
 
 def _shape_tuple(shape: Sequence[int]) -> tuple[int, ...]:
     out = tuple(int(s) for s in shape)
     if not out or any(s <= 0 for s in out):
         raise ValueError(f"a tensor shape needs at least one dimension, all positive; got {shape}")
+    # Python integers: numpy's int64 product would wrap around and pass a tiny size check.
+    if math.prod(out) > MAX_ELEMENTS:
+        raise ValueError(f"shape {out} holds more than 2^62 values: it overflows int64 sizes")
     return out
 
 
 def _rows(shape: tuple[int, ...]) -> tuple[int, int]:
-    n = shape[-1]
-    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
-    return rows, n
+    return math.prod(shape[:-1]), shape[-1]
 
 
 class QTensor:
@@ -73,7 +79,7 @@ class QTensor:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self._shape, dtype=np.int64))
+        return math.prod(self._shape)
 
     @property
     def bpw(self) -> float:
@@ -120,3 +126,25 @@ def dequantize(qt: QTensor, *, threads: int | None = None) -> np.ndarray:
     _, n = _rows(qt.shape)
     out = qt.encoding.dequantize_rows(qt.data, n, threads=threads)
     return out.reshape(qt.shape)
+
+
+def qmatmul(x: np.ndarray, w: QTensor, *, threads: int | None = None, exact: bool = False,
+            isa: str | None = None) -> np.ndarray:
+    """``y[n, m] = x[n, k] @ dequantize(w)[m, k].T`` in float32, without decoding ``w`` whole.
+
+    ``w`` is a 2-D QTensor whose rows are quantized along k, in any encoding the native library
+    decodes. ``threads=None`` uses one thread per core; ``isa`` forces a dispatch level (tests).
+    Accuracy of both paths: :mod:`qtstudio.kernels.matmul`.
+    """
+    if not isinstance(exact, bool):
+        raise TypeError(f"qmatmul: exact must be True or False, got {exact!r}")
+    if not isinstance(w, QTensor):
+        raise TypeError(f"qmatmul: w must be a QTensor, got {type(w).__name__}")
+    if len(w.shape) != 2:
+        raise ValueError(f"qmatmul: w must be 2-D [m, k], got shape {w.shape}")
+    enc = w.encoding
+    nt = kernels.native_type(enc.ggml_type) if enc.ggml_type is not None else None
+    if nt is None or not nt.can_dequantize:
+        raise ValueError(f"qmatmul: encoding {enc.name} is not one the native library can decode")
+    return qmatmul_blocks(x, w.data, (w.shape[0], w.shape[1]), enc.ggml_type,
+                          threads=threads, exact=exact, isa=isa)

@@ -28,6 +28,11 @@ class RecipeError(ValueError):
     """A recipe or rule that cannot be used, with the reason."""
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def glob_to_regex(pattern: str) -> str:
     """A glob as a plain regex (ECMAScript-compatible: llama-quantize uses std::regex)."""
     out = []
@@ -51,6 +56,10 @@ class Rule:
     target: Literal["name", "gguf_name"] = "name"
 
     def __post_init__(self) -> None:
+        for fld in ("pattern", "encoding", "syntax", "target"):
+            if not isinstance(getattr(self, fld), str):
+                raise RecipeError(f"rule {fld} must be a string, got "
+                                  f"{_short(getattr(self, fld))}")
         if self.syntax not in ("regex", "glob"):
             raise RecipeError(f"rule {self.pattern!r}: syntax must be 'regex' or 'glob', "
                               f"got {self.syntax!r}")
@@ -62,12 +71,13 @@ class Rule:
         if self.syntax == "regex":
             try:
                 re.compile(self.pattern)
-            except re.error as exc:
-                raise RecipeError(f"rule {self.pattern!r} is not a valid regex: {exc}") from None
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise RecipeError(f"rule {_short(self.pattern)} is not a valid regex: {exc}") \
+                    from None
         try:
             canonical = get_encoding(self.encoding).name
         except ValueError as exc:
-            raise RecipeError(f"rule {self.pattern!r}: {exc}") from None
+            raise RecipeError(f"rule {_short(self.pattern)}: {exc}") from None
         object.__setattr__(self, "encoding", canonical)
 
     def matches(self, info: TensorInfo) -> bool:
@@ -93,7 +103,7 @@ class Rule:
         if unknown:
             raise RecipeError(f"rule {d.get('pattern')!r}: unknown fields {sorted(unknown)}")
         if not isinstance(d.get("pattern"), str) or not isinstance(d.get("encoding"), str):
-            raise RecipeError(f"a rule needs string 'pattern' and 'encoding': {d!r}")
+            raise RecipeError(f"a rule needs string 'pattern' and 'encoding': {_short(d)}")
         return cls(d["pattern"], d["encoding"], d.get("syntax", "regex"),
                    d.get("target", "name"))
 
@@ -128,6 +138,13 @@ class Recipe:
         self.validate()
 
     def validate(self) -> None:
+        for fld in ("preset", "float_encoding", "default_encoding", "output_tensor_type",
+                    "token_embedding_type"):
+            val = getattr(self, fld)
+            if val is not None and not isinstance(val, str):
+                raise RecipeError(f"{fld} must be a name (a string), got {_short(val)}")
+        if not isinstance(self.pure, bool):
+            raise RecipeError(f"pure must be true or false, got {_short(self.pure)}")
         if self.preset is not None:
             from .presets import PRESETS
             key = self.preset.upper()
@@ -150,7 +167,7 @@ class Recipe:
         for name, enc in self.overrides.items():
             try:
                 clean[name] = get_encoding(enc).name
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 raise RecipeError(f"override for {name!r}: {exc}") from None
         self.overrides = clean
         self.rules = [r if isinstance(r, Rule) else Rule.from_dict(r) for r in self.rules]
@@ -176,8 +193,8 @@ class Recipe:
         if not isinstance(d, dict):
             raise RecipeError("a recipe must be a JSON object")
         version = d.get("version")
-        if not isinstance(version, int) or version < 1:
-            raise RecipeError(f"recipe version must be a positive integer, got {version!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RecipeError(f"recipe version must be a positive integer, got {_short(version)}")
         if version > RECIPE_VERSION:
             raise RecipeError(f"recipe version {version} is newer than this qtstudio understands "
                               f"(up to {RECIPE_VERSION})")
@@ -206,7 +223,7 @@ class Recipe:
             default_encoding=d.get("default_encoding"),
             output_tensor_type=d.get("output_tensor_type"),
             token_embedding_type=d.get("token_embedding_type"),
-            pure=bool(d.get("pure", False)),
+            pure=d.get("pure", False),
             version=version,
         )
 
@@ -219,13 +236,14 @@ class Recipe:
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
         p = Path(path)
+        from qtstudio.formats._files import read_regular
+
+        text = read_regular(p, MAX_RECIPE_BYTES, "a recipe",
+                            lambda path, problem: RecipeError(f"{path}: {problem}"))
         try:
-            if p.stat().st_size > MAX_RECIPE_BYTES:
-                raise RecipeError(f"{p}: too large to be a recipe")
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise RecipeError(f"{p}: cannot read: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            doc = json.loads(text.decode("utf-8"))
+        # ValueError also covers integers beyond Python's digit limit
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RecipeError(f"{p}: not valid JSON ({exc})") from None
         # A plan saved by `qtstudio-cli plan --out` carries its recipe.
         if isinstance(doc, dict) and isinstance(doc.get("recipe"), dict) and "tensors" in doc:

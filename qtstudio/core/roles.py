@@ -35,7 +35,10 @@ _HF_KEEP_FLOAT = re.compile(
 )
 _NORM = re.compile(r"(norm|(^|\.)ln(_\w+|\d+)?\.(weight|bias)$|(^|\.)ln_f\.)", re.IGNORECASE)
 _EMBED = re.compile(r"(embed|(^|\.)wte\.|(^|\.)wpe\.|token_types|tok_embeddings)", re.IGNORECASE)
-_BLOCK = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
+_BLOCK = re.compile(r"(?:^|\.)([0-9]+)(?:\.|$)")
+#: block numbers at or above this are not layer numbers but damage: no model has that many
+#: layers, and a count sized from such a number would make every per-layer table huge
+MAX_BLOCKS = 65536
 
 FLOAT_DTYPES = frozenset({"F32", "F16", "BF16", "F64"})
 
@@ -49,9 +52,19 @@ def effective_rank(shape: tuple[int, ...]) -> int:
 
 
 def block_index(name: str) -> int | None:
-    """The repeated-block (layer) number: the first purely numeric segment of the dotted name."""
+    """The repeated-block (layer) number: the first purely numeric segment of the dotted name.
+
+    None when there is none, or when it is too large to be a layer number (checked on the
+    digits, before any conversion, so a thousand-digit segment costs nothing).
+    """
     m = _BLOCK.search(name)
-    return int(m.group(1)) if m else None
+    if m is None:
+        return None
+    digits = m.group(1).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_BLOCKS)):
+        return None
+    b = int(digits)
+    return b if b < MAX_BLOCKS else None
 
 
 def role_of(name: str, shape: tuple[int, ...], gguf_name: str | None = None) -> str:

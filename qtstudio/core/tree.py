@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import TensorInfo
+    from .tensor_info import TensorInfo
 
 
 @dataclass(eq=False)
@@ -77,7 +77,18 @@ def build_tree(tensors: Iterable[TensorInfo]) -> TreeNode:
             walk.nbytes += t.nbytes
             walk = walk.parent
     # Repeated blocks read best in numeric order (checkpoints often store 0, 1, 10, 11, ..., 2).
+    # Compared as digit strings (length first), never converted: a segment may hold thousands
+    # of digits in a damaged file.
     for node in root.walk():
-        if len(node.children) > 1 and all(c.name.isdigit() for c in node.children):
-            node.children.sort(key=lambda c: int(c.name))
+        if len(node.children) > 1 and all(_is_number(c.name) for c in node.children):
+            node.children.sort(key=lambda c: _number_key(c.name))
     return root
+
+
+def _is_number(segment: str) -> bool:
+    return segment.isascii() and segment.isdigit()
+
+
+def _number_key(segment: str) -> tuple[int, str, str]:
+    digits = segment.lstrip("0")
+    return len(digits), digits, segment

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,27 +23,97 @@ class ExportError(Exception):
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    # samefile compares device and inode: a symlink or a hard link to an input is that input
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
 
 
-def check_target(target: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
-    """Validate an output path before any work starts; returns it resolved."""
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str | None:
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a regular file"
+
+
+#: files beside a checkpoint that its readers (or the NNEF graph builder) read
+_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
+               "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+               "vocab.txt", "vocab.json", "merges.txt")
+_WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json",
+                    "*.pt", "*.pth", "*.gguf")
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """Every file opening ``path`` as a model may read: the file itself, and for a folder or a
+    shard index also the shards and the config / tokenizer files beside them. Outputs must not
+    land on any of these."""
+    p = Path(path).expanduser()
+    files = [p]
+    folder = p if p.is_dir() else p.parent
+    sharded = p.is_dir() or p.name.endswith(".index.json")
+    if not p.name.lower().endswith(".gguf"):
+        files += [folder / n for n in _SIDE_FILES if (folder / n).exists()]
+    if sharded:
+        for pattern in _WEIGHT_PATTERNS:
+            files += sorted(folder.glob(pattern))
+    return list(dict.fromkeys(files))
+
+
+def check_target(target: str | Path, inputs: Iterable[str | Path] = (), *,
+                 allow_dir: bool = False) -> Path:
+    """Validate an output path before any work starts; returns it (user-expanded).
+
+    Refused: any of ``inputs`` (same path, a symlink to it, a hard link of it), and anything
+    that is not a regular file to replace: devices (``/dev/full``), FIFOs, sockets, and folders
+    unless ``allow_dir`` (an NNEF folder export), in which case no input may lie inside it.
+    """
     out = Path(target).expanduser()
     for src in inputs:
         src_path = Path(src).expanduser()
         if out.resolve() == src_path.resolve() or _same_file(out, src_path):
             raise ExportError(f"refusing to overwrite the input {src_path}: choose another output")
+        if allow_dir and out.is_dir() and _inside(src_path, out):
+            raise ExportError(f"refusing to replace {out}: the input {src_path} is inside it")
+    try:
+        mode = os.stat(out).st_mode  # follows a symlink: what lies behind it is what gets hit
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ExportError(describe_os_error(exc, out)) from None
+    if mode is not None:
+        kind = _not_regular(mode)
+        if kind is not None:
+            raise ExportError(f"cannot write {out}: it is {kind}, not a regular file")
+        if stat.S_ISDIR(mode) and not allow_dir:
+            raise ExportError(f"cannot write {out}: it is a folder")
     parent = out.resolve().parent
     if not parent.is_dir():
         raise ExportError(f"cannot write {out}: folder {parent} does not exist")
-    if out.is_dir():
-        raise ExportError(f"cannot write {out}: it is a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"cannot write {out}: no permission to create files in {parent}")
     return out
+
+
+def write_bytes_atomic(target: str | Path, data: bytes, *,
+                       inputs: Iterable[str | Path] = ()) -> Path:
+    """Replace ``target`` whole with ``data`` (temporary file, fsync, rename)."""
+    with atomic_output(target, inputs=inputs) as f:
+        f.write(data)
+    return Path(target).expanduser()
 
 
 def describe_os_error(exc: OSError, target: Path) -> str:

@@ -33,6 +33,7 @@ from qtstudio.core.encodings import Encoding, get_encoding
 from qtstudio.core.model import Model
 from qtstudio.core.plan import Plan, PlanEntry
 from qtstudio.core.presets import PRESETS
+from qtstudio.core.qtensor import QTensor
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
 from qtstudio.jobs import CancelToken, Progress
@@ -230,20 +231,25 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
                     threads: int | None = None,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
                     chunk_bytes: int = CHUNK_BYTES, executor: Executor | str | None = None,
+                    precomputed: Mapping[str, QTensor] | None = None,
                     ) -> Generator[Progress, None, ExportReport]:
     """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
+
+    ``precomputed`` maps checkpoint tensor names to bytes already encoded in the planned type
+    (GPTQ's); they are written as they are (rows reordered when the conversion reorders them).
 
     The file appears only when everything succeeded; cancelling (the token, Ctrl-C, closing the
     generator) or any error leaves neither the output nor a temporary file. With ``executor``
     (an Executor or a Ray address) the row chunks are encoded as tasks there and written here
-    in order: the same bytes.
+    in order: the same bytes. Precomputed tensors are written here, so ``precomputed`` runs the
+    whole export in-process.
     """
     cancel = cancel or CancelToken()
     check_target(out_path, _source_files(model))  # a bad path fails before any connection
-    ex, owned = executor_for(executor, threads=threads)
+    ex, owned = (None, False) if precomputed else executor_for(executor, threads=threads)
     try:
         return (yield from _export(model, plan, out_path, imatrix, threads, cancel,
-                                   allow_requantize, chunk_bytes, ex))
+                                   allow_requantize, chunk_bytes, ex, precomputed))
     finally:
         if owned and ex is not None:
             ex.close()
@@ -252,7 +258,8 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
 def _export(model: Model, plan: Plan, out_path: str | Path,
             imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None, threads: int | None,
             cancel: CancelToken, allow_requantize: bool, chunk_bytes: int,
-            ex: Executor | None) -> Generator[Progress, None, ExportReport]:
+            ex: Executor | None, precomputed: Mapping[str, QTensor] | None,
+            ) -> Generator[Progress, None, ExportReport]:
     start = time.perf_counter()
     if imatrix is not None and not isinstance(imatrix, ImportanceMatrix):
         # a plain {gguf name: weights} mapping, as the quantize job takes
@@ -290,8 +297,11 @@ def _export(model: Model, plan: Plan, out_path: str | Path,
             info = model.tensor(e.name)
             yield Progress("export", e.name, index, len(items), done, bytes_total,
                            time.perf_counter() - start, f"{item.out_name} -> {item.encoding.name}")
-            yield from _write_tensor(w, model, item, imatrix, threads, cancel, chunk_bytes,
-                                     index, len(items), done, bytes_total, start)
+            if precomputed is not None and e.name in precomputed:
+                _write_precomputed(w, item, precomputed[e.name], cancel, chunk_bytes)
+            else:
+                yield from _write_tensor(w, model, item, imatrix, threads, cancel, chunk_bytes,
+                                         index, len(items), done, bytes_total, start)
             report.tensors.append({"name": e.name, "gguf_name": item.out_name,
                                    "encoding": item.encoding.name, "shape": list(item.shape),
                                    "nbytes": w.tensors[index].nbytes})
@@ -480,6 +490,38 @@ def _encode_span(rows: np.ndarray, item: _Item, w_m: np.ndarray | None, threads:
         raise ExportError(f"tensor {item.entry.name}: non-finite value at row {r0 + r}, column "
                           f"{c}; it cannot be encoded as {enc.name}")
     return enc.quantize_rows(x, imatrix=w_m, threads=threads)
+
+
+def _row_order(item: _Item, rows: int, n: int) -> np.ndarray | None:
+    """The conversion's transform as a row permutation (None: rows stay in place), found by
+    running it on row numbers; encoded rows can only be moved whole."""
+    if item.transform is None:
+        return None
+    probe = np.repeat(np.arange(rows, dtype=np.float32)[:, None], n, axis=1)
+    moved = np.asarray(item.transform(probe.reshape(item.entry.shape)), np.float32)
+    moved = moved.reshape(rows, n)
+    order = moved[:, 0].astype(np.int64)
+    if not (moved == moved[:, :1]).all() or sorted(order.tolist()) != list(range(rows)):
+        raise ExportError(f"tensor {item.entry.name}: the conversion changes values, not just "
+                          "the row order; precomputed bytes cannot follow it")
+    return None if (order == np.arange(rows)).all() else order
+
+
+def _write_precomputed(w: GGUFStreamWriter, item: _Item, qt: QTensor, cancel: CancelToken,
+                       chunk_bytes: int) -> None:
+    e = item.entry
+    if qt.encoding.name != item.encoding.name or tuple(qt.shape) != tuple(e.shape):
+        raise ExportError(f"tensor {e.name}: precomputed {qt.encoding.name} {tuple(qt.shape)} "
+                          f"does not match the plan's {item.encoding.name} {tuple(e.shape)}")
+    data = qt.data
+    order = _row_order(item, data.shape[0], int(e.shape[-1]))
+    w.begin_tensor(item.out_name)
+    step = max(1, chunk_bytes // max(1, data.shape[1]))
+    for r0 in range(0, data.shape[0], step):
+        cancel.check()
+        rows = np.arange(r0, min(r0 + step, data.shape[0]))
+        w.write_piece(np.ascontiguousarray(data[rows if order is None else order[rows]]))
+    w.end_tensor()
 
 
 def export_gguf(model: Model, plan: Plan, out_path: str | Path, **kwargs: Any) -> ExportReport:

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
+from gguf import GGMLQuantizationType, GGUFValueType
 
+from qtstudio.formats._files import open_regular, read_regular, regular_size
+from qtstudio.formats.errors import ModelFormatError
+from qtstudio.formats.gguf_reader import read_gguf
 from qtstudio.formats.gguf_writer import GGUFStreamWriter
 
 KEY_DATASETS = "imatrix.datasets"
@@ -28,11 +31,11 @@ COUNT_SUFFIX = ".counts"
 _MAX_NAME = 4096
 
 
-class ImatrixError(ValueError):
+class ImatrixError(ModelFormatError):
     """An importance-matrix file that cannot be read; names the file and the problem."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+    def __init__(self, path: str | Path, problem: str, *, tensor: str | None = None) -> None:
+        super().__init__(path, problem, tensor=tensor)
 
 
 @dataclass
@@ -61,69 +64,93 @@ class ImportanceMatrix:
         return len(self.entries)
 
 
+#: more than any importance matrix needs (a large MoE model's is a few hundred MB)
+MAX_LEGACY_BYTES = 4 << 30
+
+
 def load_imatrix(path: str | Path) -> ImportanceMatrix:
     """Read either format, detected by the GGUF magic."""
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ImatrixError(p, f"cannot open: {exc.strerror or exc}") from None
+    regular_size(p, ImatrixError)  # a FIFO or a device is refused before it is opened
+    with open_regular(p, ImatrixError) as f:
+        magic = f.read(4)
     if magic == b"GGUF":
         return _load_gguf(p)
     return _load_legacy(p)
 
 
-def _field_value(reader: GGUFReader, key: str):
-    fld = reader.fields.get(key)
-    if fld is None:
-        return None
-    return fld.contents()
+def _column_weights(p: Path, name: str, values: np.ndarray) -> np.ndarray:
+    if values.size and not (np.isfinite(values).all() and (values >= 0).all()):
+        raise ImatrixError(p, f"{name} holds negative or non-finite sums of squares")
+    return values
 
 
 def _load_gguf(p: Path) -> ImportanceMatrix:
+    # Our bounds-checked GGUF parser: counts, lengths and offsets are checked against the file
+    # before anything is allocated.
     try:
-        reader = GGUFReader(p)
-    except Exception as exc:  # the gguf package raises assorted errors on damaged files
-        raise ImatrixError(p, f"not a readable GGUF importance matrix ({exc})") from None
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, np.ndarray] = {}
-    for t in reader.tensors:
-        if t.tensor_type != GGMLQuantizationType.F32:
-            raise ImatrixError(p, f"tensor {t.name} is {t.tensor_type.name}, expected F32")
-        if t.name.endswith(SUM_SUFFIX):
-            sums[t.name[: -len(SUM_SUFFIX)]] = np.asarray(t.data, dtype=np.float32)
-        elif t.name.endswith(COUNT_SUFFIX):
-            counts[t.name[: -len(COUNT_SUFFIX)]] = np.asarray(t.data, dtype=np.float32)
+        src, meta, _ = read_gguf(p)
+    except ImatrixError:
+        raise
+    except ModelFormatError as exc:
+        raise ImatrixError(p, f"not a readable GGUF importance matrix: {exc.problem}",
+                           tensor=exc.tensor) from None
+    try:
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        for raw in src.raws:
+            if raw.dtype != "F32":
+                raise ImatrixError(p, f"tensor {raw.name} is {raw.dtype}, expected F32")
+            if raw.unreadable is not None:
+                raise ImatrixError(p, raw.unreadable, tensor=raw.name)
+            if raw.name.endswith(SUM_SUFFIX):
+                sums[raw.name[: -len(SUM_SUFFIX)]] = src.load(raw.name)
+            elif raw.name.endswith(COUNT_SUFFIX):
+                counts[raw.name[: -len(COUNT_SUFFIX)]] = src.load(raw.name)
+    finally:
+        src.close()
     if not sums and not counts:
         raise ImatrixError(p, "no importance data (no *.in_sum2 / *.counts tensors)")
     for key in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE):
-        if key not in reader.fields:
+        if key not in meta:
             raise ImatrixError(p, f"missing imatrix metadata key {key}")
     entries: dict[str, np.ndarray] = {}
     for name in sorted(set(sums) | set(counts)):
         if name not in sums or name not in counts:
             raise ImatrixError(p, f"{name} has sums without counts or counts without sums")
-        s = sums[name].reshape(sums[name].shape[0] if sums[name].ndim > 1 else 1, -1)
-        c = counts[name].reshape(-1)
+        s = _column_weights(p, name, sums[name])
+        s = s.reshape(s.shape[0], -1) if s.ndim > 1 else s.reshape(1, -1)
+        c = _column_weights(p, name, counts[name].reshape(-1))
         if c.size != s.shape[0]:
             raise ImatrixError(p, f"{name}: {c.size} counts for {s.shape[0]} matrices")
         out = np.ones_like(s)
         # A matrix that saw no calibration input gets neutral weights, as llama-quantize does.
         seen = c > 0
-        out[seen] = s[seen] / c[seen, None]
+        with np.errstate(over="ignore"):
+            out[seen] = s[seen] / c[seen, None]
+        if not np.isfinite(out).all():
+            raise ImatrixError(p, f"{name}: its sums divided by its counts overflow float32")
         entries[name] = out.reshape(-1)
-    datasets = _field_value(reader, KEY_DATASETS) or []
+    datasets = meta.get(KEY_DATASETS) or []
     if isinstance(datasets, str):
         datasets = [datasets]
+    if not isinstance(datasets, list):
+        raise ImatrixError(p, f"{KEY_DATASETS} must be a list of file names")
     return ImportanceMatrix(
         entries=entries,
-        datasets=[str(d) for d in datasets],
-        chunk_count=int(_field_value(reader, KEY_CHUNK_COUNT)),
-        chunk_size=int(_field_value(reader, KEY_CHUNK_SIZE)),
+        datasets=[str(d)[:4096] for d in datasets],
+        chunk_count=_count(p, meta, KEY_CHUNK_COUNT),
+        chunk_size=_count(p, meta, KEY_CHUNK_SIZE),
         path=p,
         format="gguf",
     )
+
+
+def _count(p: Path, meta: dict, key: str) -> int:
+    v = meta.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63:
+        raise ImatrixError(p, f"{key} must be a non-negative integer, got {str(v)[:40]}")
+    return v
 
 
 class _Cursor:
@@ -146,10 +173,7 @@ class _Cursor:
 
 
 def _load_legacy(p: Path) -> ImportanceMatrix:
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImatrixError(p, f"cannot read: {exc.strerror or exc}") from None
+    data = read_regular(p, MAX_LEGACY_BYTES, "an importance matrix", ImatrixError)
     cur = _Cursor(p, data)
     n_entries = cur.i32("the entry count")
     # each entry takes at least 16 bytes, so a count beyond that is corruption, not data
@@ -168,6 +192,7 @@ def _load_legacy(p: Path) -> ImportanceMatrix:
             raise ImatrixError(p, f"entry {name} claims {nval} values; the file is too short")
         vals = np.frombuffer(cur.take(nval * 4, f"values of {name}"), dtype="<f4").astype(
             np.float32)
+        _column_weights(p, name, vals)
         if ncall > 0:
             vals = vals / np.float32(ncall)
         entries[name] = vals

@@ -7,11 +7,14 @@ loaded. Every problem with a file is a :class:`ModelFormatError` naming the file
 from __future__ import annotations
 
 import json
+import pickletools
+import struct
 from pathlib import Path
 from typing import Any
 
 from qtstudio.core.model import Model
 
+from ._files import open_regular, read_regular, regular_size
 from .errors import ModelFormatError
 
 __all__ = ["ModelFormatError", "open_model"]
@@ -24,11 +27,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
     cfg = folder / "config.json"
     if not cfg.is_file():
         return {}
+    text = read_regular(cfg, MAX_CONFIG_BYTES, "a model config")
     try:
-        if cfg.stat().st_size > MAX_CONFIG_BYTES:
-            raise ModelFormatError(cfg, "config.json is too large to be a model config")
-        doc = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        doc = json.loads(text.decode("utf-8"))
+    # ValueError also covers integers beyond Python's digit limit
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelFormatError(cfg, f"config.json is not readable JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ModelFormatError(cfg, "config.json is not a JSON object")
@@ -50,15 +53,40 @@ def _pick_in_folder(folder: Path) -> Path:
                                    "*.safetensors.index.json, *.bin, *.pt, *.pth, *.gguf)")
 
 
+# Every pickle opcode: the byte after a PROTO header must be one of them.
+_PICKLE_OPCODES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
+
+
+def _is_safetensors_layout(head: bytes, size: int) -> bool:
+    """u64 header length that fits the file, then the header's opening '{'."""
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
+def _is_torch_pickle(head: bytes) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle: PROTO, a real protocol, an opcode."""
+    if head[:4] == b"PK\x03\x04":
+        return True
+    return (len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5
+            and head[2] in _PICKLE_OPCODES)
+
+
 def _sniff(path: Path) -> str:
+    size = regular_size(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        with open_regular(path) as f:
+            head = f.read(16)
     except OSError as exc:
         raise ModelFormatError(path, f"cannot read: {exc.strerror or exc}") from None
     if head[:4] == b"GGUF":
         return "gguf"
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # The safetensors layout first: about one header length in 256 starts with byte 0x80,
+    # which is also how a pickle starts.
+    if _is_safetensors_layout(head, size):
+        return "safetensors"
+    if _is_torch_pickle(head):
         return "torch"
     name = path.name.lower()
     if name.endswith(".gguf"):
@@ -79,6 +107,8 @@ def open_model(path: str | Path) -> Model:
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
         path = _pick_in_folder(path)
+    if not path.is_dir():
+        regular_size(path)  # a FIFO or a device is refused here, before anything opens it
     config = _read_config(folder)
     arch = config.get("model_type") if isinstance(config.get("model_type"), str) else None
     name = path.name.lower()

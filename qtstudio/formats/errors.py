@@ -16,5 +16,6 @@ class ModelFormatError(ValueError):
         self.path = Path(path)
         self.problem = problem
         self.tensor = tensor
-        where = f"{self.path}" + (f", tensor {tensor!r}" if tensor else "")
+        shown = tensor if tensor is None or len(tensor) <= 120 else tensor[:120] + "..."
+        where = f"{self.path}" + (f", tensor {shown!r}" if tensor is not None else "")
         super().__init__(f"{where}: {problem}")

@@ -8,7 +8,9 @@ package's reference decoders for ggml types the native library does not know yet
 
 from __future__ import annotations
 
+import math
 import mmap
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import numpy as np
 from qtstudio import kernels
 from qtstudio.core.model import RawTensor
 
+from ._files import open_regular
 from ._mmap import MappedFile
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32
@@ -40,6 +43,8 @@ _MIN_KV = 8 + 4 + 1
 _MIN_TENSOR_INFO = 8 + 4 + 8 + 4 + 8
 _PLAIN_GGML = {0: "F32", 1: "F16", 30: "BF16", 28: "F64", 24: "I8", 25: "I16", 26: "I32",
                27: "I64"}
+#: ggml caps a tensor's element count at INT64_MAX; we stop well before numpy's limits
+MAX_ELEMENTS = 1 << 62
 
 
 class _Cursor:
@@ -105,6 +110,29 @@ class _Cursor:
         raise self.fail(f"{what}: unknown value type {vtype}")
 
 
+def _decode_problem(type_id: int, tname: str) -> str | None:
+    """Why values of this (known) ggml type cannot be decoded, or None if they can."""
+    if type_id in _PLAIN_GGML:
+        return None
+    nt = kernels.native_type(type_id)
+    if nt is not None and nt.can_dequantize:
+        return None
+    if _gguf_can_dequantize(type_id):
+        return None
+    return (f"{tname} data cannot be decoded: neither qtstudio's native library nor the gguf "
+            f"package has a {tname} decoder (llama.cpp uses it only inside its own kernels)")
+
+
+def _gguf_can_dequantize(type_id: int) -> bool:
+    traits = getattr(gguf.quants, "_type_traits", None)
+    if traits is None:
+        return True  # an older gguf package: let it try, and turn its refusal into ours
+    try:
+        return gguf.GGMLQuantizationType(type_id) in traits
+    except ValueError:
+        return False
+
+
 def _type_geometry(type_id: int) -> tuple[str, int, int] | None:
     """(name, elements per block, bytes per block) of a ggml type id, or None if unknown."""
     try:
@@ -138,6 +166,8 @@ class GGUFSource:
 
     def load(self, name: str) -> np.ndarray:
         raw, _, tid = self._entries[name]
+        if raw.unreadable is not None:
+            raise ModelFormatError(self._path, raw.unreadable, tensor=name)
         data = self.load_raw(name)
         if tid in _PLAIN_GGML:
             return plain_to_f32(data, _PLAIN_GGML[tid])
@@ -146,8 +176,12 @@ class GGUFSource:
         if nt is not None and nt.can_dequantize:
             out = kernels.dequantize_rows(tid, data, n)
         else:
-            out = gguf.quants.dequantize(np.ascontiguousarray(data),
-                                         gguf.GGMLQuantizationType(tid))
+            try:
+                out = gguf.quants.dequantize(np.ascontiguousarray(data),
+                                             gguf.GGMLQuantizationType(tid))
+            except (NotImplementedError, ValueError, TypeError) as exc:
+                raise ModelFormatError(self._path, f"{raw.dtype} data cannot be decoded "
+                                                   f"({exc})", tensor=name) from None
         return np.ascontiguousarray(out, dtype=np.float32).reshape(raw.shape)
 
     def close(self) -> None:
@@ -157,8 +191,8 @@ class GGUFSource:
 def read_gguf(path: Path) -> tuple[GGUFSource, dict[str, Any], int]:
     """(source, metadata KV pairs, version)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             if size == 0:
                 raise ModelFormatError(path, "empty file, not GGUF")
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -194,7 +228,7 @@ def _parse(path: Path, buf: memoryview, size: int) -> tuple[GGUFSource, dict[str
     alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise c.fail(f"general.alignment {alignment!r} is not a power of two")
-    infos: list[tuple[str, tuple[int, ...], int, int, int]] = []
+    infos: list[tuple[str, tuple[int, ...], int, int, int, str | None]] = []
     seen: set[str] = set()
     for i in range(n_tensors):
         name = c.string(f"name of tensor {i}")
@@ -207,6 +241,9 @@ def _parse(path: Path, buf: memoryview, size: int) -> tuple[GGUFSource, dict[str
         ne = [c.scalar("<q", 8, f"dimensions of {name!r}") for _ in range(n_dims)]
         if any(d < 0 for d in ne):
             raise c.fail(f"negative dimension in {ne}", name)
+        if math.prod(d for d in ne if d) > MAX_ELEMENTS:
+            raise c.fail(f"dimensions {ne} multiply out to more than 2^62 values (ggml's "
+                         "element count would overflow)", name)
         tid = c.scalar("<i", 4, f"type of {name!r}")
         offset = c.u64(f"offset of {name!r}")
         geom = _type_geometry(tid)
@@ -222,18 +259,23 @@ def _parse(path: Path, buf: memoryview, size: int) -> tuple[GGUFSource, dict[str
         nbytes = count // blk * bsize
         if offset % alignment:
             raise c.fail(f"data offset {offset} is not aligned to {alignment}", name)
-        infos.append((name, tuple(reversed(ne)), tid, offset, nbytes))
+        if 0 in ne:
+            why: str | None = (f"has a zero dimension (ne={ne}): a ggml tensor needs every "
+                               "dimension to be at least 1")
+        else:
+            why = _decode_problem(tid, tname)
+        infos.append((name, tuple(reversed(ne)), tid, offset, nbytes, why))
     data_start = (c.pos + alignment - 1) // alignment * alignment
     mapped = MappedFile(path)
     entries: dict[str, tuple[RawTensor, int, int]] = {}
     spans: list[tuple[int, int, str]] = []
-    for name, shape, tid, offset, nbytes in infos:
+    for name, shape, tid, offset, nbytes, why in infos:
         end = data_start + offset + nbytes
         if end > size:
             raise c.fail(f"the tensor's data ends at byte {end} but the file holds only {size} "
                          "bytes: the file is truncated", name)
         dtype = _type_geometry(tid)[0]  # type: ignore[index]
-        entries[name] = (RawTensor(name, shape, dtype, nbytes), data_start + offset, tid)
+        entries[name] = (RawTensor(name, shape, dtype, nbytes, why), data_start + offset, tid)
         spans.append((offset, nbytes, name))
     spans.sort()
     end, owner = 0, ""

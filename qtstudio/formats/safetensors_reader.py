@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,22 @@ import numpy as np
 
 from qtstudio.core.model import RawTensor
 
+from ._files import open_regular
 from ._mmap import MappedFile
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32
 
 # The safetensors format caps its header at 100 MB; anything larger is not a safetensors file.
 MAX_HEADER_BYTES = 100_000_000
+#: more dimensions than any real tensor has (numpy's own limit is 64)
+MAX_RANK = 16
+#: a dimension, or a product of the non-zero dimensions, beyond this is damage (numpy sizes
+#: are int64, and no file holds 2**62 values)
+MAX_ELEMENTS = 1 << 62
+# Storage types the format defines that we cannot convert: such tensors stay visible, marked
+# unreadable, with their byte spans still checked.
+_OTHER_ITEMSIZES = {"F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "U32": 4, "U64": 8,
+                    "C64": 8, "C128": 16}
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,8 @@ def _fail(path: Path, problem: str, tensor: str | None = None) -> ModelFormatErr
 def read_header(path: Path) -> tuple[dict, dict[str, str], int, int]:
     """(tensor entries, __metadata__, data start, file size), all validated."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise _fail(path, f"the file holds {size} bytes; a safetensors file starts with "
@@ -57,9 +68,13 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int, int]:
             text = f.read(n)
     except OSError as exc:
         raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(text) < n:
+        raise _fail(path, f"the header length field says {n} bytes, but the file ended after "
+                          f"{len(text)}: it is truncated")
     try:
         header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError also covers integers beyond Python's digit limit
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail(path, f"the header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object")
@@ -79,26 +94,36 @@ def _parse_entries(path: Path, header: dict, data_start: int, size: int,
         dtype, shape, offsets = e.get("dtype"), e.get("shape"), e.get("data_offsets")
         if not isinstance(dtype, str):
             raise _fail(path, "entry has no dtype", name)
-        if dtype not in PLAIN_DTYPES:
-            raise _fail(path, f"unsupported dtype {dtype} in tensor {name!r} "
-                              f"(supported: {', '.join(PLAIN_DTYPES)})", name)
-        if (not isinstance(shape, list)
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                           for d in shape)):
-            raise _fail(path, f"shape {shape!r} is not a list of non-negative integers", name)
+        if (not isinstance(shape, list) or len(shape) > MAX_RANK
+                or not all(isinstance(d, int) and not isinstance(d, bool)
+                           and 0 <= d <= MAX_ELEMENTS for d in shape)):
+            raise _fail(path, f"shape {_short(shape)} is not a list of at most {MAX_RANK} "
+                              "non-negative integers of sane size", name)
+        if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+            raise _fail(path, f"shape {_short(shape)} multiplies out to more values than any "
+                              "file can hold", name)
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1]):
-            raise _fail(path, f"data_offsets {offsets!r} must be two increasing integers", name)
+            raise _fail(path, f"data_offsets {_short(offsets)} must be two increasing integers",
+                        name)
         begin, end = offsets
-        expected = math.prod(shape) * PLAIN_DTYPES[dtype].itemsize
-        if end - begin != expected:
-            raise _fail(path, f"data_offsets span {end - begin} bytes but {dtype} {shape} "
-                              f"needs {expected}", name)
         if end > data_len:
             raise _fail(path, f"the tensor's data ends at byte {data_start + end} but the file "
                               f"holds only {size} bytes: the file is truncated", name)
-        raw = RawTensor(name, tuple(shape), dtype, expected)
+        unreadable = None
+        if dtype in PLAIN_DTYPES:
+            itemsize = PLAIN_DTYPES[dtype].itemsize
+        else:
+            itemsize = _OTHER_ITEMSIZES.get(dtype)
+            unreadable = (f"storage type {_short(dtype)} cannot be read (readable: "
+                          f"{', '.join(PLAIN_DTYPES)})")
+            dtype = dtype[:32]
+        expected = math.prod(shape) * itemsize if itemsize is not None else end - begin
+        if end - begin != expected:
+            raise _fail(path, f"data_offsets span {end - begin} bytes but {dtype} "
+                              f"{_short(shape)} needs {expected}", name)
+        raw = RawTensor(name, tuple(shape), dtype, expected, unreadable)
         out.append(_Entry(raw, mapped, data_start + begin))
     # File order, and no two tensors may share bytes.
     out.sort(key=lambda en: (en.offset, en.raw.nbytes))
@@ -112,6 +137,12 @@ def _parse_entries(path: Path, header: dict, data_start: int, size: int,
     return out
 
 
+def _short(value: object, limit: int = 80) -> str:
+    """repr() cut to ``limit`` characters: header values may be megabytes long."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class SafetensorsSource:
     """Tensors from one or more safetensors files, mapped on first access."""
 
@@ -122,6 +153,8 @@ class SafetensorsSource:
 
     def load_raw(self, name: str) -> np.ndarray:
         e = self._entries[name]
+        if e.raw.unreadable is not None:
+            raise _fail(e.file.path, e.raw.unreadable, name)
         dt = PLAIN_DTYPES[e.raw.dtype]
         return e.file.view(e.offset, e.raw.nbytes).view(dt).reshape(e.raw.shape)
 

@@ -3,39 +3,47 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
+from ._files import read_regular
 from .errors import ModelFormatError
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
+def _is_regular(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(p).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def read_index(path: Path) -> tuple[list[Path], dict[str, str], dict]:
     """(shard paths in first-use order, tensor -> shard file name, index metadata)."""
+    text = read_regular(path, MAX_INDEX_BYTES, "a shard index")
     try:
-        size = path.stat().st_size
-        if size > MAX_INDEX_BYTES:
-            raise ModelFormatError(path, f"index of {size} bytes is too large to be a shard index")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelFormatError(path, f"cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        doc = json.loads(text.decode("utf-8"))
+    # ValueError also covers integers beyond Python's digit limit
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelFormatError(path, f"the shard index is not valid JSON ({exc})") from None
     wmap = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wmap, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()):
         raise ModelFormatError(path, "the shard index has no weight_map of names to files")
-    shards: list[Path] = []
+    shards: set[Path] = set()
     for name, fname in wmap.items():
-        shard = path.parent / fname
         # A shard must sit in the index's folder: an index cannot point elsewhere on the disk.
-        if Path(fname).name != fname or fname in {"", ".", ".."}:
-            raise ModelFormatError(path, f"shard name {fname!r} is not a plain file name",
+        if (fname in {"", ".", ".."} or "\0" in fname or len(fname) > 255
+                or Path(fname).name != fname):
+            raise ModelFormatError(path, f"shard name {fname[:80]!r} is not a plain file name",
                                    tensor=name)
+        shard = path.parent / fname
         if shard not in shards:
-            if not shard.is_file():
+            if not _is_regular(shard):
                 raise ModelFormatError(path, f"the index names shard {fname}, which does not "
-                                             "exist", tensor=name)
-            shards.append(shard)
+                                             "exist or is not a regular file", tensor=name)
+            shards.add(shard)
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     return sorted(shards), wmap, meta

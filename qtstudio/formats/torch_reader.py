@@ -7,8 +7,10 @@ a message that says why. mmap keeps tensor storage on disk until a tensor is rea
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 
 from qtstudio.core.model import RawTensor
 
+from ._files import regular_size
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32
 
@@ -39,40 +42,82 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)|global:? ?`?([\w.]+)", re.IGNORECASE)
 def _refusal(path: Path, exc: Exception) -> ModelFormatError:
     text = str(exc)
     m = _GLOBAL.search(text)
-    what = f" (it references {m.group(1) or m.group(2)})" if m else ""
+    if m is None:
+        # weights_only wraps every unpickling failure; without a global it is damage, not code
+        detail = " ".join(line.strip() for line in text.splitlines()
+                          if line.strip() and "weights_only" not in line
+                          and "PyTorch 2.6" not in line and "documentation" not in line)
+        return ModelFormatError(path, "the pickle is damaged or not a state dict"
+                                      + (f" ({detail[:200]})" if detail else ""))
     return ModelFormatError(
-        path, "refused: this pickle needs code to load" + what + ". Only plain tensors and "
+        path, f"refused: this pickle needs code to load (it references "
+              f"{m.group(1) or m.group(2)}). Only plain tensors and "
               "containers are accepted (weights_only loading), so it was never unpickled; "
               "re-save it as a state dict or as safetensors")
 
 
+def _damaged(path: Path, exc: BaseException) -> ModelFormatError:
+    if isinstance(exc, RecursionError):
+        return ModelFormatError(path, "the pickle nests containers too deeply to be a state dict")
+    if isinstance(exc, MemoryError):
+        return ModelFormatError(path, "the file asks for more memory than it could hold: damaged")
+    text = " ".join(str(exc).split())[:200]
+    return ModelFormatError(path, f"not a loadable PyTorch file ({type(exc).__name__}: {text})")
+
+
 def _torch_load(path: Path) -> Any:
+    regular_size(path)  # a FIFO or device is refused before torch opens it
+    # torch warns about odd pickle protocols and the like; the user gets our verdict instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _torch_load_quiet(path)
+
+
+def _torch_load_quiet(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
     except RuntimeError as exc:
-        if "mmap" in str(exc) and zipfile.is_zipfile(path) is False:
-            # The pre-1.6 (non-zip) format cannot be mapped; it still loads weights-only.
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-            except pickle.UnpicklingError as exc2:
-                raise _refusal(path, exc2) from None
-            except Exception as exc2:
-                raise ModelFormatError(path, f"not a loadable PyTorch file ({exc2})") from None
-        raise ModelFormatError(path, f"not a loadable PyTorch file ({exc})") from None
-    except (EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-        raise ModelFormatError(path, f"not a loadable PyTorch file ({type(exc).__name__}: "
-                                     f"{exc})") from None
+        if "mmap" not in str(exc) or _is_zip(path):
+            raise _damaged(path, exc) from None
+    except Exception as exc:
+        raise _damaged(path, exc) from None
+    # The pre-1.6 (non-zip) format cannot be mapped; it still loads weights-only.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except Exception as exc:
+        raise _damaged(path, exc) from None
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+#: containers deeper than this are not a state dict (and a self-containing dict stops here)
+MAX_DEPTH = 32
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor], depth: int = 0,
+             active: set[int] | None = None) -> None:
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(k, str):
-                _flatten(v, f"{prefix}.{k}" if prefix else k, out)
+        return
+    if not isinstance(obj, dict) or depth > MAX_DEPTH:
+        return
+    active = set() if active is None else active
+    if id(obj) in active:  # a dict that contains itself: the cycle holds nothing new
+        return
+    active.add(id(obj))
+    for k, v in obj.items():
+        if isinstance(k, str):
+            _flatten(v, f"{prefix}.{k}" if prefix else k, out, depth + 1, active)
+    active.discard(id(obj))
 
 
 def _state_dict(path: Path, obj: Any) -> dict[str, torch.Tensor]:
@@ -91,30 +136,73 @@ def _state_dict(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     return out
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return _TORCH_DTYPES.get(dtype) or str(dtype).removeprefix("torch.").upper()
+
+
+def _examine(t: torch.Tensor) -> tuple[str | None, int]:
+    """(why the tensor cannot be read or None, bytes it really stores), from its metadata
+    alone: nothing is allocated or copied, whatever its shape and strides claim."""
+    if t.is_meta:
+        return "a meta tensor: the file holds its shape but no values", 0
+    if t.layout != torch.strided:
+        return (f"a {str(t.layout).removeprefix('torch.')} tensor: only dense tensors can be "
+                "read (save it with .to_dense())"), 0
+    if t.is_quantized:
+        return f"a torch-quantized {t.dtype} tensor: its values need torch's quantizer", 0
+    if t.dtype not in _TORCH_DTYPES:
+        readable = ", ".join(_TORCH_DTYPES.values())
+        return f"dtype {t.dtype} cannot be read (readable: {readable})", 0
+    size = t.element_size()
+    storage = t.untyped_storage().nbytes()
+    shape, strides = tuple(t.shape), t.stride()
+    numel = math.prod(shape)
+    if numel == 0:
+        return None, 0
+    if any(st < 0 for st in strides):
+        return f"negative strides {strides}", 0
+    last = sum((d - 1) * st for d, st in zip(shape, strides, strict=True))
+    reach = (t.storage_offset() + last + 1) * size
+    if reach > storage:
+        return (f"its view (shape {list(shape)}, strides {list(strides)}) reaches byte "
+                f"{reach} of a {storage}-byte storage"), 0
+    if numel * size > storage:
+        # stride 0 or overlapping strides: the view repeats bytes; reading it would allocate
+        # the logical size, which the file never paid for
+        return (f"shape {list(shape)} with strides {list(strides)} shows {numel * size} bytes "
+                f"of values from a {storage}-byte storage (a repeated, stride-0 view); save "
+                "it with .contiguous() or .clone()"), storage
+    return None, numel * size
+
+
 class TorchSource:
     def __init__(self, tensors: dict[str, tuple[Path, torch.Tensor]]) -> None:
-        self._tensors = tensors
+        self._tensors: dict[str, tuple[Path, torch.Tensor]] = {}
         self.raws: list[RawTensor] = []
         for name, (path, t) in tensors.items():
-            dtype = _TORCH_DTYPES.get(t.dtype)
-            if dtype is None:
-                raise ModelFormatError(path, f"unsupported dtype {t.dtype} in tensor {name!r}",
-                                       tensor=name)
-            self.raws.append(RawTensor(name, tuple(t.shape), dtype,
-                                       t.numel() * t.element_size()))
-        self._dtypes = {r.name: r.dtype for r in self.raws}
+            t = t.detach()  # an nn.Parameter is a tensor that requires grad: numpy refuses it
+            why, nbytes = _examine(t)
+            self._tensors[name] = (path, t)
+            self.raws.append(RawTensor(name, tuple(t.shape), _dtype_name(t.dtype), nbytes, why))
+        self._raw = {r.name: r for r in self.raws}
 
     def load_raw(self, name: str) -> np.ndarray:
         if not self._tensors:
             raise ValueError("the model was closed")
-        t = self._tensors[name][1].contiguous()
-        dtype = self._dtypes[name]
-        if dtype == "BF16":
-            return t.view(torch.int16).numpy().view(np.uint16)
-        return t.numpy().view(PLAIN_DTYPES[dtype])
+        path, t = self._tensors[name]
+        raw = self._raw[name]
+        if raw.unreadable is not None:
+            raise ModelFormatError(path, raw.unreadable, tensor=name)
+        try:
+            t = t.contiguous()
+            if raw.dtype == "BF16":
+                return t.view(torch.int16).numpy().view(np.uint16)
+            return t.numpy().view(PLAIN_DTYPES[raw.dtype])
+        except RuntimeError as exc:  # storage mapped from a file that shrank, and the like
+            raise ModelFormatError(path, f"cannot read the data ({exc})", tensor=name) from None
 
     def load(self, name: str) -> np.ndarray:
-        return plain_to_f32(self.load_raw(name), self._dtypes[name])
+        return plain_to_f32(self.load_raw(name), self._raw[name].dtype)
 
     def close(self) -> None:
         self._tensors = {}

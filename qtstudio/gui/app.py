@@ -18,9 +18,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="qtstudio",
         description="Desktop studio for mixed-precision model quantization.")
-    p.add_argument("path", nargs="?", type=Path,
+    p.add_argument("path", nargs="?",
                    help="model to open (safetensors file or index, Hugging Face folder, .bin/.pt, "
-                        ".gguf); the embedded demo model when left out")
+                        ".gguf); 'demo' or nothing opens the embedded demo model")
     p.add_argument("--recipe", type=Path, help="recipe JSON to load with the model")
     return p.parse_args(argv)
 
@@ -44,17 +44,77 @@ def create_application(argv: list[str] | None = None):
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    app = create_application([sys.argv[0]])
-    from .main_window import MainWindow
+def _quit_on_stop_signals(app, win) -> None:
+    """Ctrl-C in the terminal (or SIGTERM/SIGHUP) closes the window as closing it by hand does.
 
-    win = MainWindow()
-    win.show()
-    if args.path is not None:
-        win.open_model(args.path, recipe_path=args.recipe)
-    else:
-        win.open_demo(recipe_path=args.recipe, showcase=True)
+    Python runs signal handlers only between bytecodes; Qt's event loop is C++, so a timer
+    hands control back to Python a few times a second.
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def stop(signum, frame):
+        win.close()  # asks about unsaved work where the window does; closing quits the app
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, stop)
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
+class _StartUpInterruptedError(Exception):
+    """A stop signal arrived during start-up; raised at the next checkpoint."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    received: list[int] = []
+
+    def on_start_up_stop(signum, frame):
+        # Only noted: an exception raised inside PySide6's import machinery aborts the
+        # interpreter (shiboken's "could not initialize part 2"), and one raised inside a Qt
+        # call turns into a printed traceback. Start-up stops at its next checkpoint instead.
+        received.append(signum)
+
+    def checkpoint() -> None:
+        if received:
+            raise _StartUpInterruptedError
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, on_start_up_stop)
+    try:
+        from .platform_check import ensure_platform
+
+        ensure_platform()
+        checkpoint()
+        app = create_application([sys.argv[0]])
+        checkpoint()
+        from .main_window import MainWindow
+
+        checkpoint()
+        win = MainWindow()
+        checkpoint()
+        win.show()
+        from qtstudio.core.demo import DEMO_NAME
+
+        if args.path is not None and args.path != DEMO_NAME:
+            win.open_model(Path(args.path).expanduser(), recipe_path=args.recipe)
+        else:
+            win.open_demo(recipe_path=args.recipe, showcase=True)
+        checkpoint()
+        _quit_on_stop_signals(app, win)
+    except (_StartUpInterruptedError, KeyboardInterrupt):
+        # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
+        print("qtstudio: interrupted", file=sys.stderr)
+        return 130
     return app.exec()
 
 

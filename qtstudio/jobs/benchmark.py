@@ -18,9 +18,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from qtstudio.core.encodings import Encoding, get_encoding
-from qtstudio.core.qtensor import dequantize, quantize
+from qtstudio.core.qtensor import dequantize, qmatmul, quantize
 from qtstudio.kernels.api import native_type
-from qtstudio.kernels.matmul import qmatmul
 
 from . import CancelToken, Progress
 

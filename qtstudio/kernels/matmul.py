@@ -1,7 +1,8 @@
 """qmatmul: multiply float32 activations by a weight matrix that stays in its encoding.
 
-``qmatmul(x, w)`` computes ``x @ dequantize(w).T`` without decoding the whole matrix: the C
-library decodes small tiles of ``w`` on the fly, split over threads by output rows.
+``qmatmul_blocks(x, data, shape, ggml_type)`` (and ``qtstudio.qmatmul(x, w)`` on a QTensor)
+computes ``x @ W.T`` without decoding the whole matrix: the C library decodes small tiles of
+``W`` on the fly, split over threads by output rows.
 
 Accuracy, per output value ``y[i, r]`` against the float64 product of ``x`` and the dequantized
 weights ``W = dequantize(w)``:
@@ -30,15 +31,11 @@ at once are safe: the pool serves one of them and the others start threads of th
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _raw
 from .api import NativeError, _check, _resolve_isa, _threads, native_type
-
-if TYPE_CHECKING:
-    from qtstudio.core.qtensor import QTensor
 
 EXACT_ALWAYS = frozenset({"F32", "F16"})
 #: encodings whose fast path uses one activation scale per 32 values (16 for the others)
@@ -63,39 +60,37 @@ def _check_x(x: object, k: int) -> np.ndarray:
     return x
 
 
-def qmatmul(x: np.ndarray, w: QTensor, *, threads: int | None = None, exact: bool = False,
-            isa: str | None = None) -> np.ndarray:
-    """``y[n, m] = x[n, k] @ dequantize(w)[m, k].T`` in float32.
+def qmatmul_blocks(x: np.ndarray, data: np.ndarray, shape: tuple[int, int], ggml_type: int, *,
+                   threads: int | None = None, exact: bool = False,
+                   isa: str | None = None) -> np.ndarray:
+    """``y[n, m] = x[n, k] @ W[m, k].T`` in float32, ``W`` given as its encoded rows.
 
-    ``w`` is a 2-D QTensor whose rows are quantized along k, in any encoding the native library
-    decodes. ``threads=None`` uses one thread per core. ``isa`` forces a dispatch level (tests).
+    ``data`` holds the ``m`` rows of ``W`` in the ggml type ``ggml_type`` (uint8, one row of
+    blocks per output). ``threads=None`` uses one thread per core; ``isa`` forces a dispatch
+    level (tests). :func:`qtstudio.core.qtensor.qmatmul` is the QTensor-facing form.
     """
-    from qtstudio.core.qtensor import QTensor  # runtime import: core imports this package
-
     if not isinstance(exact, bool):
         raise TypeError(f"qmatmul: exact must be True or False, got {exact!r}")
-    if not isinstance(w, QTensor):
-        raise TypeError(f"qmatmul: w must be a QTensor, got {type(w).__name__}")
-    if len(w.shape) != 2:
-        raise ValueError(f"qmatmul: w must be 2-D [m, k], got shape {w.shape}")
-    enc = w.encoding
-    nt = native_type(enc.ggml_type) if enc.ggml_type is not None else None
+    if len(shape) != 2:
+        raise ValueError(f"qmatmul: w must be 2-D [m, k], got shape {tuple(shape)}")
+    nt = native_type(ggml_type)
     if nt is None or not nt.can_dequantize:
-        raise ValueError(f"qmatmul: encoding {enc.name} is not one the native library can decode")
-    m, k = w.shape
+        raise ValueError(f"qmatmul: ggml type {ggml_type} is not one the native library decodes")
+    m, k = (int(v) for v in shape)
     x = _check_x(x, k)
     mode = _EXACT if (exact or nt.name in EXACT_ALWAYS) else _FAST
     nthreads = _threads(threads)
     level = _resolve_isa(isa)
-    data = np.ascontiguousarray(w.data)
+    data = np.ascontiguousarray(data)
     if data.dtype != np.uint8 or data.shape != (m, nt.block_bytes * (k // nt.block_elems)):
-        raise NativeError(f"qmatmul: w's data does not match its shape {w.shape} and {enc.name}")
+        raise NativeError(f"qmatmul: w's data does not match its shape {tuple(shape)} and "
+                          f"{nt.name}")
     n = x.shape[0]
     y = np.empty((n, m), dtype=np.float32)
     fptr = ctypes.POINTER(ctypes.c_float)
     _check(
         _raw.lib.qt_qmatmul(nt.type_id, x.ctypes.data_as(fptr), data.ctypes.data,
                             y.ctypes.data_as(fptr), n, m, k, mode, nthreads, level),
-        f"qmatmul with {enc.name} weights",
+        f"qmatmul with {nt.name} weights",
     )
     return y

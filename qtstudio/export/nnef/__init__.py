@@ -11,7 +11,6 @@ import torch
 from qtstudio.jobs import CancelToken, run_job
 
 from .capability import nnef_fallback, nnef_problem
-from .cli import export_nnef_cli
 from .job import ExportReport, TensorReport, export_checkpoint_job, export_nnef_job
 from .q4_0 import CALIBRATIONS, quantize_q4_0
 
@@ -21,7 +20,6 @@ __all__ = [
     "TensorReport",
     "export_checkpoint_job",
     "export_nnef",
-    "export_nnef_cli",
     "export_nnef_job",
     "nnef_fallback",
     "nnef_problem",

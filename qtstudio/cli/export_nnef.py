@@ -1,7 +1,7 @@
 """``qtstudio-cli export MODEL --format nnef``: the command-line side of the NNEF export.
 
 The ``export`` subcommand (qtstudio/cli/export.py) parses the shared options and hands NNEF
-requests here.
+requests here; the export itself is qtstudio.export.nnef.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from .job import ExportReport, export_nnef_job
-from .q4_0 import CALIBRATIONS
+from qtstudio.export.nnef.job import ExportReport, export_nnef_job
+from qtstudio.export.nnef.q4_0 import CALIBRATIONS
+
+from .errors import CliError
 
 
 def _resolve(args: argparse.Namespace, source):
-    from qtstudio.cli.recipe_args import build_recipe
     from qtstudio.core.plan import resolve_plan
     from qtstudio.formats import open_model
+
+    from .recipe_args import build_recipe
 
     with open_model(source.checkpoint) as model:
         recipe = build_recipe(args, model)
@@ -55,11 +58,10 @@ def _summary(report: ExportReport) -> list[str]:
 
 
 def export_nnef_cli(args: argparse.Namespace) -> int:
-    from qtstudio.cli import CliError
-    from qtstudio.cli.job_runner import run_cli_job
+    from qtstudio.export.nnef.sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
+    from qtstudio.export.nnef.verify import verify_export
 
-    from .sources import DEFAULT_SEQ_LEN, NoGraphError, source_for
-    from .verify import verify_export
+    from .job_runner import run_cli_job
 
     if not (args.preset or args.recipe or getattr(args, "rule", None)):
         raise CliError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
@@ -71,19 +73,37 @@ def export_nnef_cli(args: argparse.Namespace) -> int:
     seq_len = getattr(args, "seq_len", None) or DEFAULT_SEQ_LEN
     if seq_len < 1:
         raise CliError("--seq-len must be at least 1")
-    try:
-        source = source_for(args.model, seq_len=seq_len)
-    except NoGraphError as exc:
-        raise CliError(str(exc)) from None
-    plan = _resolve(args, source)
-    for e in plan.fallbacks:
-        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
-    report = run_cli_job(
-        lambda cancel: export_nnef_job(
+    made: dict = {}
+
+    def job(cancel):
+        # Building a Hugging Face graph (importing transformers, constructing the module) takes
+        # seconds before the export's own first step: show it as the job's first stage.
+        import time
+
+        from qtstudio.jobs import Progress
+
+        t0 = time.monotonic()
+        yield Progress("load", f"building the graph of {Path(str(args.model)).name}", 0, 1, 0,
+                       0, 0.0, "rebuilding the model's graph")
+        try:
+            made["source"] = source = source_for(args.model, seq_len=seq_len)
+        except NoGraphError as exc:
+            raise CliError(str(exc)) from None
+        cancel.check()
+        plan = _resolve(args, source)
+        made["plan"] = plan
+        yield Progress("load", f"graph of {source.description}", 1, 1, 0, 0,
+                       time.monotonic() - t0)
+        return (yield from export_nnef_job(
             source.module, plan, source.example_inputs, Path(args.output),
             calibration=calibration, cancel=cancel, threads=getattr(args, "threads", None),
-            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))),
-        quiet=bool(getattr(args, "quiet", False)), on_stop="nothing was written")
+            name_map=source.names, keep_decoded=bool(getattr(args, "verify", False))))
+
+    report = run_cli_job(job, quiet=bool(getattr(args, "quiet", False)),
+                         on_stop="nothing was written")
+    source, plan = made["source"], made["plan"]
+    for e in plan.fallbacks:
+        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})", file=sys.stderr)
     if getattr(args, "verify", False):
         report.verification = verify_export(report.path, source.module, source.example_inputs,
                                             report.decoded)

@@ -1,0 +1,96 @@
+"""Activations, clamps and masked selection (gelu, silu, clamp, where, masked_fill ...).
+
+A mixin of :class:`~qtstudio.export.nnef.convert.Converter`: its methods use the
+converter's operand helpers (``_tensor``, ``_operand``, ``_weight``, ``self.b``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import fx
+
+from ..builder import Value, float_literal
+from .common import UnsupportedOpError
+
+
+class ActivationsOps:
+    # ----------------------------------------------------------------------------- activations
+    def _op_gelu(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        approx = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
+        s = x.shape
+        if approx == "tanh":
+            cube = self.b.op(f"mul({x.ident}, mul({x.ident}, {x.ident}))", s)
+            inner = self.b.op(f"mul(add({x.ident}, mul({cube.ident}, 0.044715)), "
+                              f"{float_literal(math.sqrt(2.0 / math.pi))})", s)
+            return self.b.op(f"mul(mul({x.ident}, 0.5), add(tanh({inner.ident}), 1.0))", s)
+        self.b.extensions.add("tract_registry tract_core")
+        e = self.b.op(f"tract_core_erf(mul({x.ident}, {float_literal(1 / math.sqrt(2.0))}))", s)
+        return self.b.op(f"mul(mul({x.ident}, 0.5), add({e.ident}, 1.0))", s)
+
+    def _op_silu(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        return self.b.op(f"mul({x.ident}, sigmoid({x.ident}))", x.shape)
+
+    def _op_leaky_relu(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        slope = node.args[1] if len(node.args) > 1 else 0.01
+        return self.b.op(f"leaky_relu({x.ident}, alpha = {float_literal(slope)})", x.shape)
+
+    def _op_hardtanh(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        lo = node.args[1] if len(node.args) > 1 else -1.0
+        hi = node.args[2] if len(node.args) > 2 else 1.0
+        return self.b.op(f"clamp({x.ident}, {float_literal(lo)}, {float_literal(hi)})", x.shape)
+
+    def _op_clamp(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
+        hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+        expr = x.ident
+        if lo is not None:
+            expr = f"max({expr}, {self._operand(lo, x.rank)})"
+        if hi is not None:
+            expr = f"min({expr}, {self._operand(hi, x.rank)})"
+        return self.b.op(expr, self._shape(node))
+
+    def _op_clamp_min(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        return self.b.op(f"max({x.ident}, {self._operand(node.args[1], x.rank)})", x.shape)
+
+    def _op_clamp_max(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        return self.b.op(f"min({x.ident}, {self._operand(node.args[1], x.rank)})", x.shape)
+
+    def _op_softplus(self, node: fx.Node) -> Value:
+        x = self._tensor(node.args[0])
+        beta = node.args[1] if len(node.args) > 1 else 1.0
+        if beta != 1:
+            raise UnsupportedOpError(f"{node.name}: softplus with beta != 1 is not supported")
+        return self.b.op(f"softplus({x.ident})", x.shape)
+
+    def _op_where(self, node: fx.Node) -> Value:
+        out = self._shape(node)
+        rank = len(out)
+        c = self._mask(node.args[0], rank)
+        a = self._operand(node.args[1], rank)
+        b = self._operand(node.args[2], rank)
+        return self.b.op(f"select({c}, {a}, {b})", out)
+
+    def _mask(self, arg: Any, rank: int) -> str:
+        """A logical tensor of the given rank (stored masks are 0/1 floats)."""
+        v = self._tensor(arg)
+        if v.kind != "logical":
+            zero = "0.0" if v.kind == "scalar" else "0"
+            v = self.b.op(f"ne({v.ident}, {zero})", v.shape, "logical")
+        return self._align(v, rank).ident
+
+    def _op_masked_fill(self, node: fx.Node) -> Value:
+        out = self._shape(node)
+        rank = len(out)
+        x = self._operand(node.args[0], rank)
+        m = self._mask(node.args[1], rank)
+        fill = self._operand(node.args[2], rank)
+        return self.b.op(f"select({m}, {fill}, {x})", out)
