@@ -13,7 +13,8 @@ export PATH
 echo "== install"
 # torch first and pinned: any other spelling pulls a multi-GB CUDA build.
 "$PY" -m pip install -q "torch==2.13.0"
-"$PY" -m pip install -q -e ".[dev]" "torch==2.13.0"
+# the ray extra: tests/test_ray.py starts a real local cluster
+"$PY" -m pip install -q -e ".[dev,ray]" "torch==2.13.0"
 LLAMA="llama-cpp-python==0.3.36"
 if [ "${QTSTUDIO_SKIP_LLAMA:-0}" = "1" ]; then
   echo "   llama.cpp interop left out (QTSTUDIO_SKIP_LLAMA=1)"

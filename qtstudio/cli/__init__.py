@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from qtstudio.core.demo import resolve_model_arg
+from qtstudio.jobs.executor import ClusterError
 from qtstudio.kernels import NativeError
 
 from . import bench, export, imatrix, info, inspect, optimize, plan, quantize, whatif
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CliError, NativeError, ValueError, TypeError, OSError) as exc:
+    except (CliError, ClusterError, NativeError, ValueError, TypeError, OSError) as exc:
         if os.environ.get("QTSTUDIO_DEBUG"):
             raise
         print(f"qtstudio-cli: error: {exc}", file=sys.stderr)

@@ -93,6 +93,9 @@ def _run_gguf(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(nnef_only)}: only for --format nnef")
     check_ray_arg(args)
     use_gptq = check_gptq_args(args)
+    if use_gptq and args.ray:
+        raise ValueError("--ray: --method gptq runs in this process (its blocks are not cluster "
+                         "tasks yet); leave out one of them")
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)

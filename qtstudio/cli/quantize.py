@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.report, args)
     check_ray_arg(args)
     use_gptq = check_gptq_args(args)
+    if use_gptq and args.ray:
+        raise ValueError("--ray: --method gptq runs in this process (its blocks are not cluster "
+                         "tasks yet); leave out one of them")
     imatrix = None
     if args.imatrix:
         from qtstudio.export.imatrix import load_imatrix

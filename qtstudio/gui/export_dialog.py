@@ -142,7 +142,8 @@ class ExportDialog(QDialog):
                                       calibration=self.calibration.currentData())
         else:
             factory = process_factory("qtstudio.export.gguf:export_gguf_job", doc.model.path,
-                                      doc.plan, out, imatrix=imatrix)
+                                      doc.plan, out, imatrix=imatrix,
+                                      **self._window._cluster())
 
         if self._window.start_job("Export", factory, self._done) is not None:
             self.accept()

@@ -212,6 +212,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_quantize = a("&Quantize with metrics", self.run_quantize, "Ctrl+R",
                               "Quantize every tensor in memory and measure its error",
                               "actQuantize")
+        self.act_cluster = a("C&luster…", self.cluster_dialog, None,
+                             "Run quantize, optimize, what-if and export on a Ray cluster",
+                             "actCluster")
         self.act_bench = a("&Benchmark layers", self.run_benchmark, "Ctrl+B",
                            "Time each selected layer (all when nothing is selected)")
         self.act_whatif = a("&What-if for selection", self.run_whatif, "Ctrl+W",
@@ -264,6 +267,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         m = mb.addMenu("&Run")
         m.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
                       self.act_eval])
+        m.addSeparator()
+        m.addAction(self.act_cluster)
         m.addSeparator()
         m.addAction(self.act_cancel)
 

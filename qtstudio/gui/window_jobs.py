@@ -100,6 +100,20 @@ class JobsMixin:
         im = getattr(self, "imatrix", None)
         return dict(im.entries) if im is not None else None
 
+    def _cluster(self) -> dict:
+        """``executor=ADDRESS`` for the jobs when Run ▸ Cluster… names a Ray cluster."""
+        from .cluster_settings import cluster_address
+
+        address = cluster_address()
+        return {"executor": address} if address else {}
+
+    def cluster_dialog(self) -> None:
+        from .cluster_settings import ClusterSettingsDialog
+
+        dlg = ClusterSettingsDialog(self)
+        self.cluster_dlg = dlg
+        dlg.open()
+
     def run_quantize(self) -> JobWorker | None:
         from .process_job import process_factory
 
@@ -109,7 +123,8 @@ class JobsMixin:
         plan = doc.plan
         return self.start_job(
             "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
-                                        plan, imatrix=self._imatrix_entries()),
+                                        plan, imatrix=self._imatrix_entries(),
+                                        **self._cluster()),
             lambda report: self._on_quantized(doc, plan, report))
 
     def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
@@ -155,8 +170,9 @@ class JobsMixin:
             self.statusBar().showMessage("Select the tensors to compare first", 5000)
             return None
         cands = {n: doc.candidates(n) for n in names}
+        cluster = self._cluster()
         return self.start_job(
-            "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel),
+            "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel, **cluster),
             lambda res: self._on_whatif(doc, names, res))
 
     def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
@@ -222,7 +238,7 @@ class JobsMixin:
             "qtstudio.jobs.optimize:optimize_job", doc.model.path, target_bpw=target_bpw,
             target_bytes=target_bytes, candidates=list(candidates or DEFAULT_CANDIDATES),
             imatrix=self._imatrix_entries(), objective=objective,
-            float_encoding=doc.recipe.float_encoding)
+            float_encoding=doc.recipe.float_encoding, **self._cluster())
         return self.start_job("Optimize", factory,
                               lambda result: self._on_optimized(doc, before, result))
 

@@ -32,7 +32,7 @@ RAY_INSTALL_HINT = ("--ray needs the Ray package: pip install 'qtstudio[ray]' "
                     "(or pip install -e '.[ray]' in a checkout)")
 
 
-class ClusterError(ConnectionError):
+class ClusterError(RuntimeError):
     """The cluster could not run the work: unreachable, a task lost for good, a worker that
     cannot read the checkpoint. The message is one sentence for the user."""
 

@@ -35,6 +35,8 @@ def source_stamp(path: str | Path) -> Stamp:
     """(name, size, mtime_ns) of the checkpoint file and the weight and config files beside it:
     what a worker compares before trusting that its copy is the driver's."""
     p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(2, "no such file or folder", str(p))
     files = [p] if p.is_file() else []
     folder = p if p.is_dir() else p.parent
     files += sorted(f for f in folder.iterdir() if f.is_file() and f != p and f.suffix in (
