@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-requantize", action="store_true",
                    help="re-encode tensors of a quantized GGUF from their decoded values "
                         "(loses quality, as llama-quantize --allow-requantize)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="GGUF string metadata to write, e.g. general.name=my-model-q4 "
+                        "general.author=... general.license=mit (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     # NNEF only (qtstudio/export/nnef/cli.py reads them)
     p.add_argument("--calibration", choices=["minmax", "mse"], default="minmax",
@@ -78,6 +81,12 @@ def _run_gguf(args: argparse.Namespace) -> int:
         ("--seq-len", getattr(args, "seq_len", 8) != 8)) if used]
     if nnef_only:
         raise ValueError(f"{', '.join(nnef_only)}: only for --format nnef")
+    metadata = {}
+    for item in getattr(args, "meta", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--meta {item}: expected KEY=VALUE")
+        metadata[key.strip()] = value
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
@@ -90,7 +99,8 @@ def _run_gguf(args: argparse.Namespace) -> int:
             report = run_cli_job(
                 lambda cancel: export_gguf_job(model, plan, args.output, imatrix=imatrix,
                                                threads=args.threads, cancel=cancel,
-                                               allow_requantize=args.allow_requantize),
+                                               allow_requantize=args.allow_requantize,
+                                               metadata=metadata),
                 quiet=args.quiet, on_stop="no output file was written")
         except ExportError as exc:
             raise _cli_error(str(exc)) from None
