@@ -38,7 +38,7 @@ from .hint_bar import HintBar
 from .open_paths import MODEL_FILTER, model_path_for
 from .rules_panel import RulesPanel
 from .summary_panel import SummaryPanel
-from .tree_model import COL, LayerTreeModel, NodeRole
+from .tree_model import COL, LayerTreeModel, NodeRole, PathRole
 from .undo import RecipeEdit
 from .window_files import FilesMixin
 from .window_jobs import JobsMixin
@@ -245,6 +245,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_optimize = a("&Optimize…", self.optimize_dialog, "Ctrl+Shift+T",
                               "Choose each tensor's encoding for the least error within a "
                               "target size", "actOptimize")
+        self.act_compare = a("Com&pare presets and plans…", self.compare_dialog, "Ctrl+Shift+P",
+                             "Size against error for presets and optimized mixes, before "
+                             "quantizing; saved as a report", "actCompare")
         self.act_eval = a("E&valuate demo accuracy", self.run_evaluate, "Ctrl+Shift+V",
                           "Accuracy of the demo model before and after quantization")
         self.act_cancel = a("&Cancel job", self.cancel_job, "Esc")
@@ -288,8 +291,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._fill_presets()
 
         m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                      self.act_eval])
+        m.addActions([self.act_quantize, self.act_optimize, self.act_compare, self.act_bench,
+                      self.act_whatif, self.act_eval])
         m.addSeparator()
         m.addAction(self.act_cancel)
 
@@ -337,6 +340,14 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                                                 self._last_dir())
         if path:
             self.open_model(path)
+
+    def compare_dialog(self) -> None:
+        from .compare_dialog import CompareDialog
+
+        if self.doc is None:
+            return
+        self.compare_dlg = CompareDialog(self)
+        self.compare_dlg.show()
 
     def help_dialog(self) -> None:
         from .help_dialog import HelpDialog
@@ -625,7 +636,12 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
 
     def _apply_filter(self) -> None:
         text = self.filter_edit.text()
+        cleared = bool(self.proxy.pattern) and not text and self.doc is not None
+        keep = self.selected_tensor_names() if cleared else []
+        current = self.tree.currentIndex().data(PathRole) if cleared else None
         problem = self.proxy.set_pattern(text, regex=self.regex_box.isChecked())
+        if cleared:
+            self._restore_view(keep, current)
         self.filter_edit.setStyleSheet("QLineEdit { border: 1px solid #d04040; }"
                                        if problem else "")
         self.filter_edit.setToolTip(problem or "")
@@ -641,13 +657,36 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         else:
             self.match_label.setText(f"{len(self.doc.model.tensors)} tensors")
 
+    def _restore_view(self, names: list[str], current: str | None) -> None:
+        """After the filter is cleared: the usual expansion, and the selection the user had
+        (revealed), instead of a collapsed tree with nothing selected."""
+        assert self.doc is not None and self.tree_model is not None
+        if len(self.doc.model.tensors) <= 2000:
+            self.tree.expandToDepth(1)
+        sm = self.tree.selectionModel()
+        flags = sm.SelectionFlag.Select | sm.SelectionFlag.Rows
+        for name in names[:5000]:
+            idx = self.proxy.mapFromSource(self.tree_model.index_for_path(name))
+            if not idx.isValid():
+                continue
+            sm.select(idx, flags)
+            parent = idx.parent()
+            while parent.isValid():
+                self.tree.expand(parent)
+                parent = parent.parent()
+        if current:
+            idx = self.proxy.mapFromSource(self.tree_model.index_for_path(current))
+            if idx.isValid():
+                sm.setCurrentIndex(idx, sm.SelectionFlag.NoUpdate)
+                self.tree.scrollTo(idx)
+
     def _on_selection(self, *_args) -> None:
         names = self.selected_tensor_names()
         self.analysis.set_selection(names)
         if names and self.doc is not None:
             size = sum(self.doc.plan.entry(n).nbytes for n in names)
             self.statusBar().showMessage(
-                f"{len(names)} tensor(s) selected, {human_bytes(size)} planned", 4000)
+                f"{plural(len(names), 'tensor')} selected, {human_bytes(size)} planned", 4000)
 
     def select_tensor(self, name: str) -> None:
         """Select and reveal one tensor (from a plot click or the fallback list)."""
@@ -679,7 +718,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                     self.act_copy_lines):
             act.setEnabled(has)
         for act in (self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                    self.act_export):
+                    self.act_export, self.act_compare):
             act.setEnabled(has and not busy)
         self.act_eval.setEnabled(has and not busy and self._is_demo)
         self.act_open.setEnabled(not busy)
