@@ -120,8 +120,8 @@ def compare_job(model: Model, *, presets: Sequence[str] = DEFAULT_PRESETS,
         sq = 0.0
         for e in plan.entries:
             t = by_name.get(e.name)
-            if t is None or e.encoding == e.source_dtype:
-                continue
+            if t is None or e.encoding in (e.source_dtype, "F32"):
+                continue  # stored as read, or widened to F32: exact
             opt = next((o for o in t.options if o.encoding == e.encoding), None)
             sq += math.nan if opt is None else opt.error
         encs: dict[str, int] = {}
