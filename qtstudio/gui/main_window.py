@@ -131,13 +131,14 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.summary.tensor_activated.connect(self.select_tensor)
         self.rules = RulesPanel()
         self.rules.edit_requested.connect(self.push_recipe)
-        plan_split = QSplitter(Qt.Orientation.Vertical)
+        self.plan_split = plan_split = QSplitter(Qt.Orientation.Vertical)
         # the summary scrolls rather than pushing the window taller than a 720 px screen
         summary_scroll = QScrollArea(objectName="summaryScroll")
         summary_scroll.setWidget(self.summary)
         summary_scroll.setWidgetResizable(True)
         summary_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         summary_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        summary_scroll.setMinimumHeight(190)
         plan_split.addWidget(summary_scroll)
         plan_split.addWidget(self.rules)
         plan_split.setChildrenCollapsible(False)
@@ -159,8 +160,11 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
     def _fit_docks(self) -> None:
         """Dock sizes in proportion to the window: a fixed 460 px plan panel leaves the tree
         too little on a 1100 px screen."""
-        self.resizeDocks([self.plan_dock], [max(340, min(460, int(self.width() * 0.34)))],
+        self.resizeDocks([self.plan_dock], [max(320, min(460, int(self.width() * 0.30)))],
                          Qt.Orientation.Horizontal)
+        # the summary's ten lines before the rules table's empty rows
+        h = max(self.plan_split.height(), 400)
+        self.plan_split.setSizes([int(h * 0.62), h - int(h * 0.62)])
         self.resizeDocks([self.analysis_dock], [max(ANALYSIS_MIN_HEIGHT,
                                                     int(self.height() * 0.36))],
                          Qt.Orientation.Vertical)

@@ -568,12 +568,14 @@ class AccuracyPanel(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addLayout(bottom)
         self.values: tuple[float, float] | None = None
+        set_empty(self.plot, True)
 
     def update_from(self, doc: PlanDocument | None) -> None:
         for t in self.text:
             self.plot.removeItem(t)
         self.text = []
         acc = doc.measurements.accuracy if doc is not None else None
+        set_empty(self.plot, not acc)
         if not acc:
             self.values = None
             self.bars.setOpts(height=[0, 0])

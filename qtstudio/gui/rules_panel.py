@@ -55,6 +55,7 @@ class RulesPanel(QWidget):
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in range(1, len(RULE_COLUMNS)):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setMinimumHeight(60)
         self.table.setToolTip("Rules apply in order; the first that matches a tensor decides. "
                               "Per-tensor choices in the tree override every rule.")
 

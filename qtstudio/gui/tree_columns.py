@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QHeaderView, QMenu, QTreeView
 
 from .tree_model import COLUMNS
 
-NAME_MIN = 220
-WIDTHS = {"shape": 92, "dtype": 52, "parameters": 76, "size": 84, "encoding": 118, "bpw": 50,
-          "error": 84, "gguf name": 190}
+NAME_MIN = 200
+WIDTHS = {"shape": 80, "dtype": 46, "parameters": 72, "size": 80, "encoding": 104, "bpw": 46,
+          "error": 78, "gguf name": 180}
 
 
 class _NameFitter(QObject):
