@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from .document import PlanDocument
+from .document import PlanDocument, is_integer_dtype
 from .format import human_bytes, human_count
 
 COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error",
@@ -95,8 +95,9 @@ class LayerTreeModel(QAbstractItemModel):
                 entry = plan.entry(node.tensor.name)
                 nb, params = entry.nbytes, node.tensor.params
                 worst = err.get("rel_error") if err else None
-                encs[entry.encoding] = 1
-                if err is None and entry.encoding != entry.source_dtype:
+                integer = is_integer_dtype(node.tensor.dtype)
+                encs[node.tensor.dtype if integer else entry.encoding] = 1
+                if err is None and not integer and entry.encoding != entry.source_dtype:
                     unmeasured.add(id(node))
             for child in node.children:
                 if id(child) in unmeasured:
@@ -178,7 +179,8 @@ class LayerTreeModel(QAbstractItemModel):
             return Qt.ItemFlag.NoItemFlags
         f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         node = index.internalPointer()
-        if index.column() == COL["encoding"] and node.tensor is not None:
+        if index.column() == COL["encoding"] and node.tensor is not None and \
+                not is_integer_dtype(node.tensor.dtype):
             f |= Qt.ItemFlag.ItemIsEditable
         return f
 
@@ -247,6 +249,8 @@ class LayerTreeModel(QAbstractItemModel):
         if col == "dtype":
             return t.dtype
         if col == "encoding":
+            if is_integer_dtype(t.dtype):
+                return f"{t.dtype} (kept)"  # integer data is stored as it is
             entry = self._doc.plan.entry(t.name)
             return f"{entry.encoding} ⟵ {entry.fallback_from}" if entry.fallback_from \
                 else entry.encoding

@@ -306,3 +306,22 @@ def test_compare_presets_and_plans(window, k_model, tmp_path, qtbot):
     assert dlg.apply_btn.isEnabled()
     dlg.apply_btn.click()
     assert window.doc.recipe.preset == "Q4_K_M"
+
+
+# ---- 8. integer tensors are data ----------------------------------------------------------------
+def test_integer_tensors_show_their_own_type(window, tmp_path):
+    from PySide6.QtCore import Qt
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "ids.safetensors"
+    save_file({"embeddings.position_ids": np.arange(128, dtype=np.int64)[None, :],
+               "embeddings.weight": np.ones((128, 256), np.float32)}, str(path))
+    window.open_model(path)
+    window.apply_preset("Q8_0")
+    idx = _proxy_index(window, "embeddings.position_ids", "encoding")
+    assert idx.data() == "I64 (kept)"
+    assert window.doc.candidates("embeddings.position_ids") == []
+    src = window.proxy.mapToSource(idx)
+    assert not window.tree_model.flags(src) & Qt.ItemFlag.ItemIsEditable
+    group = _proxy_index(window, "embeddings", "encoding")
+    assert "I64" in group.data() and "F32" not in group.data()
