@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from qtstudio.formats import open_model
-from qtstudio.jobs.compare import DEFAULT_PRESETS, DEFAULT_TARGETS, compare_job
+from qtstudio.jobs.compare import DEFAULT_PRESETS, DEFAULT_TARGETS, compare_job, model_files
 
 from .job_runner import run_cli_job
 
@@ -37,11 +37,18 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
     with open_model(args.model) as model:
+        if args.report:  # refuse a report onto the model before the measuring, not after
+            from qtstudio.export.atomic import ExportError, check_target
+
+            try:
+                check_target(args.report, [args.model, *model_files(model.path)])
+            except ExportError as exc:
+                raise ValueError(f"--report: {exc}") from None
         result = run_cli_job(lambda cancel: compare_job(
             model, presets=presets, targets_bpw=targets, threads=args.threads, cancel=cancel),
             quiet=args.quiet, on_stop="no report written")
     if args.report:
-        result.save(Path(args.report))
+        result.save(Path(args.report), inputs=[args.model])
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -72,16 +72,29 @@ class Comparison:
                          f"{err} | {encs} |")
         return "\n".join(lines) + "\n"
 
-    def save(self, path: str | Path) -> Path:
-        """JSON for .json, a Markdown table otherwise; written atomically."""
+    def save(self, path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+        """JSON for .json, a Markdown table otherwise; written atomically, never onto one of
+        ``inputs`` (the model's files)."""
         from qtstudio.export.atomic import atomic_output
 
         path = Path(path)
+        inputs = [*inputs, *model_files(self.source)]
         text = json.dumps(self.to_dict(), indent=1) if path.suffix.lower() == ".json" \
             else self.to_markdown()
-        with atomic_output(path) as f:
+        with atomic_output(path, inputs=inputs) as f:
             f.write(text.encode("utf-8"))
         return path
+
+
+def model_files(source: str | Path) -> list[Path]:
+    """The model's own files: a report must never land on one (a Hugging Face folder's
+    config.json and tokenizer included)."""
+    src = Path(source)
+    folder = src if src.is_dir() else src.parent
+    files = [src]
+    if (folder / "config.json").is_file():
+        files += [f for f in folder.iterdir() if f.is_file()]
+    return files
 
 
 def compare_job(model: Model, *, presets: Sequence[str] = DEFAULT_PRESETS,

@@ -325,3 +325,20 @@ def test_integer_tensors_show_their_own_type(window, tmp_path):
     assert not window.tree_model.flags(src) & Qt.ItemFlag.ItemIsEditable
     group = _proxy_index(window, "embeddings", "encoding")
     assert "I64" in group.data() and "F32" not in group.data()
+
+
+def test_cli_compare_writes_a_report_and_never_onto_the_model(tmp_path, capsys):
+    from qtstudio.cli import main
+
+    folder = write_hf_llama(tmp_path / "m", layers=1, hidden=256, ffn=512)
+    config = (folder / "config.json").read_bytes()
+    assert main(["compare", str(folder), "--presets", "Q8_0,Q2_K", "--targets-bpw", "4.5",
+                 "--report", str(tmp_path / "r.json"), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    by = {p["label"]: p for p in doc["plans"]}
+    assert set(by) == {"Q8_0", "Q2_K", "optimized 4.5 bpw"}
+    assert by["Q8_0"]["rel_error"] < by["optimized 4.5 bpw"]["rel_error"] < by["Q2_K"]["rel_error"]
+    assert main(["compare", str(folder), "--report", str(folder / "config.json"),
+                 "--quiet"]) != 0
+    assert (folder / "config.json").read_bytes() == config
+    assert "refusing to overwrite" in capsys.readouterr().err
