@@ -77,6 +77,18 @@ class MetadataEditor(QGroupBox):
         lay.addLayout(buttons)
         lay.addWidget(self.status)
 
+    def fill_from(self, source: dict) -> None:
+        """A GGUF source's own string keys (author, license, url ...), to keep or edit; the
+        name stays the new one (it names the mix)."""
+        for key, value in source.items():
+            if not isinstance(value, str) or not key.startswith("general.") or \
+                    key in ("general.name", "general.architecture", "general.type"):
+                continue
+            if key in self.fields:
+                self.fields[key].setText(value)
+            else:
+                self.add_row(key, value)
+
     def add_row(self, key: str, value: str) -> None:
         row = self.table.rowCount()
         self.table.insertRow(row)
@@ -138,6 +150,7 @@ class ExportDialog(QDialog):
         settings = window._settings() if hasattr(window, "_settings") else None
         self.path.setText(str(default_export_path(doc, ".gguf", settings)))
         self.metadata = MetadataEditor(f"{model_name(doc)}-{mix_name(doc)}")
+        self.metadata.fill_from(getattr(doc.model, "metadata", None) or {})
         self.format.currentTextChanged.connect(self._format_changed)
         plan = doc.plan
         from .format import plural

@@ -342,3 +342,17 @@ def test_cli_compare_writes_a_report_and_never_onto_the_model(tmp_path, capsys):
                  "--quiet"]) != 0
     assert (folder / "config.json").read_bytes() == config
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_gguf_source_metadata_is_offered_for_editing(qapp):
+    from qtstudio.gui.export_dialog import MetadataEditor
+
+    ed = MetadataEditor("m-Q4_K_M")
+    ed.fill_from({"general.author": "A. Author", "general.source.url": "https://x.org",
+                  "general.name": "old name", "general.file_type": 7,
+                  "llama.context_length": 4096})
+    assert ed.values() == {"general.name": "m-Q4_K_M", "general.author": "A. Author",
+                           "general.source.url": "https://x.org"}
+    assert ed.problem() is None
+    ed.add_row("not a key", "v")
+    assert "dotted words" in ed.problem()
