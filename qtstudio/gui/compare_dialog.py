@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from .format import human_bytes
-from .plots import LogAxis, set_empty
+from .plots import LogAxis, free_anchor, set_empty
 
 COLUMNS = ("plan", "kind", "size", "bpw", "relative error")
 _KIND_COLOR = {"preset": "#1f77b4", "optimized": "#ff7f0e", "current": "#d62728"}
@@ -47,7 +47,7 @@ class CompareDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(
-            0, QHeaderView.ResizeMode.ResizeToContents)
+            QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.plot = pg.PlotWidget(axisItems={"left": LogAxis("left")})
         self.plot.setLogMode(x=False, y=True)
@@ -77,7 +77,7 @@ class CompareDialog(QDialog):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(self.plot)
-        split.setSizes([420, 380])
+        split.setSizes([470, 430])
         buttons = QHBoxLayout()
         for b in (self.run_btn, self.apply_btn, self.save_btn):
             buttons.addWidget(b)
@@ -87,7 +87,7 @@ class CompareDialog(QDialog):
         lay.addWidget(split, 1)
         lay.addWidget(self.note)
         lay.addLayout(buttons)
-        self.resize(900, 460)
+        self.resize(960, 480)
 
     def start(self):
         from .process_job import process_factory
@@ -126,16 +126,26 @@ class CompareDialog(QDialog):
         self.points.setData([{"pos": (p.bpw, math.log10(p.rel_error)), "data": p.label,
                               "brush": pg.mkBrush(_KIND_COLOR.get(p.kind, "#7f7f7f")),
                               "pen": None} for p in shown])
-        for i, p in enumerate(shown):
-            lab = pg.TextItem(p.label, anchor=(0.0, 1.2 if i % 2 else -0.2),
-                              color=_KIND_COLOR.get(p.kind, "#7f7f7f"))
-            lab.setPos(p.bpw, math.log10(p.rel_error))
-            self.plot.addItem(lab)
-            self.labels.append(lab)
         if shown:
             xs = np.array([p.bpw for p in shown])
             ys = np.log10([p.rel_error for p in shown])
-            self.plot.setXRange(float(xs.min()) - 0.3, float(xs.max()) + 1.0, padding=0)
+            x_span = float(xs.max() - xs.min()) + 1.8
+            y_span = float(ys.max() - ys.min()) + 0.4
+            px_w = max(self.plot.width() - 80, 200)
+            px_h = max(self.plot.height() - 60, 120)
+            taken: list[tuple[float, float, float, float]] = []
+            for p in shown:  # each label where it covers no other label
+                y = math.log10(p.rel_error)
+                anchor = free_anchor(taken, p.bpw, y, 8.5 * len(p.label) / px_w * x_span,
+                                     22.0 / px_h * y_span)
+                if anchor is None:
+                    continue
+                lab = pg.TextItem(p.label, anchor=anchor,
+                                  color=_KIND_COLOR.get(p.kind, "#7f7f7f"))
+                lab.setPos(p.bpw, y)
+                self.plot.addItem(lab)
+                self.labels.append(lab)
+            self.plot.setXRange(float(xs.min()) - 0.8, float(xs.max()) + 1.0, padding=0)
             self.plot.setYRange(float(ys.min()) - 0.2, float(ys.max()) + 0.2, padding=0)
         self.save_btn.setEnabled(True)
         self.note.setText(f"{len(plans)} plans compared in {result.elapsed:.1f} s. Blue: "

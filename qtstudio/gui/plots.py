@@ -95,6 +95,22 @@ def block_starts(names: list[str]) -> list[tuple[int, str]]:
     return out
 
 
+def free_anchor(taken: list[tuple[float, float, float, float]], x: float, y: float,
+                w: float, h: float) -> tuple[float, float] | None:
+    """The first of above / below / right / left of (x, y) where a w × h label (data units)
+    overlaps no label already placed, recording its box in ``taken``; None when every place
+    is taken (the label is left out: the point keeps its tooltip or table row)."""
+    places = (((0.5, 1.3), (-w / 2, h * 0.3)), ((0.5, -0.3), (-w / 2, -h * 1.3)),
+              ((-0.15, 0.5), (w * 0.15, -h / 2)), ((1.15, 0.5), (-w * 1.15, -h / 2)))
+    for anchor, (bx0, by0) in places:
+        box = (x + bx0, y + by0, x + bx0 + w, y + by0 + h)
+        if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                   for b in taken):
+            taken.append(box)
+            return anchor
+    return None
+
+
 def legend_html(encodings: list[str]) -> str:
     """A legend as rich text under the plot: it never covers a point."""
     return "&nbsp;&nbsp;".join(
@@ -464,15 +480,9 @@ class WhatIfPlot(QWidget):
             w = 7.0 * len(enc) / px_w * x_span
             h = 16.0 / px_h * y_span
             yy = float(np.log10(y))
-            places = (((0.5, 1.3), (-w / 2, h * 0.3)), ((0.5, -0.3), (-w / 2, -h * 1.3)),
-                      ((-0.15, 0.5), (w * 0.15, -h / 2)), ((1.15, 0.5), (-w * 1.15, -h / 2)))
-            anchor, box = places[0][0], (0.0, 0.0, 0.0, 0.0)
-            for anchor, (bx0, by0) in places:  # noqa: B007 (the last one tried is kept)
-                box = (x + bx0, yy + by0, x + bx0 + w, yy + by0 + h)
-                if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
-                           for b in taken):
-                    break
-            taken.append(box)
+            anchor = free_anchor(taken, x, yy, w, h)
+            if anchor is None:
+                continue
             lab = pg.TextItem(enc, anchor=anchor, color=encoding_color(enc))
             lab.setPos(x, yy)
             self.plot.addItem(lab)
