@@ -481,14 +481,14 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             skipped = len(names) - len(take)
         if not take:
             self.statusBar().showMessage(
-                f"None of the {len(names)} selected tensor(s) can take {encoding}", 6000)
+                f"None of the {plural(len(names), 'selected tensor')} can take {encoding}", 6000)
             return
         what = encoding or "plan default"
         label = take[0] if len(take) == 1 else f"{len(take)} tensors"
         self.push_recipe(self.doc.with_overrides(take, encoding), f"Set {label} to {what}")
         if skipped:
             self.statusBar().showMessage(
-                f"Set {len(take)} tensor(s) to {what}; {skipped} kept their type "
+                f"Set {plural(len(take), 'tensor')} to {what}; {skipped} kept their type "
                 f"(shape or role cannot take {encoding})", 8000)
 
     def selected_tensor_names(self) -> list[str]:
@@ -617,7 +617,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         names = self.selected_tensor_names()
         menu = QMenu(self)
         if names:
-            sub = menu.addMenu(f"Assign encoding to {len(names)} tensor(s)")
+            sub = menu.addMenu(f"Assign encoding to {plural(len(names), 'tensor')}")
             for enc, n in self._candidates_for(names):
                 label = enc if n == len(names) else f"{enc}  ({n} of {len(names)} can)"
                 act = sub.addAction(label)
