@@ -497,8 +497,8 @@ class WhatIfPlot(QWidget):
         self.plot.setYRange(float(ly.min()) - 0.1 - 0.05 * span,
                             float(ly.max()) + 0.25 + 0.2 * span, padding=0)
         self.plot.setXRange(float(xs.min()) - 0.5, float(xs.max()) + 0.5, padding=0)
-        self.note.setText(f"{plural(len(names), 'tensor')}: parameter-weighted error of each encoding; "
-                          "dashed: the Pareto front; circled: the current plan. Click a point "
+        self.note.setText(f"{plural(len(names), 'tensor')}: parameter-weighted error of each "
+                          "encoding; dashed: the Pareto front; circled: the current plan. Click a point "
                           "to give the selection that encoding.")
 
 
