@@ -498,8 +498,8 @@ class WhatIfPlot(QWidget):
                             float(ly.max()) + 0.25 + 0.2 * span, padding=0)
         self.plot.setXRange(float(xs.min()) - 0.5, float(xs.max()) + 0.5, padding=0)
         self.note.setText(f"{plural(len(names), 'tensor')}: parameter-weighted error of each "
-                          "encoding; dashed: the Pareto front; circled: the current plan. Click a point "
-                          "to give the selection that encoding.")
+                          "encoding; dashed: the Pareto front; circled: the current plan. "
+                          "Click a point to give the selection that encoding.")
 
 
 class _NumberItem(QTableWidgetItem):
