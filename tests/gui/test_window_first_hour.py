@@ -129,12 +129,16 @@ def test_layout_at_1100_by_720(window, k_model, qtbot):
 
 
 # ---- 6. plots -------------------------------------------------------------------------------
-def test_depth_axis_ticks_are_whole_or_blocks(qapp):
+def test_depth_axis_ticks_are_whole_or_blocks(qtbot):
+    import pyqtgraph as pg
+
     from qtstudio.gui.plots import DepthAxis, block_starts
 
     names = ["embed.weight", "layers.0.a", "layers.0.b", "layers.1.a", "layers.1.b", "norm"]
     assert block_starts(names) == [(1, "blk 0"), (3, "blk 1")]
-    axis = DepthAxis()
+    plot = pg.PlotWidget(axisItems={"bottom": DepthAxis()})
+    qtbot.addWidget(plot)  # closed by the test, not by the interpreter after Qt is gone
+    axis = plot.getAxis("bottom")
     for _spacing, values in axis.tickValues(0.0, 5.0, 600):
         assert all(v == int(v) for v in values)
     axis.blocks = block_starts(names)
@@ -344,10 +348,11 @@ def test_cli_compare_writes_a_report_and_never_onto_the_model(tmp_path, capsys):
     assert "refusing to overwrite" in capsys.readouterr().err
 
 
-def test_gguf_source_metadata_is_offered_for_editing(qapp):
+def test_gguf_source_metadata_is_offered_for_editing(qtbot):
     from qtstudio.gui.export_dialog import MetadataEditor
 
     ed = MetadataEditor("m-Q4_K_M")
+    qtbot.addWidget(ed)
     ed.fill_from({"general.author": "A. Author", "general.source.url": "https://x.org",
                   "general.name": "old name", "general.file_type": 7,
                   "llama.context_length": 4096})
