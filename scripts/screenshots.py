@@ -203,6 +203,26 @@ def _shoot(out: Path) -> int:
         shot_with_dialog(win, dlg, "optimize.png")
         dlg.reject()
 
+        # Run > Compare presets and plans, drawn over the window
+        win.compare_dialog()
+        cmp_dlg = win.compare_dlg
+        cmp_dlg.start()
+        win.wait_idle(180000)
+        shot_with_dialog(win, cmp_dlg, "compare.png")
+        cmp_dlg.reject()
+
+        # a small screen: 1100x720, the first-run hint on a model that opened unquantized
+        win.undo_stack.setClean()
+        win.open_model(folder)
+        win.resize(1100, 720)
+        win._fit_docks()
+        settle(300)
+        win.analysis.show_tab("Memory")
+        shot(win, "small-screen.png")
+        win.resize(1600, 1000)
+        win._fit_docks()
+
+        win.undo_stack.setClean()
         win.open_demo()
         win.push_recipe(Recipe(preset="Q4_0").to_dict(), "Q4_0")
         win.run_evaluate()
@@ -229,6 +249,7 @@ def _shoot(out: Path) -> int:
                      QPalette.ColorRole.ButtonText):
             dark.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a7a"))
         app.setPalette(dark)
+        win.undo_stack.setClean()
         win.open_model(folder)
         win.apply_preset("Q4_K_M")
         win.run_quantize()
@@ -236,6 +257,7 @@ def _shoot(out: Path) -> int:
         win.tree.expandToDepth(1)
         win.analysis.show_tab("Error")
         shot(win, "dark.png")
+        win.undo_stack.setClean()
         win.close()
     return 0
 

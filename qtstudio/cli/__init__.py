@@ -15,7 +15,7 @@ from qtstudio.core.demo import resolve_model_arg
 from qtstudio.jobs.executor import ClusterError
 from qtstudio.kernels import NativeError
 
-from . import bench, export, imatrix, info, inspect, optimize, plan, quantize, whatif
+from . import bench, compare, export, imatrix, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
 from .errors import CliError
 from .job_runner import (
@@ -28,7 +28,8 @@ from .job_runner import (
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main"]
 
-COMMANDS = [info, inspect, plan, quantize, eval_cmd, imatrix, export, optimize, bench, whatif]
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, imatrix, export, optimize, compare, bench,
+            whatif]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-requantize", action="store_true",
                    help="re-encode tensors of a quantized GGUF from their decoded values "
                         "(loses quality, as llama-quantize --allow-requantize)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="GGUF string metadata to write, e.g. general.name=my-model-q4 "
+                        "general.author=... general.license=mit (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_arg(p)
     # NNEF only (qtstudio/cli/export_nnef.py reads them)
@@ -96,6 +99,12 @@ def _run_gguf(args: argparse.Namespace) -> int:
     if use_gptq and args.ray:
         raise ValueError("--ray: --method gptq runs in this process (its blocks are not cluster "
                          "tasks yet); leave out one of them")
+    metadata = {}
+    for item in getattr(args, "meta", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--meta {item}: expected KEY=VALUE")
+        metadata[key.strip()] = value
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
@@ -112,10 +121,12 @@ def _run_gguf(args: argparse.Namespace) -> int:
 
                 return gptq_export_job(model, plan, args.output, tokens,
                                        options=gptq_options(args), threads=args.threads,
-                                       cancel=cancel, allow_requantize=args.allow_requantize)
+                                       cancel=cancel, allow_requantize=args.allow_requantize,
+                                       metadata=metadata)
             return export_gguf_job(model, plan, args.output, imatrix=imatrix,
                                    threads=args.threads, cancel=cancel,
-                                   allow_requantize=args.allow_requantize, executor=ex)
+                                   allow_requantize=args.allow_requantize, executor=ex,
+                                   metadata=metadata)
         try:
             with cluster_executor(args) as ex:
                 report = run_cli_job(lambda cancel: make_job(cancel, ex), quiet=args.quiet,

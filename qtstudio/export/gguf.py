@@ -97,8 +97,10 @@ class _Item:
 
 
 def file_type_for(plan: Plan, encodings: list[str]) -> int:
-    """general.file_type: the preset's when the plan has one, else the most common type."""
-    if plan.preset and plan.preset in PRESETS:
+    """general.file_type: the preset's when the plan is that preset's mix, else (rules,
+    per-tensor overrides or an optimized mix changed it) the most common type."""
+    custom = any(e.origin == "override" or e.origin.startswith("rule") for e in plan.entries)
+    if plan.preset and plan.preset in PRESETS and not custom:
         return PRESETS[plan.preset].ftype
     counts = Counter(e for e in encodings if e != "F32")
     if not counts:
@@ -232,8 +234,11 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
                     chunk_bytes: int = CHUNK_BYTES, executor: Executor | str | None = None,
                     precomputed: Mapping[str, QTensor] | None = None,
+                    metadata: Mapping[str, str] | None = None,
                     ) -> Generator[Progress, None, ExportReport]:
     """Write ``model`` encoded by ``plan`` to ``out_path``; yields Progress, returns a report.
+    ``metadata``: string keys (general.name, general.author, general.license ...) written in
+    place of, or next to, the ones the conversion or the source file brings.
 
     ``precomputed`` maps checkpoint tensor names to bytes already encoded in the planned type
     (GPTQ's); they are written as they are (rows reordered when the conversion reorders them).
@@ -249,7 +254,7 @@ def export_gguf_job(model: Model, plan: Plan, out_path: str | Path, *,
     ex, owned = (None, False) if precomputed else executor_for(executor, threads=threads)
     try:
         return (yield from _export(model, plan, out_path, imatrix, threads, cancel,
-                                   allow_requantize, chunk_bytes, ex, precomputed))
+                                   allow_requantize, chunk_bytes, ex, precomputed, metadata))
     finally:
         if owned and ex is not None:
             ex.close()
@@ -259,7 +264,7 @@ def _export(model: Model, plan: Plan, out_path: str | Path,
             imatrix: ImportanceMatrix | Mapping[str, np.ndarray] | None, threads: int | None,
             cancel: CancelToken, allow_requantize: bool, chunk_bytes: int,
             ex: Executor | None, precomputed: Mapping[str, QTensor] | None,
-            ) -> Generator[Progress, None, ExportReport]:
+            metadata: Mapping[str, str] | None) -> Generator[Progress, None, ExportReport]:
     start = time.perf_counter()
     if imatrix is not None and not isinstance(imatrix, ImportanceMatrix):
         # a plain {gguf name: weights} mapping, as the quantize job takes
@@ -283,7 +288,7 @@ def _export(model: Model, plan: Plan, out_path: str | Path,
     with atomic_output(out, inputs=_source_files(model)) as f:
         w = GGUFStreamWriter(f, max_name_bytes=None if kind == "container" else 63)
         try:
-            _declare(w, model, kind, conv, items, report, imatrix)
+            _declare(w, model, kind, conv, items, report, imatrix, dict(metadata or {}))
             w.write_header()
         except GGUFWriteError as exc:
             raise ExportError(f"cannot export {model.path}: {exc}") from None
@@ -315,26 +320,35 @@ def _export(model: Model, plan: Plan, out_path: str | Path,
 
 
 def _declare(w: GGUFStreamWriter, model: Model, kind: str, conv: hf_to_gguf.Conversion | None,
-             items: list[_Item], report: ExportReport, imatrix: ImportanceMatrix | None) -> None:
+             items: list[_Item], report: ExportReport, imatrix: ImportanceMatrix | None,
+             metadata: dict[str, str]) -> None:
+    for key in metadata:
+        if key in ("general.architecture", "general.file_type", "general.alignment") or \
+                key.startswith("tokenizer."):
+            raise ExportError(f"metadata key {key} is written by the exporter itself")
     if kind == "gguf":
         for key, raw in _gguf_kv_bytes(model.path):
-            if key not in _SPLIT_KEYS:
+            if key not in _SPLIT_KEYS and key not in metadata:
                 w.add_kv_raw(key, raw)
     elif kind == "llama.cpp":
         assert conv is not None
         for kv in conv.kv:
-            w.add_kv(kv.key, kv.value, kv.vtype, kv.sub_type)
+            if kv.key not in metadata:
+                w.add_kv(kv.key, kv.value, kv.vtype, kv.sub_type)
     else:
         w.add_kv("general.architecture", "qtstudio-container", GGUFValueType.STRING)
-        w.add_kv("general.type", "qtstudio-container", GGUFValueType.STRING)
-        w.add_kv("qtstudio.original_architecture", model.architecture or "unknown",
-                 GGUFValueType.STRING)
-        w.add_kv("qtstudio.source_format", model.format, GGUFValueType.STRING)
+        own = {"general.type": "qtstudio-container",
+               "qtstudio.original_architecture": model.architecture or "unknown",
+               "qtstudio.source_format": model.format}
         if model.config:
             import json
 
-            w.add_kv("qtstudio.config_json", json.dumps(model.config, sort_keys=True),
-                     GGUFValueType.STRING)
+            own["qtstudio.config_json"] = json.dumps(model.config, sort_keys=True)
+        for key, value in own.items():
+            if key not in metadata:
+                w.add_kv(key, value, GGUFValueType.STRING)
+    for key, value in metadata.items():
+        w.add_kv(key, str(value), GGUFValueType.STRING)
     _add_common_kv(w, report.file_type, imatrix)
     for item in items:
         w.add_tensor_info(item.out_name, item.shape,

@@ -47,7 +47,17 @@ class BlockGrid:
     levels: np.ndarray
     #: distance between neighbouring levels (the block's effective scale) when evenly spaced
     step: float | None
+    #: how many levels the encoding's ladder has (16 for Q4_0), None when it is not a ladder
+    ladder: int | None = None
 
+
+#: levels of each integer ladder, and the lowest code's value in steps when zero is a level
+#: (symmetric ladders: d × (q + low)); None: an offset ladder (m + d × q) whose base depends on
+#: the block's minimum
+LADDERS: dict[str, tuple[int, int | None]] = {
+    "Q4_0": (16, -8), "Q5_0": (32, -16), "Q8_0": (255, -127), "Q3_K": (8, -4), "Q6_K": (64, -32),
+    "Q4_1": (16, None), "Q5_1": (32, None), "Q2_K": (4, None), "Q4_K": (16, None),
+    "Q5_K": (32, None)}
 
 #: values that share one scale inside a 256-value k-quant super-block
 _SUB_BLOCK = {"Q2_K": 16, "Q3_K": 16, "Q4_K": 32, "Q5_K": 32, "Q6_K": 16}
@@ -76,14 +86,25 @@ def block_grid(w: np.ndarray, encoding: str) -> BlockGrid | None:
                                   enc))[0]
     used = np.unique(decoded[col:col + size])
     levels, step = used, None
+    ladder = LADDERS.get(enc.name)
     if used.size >= 2:
         diffs = np.diff(used)
         d = float(diffs.min())
         # Evenly spaced (up to float rounding of the scale): fill in the rungs left unused.
         if d > 0 and np.allclose(diffs / d, np.round(diffs / d), atol=1e-3):
             n = round(float(used[-1] - used[0]) / d)
-            if n <= 1024:
+            if ladder is not None and ladder[1] is not None and \
+                    np.allclose(used / d, np.round(used / d), atol=1e-3):
+                # zero is a rung: the whole ladder is known, used or not (Q4_0: 16 levels).
+                # ggml's scale may be negative (Q4_0: d = max / -8), which mirrors the ladder.
+                n_levels, low = ladder
+                k_lo, k_hi = round(float(used[0]) / d), round(float(used[-1]) / d)
+                mirrored = k_hi == -low or k_lo < low
+                start = -(low + n_levels - 1) if mirrored else low
+                levels = d * (start + np.arange(n_levels))
+                step = d
+            elif n <= 1024:
                 levels = used[0] + d * np.arange(n + 1)
                 step = d
-    return BlockGrid(row, col, size, used, levels, step)
+    return BlockGrid(row, col, size, used, levels, step, ladder[0] if ladder else None)
 

@@ -20,6 +20,12 @@ FLOAT_ENCODINGS = ("F32", "F16", "BF16")
 
 Listener = Callable[[str], None]
 
+
+def is_integer_dtype(dtype: str) -> bool:
+    """I8/I16/I32/I64, U8..., BOOL: position ids and masks, never encoded."""
+    d = str(dtype).upper()
+    return d == "BOOL" or (d[:1] in ("I", "U") and d[1:].isdigit())
+
 _METRIC_KEYS = ("rmse", "rel_error", "snr_db", "cosine", "max_abs")
 
 
@@ -136,6 +142,8 @@ class PlanDocument:
         from qtstudio.core.encodings import encodings
 
         info = self.model.tensor(name)
+        if is_integer_dtype(info.dtype):
+            return []  # ids and masks are data: they keep their integer type, nothing to choose
         key = (tuple(info.shape), info.quantizable)
         found = self._candidates.get(key)  # models repeat a handful of shapes many times
         if found is None:

@@ -16,11 +16,15 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -28,7 +32,89 @@ from PySide6.QtWidgets import (
 from .document import PlanDocument
 from .nnef_support import nnef_problem
 
+#: the GGUF string keys offered by name; anything else goes in the key/value table
+NAMED_KEYS = (("general.name", "Name"), ("general.author", "Author"),
+              ("general.license", "License"), ("general.description", "Description"))
+
 GGUF = "GGUF (llama.cpp)"
+
+
+class MetadataEditor(QGroupBox):
+    """GGUF metadata written with the file: name, author, license, description, and any other
+    string key (general.url, general.version ...) in a key/value table."""
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        super().__init__("GGUF metadata", parent)
+        self.setObjectName("exportMetadata")
+        self.fields: dict[str, QLineEdit] = {}
+        form = QFormLayout()
+        for key, label in NAMED_KEYS:
+            edit = QLineEdit(objectName=f"meta_{key.split('.')[-1]}")
+            edit.setPlaceholderText(f"{key} (left out when empty)")
+            self.fields[key] = edit
+            form.addRow(label, edit)
+        self.fields["general.name"].setText(name)
+        self.fields["general.license"].setPlaceholderText("e.g. apache-2.0, mit, llama3")
+        self.table = QTableWidget(0, 2, objectName="metaTable")
+        self.table.setHorizontalHeaderLabels(["key", "value"])
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().resizeSection(0, 200)
+        self.table.verticalHeader().setVisible(False)
+        add = QPushButton("Add key", objectName="metaAdd")
+        remove = QPushButton("Remove key", objectName="metaRemove")
+        add.clicked.connect(lambda: self.add_row("", ""))
+        remove.clicked.connect(lambda: self.table.removeRow(self.table.currentRow()))
+        buttons = QHBoxLayout()
+        buttons.addWidget(add)
+        buttons.addWidget(remove)
+        buttons.addStretch(1)
+        self.status = QLabel("", objectName="metaStatus")
+        self.status.setStyleSheet("color: #c03030;")
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Other string keys:"))
+        lay.addWidget(self.table, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+
+    def fill_from(self, source: dict) -> None:
+        """A GGUF source's own string keys (author, license, url ...), to keep or edit; the
+        name stays the new one (it names the mix)."""
+        for key, value in source.items():
+            if not isinstance(value, str) or not key.startswith("general.") or \
+                    key in ("general.name", "general.architecture", "general.type"):
+                continue
+            if key in self.fields:
+                self.fields[key].setText(value)
+            else:
+                self.add_row(key, value)
+
+    def add_row(self, key: str, value: str) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        self.table.setItem(row, 0, QTableWidgetItem(key))
+        self.table.setItem(row, 1, QTableWidgetItem(value))
+
+    def values(self) -> dict[str, str]:
+        out = {k: e.text().strip() for k, e in self.fields.items() if e.text().strip()}
+        for row in range(self.table.rowCount()):
+            k = self.table.item(row, 0)
+            v = self.table.item(row, 1)
+            key = k.text().strip() if k else ""
+            if key:
+                out[key] = v.text() if v else ""
+        return out
+
+    def problem(self) -> str | None:
+        import re
+
+        for key in self.values():
+            if not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)+", key):
+                return f"metadata key {key}: use dotted words, e.g. general.url"
+            if key in ("general.architecture", "general.file_type", "general.alignment") or \
+                    key.startswith("tokenizer."):
+                return f"metadata key {key} is written by the exporter itself"
+        return None
 NNEF = "NNEF (tract)"
 
 
@@ -59,17 +145,18 @@ class ExportDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.path, 1)
         row.addWidget(browse)
-        src = doc.model.path
-        folder = src if src.is_dir() else src.parent
-        # a Hugging Face folder's files are all called model*: name the output after the folder
-        hf = (folder / "config.json").is_file() and (src.is_dir() or src.name.startswith("model"))
-        stem = folder.name if hf else src.stem.replace(".safetensors", "")
-        preset = (doc.recipe.preset or "mixed").lower()
-        self.path.setText(str(folder / f"{stem}-{preset}.gguf"))
+        from .export_names import default_export_path, mix_name, model_name
+
+        settings = window._settings() if hasattr(window, "_settings") else None
+        self.path.setText(str(default_export_path(doc, ".gguf", settings)))
+        self.metadata = MetadataEditor(f"{model_name(doc)}-{mix_name(doc)}")
+        self.metadata.fill_from(getattr(doc.model, "metadata", None) or {})
         self.format.currentTextChanged.connect(self._format_changed)
         plan = doc.plan
+        from .format import plural
+
         info = QLabel(f"{len(plan.entries)} tensors, {plan.avg_bpw:.2f} bpw average, "
-                      f"{len(plan.fallbacks)} fallback(s). The file appears only when the "
+                      f"{plural(len(plan.fallbacks), 'fallback')}. The file appears only when the "
                       "export completes; cancelling leaves nothing behind.")
         info.setWordWrap(True)
         # NNEF only: the graph's fixed token count (Hugging Face models) and the Q4_0 scales
@@ -97,15 +184,17 @@ class ExportDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
+        lay.addWidget(self.metadata, 1)
         lay.addWidget(info)
         lay.addWidget(self.nnef_note)
         lay.addWidget(buttons)
-        self.resize(620, 200)
+        self.resize(640, 520)
         self._show_nnef_options(False)
 
     def _show_nnef_options(self, nnef: bool) -> None:
         self._form.setRowVisible(self.seq_len, nnef and self._takes_tokens)
         self._form.setRowVisible(self.calibration, nnef)
+        self.metadata.setVisible(not nnef)
 
     def _format_changed(self, fmt: str) -> None:
         p = Path(self.path.text())
@@ -127,6 +216,18 @@ class ExportDialog(QDialog):
             self._window.statusBar().showMessage("Choose where to write the file", 5000)
             return
         out = Path(text)
+        problem = self.metadata.problem()
+        if problem and self.format.currentText() != NNEF:
+            self._window.statusBar().showMessage(problem, 8000)
+            self.metadata.status.setText(problem)
+            return
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)  # the default user folder may be new
+        except OSError as exc:
+            self._window.show_error(f"Cannot create {out.parent}", exc)
+            return
+        if hasattr(self._window, "_settings"):
+            self._window._settings().setValue("export/lastDir", str(out.parent))
         from .process_job import process_factory
 
         doc = self._doc
@@ -143,6 +244,7 @@ class ExportDialog(QDialog):
         else:
             factory = process_factory("qtstudio.export.gguf:export_gguf_job", doc.model.path,
                                       doc.plan, out, imatrix=imatrix,
+                                      metadata=self.metadata.values(),
                                       **self._window._cluster())
 
         if self._window.start_job("Export", factory, self._done) is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTreeView,
     QVBoxLayout,
@@ -32,18 +33,19 @@ from PySide6.QtWidgets import (
 from .delegates import EncodingDelegate
 from .document import PlanDocument
 from .filter_proxy import LayerFilterProxy
-from .format import human_bytes
+from .format import human_bytes, plural
+from .hint_bar import HintBar
+from .open_paths import MODEL_FILTER, model_path_for
 from .rules_panel import RulesPanel
 from .summary_panel import SummaryPanel
-from .tree_model import COL, COLUMNS, LayerTreeModel, NodeRole
+from .tree_model import COL, LayerTreeModel, NodeRole, PathRole
 from .undo import RecipeEdit
 from .window_files import FilesMixin
 from .window_jobs import JobsMixin
 from .worker import JobWorker, job_pool
 
-MODEL_FILTER = ("Models (*.safetensors *.json *.bin *.pt *.pth *.gguf);;"
-                "safetensors (*.safetensors *.safetensors.index.json);;"
-                "PyTorch (*.bin *.pt *.pth);;GGUF (*.gguf);;All files (*)")
+#: the Analysis dock never collapses below this (a plot with its axes and one line of text)
+ANALYSIS_MIN_HEIGHT = 200
 
 
 class MainWindow(FilesMixin, JobsMixin, QMainWindow):
@@ -116,6 +118,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(4, 4, 4, 4)
+        self.hint = HintBar(self)
+        lay.addWidget(self.hint)
         lay.addLayout(top)
         lay.addWidget(self.tree, 1)
         self.setCentralWidget(central)
@@ -127,9 +131,19 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.summary.tensor_activated.connect(self.select_tensor)
         self.rules = RulesPanel()
         self.rules.edit_requested.connect(self.push_recipe)
-        plan_split = QSplitter(Qt.Orientation.Vertical)
-        plan_split.addWidget(self.summary)
+        self.plan_split = plan_split = QSplitter(Qt.Orientation.Vertical)
+        # the summary scrolls rather than pushing the window taller than a 720 px screen
+        summary_scroll = QScrollArea(objectName="summaryScroll")
+        summary_scroll.setWidget(self.summary)
+        summary_scroll.setWidgetResizable(True)
+        summary_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        summary_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        summary_scroll.setMinimumHeight(190)
+        plan_split.addWidget(summary_scroll)
         plan_split.addWidget(self.rules)
+        plan_split.setChildrenCollapsible(False)
+        plan_split.setStretchFactor(0, 3)
+        plan_split.setStretchFactor(1, 2)
         self.plan_dock = QDockWidget("Plan", self, objectName="planDock")
         self.plan_dock.setWidget(plan_split)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plan_dock)
@@ -138,9 +152,22 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.analysis.tensor_clicked.connect(self.select_tensor)
         self.analysis_dock = QDockWidget("Analysis", self, objectName="analysisDock")
         self.analysis_dock.setWidget(self.analysis)
+        # a dock that may shrink to its tab bar stays collapsed once restored that way
+        self.analysis.setMinimumHeight(ANALYSIS_MIN_HEIGHT)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.analysis_dock)
-        self.resizeDocks([self.plan_dock], [460], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.analysis_dock], [330], Qt.Orientation.Vertical)
+        self._fit_docks()
+
+    def _fit_docks(self) -> None:
+        """Dock sizes in proportion to the window: a fixed 460 px plan panel leaves the tree
+        too little on a 1100 px screen."""
+        self.resizeDocks([self.plan_dock], [max(320, min(460, int(self.width() * 0.30)))],
+                         Qt.Orientation.Horizontal)
+        # the summary's ten lines before the rules table's empty rows
+        h = max(self.plan_split.height(), 400)
+        self.plan_split.setSizes([int(h * 0.62), h - int(h * 0.62)])
+        self.resizeDocks([self.analysis_dock], [max(ANALYSIS_MIN_HEIGHT,
+                                                    int(self.height() * 0.36))],
+                         Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -184,6 +211,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         a = self._action
         self.act_open = a("&Open model…", self.open_dialog, K.Open, "Open a checkpoint",
                           "actOpen")
+        self.act_open_folder = a("Open &folder…", self.open_folder_dialog, "Ctrl+Alt+O",
+                                 "Open a Hugging Face folder (config.json and weights)",
+                                 "actOpenFolder")
         self.act_open_demo = a("Open &demo model", self.open_demo, None,
                                "The small digits classifier shipped with qtstudio")
         self.act_open_recipe = a("Open &recipe…", self.open_recipe_dialog, "Ctrl+Shift+O",
@@ -222,6 +252,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_optimize = a("&Optimize…", self.optimize_dialog, "Ctrl+Shift+T",
                               "Choose each tensor's encoding for the least error within a "
                               "target size", "actOptimize")
+        self.act_compare = a("Com&pare presets and plans…", self.compare_dialog, "Ctrl+Shift+P",
+                             "Size against error for presets and optimized mixes, before "
+                             "quantizing; saved as a report", "actCompare")
         self.act_eval = a("E&valuate demo accuracy", self.run_evaluate, "Ctrl+Shift+V",
                           "Accuracy of the demo model before and after quantization")
         self.act_cancel = a("&Cancel job", self.cancel_job, "Esc")
@@ -240,7 +273,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
 
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        m.addActions([self.act_open, self.act_open_demo])
+        m.addActions([self.act_open, self.act_open_folder, self.act_open_demo])
         self.recent_menu = m.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         m.addSeparator()
@@ -265,8 +298,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._fill_presets()
 
         m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                      self.act_eval])
+        m.addActions([self.act_quantize, self.act_optimize, self.act_compare, self.act_bench,
+                      self.act_whatif, self.act_eval])
         m.addSeparator()
         m.addAction(self.act_cluster)
         m.addSeparator()
@@ -279,13 +312,28 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         m.addAction(self.analysis_dock.toggleViewAction())
 
         m = mb.addMenu("&Help")
+        m.addAction(a("&Getting started", self.help_dialog, "F1",
+                      "The workflow, the documentation and the shortcuts", "actHelp"))
+        m.addSeparator()
         m.addAction(a("&About qtstudio", self._about))
 
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.addActions([self.act_open, self.act_save_recipe])
         tb.addSeparator()
-        tb.addActions([self.act_undo, self.act_redo])
+        # fixed labels: the stack's actions say "Undo Set x to Q8_0" and would make every
+        # button after them jump at each edit; the tooltip carries the full text
+        self.tb_undo = a("Undo", self.undo_stack.undo, None, "", "tbUndo")
+        self.tb_redo = a("Redo", self.undo_stack.redo, None, "", "tbRedo")
+        self.undo_stack.undoTextChanged.connect(
+            lambda t: self.tb_undo.setToolTip(f"Undo {t}" if t else "Nothing to undo"))
+        self.undo_stack.redoTextChanged.connect(
+            lambda t: self.tb_redo.setToolTip(f"Redo {t}" if t else "Nothing to redo"))
+        self.undo_stack.canUndoChanged.connect(self.tb_undo.setEnabled)
+        self.undo_stack.canRedoChanged.connect(self.tb_redo.setEnabled)
+        self.tb_undo.setEnabled(False)
+        self.tb_redo.setEnabled(False)
+        tb.addActions([self.tb_undo, self.tb_redo])
         tb.addSeparator()
         tb.addActions([self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
                        self.act_export])
@@ -294,7 +342,27 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(), MODEL_FILTER)
         if path:
+            self.open_model(model_path_for(path))
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open Hugging Face folder",
+                                                self._last_dir())
+        if path:
             self.open_model(path)
+
+    def compare_dialog(self) -> None:
+        from .compare_dialog import CompareDialog
+
+        if self.doc is None:
+            return
+        self.compare_dlg = CompareDialog(self)
+        self.compare_dlg.show()
+
+    def help_dialog(self) -> None:
+        from .help_dialog import HelpDialog
+
+        self.help_dlg = HelpDialog(self)
+        self.help_dlg.show()
 
     def open_demo(self, recipe_path: str | Path | None = None, *, showcase: bool = False) -> bool:
         """Open the shipped digits model. ``showcase`` (the app started with no model): start
@@ -321,9 +389,14 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         from qtstudio.formats import open_model
 
         if self.worker is not None:
-            self.statusBar().showMessage("Wait for the running job to finish, or cancel it")
+            self.statusBar().showMessage("Wait for the running job to finish, or cancel it",
+                                         6000)
             return False
+        from .unsaved import may_discard
+
         path = Path(path)
+        if not may_discard(self, f"open {path.name}"):
+            return False
         self.statusBar().showMessage(f"Opening {path}…")
         try:
             model = open_model(path)
@@ -339,6 +412,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             return False
         self._set_document(doc)
         self._is_demo = False
+        self.statusBar().clearMessage()
         if remember:
             self._remember(path)
         self.statusBar().showMessage(
@@ -374,20 +448,19 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._update_enabled()
         self._update_title()
         self._update_plan_label()
+        self.hint.refresh(doc)
 
     def _size_columns(self) -> None:
-        from PySide6.QtWidgets import QHeaderView
+        from .tree_columns import size_columns
 
-        header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        widths = {"name": 300, "shape": 120, "dtype": 60, "parameters": 80, "size": 90,
-                  "encoding": 130, "bpw": 55, "error": 80}
-        for i, name in enumerate(COLUMNS):
-            header.resizeSection(i, widths[name])
+        assert self.doc is not None
+        size_columns(self.tree, show_gguf=any(t.gguf_name for t in self.doc.model.tensors))
 
     def _on_doc(self, what: str) -> None:
         self._update_plan_label()
         self._update_title()
+        if what == "plan":
+            self.hint.refresh(self.doc)
 
     # ================================================================ editing ===============
     def push_recipe(self, after: dict, text: str) -> None:
@@ -413,14 +486,14 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             skipped = len(names) - len(take)
         if not take:
             self.statusBar().showMessage(
-                f"None of the {len(names)} selected tensor(s) can take {encoding}", 6000)
+                f"None of the {plural(len(names), 'selected tensor')} can take {encoding}", 6000)
             return
         what = encoding or "plan default"
         label = take[0] if len(take) == 1 else f"{len(take)} tensors"
         self.push_recipe(self.doc.with_overrides(take, encoding), f"Set {label} to {what}")
         if skipped:
             self.statusBar().showMessage(
-                f"Set {len(take)} tensor(s) to {what}; {skipped} kept their type "
+                f"Set {plural(len(take), 'tensor')} to {what}; {skipped} kept their type "
                 f"(shape or role cannot take {encoding})", 8000)
 
     def selected_tensor_names(self) -> list[str]:
@@ -455,9 +528,12 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         options = self._candidates_for(names)
         if not options:
             return
-        items = [f"{enc} ({n} of {len(names)})" for enc, n in options]
+        from .assign_choices import assign_choices
+
+        items, default = assign_choices(self.doc, names, options)
         item, ok = QInputDialog.getItem(self, "Assign encoding",
-                                        f"Encoding for {len(names)} tensor(s):", items, 0, False)
+                                        f"Encoding for {plural(len(names), 'tensor')}:", items,
+                                        default, False)
         if ok and item:
             self.assign(names, item.split(" ", 1)[0])
 
@@ -520,14 +596,19 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         from qtstudio.core.presets import PRESETS
 
         self.preset_menu.clear()
+        # one of many: radio items in an exclusive group, not independent checkboxes
+        self.preset_group = group = QActionGroup(self.preset_menu)
+        group.setExclusive(True)
         current = self.doc.recipe.preset if self.doc else None
         act = self.preset_menu.addAction("(no preset)")
+        group.addAction(act)
         act.setCheckable(True)
         act.setChecked(current is None)
         act.triggered.connect(lambda _c=False: self.apply_preset(None))
         self.preset_menu.addSeparator()
         for name, preset in PRESETS.items():
             act = self.preset_menu.addAction(name)
+            group.addAction(act)
             act.setStatusTip(f"{name}: {preset.description}")
             act.setToolTip(preset.description)
             act.setCheckable(True)
@@ -541,7 +622,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         names = self.selected_tensor_names()
         menu = QMenu(self)
         if names:
-            sub = menu.addMenu(f"Assign encoding to {len(names)} tensor(s)")
+            sub = menu.addMenu(f"Assign encoding to {plural(len(names), 'tensor')}")
             for enc, n in self._candidates_for(names):
                 label = enc if n == len(names) else f"{enc}  ({n} of {len(names)} can)"
                 act = sub.addAction(label)
@@ -564,7 +645,12 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
 
     def _apply_filter(self) -> None:
         text = self.filter_edit.text()
+        cleared = bool(self.proxy.pattern) and not text and self.doc is not None
+        keep = self.selected_tensor_names() if cleared else []
+        current = self.tree.currentIndex().data(PathRole) if cleared else None
         problem = self.proxy.set_pattern(text, regex=self.regex_box.isChecked())
+        if cleared:
+            self._restore_view(keep, current)
         self.filter_edit.setStyleSheet("QLineEdit { border: 1px solid #d04040; }"
                                        if problem else "")
         self.filter_edit.setToolTip(problem or "")
@@ -580,13 +666,36 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         else:
             self.match_label.setText(f"{len(self.doc.model.tensors)} tensors")
 
+    def _restore_view(self, names: list[str], current: str | None) -> None:
+        """After the filter is cleared: the usual expansion, and the selection the user had
+        (revealed), instead of a collapsed tree with nothing selected."""
+        assert self.doc is not None and self.tree_model is not None
+        if len(self.doc.model.tensors) <= 2000:
+            self.tree.expandToDepth(1)
+        sm = self.tree.selectionModel()
+        flags = sm.SelectionFlag.Select | sm.SelectionFlag.Rows
+        for name in names[:5000]:
+            idx = self.proxy.mapFromSource(self.tree_model.index_for_path(name))
+            if not idx.isValid():
+                continue
+            sm.select(idx, flags)
+            parent = idx.parent()
+            while parent.isValid():
+                self.tree.expand(parent)
+                parent = parent.parent()
+        if current:
+            idx = self.proxy.mapFromSource(self.tree_model.index_for_path(current))
+            if idx.isValid():
+                sm.setCurrentIndex(idx, sm.SelectionFlag.NoUpdate)
+                self.tree.scrollTo(idx)
+
     def _on_selection(self, *_args) -> None:
         names = self.selected_tensor_names()
         self.analysis.set_selection(names)
         if names and self.doc is not None:
             size = sum(self.doc.plan.entry(n).nbytes for n in names)
             self.statusBar().showMessage(
-                f"{len(names)} tensor(s) selected, {human_bytes(size)} planned", 4000)
+                f"{plural(len(names), 'tensor')} selected, {human_bytes(size)} planned", 4000)
 
     def select_tensor(self, name: str) -> None:
         """Select and reveal one tensor (from a plot click or the fallback list)."""
@@ -618,7 +727,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                     self.act_copy_lines):
             act.setEnabled(has)
         for act in (self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                    self.act_export):
+                    self.act_export, self.act_compare):
             act.setEnabled(has and not busy)
         self.act_eval.setEnabled(has and not busy and self._is_demo)
         self.act_open.setEnabled(not busy)
@@ -644,7 +753,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             return
         p = self.doc.plan
         self.plan_label.setText(f"{human_bytes(p.original_bytes)} → {human_bytes(p.total_bytes)}"
-                                f" · {p.avg_bpw:.2f} bpw · {len(list(p.fallbacks))} fallbacks")
+                                f" · {p.avg_bpw:.2f} bpw · "
+                                f"{plural(len(list(p.fallbacks)), 'fallback')}")
 
     def _about(self) -> None:
         import qtstudio
@@ -668,8 +778,21 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        self._layout_restored = geometry is not None or state is not None
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not getattr(self, "_docks_fitted", False):
+            self._docks_fitted = True
+            if not self._layout_restored:
+                self._fit_docks()
 
     def closeEvent(self, event) -> None:
+        from .unsaved import may_discard
+
+        if not may_discard(self, "quit"):
+            event.ignore()
+            return
         s = self._settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())

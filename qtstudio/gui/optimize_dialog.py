@@ -30,16 +30,16 @@ from PySide6.QtWidgets import (
 from qtstudio.core.encodings import encodings
 from qtstudio.core.optimize import (
     DEFAULT_CANDIDATES,
-    InfeasibleTargetError,
     budget_for_bpw,
     cost_table,
 )
 
 from .document import FLOAT_ENCODINGS, PlanDocument
-from .format import human_bytes
+from .format import SIZE_UNITS, human_bytes
 
-#: target units: label -> bytes per unit (None: bits per weight)
-UNITS: dict[str, float | None] = {"bits per weight": None, "MB": 1e6, "GB": 1e9}
+#: target units: label -> bytes per unit (None: bits per weight); binary, as every size the
+#: window shows
+UNITS: dict[str, float | None] = {"bits per weight": None, **SIZE_UNITS}
 
 
 class ReachableSizes:
@@ -96,8 +96,17 @@ class OptimizeDialog(QDialog):
         shapes = [t.shape for t in doc.model.tensors if t.quantizable]
         offered = [e for e in encodings() if e.name not in FLOAT_ENCODINGS
                    and any(e.accepts_shape(tuple(s)) for s in shapes)]
+        quantizable = [t for t in doc.model.tensors if t.quantizable]
         for enc in sorted(offered, key=lambda e: (e.bpw, e.name)):
-            item = QListWidgetItem(f"{enc.name}  ({enc.bpw:.2f} bpw)")
+            # the bits this model's tensors would take, as the tree's editor shows per tensor
+            # (per-row scales make INT8_PT_SYM more than its nominal 8.00 on narrow rows)
+            fit = [t for t in quantizable if enc.accepts_shape(tuple(t.shape))]
+            params = sum(t.params for t in fit)
+            bits = 8.0 * sum(enc.nbytes(tuple(t.shape)) for t in fit) / params if params \
+                else enc.bpw
+            item = QListWidgetItem(f"{enc.name}  ({bits:.2f} bpw)")
+            item.setToolTip(f"{enc.name}: {bits:.3f} bits per weight on this model's "
+                            f"{len(fit)} tensors that take it ({enc.bpw:.3f} per block)")
             item.setData(Qt.ItemDataRole.UserRole, enc.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if enc.name in DEFAULT_CANDIDATES
@@ -196,7 +205,7 @@ class OptimizeDialog(QDialog):
         return {"target_bytes": self.budget()}
 
     def _unit_changed(self, unit: str) -> None:
-        """Keep the same size when the unit changes (4.5 bpw becomes its MB)."""
+        """Keep the same size when the unit changes (4.5 bpw becomes its MiB)."""
         before, after = UNITS[self._last_unit], UNITS[unit]
         params = self._doc.model.total_params
         nbytes = (self.value.value() * params / 8.0 if before is None
@@ -235,10 +244,19 @@ class OptimizeDialog(QDialog):
             budget = self.budget()
         except ValueError as exc:
             return str(exc)
-        if budget < self._range[0]:  # the optimizer's own refusal, word for word
-            return str(InfeasibleTargetError(budget, self._range[0],
-                                             self._doc.model.total_params, self._sizes.source))
+        lo = self._range[0]
+        if budget < lo:
+            return (f"The target {self._size_text(budget)} is below the smallest reachable "
+                    f"size {self._size_text(lo)} (every tensor at its smallest checked "
+                    "candidate): raise the target or check smaller encodings.")
+        if budget > self._doc.plan.original_bytes:
+            return (f"The target {self._size_text(budget)} is above the unquantized size "
+                    f"{self._size_text(self._doc.plan.original_bytes)}: nothing to optimize; "
+                    "lower the target.")
         return None
+
+    def _size_text(self, nbytes: float) -> str:
+        return f"{self._bpw(nbytes):.3f} bpw ({human_bytes(nbytes)})"
 
     def start(self) -> None:
         problem = self.check()

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from .document import PlanDocument
-from .format import human_bytes, human_seconds
+from .format import human_bytes, human_seconds, plural
 from .theme import encoding_color, plot_colors
 from .worker import JobWorker
 
@@ -48,8 +48,92 @@ class LogAxis(pg.AxisItem):
         return [s if k else "" for s, k in zip(strings, keep, strict=True)]
 
 
-def _plot(title: str, left: str, bottom: str, *, log_y: bool = False) -> pg.PlotWidget:
-    w = pg.PlotWidget(axisItems={"left": LogAxis("left")} if log_y else None)
+class DepthAxis(pg.AxisItem):
+    """Tensor positions are whole numbers: no 2.5 ticks. When the names carry block numbers the
+    ticks sit on block boundaries, labelled with the block ("blk 3")."""
+
+    def __init__(self, orientation: str = "bottom") -> None:
+        super().__init__(orientation)
+        #: (position of a block's first tensor, label), model order
+        self.blocks: list[tuple[int, str]] = []
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N803 (pyqtgraph's names)
+        if self.blocks:
+            inside = [(x, lab) for x, lab in self.blocks if minVal <= x <= maxVal]
+            # about one label per 70 px keeps the labels apart
+            every = max(1, int(np.ceil(len(inside) / max(size / 70.0, 1.0))))
+            return [(1.0, [float(x) for x, _ in inside[::every]])]
+        levels = []
+        for spacing, values in super().tickValues(minVal, maxVal, size):
+            step = max(1.0, float(np.ceil(spacing)))
+            ints = sorted({float(round(v)) for v in values if abs(v - round(v)) < 1e-9})
+            if ints:
+                levels.append((step, ints))
+        return levels or [(1.0, [float(v) for v in range(int(np.ceil(minVal)),
+                                                           int(maxVal) + 1)])]
+
+    def tickStrings(self, values, scale, spacing):
+        if self.blocks:
+            names = dict(self.blocks)
+            return [names.get(round(float(v)), "") for v in values]
+        return [str(round(float(v))) for v in values]
+
+
+def block_starts(names: list[str]) -> list[tuple[int, str]]:
+    """(index of the first tensor of each numbered block, "blk N") from dotted tensor names."""
+    import re
+
+    out: list[tuple[int, str]] = []
+    last = None
+    pattern = re.compile(r"(?:^|\.)(\d{1,6})(?:\.|$)")
+    for i, name in enumerate(names):
+        m = pattern.search(name)
+        blk = m.group(1) if m else None
+        if blk is not None and blk != last:
+            out.append((i, f"blk {blk}"))
+        last = blk if blk is not None else last
+    return out
+
+
+def free_anchor(taken: list[tuple[float, float, float, float]], x: float, y: float,
+                w: float, h: float) -> tuple[float, float] | None:
+    """The first of above / below / right / left of (x, y) where a w × h label (data units)
+    overlaps no label already placed, recording its box in ``taken``; None when every place
+    is taken (the label is left out: the point keeps its tooltip or table row)."""
+    places = (((0.5, 1.3), (-w / 2, h * 0.3)), ((0.5, -0.3), (-w / 2, -h * 1.3)),
+              ((-0.15, 0.5), (w * 0.15, -h / 2)), ((1.15, 0.5), (-w * 1.15, -h / 2)))
+    for anchor, (bx0, by0) in places:
+        box = (x + bx0, y + by0, x + bx0 + w, y + by0 + h)
+        if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                   for b in taken):
+            taken.append(box)
+            return anchor
+    return None
+
+
+def legend_html(encodings: list[str]) -> str:
+    """A legend as rich text under the plot: it never covers a point."""
+    return "&nbsp;&nbsp;".join(
+        f'<span style="color:{encoding_color(e).name()}">●</span>&nbsp;{e}' for e in encodings)
+
+
+def set_empty(plot: pg.PlotWidget, empty: bool) -> None:
+    """An empty plot shows no axes or grid (a bare 0..1 frame reads as data)."""
+    item = plot.getPlotItem()
+    for name in ("left", "bottom"):
+        item.showAxis(name, not empty)
+    item.showGrid(x=not empty and plot.property("grid_x") is not False,
+                  y=not empty, alpha=0.25)
+
+
+def _plot(title: str, left: str, bottom: str, *, log_y: bool = False,
+          depth_x: bool = False) -> pg.PlotWidget:
+    axes: dict[str, pg.AxisItem] = {}
+    if log_y:
+        axes["left"] = LogAxis("left")
+    if depth_x:
+        axes["bottom"] = DepthAxis("bottom")
+    w = pg.PlotWidget(axisItems=axes or None)
     w.setTitle(title)
     w.setLabel("left", left)
     w.setLabel("bottom", bottom)
@@ -66,18 +150,27 @@ class ErrorPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _plot("Per-tensor error along depth", "relative RMS error",
-                          "tensor (model order)", log_y=True)
+                          "tensor (model order)", log_y=True, depth_x=True)
         self.plot.setLogMode(x=False, y=True)
-        self.legend = self.plot.addLegend(offset=(10, -10), colCount=8)
+        self.legend = QLabel("", objectName="errorLegend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
         self.note = QLabel("Run ▸ Quantize (Ctrl+R) to measure every tensor.")
+        self.note.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
+        lay.addWidget(self.legend)
         lay.addWidget(self.note)
+        set_empty(self.plot, True)
         self.series: dict[str, pg.PlotDataItem] = {}
 
     def update_from(self, doc: PlanDocument | None) -> None:
         by_enc: dict[str, tuple[list[float], list[float], list[str]]] = {}
+        axis = self.plot.getAxis("bottom")
+        axis.blocks = block_starts([t.name for t in doc.model.tensors]) if doc else []
+        axis.setLabel("block (tensors in model order)" if axis.blocks
+                      else "tensor (model order)")
         if doc is not None:
             for i, t in enumerate(doc.model.tensors):
                 err = doc.error(t.name)
@@ -90,9 +183,7 @@ class ErrorPlot(QWidget):
                 names.append(t.name)
         for enc in list(self.series):
             if enc not in by_enc:
-                item = self.series.pop(enc)
-                self.legend.removeItem(item)
-                self.plot.removeItem(item)
+                self.plot.removeItem(self.series.pop(enc))
         for enc, (xs, ys, names) in sorted(by_enc.items()):
             item = self.series.get(enc)
             if item is None:
@@ -106,7 +197,10 @@ class ErrorPlot(QWidget):
                 self.series[enc] = item
             item.setData(x=np.asarray(xs, float), y=np.asarray(ys, float), data=names)
         n = sum(len(v[0]) for v in by_enc.values())
-        self.note.setText(f"{n} tensor(s) measured; click a point to select its tensor."
+        set_empty(self.plot, n == 0)
+        self.legend.setText(legend_html(sorted(by_enc)))
+        self.legend.setVisible(n > 0)
+        self.note.setText(f"{plural(n, 'tensor')} measured; click a point to select its tensor."
                           if n else "Run ▸ Quantize (Ctrl+R) to measure every tensor.")
 
     def point_count(self) -> int:
@@ -123,48 +217,66 @@ class MemoryPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plot = _plot("Memory before and after", "MiB", "")
+        self.plot.setProperty("grid_x", False)
         self.plot.showGrid(x=False, y=True, alpha=0.25)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend = QLabel("", objectName="memoryLegend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
         ax = self.plot.getAxis("bottom")
         ax.setTicks([[(0, "before (source)"), (1, "after (plan)")]])
         self.plot.setXRange(-0.8, 1.8)
+        #: the y axis unit, the same one the title's sizes use
+        self.unit = "MiB"
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.legend)
+        set_empty(self.plot, True)
         self.bars: list[pg.BarGraphItem] = []
         self.stacks: dict[int, dict[str, float]] = {}
 
     def update_from(self, doc: PlanDocument | None) -> None:
         for b in self.bars:
             self.plot.removeItem(b)
-        self.legend.clear()
+        self.legend.setText("")
         self.bars = []
         self.stacks = {0: {}, 1: {}}
+        set_empty(self.plot, doc is None)
         if doc is None:
             return
         for t in doc.model.tensors:
             self.stacks[0][t.dtype] = self.stacks[0].get(t.dtype, 0.0) + t.nbytes
         for e in doc.plan.entries:
             self.stacks[1][e.encoding] = self.stacks[1].get(e.encoding, 0.0) + e.nbytes
-        seen: set[str] = set()
+        seen: dict[str, None] = {}
+        top_bytes = max(sum(s.values()) for s in self.stacks.values())
+        self.unit, per = _size_unit(top_bytes)
+        self.plot.setLabel("left", self.unit)
         for x, stack in self.stacks.items():
             base = 0.0
             for enc, nb in sorted(stack.items(), key=lambda kv: -kv[1]):
-                h = nb / MiB
+                h = nb / per
                 color = encoding_color(enc)
                 bar = pg.BarGraphItem(x=[x], height=[h], y0=[base], width=0.6,
                                       brush=color, pen=pg.mkPen(color.darker(130)))
                 self.plot.addItem(bar)
                 self.bars.append(bar)
-                if enc not in seen:
-                    seen.add(enc)
-                    self.legend.addItem(bar, enc)
+                seen[enc] = None
                 base += h
-        top = max(sum(s.values()) for s in self.stacks.values()) / MiB
+        self.legend.setText(legend_html(list(seen)))
+        top = top_bytes / per
         self.plot.setYRange(0, top * 1.08 if top else 1)
         before = sum(self.stacks[0].values())
         after = sum(self.stacks[1].values())
         self.plot.setTitle(f"Memory: {human_bytes(before)} → {human_bytes(after)}")
+
+
+def _size_unit(nbytes: float) -> tuple[str, float]:
+    """The unit human_bytes would print ``nbytes`` in, and its size (title and axis agree)."""
+    for unit, per in (("GiB", 1024.0 ** 3), ("MiB", MiB), ("KiB", 1024.0)):
+        if nbytes >= per:
+            return unit, per
+    return "B", 1.0
 
 
 class HistogramPlot(QWidget):
@@ -184,6 +296,7 @@ class HistogramPlot(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.note)
+        set_empty(self.plot, True)
         self._worker: JobWorker | None = None
         self._want: tuple[str, str] | None = None
         self.shown: tuple[str, str] | None = None
@@ -244,6 +357,7 @@ class HistogramPlot(QWidget):
         n_text = (f"{total:,} values" if sampled >= total
                   else f"{total:,} values, {sampled:,} sampled from evenly spread rows")
         self.shown = (name, enc)
+        set_empty(self.plot, False)
         self.hist.setData(edges, counts)
         ymax = float(counts.max()) if counts.size else 1.0
         if grid is not None:
@@ -253,8 +367,13 @@ class HistogramPlot(QWidget):
             self.grid.setData(xs, ys)
             self.levels = levels
             self.grid_info = grid
-            how = (f"{levels.size} evenly spaced levels, step {grid.step:.3g}" if grid.step
-                   else f"{levels.size} distinct decoded values")
+            if grid.ladder and grid.step:
+                how = (f"a {grid.ladder}-level ladder, step {grid.step:.3g}, "
+                       f"{grid.used.size} of its levels used by this block")
+            elif grid.step:
+                how = f"{levels.size} evenly spaced levels, step {grid.step:.3g}"
+            else:
+                how = f"{levels.size} distinct decoded values"
             self.note.setText(
                 f"{name}: {n_text}. Red lines: the {enc} grid of one typical block (row "
                 f"{grid.row}, columns {grid.col}–{grid.col + grid.size - 1}, median largest "
@@ -306,6 +425,7 @@ class WhatIfPlot(QWidget):
         lay.addLayout(bottom)
         self.rows: list[tuple[str, float, float, int]] = []
         self.front: list[str] = []
+        set_empty(self.plot, True)
 
     def update_from(self, doc: PlanDocument | None, names: list[str]) -> None:
         from qtstudio.jobs.whatif import whatif_curve
@@ -314,6 +434,7 @@ class WhatIfPlot(QWidget):
             self.plot.removeItem(lab)
         self.labels = []
         self.rows = []
+        set_empty(self.plot, True)
         if doc is None or not names:
             self.points.setData([], [])
             self.curve.setData([], [])
@@ -329,8 +450,9 @@ class WhatIfPlot(QWidget):
             self.points.setData([], [])
             self.curve.setData([], [])
             self.current.setData([], [])
-            self.note.setText(f"{len(names)} tensor(s) selected; not computed yet.")
+            self.note.setText(f"{plural(len(names), 'tensor')} selected; not computed yet.")
             return
+        set_empty(self.plot, False)
         xs = np.array([r[1] for r in self.rows])
         ys = np.array([r[2] for r in self.rows])
         brushes = [pg.mkBrush(encoding_color(r[0])) for r in self.rows]
@@ -344,16 +466,25 @@ class WhatIfPlot(QWidget):
         self.front = [r[0] for r in front]
         self.curve.setData([r[1] for r in front], [r[2] for r in front])
         current_names = {doc.plan.entry(n).encoding for n in names}
-        last_x, below = -np.inf, False
+        ly = np.log10(ys)
+        x_span = float(xs.max() - xs.min()) + 1.0
+        y_span = float(ly.max() - ly.min()) * 1.45 + 0.35
+        # a label's size in data units, from the plot's size in pixels (about 7 px a letter,
+        # 16 px a line); each label takes the first place around its point that is still free
+        px_w = max(self.plot.width() - 80, 200)
+        px_h = max(self.plot.height() - 60, 100)
+        taken: list[tuple[float, float, float, float]] = []
         for enc, x, y, _n in self.rows:
             if enc not in self.front and enc not in current_names:
                 continue  # label the front and the current choice; the rest have tooltips
-            # neighbours closer than a label's width alternate above and below their points
-            below = (not below) if x - last_x < 0.8 else False
-            last_x = x
-            lab = pg.TextItem(enc, anchor=(0.5, -0.3) if below else (0.5, 1.3),
-                              color=encoding_color(enc))
-            lab.setPos(x, np.log10(y))
+            w = 7.0 * len(enc) / px_w * x_span
+            h = 16.0 / px_h * y_span
+            yy = float(np.log10(y))
+            anchor = free_anchor(taken, x, yy, w, h)
+            if anchor is None:
+                continue
+            lab = pg.TextItem(enc, anchor=anchor, color=encoding_color(enc))
+            lab.setPos(x, yy)
             self.plot.addItem(lab)
             self.labels.append(lab)
         # the plan's current choice, when the whole selection shares one encoding
@@ -362,14 +493,13 @@ class WhatIfPlot(QWidget):
         self.current.setData([r[1] for r in cur], [r[2] for r in cur])
         # room above the highest point for its label (auto-range would clip the text); labels
         # keep their pixel height, so the room grows with the decades shown
-        ly = np.log10(ys)
         span = float(ly.max() - ly.min())
         self.plot.setYRange(float(ly.min()) - 0.1 - 0.05 * span,
                             float(ly.max()) + 0.25 + 0.2 * span, padding=0)
         self.plot.setXRange(float(xs.min()) - 0.5, float(xs.max()) + 0.5, padding=0)
-        self.note.setText(f"{len(names)} tensor(s): parameter-weighted error of each encoding; "
-                          "dashed: the Pareto front; circled: the current plan. Click a point "
-                          "to give the selection that encoding.")
+        self.note.setText(f"{plural(len(names), 'tensor')}: parameter-weighted error of each "
+                          "encoding; dashed: the Pareto front; circled: the current plan. "
+                          "Click a point to give the selection that encoding.")
 
 
 class _NumberItem(QTableWidgetItem):
@@ -430,7 +560,9 @@ class AccuracyPanel(QWidget):
         self.plot = _plot("Demo model accuracy (digits test set)", "accuracy", "")
         self.plot.getAxis("bottom").setTicks([[(0, "float32"), (1, "quantized (plan)")]])
         self.plot.setXRange(-0.8, 1.8)
-        self.plot.setYRange(0, 1.05)
+        self.plot.setYRange(0, 1.15)
+        self.plot.setProperty("grid_x", False)
+        self.plot.showGrid(x=False, y=True, alpha=0.25)
         self.bars = pg.BarGraphItem(x=[0, 1], height=[0, 0], width=0.6,
                                     brushes=[pg.mkBrush("#7f7f7f"), pg.mkBrush("#4e79a7")])
         self.plot.addItem(self.bars)
@@ -446,12 +578,14 @@ class AccuracyPanel(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addLayout(bottom)
         self.values: tuple[float, float] | None = None
+        set_empty(self.plot, True)
 
     def update_from(self, doc: PlanDocument | None) -> None:
         for t in self.text:
             self.plot.removeItem(t)
         self.text = []
         acc = doc.measurements.accuracy if doc is not None else None
+        set_empty(self.plot, not acc)
         if not acc:
             self.values = None
             self.bars.setOpts(height=[0, 0])
@@ -459,8 +593,11 @@ class AccuracyPanel(QWidget):
         f, q = float(acc["float_accuracy"]), float(acc["quantized_accuracy"])
         self.values = (f, q)
         self.bars.setOpts(height=[f, q])
+        bg, fg = plot_colors()
         for x, v in ((0, f), (1, q)):
-            t = pg.TextItem(f"{v:.2%}", anchor=(0.5, 1.2), color=plot_colors()[1])
+            # on a filled box, so a gridline through the text does not strike it out
+            t = pg.TextItem(f"{v:.2%}", anchor=(0.5, 1.15), color=fg, fill=pg.mkBrush(bg))
+            t.setZValue(10)
             t.setPos(x, v)
             self.plot.addItem(t)
             self.text.append(t)

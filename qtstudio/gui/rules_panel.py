@@ -55,6 +55,7 @@ class RulesPanel(QWidget):
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in range(1, len(RULE_COLUMNS)):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setMinimumHeight(60)
         self.table.setToolTip("Rules apply in order; the first that matches a tensor decides. "
                               "Per-tensor choices in the tree override every rule.")
 
@@ -178,28 +179,65 @@ class RulesPanel(QWidget):
     def _emit_rules(self, text: str, rules: list[Rule] | None = None) -> None:
         if self._updating or self._doc is None:
             return
+        if rules is None:
+            from .rule_dialog import rule_problem
+
+            for row in range(self.table.rowCount()):  # a pattern typed into the table
+                item = self.table.item(row, 0)
+                problem = rule_problem(item.text() if item else "",
+                                       self.table.cellWidget(row, 1).currentText())
+                if problem:
+                    # keep the typed text to fix it; the plan keeps the last valid rules
+                    self._mark(row, f"Rule {row + 1}: {problem}")
+                    return
         try:
             rules = self.rules_from_table() if rules is None else rules
-        except RecipeError as exc:  # an invalid pattern typed into the table
+        except RecipeError as exc:
             self.window().statusBar().showMessage(str(exc), 8000)
             self.refresh()
             return
         self.edit_requested.emit(self._doc.with_rules(rules), text)
 
+    def _mark(self, row: int, problem: str) -> None:
+        from PySide6.QtGui import QBrush, QColor
+
+        self._updating = True
+        try:
+            item = self.table.item(row, 0)
+            item.setBackground(QBrush(QColor(240, 120, 120, 90)))
+            item.setToolTip(problem)
+        finally:
+            self._updating = False
+        self.problem = problem
+        self.window().statusBar().showMessage(problem, 10000)
+
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if not self._updating and item.column() == 0:
             self._emit_rules(f"Edit rule {item.row() + 1}")
 
-    def add_rule(self, pattern: str = "", encoding: str = "Q8_0") -> None:
+    def add_rule(self, pattern: str = "", encoding: str = "Q8_0") -> bool:
+        """Ask for the rule first (pattern, syntax, target, encoding, live match count); the
+        plan changes only when the user confirms."""
         if self._doc is None:
-            return
+            return False
+        from .rule_dialog import AddRuleDialog
+
         rules = list(self._doc.recipe.rules)
         sel = self.table.currentRow()
         if not pattern and 0 <= sel < len(rules):
             pattern = rules[sel].pattern
-        rules.append(Rule(pattern or r"\.weight$", encoding, syntax="regex", target="name"))
+        dlg = AddRuleDialog(self._doc.model, pattern, encoding, self)
+        self.add_dialog = dlg  # tests fill it in through this
+        if not self.run_dialog(dlg):
+            return False
+        rules.append(dlg.rule())
         self._emit_rules("Add rule", rules)
         self.table.selectRow(len(rules) - 1)
+        return True
+
+    def run_dialog(self, dlg) -> bool:
+        """Modal; tests replace it to fill the dialog in and accept it."""
+        return bool(dlg.exec())
 
     def remove_rule(self) -> None:
         if self._doc is None:

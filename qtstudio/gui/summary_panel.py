@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from .document import PlanDocument
-from .format import human_bytes, human_count
+from .format import human_bytes, human_count, plural
 
 
 class SummaryPanel(QWidget):
@@ -50,6 +50,9 @@ class SummaryPanel(QWidget):
         hh = self.fallbacks.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         hh.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        # reasons are sentences: wrap them and show several rows, not two clipped ones
+        self.fallbacks.setWordWrap(True)
+        self.fallbacks.setMinimumHeight(140)
         self.fallbacks.cellDoubleClicked.connect(
             lambda r, _c: self.tensor_activated.emit(self.fallbacks.item(r, 0).text()))
 
@@ -106,7 +109,7 @@ class SummaryPanel(QWidget):
                 f"{opt.avg_bpw:.3f} bpw for a {opt.target_bpw:.3f} bpw target)")
         fb = list(plan.fallbacks)
         self.labels["fallbacks"].setText(
-            f"{len(fb)} tensor(s)" if fb else "none: every tensor got what it asked for")
+            plural(len(fb), "tensor") if fb else "none: every tensor got what it asked for")
         self.fallbacks.setRowCount(len(fb))
         for row, e in enumerate(fb):
             for col, text in enumerate((e.name, e.fallback_from or "", e.encoding,
@@ -114,3 +117,4 @@ class SummaryPanel(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.fallbacks.setItem(row, col, item)
+        self.fallbacks.resizeRowsToContents()

@@ -27,14 +27,18 @@ def apply_theme(app: QApplication) -> None:
     pg.setConfigOptions(background=bg, foreground=fg, antialias=True)
 
 
-# Colours for encodings: stable across plots so Q4_K is the same hue everywhere.
+# Colours for encodings: stable across plots so Q4_K is the same hue everywhere, and distinct
+# within a what-if plot, which shows every encoding at once (no two neighbours in hue share a
+# lightness; greys are kept for the float types).
 _PALETTE = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
+    "#9edae5", "#393b79", "#637939", "#843c39",
 ]
-_FIXED = {"F32": "#7f7f7f", "F16": "#a0a0a0", "BF16": "#bcbd22"}
-_KNOWN = ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "Q3_K", "Q2_K", "Q4_1", "Q5_0", "Q5_1",
-          "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"]
+_FIXED = {"F32": "#7f7f7f", "F16": "#a8a8a8", "BF16": "#525252"}
+_KNOWN = ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "Q5_K", "Q3_K", "Q2_K", "MXFP4", "Q5_0", "Q4_1",
+          "Q5_1", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "INT8_PT_SYM", "INT8_PC_SYM",
+          "INT8_PT_ASYM", "INT8_PC_ASYM", "Q3_K_S"]
 
 
 def encoding_color(name: str) -> QColor:

@@ -12,10 +12,11 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from .document import PlanDocument
+from .document import PlanDocument, is_integer_dtype
 from .format import human_bytes, human_count
 
-COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error")
+COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error",
+           "gguf name")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 #: item data role holding the full dotted path (the filter matches on it)
@@ -30,7 +31,12 @@ _HEADER_TIPS = {
     "bpw": "bits per weight under the current plan",
     "error": "relative RMS error of the dequantized weights (group rows: the worst below them)",
     "encoding": "encoding the plan gives the tensor; double-click or F2 to change it",
+    "gguf name": "the tensor's name in a GGUF file (what llama-quantize --tensor-type rules and "
+                 "gguf_name rules match)",
 }
+
+#: error text of a group that holds a quantized tensor nobody has measured yet
+NOT_MEASURED = "not measured"
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index Qt uses for "top level"
@@ -56,6 +62,7 @@ class LayerTreeModel(QAbstractItemModel):
                     stack.append(child)
         self._agg: dict[int, tuple[int, float, float | None]] = {}
         self._mix: dict[int, dict[str, int]] = {}
+        self._unmeasured: set[int] = set()
         self._recompute()
         doc.subscribe(self._on_doc)
 
@@ -78,6 +85,7 @@ class LayerTreeModel(QAbstractItemModel):
             order.append(node)
             stack.extend(node.children)
         mix: dict[int, dict[str, int]] = {}
+        unmeasured: set[int] = set()  # nodes with a lossy tensor below that has no error yet
         for node in reversed(order):
             nb = params = 0
             worst: float | None = None
@@ -87,8 +95,13 @@ class LayerTreeModel(QAbstractItemModel):
                 entry = plan.entry(node.tensor.name)
                 nb, params = entry.nbytes, node.tensor.params
                 worst = err.get("rel_error") if err else None
-                encs[entry.encoding] = 1
+                integer = is_integer_dtype(node.tensor.dtype)
+                encs[node.tensor.dtype if integer else entry.encoding] = 1
+                if err is None and not integer and entry.encoding != entry.source_dtype:
+                    unmeasured.add(id(node))
             for child in node.children:
+                if id(child) in unmeasured:
+                    unmeasured.add(id(node))
                 cb, cp, ce = acc[id(child)]
                 nb += cb
                 params += cp
@@ -100,6 +113,7 @@ class LayerTreeModel(QAbstractItemModel):
             mix[id(node)] = encs
         self._agg = {k: (v[0], 8.0 * v[0] / v[1] if v[1] else 0.0, v[2]) for k, v in acc.items()}
         self._mix = mix
+        self._unmeasured = unmeasured
 
     def _on_doc(self, what: str) -> None:
         self._recompute()
@@ -165,7 +179,8 @@ class LayerTreeModel(QAbstractItemModel):
             return Qt.ItemFlag.NoItemFlags
         f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         node = index.internalPointer()
-        if index.column() == COL["encoding"] and node.tensor is not None:
+        if index.column() == COL["encoding"] and node.tensor is not None and \
+                not is_integer_dtype(node.tensor.dtype):
             f |= Qt.ItemFlag.ItemIsEditable
         return f
 
@@ -214,9 +229,14 @@ class LayerTreeModel(QAbstractItemModel):
         if col == "bpw":
             return f"{bpw:.2f}"
         if col == "error":
+            if t is None and id(node) in self._unmeasured:
+                # "exact" or a worst error would claim more than was measured
+                return NOT_MEASURED if worst is None or worst == 0 else f"≥ {worst:.2e}"
             if worst is None:
                 return ""
             return "exact" if worst == 0 else f"{worst:.2e}"
+        if col == "gguf name":
+            return t.gguf_name or "" if t is not None else ""
         if t is None:
             if col == "encoding":  # a group: what its tensors get, by count
                 encs = sorted(self._mix.get(id(node), {}).items(), key=lambda kv: -kv[1])
@@ -229,6 +249,8 @@ class LayerTreeModel(QAbstractItemModel):
         if col == "dtype":
             return t.dtype
         if col == "encoding":
+            if is_integer_dtype(t.dtype):
+                return f"{t.dtype} (kept)"  # integer data is stored as it is
             entry = self._doc.plan.entry(t.name)
             return f"{entry.encoding} ⟵ {entry.fallback_from}" if entry.fallback_from \
                 else entry.encoding
@@ -245,10 +267,13 @@ class LayerTreeModel(QAbstractItemModel):
             return bpw
         if col == "error":
             return -1.0 if worst is None else worst
-        return self._display(node, col)
+        return self._display(node, col) or ""
 
     def _tooltip(self, node, col: str) -> str | None:
         t = node.tensor
+        if t is None and col == "error" and id(node) in self._unmeasured:
+            return ("some quantized tensors below have no measurement for their encoding yet "
+                    "(Run ▸ Quantize or What-if); the value is the worst of those measured")
         if t is None:
             if col == "size":
                 nbytes = self._agg.get(id(node), (0, 0.0, None))[0]

@@ -55,7 +55,8 @@ class JobsMixin:
         where = f" {min(index + 1, total)}/{total}" if total else ""
         self.progress.setFormat(f"{stage}{where}")
         msg = getattr(p, "message", "") or ""
-        self.statusBar().showMessage(f"{stage}: {name}{where} {msg}".strip())
+        self._progress_text = f"{stage}: {name}{where} {msg}".strip()
+        self.statusBar().showMessage(self._progress_text)
 
     def _on_job_error(self, exc: BaseException) -> None:
         from qtstudio.jobs import Cancelled
@@ -70,6 +71,11 @@ class JobsMixin:
     def _on_job_finished(self) -> None:
         w = self.worker
         self.worker = None
+        # a progress line left in the bar would read as work still going on
+        bar = self.statusBar()
+        if bar.currentMessage() in (getattr(self, "_progress_text", None),
+                                    f"{w.name}…" if w is not None else None):
+            bar.clearMessage()
         if w is not None:
             w.deleteLater()
         self.progress.hide()

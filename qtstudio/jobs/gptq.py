@@ -253,6 +253,7 @@ def gptq_quantize_job(model: Model, plan: Plan, tokens: np.ndarray, *,
 def gptq_export_job(model: Model, plan: Plan, out_path: str | Path, tokens: np.ndarray, *,
                     options: GPTQOptions | None = None, threads: int | None = None,
                     cancel: CancelToken | None = None, allow_requantize: bool = False,
+                    metadata: Mapping[str, str] | None = None,
                     ) -> Generator[Progress, None, Any]:
     """``export --method gptq``: GPTQ, then the GGUF export with GPTQ's bytes for the tensors
     it quantized. Returns the export report (its ``gptq`` attribute holds the GPTQ run)."""
@@ -263,7 +264,7 @@ def gptq_export_job(model: Model, plan: Plan, out_path: str | Path, tokens: np.n
     try:
         report = yield from export_gguf_job(model, plan, out_path, threads=threads,
                                             cancel=cancel, allow_requantize=allow_requantize,
-                                            precomputed=run.store)
+                                            precomputed=run.store, metadata=metadata)
     finally:
         run.store.cleanup()
     report.warnings.extend(

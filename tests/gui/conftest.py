@@ -73,6 +73,23 @@ def small_model(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def unsaved_answers(monkeypatch):
+    """The "save your edits?" question never blocks a test: it is answered "discard" unless a
+    test puts another answer first; every question asked is recorded."""
+    from qtstudio.gui import unsaved
+
+    asked: list[str] = []
+    answers: list[str] = []
+
+    def ask(window, doing):
+        asked.append(doing)
+        return answers.pop(0) if answers else unsaved.DISCARD
+
+    monkeypatch.setattr(unsaved, "ask", ask)
+    return {"asked": asked, "answers": answers}
+
+
 @pytest.fixture
 def window(qtbot):
     from qtstudio.gui.main_window import MainWindow

@@ -61,10 +61,22 @@ def test_floor_shown_and_infeasible_target_refused(window, hf_model):
     assert window.worker is None and dlg.isVisible()
     assert dlg.problem.isVisible()
     assert "below the smallest reachable size" in dlg.problem.text()
-    assert f"{floor} bytes" in dlg.problem.text()
-    dlg.set_target(floor * 0.9 / 1e6, "MB")
+    # sizes in the window's one unit system (MiB/GiB as human_bytes prints them), never bytes
+    from qtstudio.gui.format import human_bytes
+
+    assert human_bytes(floor) in dlg.problem.text() and "bytes" not in dlg.problem.text()
+    assert dlg.unit.findText("MB") == -1 and dlg.unit.findText("MiB") >= 0
+    dlg.set_target(floor * 0.9 / 2**20, "MiB")
     dlg.run_btn.click()
     assert window.worker is None and "below the smallest reachable" in dlg.problem.text()
+    # above the unquantized size: refused too (nothing to optimize)
+    dlg.set_target(doc.plan.original_bytes * 1.01 / 2**20, "MiB")
+    dlg.run_btn.click()
+    assert window.worker is None and "above the unquantized size" in dlg.problem.text()
+    assert human_bytes(doc.plan.original_bytes) in dlg.problem.text()
+    dlg.set_target(33.0)
+    dlg.run_btn.click()
+    assert window.worker is None and "above the unquantized size" in dlg.problem.text()
     # no candidates: nothing to run
     dlg.set_candidates([])
     assert not dlg.run_btn.isEnabled()

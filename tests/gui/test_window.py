@@ -104,10 +104,19 @@ def test_context_menu_and_shortcut_assign_to_selection(window, small_model, monk
 
     # Ctrl+E: choose from a list (the dialog is patched to answer Q5_1)
     assert window.act_assign.shortcut().toString() == "Ctrl+E"
-    monkeypatch.setattr(QInputDialog, "getItem",
-                        lambda *a, **k: (next(x for x in a[3] if x.startswith("Q5_1")), True))
+    asked: list = []
+
+    def answer(*a, **k):
+        asked.append((a[3], a[4]))
+        return next(x for x in a[3] if x.startswith("Q5_1")), True
+
+    monkeypatch.setattr(QInputDialog, "getItem", answer)
     _select(window, names[:2])
     window.act_assign.trigger()
+    items, default = asked[0]
+    # every choice says its bits per weight; the default is the selection's own Q4_0, not F32
+    assert all("bpw" in x for x in items) and items[default].startswith("Q4_0  (4.50 bpw")
+    assert items.index(next(x for x in items if x.startswith("F32"))) > default
     assert [doc.plan.entry(n).encoding for n in names] == ["Q5_1", "Q5_1", "Q4_0", "Q4_0"]
 
     # Delete: back to what rules and preset say
@@ -115,9 +124,11 @@ def test_context_menu_and_shortcut_assign_to_selection(window, small_model, monk
     assert doc.plan.entry(names[0]).encoding == "F32" and names[0] not in doc.recipe.overrides
 
 
-def test_rules_presets_and_undo_redo(window, small_model):
+def test_rules_presets_and_undo_redo(window, small_model, monkeypatch):
     window.open_model(small_model)
     doc = window.doc
+    # Add asks first: the dialog, filled in by add_rule's arguments, is confirmed
+    monkeypatch.setattr(window.rules, "run_dialog", lambda dlg: True)
     window.apply_preset("Q8_0")
     assert all(e.encoding == "Q8_0" for e in doc.plan.entries if e.quantizable)
     window.rules.add_rule(r"mlp\.down_proj", "Q4_0")
@@ -153,9 +164,13 @@ def test_rules_presets_and_undo_redo(window, small_model):
     assert window.rules.table.rowCount() == 2
 
     # an invalid regex typed into the table changes nothing and says why
-    window.rules.table.item(1, 0).setText("mlp.(")  # row 1 is the regex rule
+    window.rules.table.item(1, 0).setText(r"mlp\.(")  # row 1 is the regex rule
     assert window.undo_stack.count() == steps
-    assert "not a valid regex" in window.statusBar().currentMessage()
+    message = window.statusBar().currentMessage()
+    assert "not a valid regular expression" in message
+    # the typed text stays to be fixed, quoted as typed (one backslash, not repr's two)
+    assert window.rules.table.item(1, 0).text() == r"mlp\.("
+    assert r"mlp\.(" in message and r"mlp\\.(" not in message
 
 
 def test_recipe_save_and_load_through_dialogs(window, small_model, tmp_path, monkeypatch):
