@@ -7,6 +7,7 @@ line tools) stays light and works without a display.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -79,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     def on_start_up_stop(signum, frame):
         # Only noted: an exception raised inside PySide6's import machinery aborts the
         # interpreter (shiboken's "could not initialize part 2"), and one raised inside a Qt
-        # call turns into a printed traceback. Start-up stops at its next checkpoint instead.
+        # call turns into a printed traceback. Start-up stops at its next checkpoint instead;
+        # a second signal (start-up stuck, say on a model that never finishes loading) ends the
+        # process at once, the way the signal would without a handler.
         received.append(signum)
+        if len(received) > 1:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     def checkpoint() -> None:
         if received:
