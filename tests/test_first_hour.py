@@ -125,9 +125,11 @@ def test_app_exits_1_with_the_line_before_creating_qt(fake_plugins, monkeypatch,
         raise AssertionError("QApplication must not be created")
 
     monkeypatch.setattr(app, "create_application", no_qt)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with pytest.raises(SystemExit) as exc:
         app.main([])
     assert exc.value.code == 1
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # put back
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("qtstudio: Qt's xcb platform plugin")
 
@@ -192,7 +194,7 @@ def test_ctrl_c_during_start_up_prints_no_traceback(entry, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QTSTUDIO_DEBUG": ""}
     args = ["eval", "demo"] if entry == "cli" else []
     seen = set()
-    for delay in (0.0, 0.1, 0.3, 0.6):
+    for delay in (0.02, 0.1, 0.3, 0.6):  # after "go": past the harness's own line
         proc = subprocess.Popen(
             [sys.executable, "-c",
              f"import sys; from qtstudio.launch import {entry}; sys.stderr.write('go\\n'); "

@@ -74,7 +74,6 @@ class _StartUpInterruptedError(Exception):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = _parse(sys.argv[1:] if argv is None else argv)
     received: list[int] = []
 
     def on_start_up_stop(signum, frame):
@@ -92,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         if received:
             raise _StartUpInterruptedError
 
+    previous = {}
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            signal.signal(sig, on_start_up_stop)
+            previous[sig] = signal.signal(sig, on_start_up_stop)
+    started = False
     try:
+        args = _parse(sys.argv[1:] if argv is None else argv)
+        checkpoint()
         from .platform_check import ensure_platform
 
         ensure_platform()
@@ -117,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             win.open_demo(recipe_path=args.recipe, showcase=True)
         checkpoint()
         _quit_on_stop_signals(app, win)
+        started = True
     except (_StartUpInterruptedError, KeyboardInterrupt):
         # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
         print("qtstudio: interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(received[0]) if received else 130
+    finally:
+        if not started:  # leaving early (interrupt, platform check, error): put them back
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return app.exec()
 
 
