@@ -125,9 +125,11 @@ def test_app_exits_1_with_the_line_before_creating_qt(fake_plugins, monkeypatch,
         raise AssertionError("QApplication must not be created")
 
     monkeypatch.setattr(app, "create_application", no_qt)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with pytest.raises(SystemExit) as exc:
         app.main([])
     assert exc.value.code == 1
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # put back
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("qtstudio: Qt's xcb platform plugin")
 
@@ -192,7 +194,7 @@ def test_ctrl_c_during_start_up_prints_no_traceback(entry, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QTSTUDIO_DEBUG": ""}
     args = ["eval", "demo"] if entry == "cli" else []
     seen = set()
-    for delay in (0.0, 0.1, 0.3, 0.6):
+    for delay in (0.02, 0.1, 0.3, 0.6):  # after "go": past the harness's own line
         proc = subprocess.Popen(
             [sys.executable, "-c",
              f"import sys; from qtstudio.launch import {entry}; sys.stderr.write('go\\n'); "
@@ -245,10 +247,12 @@ def test_window_opens_under_xvfb(tmp_path):
                                        found.stdout.split()[0]], env=env, capture_output=True,
                                       text=True, timeout=10).stdout
             assert "Geometry" in geometry
+            time.sleep(2)  # the demo's showcase plan, then the event loop
         finally:
             app.send_signal(signal.SIGINT)
             _, err = app.communicate(timeout=30)
-        assert app.returncode == 0, err
+        # 0: closed from the event loop; 130: the signal still caught start-up (a loaded machine)
+        assert app.returncode in (0, 130), err
         assert "Traceback" not in err
     finally:
         xvfb.terminate()

@@ -7,6 +7,7 @@ line tools) stays light and works without a display.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,24 +74,32 @@ class _StartUpInterruptedError(Exception):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = _parse(sys.argv[1:] if argv is None else argv)
     received: list[int] = []
 
     def on_start_up_stop(signum, frame):
         # Only noted: an exception raised inside PySide6's import machinery aborts the
         # interpreter (shiboken's "could not initialize part 2"), and one raised inside a Qt
-        # call turns into a printed traceback. Start-up stops at its next checkpoint instead.
+        # call turns into a printed traceback. Start-up stops at its next checkpoint instead;
+        # a second signal (start-up stuck, say on a model that never finishes loading) ends the
+        # process at once, the way the signal would without a handler.
         received.append(signum)
+        if len(received) > 1:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     def checkpoint() -> None:
         if received:
             raise _StartUpInterruptedError
 
+    previous = {}
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            signal.signal(sig, on_start_up_stop)
+            previous[sig] = signal.signal(sig, on_start_up_stop)
+    started = False
     try:
+        args = _parse(sys.argv[1:] if argv is None else argv)
+        checkpoint()
         from .platform_check import ensure_platform
 
         ensure_platform()
@@ -111,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             win.open_demo(recipe_path=args.recipe, showcase=True)
         checkpoint()
         _quit_on_stop_signals(app, win)
+        started = True
     except (_StartUpInterruptedError, KeyboardInterrupt):
         # Ctrl-C while Qt and the model load: stop quietly, as after start-up.
         print("qtstudio: interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(received[0]) if received else 130
+    finally:
+        if not started:  # leaving early (interrupt, platform check, error): put them back
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return app.exec()
 
 
