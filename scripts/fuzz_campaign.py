@@ -66,7 +66,13 @@ def run_reader(reader: ft.Reader, n: int, seed: int, stop_at: float, folder: Pat
             counts["stopped_early"] = True
             break
         ops = random_ops(rng)
-        data = ft.mutate(reader, base.files[base.mutable], ops)
+        try:
+            data = ft.mutate(reader, base.files[base.mutable], ops)
+        except Exception as exc:  # a mutator bug must not end the campaign
+            counts["harness_errors"] = counts.get("harness_errors", 0) + 1
+            others.setdefault(f"harness {type(exc).__name__}", {"ops": ops, "count": 0})[
+                "count"] += 1
+            continue
         path = ft.write_case(folder, base, data)
         t0 = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, 30.0)

@@ -379,3 +379,23 @@ def test_qtensor_shape_product_that_wraps_int64(shape):
     # 2^64 * 32 rows wrap to zero in int64: an empty buffer would have matched the size check
     with pytest.raises(ValueError, match="more than 2\\^62 values"):
         QTensor(np.zeros(0, np.uint8), shape, "Q4_0")
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def test_cli_inspect_names_unreadable_tensors_and_refuses_a_fifo(tmp_path, capsys):
+    from qtstudio.cli import main
+
+    p = _raw_gguf(tmp_path, [("empty.weight", [0, 4], 8, 0), ("ok.weight", [4], 0, 16)])
+    assert main(["inspect", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable: empty.weight: has a zero dimension (ne=[0, 4])" in out
+    assert main(["inspect", str(p), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [t["unreadable"] is None for t in doc["tensors"]] == [False, True]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "f.gguf")
+        # (main installs signal handlers, so it runs here, not in a watchdog thread; the FIFO
+        # tests above show open_model never blocks on one)
+        assert main(["inspect", str(tmp_path / "f.gguf")]) == 2
+        assert "f.gguf: is a FIFO (named pipe)" in capsys.readouterr().err

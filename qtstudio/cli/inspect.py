@@ -31,7 +31,7 @@ def collect(model: Model) -> dict[str, Any]:
         "tensors": [
             {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "params": t.params,
              "nbytes": t.nbytes, "quantizable": t.quantizable, "gguf_name": t.gguf_name,
-             "role": t.role, "block_index": t.block_index}
+             "role": t.role, "block_index": t.block_index, "unreadable": t.unreadable}
             for t in model.tensors
         ],
         "total_params": model.total_params,
@@ -69,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"total: {len(model.tensors)} tensors, {model.total_params} parameters "
               f"({human_count(model.total_params)}), {model.total_bytes} bytes "
               f"({human_bytes(model.total_bytes)})")
+        for t in model.unreadable:
+            print(f"unreadable: {t.name}: {t.unreadable}")
     return 0

@@ -442,7 +442,9 @@ def torch_zip_structured(data: bytes, a: int, b: int) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = [(i, zf.read(i)) for i in zf.infolist()]
-    except Exception:
+    except Exception:  # a file already damaged by earlier steps
+        return data
+    if not members:
         return data
     pkl = [k for k, (i, _) in enumerate(members) if i.filename.endswith("data.pkl")]
     k = pkl[0] if pkl and b % 4 else a % len(members)
