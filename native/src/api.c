@@ -20,7 +20,8 @@
  * first read every destination line in (read-for-ownership) only to overwrite it. Above this
  * size dequantize decodes into a small cache-resident buffer and streams it out instead, which
  * keeps the row kernels unchanged (qmatmul calls them into cache-resident buffers) and the
- * values bit-identical. */
+ * values bit-identical. Only levels whose streaming copy measured faster than plain stores
+ * register one (AVX-512's whole-line stores; AVX2's half-line ones lost, see x86/avx2.c). */
 #define QT_STREAM_MIN_BYTES ((size_t)32 << 20)
 /* Values decoded per step on the streaming path: 4 KiB, which stays in L1 between the decode
  * and the copy (measured faster than 16 KiB steps). */

@@ -386,6 +386,25 @@ static int shapes_for(const enc *e, shape *out) {
     return ns;
 }
 
+/* FAST at a SIMD level against the scalar reference kernels: both quantize the activations
+ * the same way and sum the same integer products per group, so only float rounding may differ,
+ * and the difference must stay within a few times the exact path's float32 bound (the scale
+ * products d * da and the minimums' sums round on their own). A fused kernel that picked a
+ * wrong group scale or offset stays inside the loose FAST bound but not this one. */
+static void check_against_scalar(const enc *e, const oracle *o, const float *y,
+                                 const float *y_scalar, int64_t n, int64_t m, int64_t k, int lvl) {
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n * m && bad < 0; i++) {
+        const double d = fabs((double)y[i] - (double)y_scalar[i]);
+        if (!(d <= 8.0 * o->bexact[i])) bad = i;
+    }
+    CHECK(bad < 0, "%s %s fast n=%lld m=%lld k=%lld: y[%lld] = %.9g, the scalar kernels give "
+          "%.9g (more than float rounding apart, bound %.3g)", e->tr.name, level_name(lvl),
+          (long long)n, (long long)m, (long long)k, (long long)bad,
+          bad < 0 ? 0.0 : (double)y[bad], bad < 0 ? 0.0 : (double)y_scalar[bad],
+          bad < 0 ? 0.0 : 8.0 * o->bexact[bad]);
+}
+
 static void check_encoding(const enc *e) {
     shape shapes[32];
     const int ns = shapes_for(e, shapes);
@@ -394,6 +413,10 @@ static void check_encoding(const enc *e) {
         weights w = make_weights(e, s->m, s->k, s->offset);
         float *x = make_acts(s->n, s->k);
         oracle o = make_oracle(e, &w, x, s->n);
+        int scalar_ok = 0;
+        float *y_scalar = e->is_float ? NULL
+                                      : run(e, x, w.q, s->n, s->m, s->k, QT_QMATMUL_FAST, 1,
+                                            QT_ISA_SCALAR, &scalar_ok);
         for (int mode = QT_QMATMUL_FAST; mode <= QT_QMATMUL_EXACT; mode++) {
             for (int li = 0; li < g_nlevels; li++) {
                 const int lvl = g_levels[li];
@@ -401,6 +424,9 @@ static void check_encoding(const enc *e) {
                 float *one = run(e, x, w.q, s->n, s->m, s->k, mode, 1, lvl, &ok);
                 if (ok) {
                     check_accuracy(e, &o, one, s->n, s->m, s->k, mode, lvl);
+                    if (mode == QT_QMATMUL_FAST && scalar_ok) {
+                        check_against_scalar(e, &o, one, y_scalar, s->n, s->m, s->k, lvl);
+                    }
                     /* F32/F16/BF16 run the same exact path in both modes: sweep once */
                     if (s->threaded &&
                         !(e->is_float && !e->bf16_fast && mode == QT_QMATMUL_FAST)) {
@@ -409,6 +435,9 @@ static void check_encoding(const enc *e) {
                 }
                 free_run(one);
             }
+        }
+        if (y_scalar != NULL) {
+            free_run(y_scalar);
         }
         free_oracle(&o);
         free(x);

@@ -517,27 +517,14 @@ static inline void qk_emit_i8(float *y, __m128i b, float s) {
 
 #include "../simd_x86_kdequant.h"
 
-/* ---------------------------------------------------------------- streaming copy */
-
-/* Plain stores up to dst's first 32-byte boundary, 32-byte non-temporal stores for the body,
- * plain stores for the tail. src is a cache-resident buffer, so its alignment does not matter. */
-static void stream_store_avx2(float *dst, const float *src, int64_t n) {
-    int64_t i = 0;
-    while (i < n && ((uintptr_t)(dst + i) & 31u) != 0) {
-        dst[i] = src[i];
-        i++;
-    }
-    for (; i + 16 <= n; i += 16) {
-        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-        _mm256_stream_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
-    }
-    for (; i < n; i++) {
-        dst[i] = src[i];
-    }
-}
+/* No streaming copy at this level (stream_store stays NULL, so large dequantize outputs take
+ * plain stores): 32-byte non-temporal stores measured 2.5-8x slower than plain stores for
+ * 64-224 MiB outputs, on this AVX-512 EPYC forced to AVX2 (Q8_0 4096x14336 one thread: 2.2 vs
+ * 5.4 GiB/s; Q4_K 4.5 vs 11.9) and on an AVX2-only EPYC, where they left Q8_0/Q4_K/Q5_K at
+ * 0.44-0.59x ggml. The AVX-512 level's 64-byte ones fill a whole line per store and win there
+ * (Q4_K 9.0 vs 7.3 GiB/s, Q4_0 12.5 vs 9.5). */
 
 void qt_avx2_register(qt_kernel_table *t) {
-    t->stream_store = stream_store_avx2;
     t->codec[QT_T_F16] = (qt_codec){quantize_f16, dequantize_f16};
     t->codec[QT_T_BF16] = (qt_codec){quantize_bf16, dequantize_bf16};
     t->codec[QT_T_Q4_0] = (qt_codec){quantize_q4_0_avx2, dequantize_q4_0};

@@ -639,10 +639,10 @@ ALWAYS_INLINE __m256i dot_signed(__m256i w, __m256i a) {
 
 /* One block: acc += (d * da) * (w . a) over its 32 values (group-32 encodings: both 16-value
  * halves of the block carry the same da). */
-ALWAYS_INLINE __m256 block_step(__m256 acc, __m256i w, uint16_t d, const qt_mm_act *act,
+ALWAYS_INLINE __m256 block_step(__m256 acc, __m256i w, float d, const qt_mm_act *act,
                                 int64_t j) {
     const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
-    const __m256 sc = _mm256_set1_ps(h2f(d) * act->da[j / 16]);
+    const __m256 sc = _mm256_set1_ps(d * act->da[j / 16]);
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_signed(w, a)), sc, acc);
 }
 
@@ -661,41 +661,57 @@ ALWAYS_INLINE __m256i iq4_grid(void) {
                             89, 113);
 }
 
-/* Blocks of one fp16 d and 32 values (Q8_0: signed bytes; Q4_0: nibbles stored q + 8; IQ4_NL:
- * nibbles indexing the grid). */
-enum { PLAIN_Q8_0, PLAIN_Q4_0, PLAIN_IQ4_NL };
+/* The MXFP4 grid: E2M1 values doubled (the block scale is halved to match), signed. */
+ALWAYS_INLINE __m256i mxfp4_grid(void) {
+    return _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3,
+                            4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+}
+
+/* Blocks of one scale and 32 values: an fp16 d then the values (Q8_0: signed bytes; Q4_0:
+ * nibbles stored q + 8; IQ4_NL: nibbles indexing its grid), or MXFP4's E8M0 exponent byte then
+ * nibbles indexing the E2M1 grid. */
+enum { PLAIN_Q8_0, PLAIN_Q4_0, PLAIN_IQ4_NL, PLAIN_MXFP4 };
 _Static_assert(offsetof(block_q8_0, qs) == 2 && offsetof(block_q4_0, qs) == 2 &&
-                   offsetof(block_iq4_nl, qs) == 2,
-               "plain 32-value blocks: d, then the values");
+                   offsetof(block_iq4_nl, qs) == 2 && offsetof(block_mxfp4, qs) == 1,
+               "plain 32-value blocks: the scale, then the values");
 
 ALWAYS_INLINE __m256i plain_values(const uint8_t *qs, int kind) {
     if (kind == PLAIN_Q8_0) {
         return load256(qs);
     }
     const __m256i n = nibbles32(qs);
-    return kind == PLAIN_Q4_0 ? _mm256_sub_epi8(n, _mm256_set1_epi8(8))
-                              : _mm256_shuffle_epi8(iq4_grid(), n);
+    return kind == PLAIN_Q4_0    ? _mm256_sub_epi8(n, _mm256_set1_epi8(8))
+           : kind == PLAIN_MXFP4 ? _mm256_shuffle_epi8(mxfp4_grid(), n)
+                                 : _mm256_shuffle_epi8(iq4_grid(), n);
+}
+
+ALWAYS_INLINE float plain_scale(const uint8_t *b, int kind) {
+    if (kind == PLAIN_MXFP4) {
+        return e8m0_half(b[0]);
+    }
+    uint16_t d;
+    memcpy(&d, b, sizeof d);
+    return h2f(d);
 }
 
 ALWAYS_INLINE float fdot_plain32(const void *row, const qt_mm_act *act, int64_t k, int kind) {
     const size_t bs = kind == PLAIN_Q8_0 ? sizeof(block_q8_0)
-                      : kind == PLAIN_Q4_0 ? sizeof(block_q4_0) : sizeof(block_iq4_nl);
+                      : kind == PLAIN_Q4_0 ? sizeof(block_q4_0)
+                      : kind == PLAIN_MXFP4 ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
+    const size_t qoff = kind == PLAIN_MXFP4 ? 1 : 2;
     const int64_t nb = k / 32;
     const uint8_t *b = row;
-    uint16_t d0, d1;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
     /* two blocks per step, each on its own sum (one sum waited on the FMA latency) */
     for (; i + 2 <= nb; i += 2, b += 2 * bs) {
         prefetch_ahead(b, 2 * (int)bs);
-        memcpy(&d0, b, sizeof d0); /* every one of these blocks starts with d */
-        memcpy(&d1, b + bs, sizeof d1);
-        acc0 = block_step(acc0, plain_values(b + 2, kind), d0, act, 32 * i);
-        acc1 = block_step(acc1, plain_values(b + bs + 2, kind), d1, act, 32 * i + 32);
+        acc0 = block_step(acc0, plain_values(b + qoff, kind), plain_scale(b, kind), act, 32 * i);
+        acc1 = block_step(acc1, plain_values(b + bs + qoff, kind), plain_scale(b + bs, kind), act,
+                          32 * i + 32);
     }
     if (i < nb) {
-        memcpy(&d0, b, sizeof d0);
-        acc0 = block_step(acc0, plain_values(b + 2, kind), d0, act, 32 * i);
+        acc0 = block_step(acc0, plain_values(b + qoff, kind), plain_scale(b, kind), act, 32 * i);
     }
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
@@ -710,6 +726,10 @@ static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
 
 static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
     return fdot_plain32(row, act, k, PLAIN_IQ4_NL);
+}
+
+static float fdot_mxfp4(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_plain32(row, act, k, PLAIN_MXFP4);
 }
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
@@ -782,7 +802,7 @@ ALWAYS_INLINE float fdot_q4_5_1(const void *row, const qt_mm_act *act, int64_t k
         if (five) {
             v = _mm256_or_si256(v, fifth_bits(b + offsetof(block_q5_1, qh)));
         }
-        acc = block_step(acc, v, d, act, 32 * i);
+        acc = block_step(acc, v, h2f(d), act, 32 * i);
         mins += h2f(m) * (act->sa[2 * i] + act->sa[2 * i + 1]);
     }
     return hsum8(acc) + mins;
@@ -934,6 +954,59 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), macc));
 }
 
+/* Q3_K: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l] plus 4 times bit 4h + j of
+ * hmask[l], minus 4; one 6-bit scale (stored + 32) per 16 values, low nibbles in scales[0..7]
+ * (groups 0-7 low, 8-15 high), top two bits of group g at bit 2(g / 4) of scales[8 + g % 4].
+ * The -4 comes back through the per-4 activation sums (nsum4). */
+static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_q3_K *x = row;
+    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m256i hshift[2] = {_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2),
+                               _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)};
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        uint64_t lo8;
+        uint32_t hi4;
+        memcpy(&lo8, x[i].scales, sizeof lo8);
+        memcpy(&hi4, x[i].scales + 8, sizeof hi4);
+        const __m128i l = _mm_cvtsi64_si128((long long)lo8);
+        const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(l, low4),
+                                                _mm_and_si128(_mm_srli_epi16(l, 4), low4));
+        const __m256i his = _mm256_cvtepu8_epi32(_mm_set1_epi32((int)hi4));
+        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
+        __m256 sd[2];
+        for (int h = 0; h < 2; h++) {
+            const __m256i lo = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(lows, 8) : lows);
+            const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(his, hshift[h]),
+                                                _mm256_set1_epi32(3));
+            const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
+                                                _mm256_set1_epi32(32));
+            sd[h] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)),
+                                  _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
+        }
+        const __m256i hm = load256(x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const int64_t jj = j0 + 128 * h + 32 * j;
+                /* stored value (q & 3) + 4 * high bit: the real value plus 4 */
+                const __m256i v = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one), 2));
+                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + jj / 4));
+                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, jj)),
+                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 2));
+                acc[j & 1] = _mm256_add_ps(
+                    acc[j & 1], _mm256_mul_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j)));
+            }
+        }
+    }
+    return hsum8(_mm256_add_ps(acc[0], acc[1]));
+}
+
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
  * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back through
  * the GEMV's per-4 activation sums (nsum4). */
@@ -997,6 +1070,8 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q4_1] = fdot_q4_1;
     t->fdot[QT_T_Q5_1] = fdot_q5_1;
     t->fdot[QT_T_IQ4_NL] = fdot_iq4_nl;
+    t->fdot[QT_T_MXFP4] = fdot_mxfp4;
+    t->fdot[QT_T_Q3_K] = fdot_q3_K;
     t->fdot[QT_T_IQ4_XS] = fdot_iq4_xs;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->dot = dot_avx2;
