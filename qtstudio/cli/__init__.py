@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from qtstudio.kernels import NativeError
 
-from . import bench, export, info, inspect, optimize, plan, quantize, whatif
+from . import bench, export, imatrix, info, inspect, optimize, plan, quantize, whatif
 from . import eval as eval_cmd
 from .job_runner import JobStoppedError, report_stopped
 
-COMMANDS = [info, inspect, plan, quantize, eval_cmd, export, optimize, bench, whatif]
+COMMANDS = [info, inspect, plan, quantize, eval_cmd, imatrix, export, optimize, bench, whatif]
 
 
 class CliError(Exception):
