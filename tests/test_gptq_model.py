@@ -230,3 +230,29 @@ def test_quantize_cli_reports_gptq_against_plain(lm, tmp_path, capsys):
     assert len(rows) == 15
     assert sum(r["output_error_gptq"] for r in rows) < sum(r["output_error_plain"] for r in rows)
     assert {r["name"] for r in doc["tensors"]} >= {"model.embed_tokens.weight"}
+
+
+def test_cancel_mid_gptq_leaves_no_file_and_no_temp_folder(lm, tmp_path, monkeypatch):
+    import tempfile
+
+    from qtstudio.jobs import Cancelled, CancelToken
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the GPTQ store goes
+    out = tmp_path / "out"
+    out.mkdir()
+    token = CancelToken()
+    with open_model(lm / "model") as m:
+        plan = resolve_plan(m, Recipe(preset="Q4_0", pure=True), target_format="gguf")
+        calib = calibration_windows(m, lm / "calib.txt", ctx=32, windows=2)
+        job = gptq_export_job(m, plan, out / "model.gguf", calib, cancel=token)
+        seen = []
+        with pytest.raises(Cancelled):
+            for p in job:
+                seen.append(p.name)
+                if p.name.endswith("k_proj.weight"):  # inside block 0, GPTQ under way
+                    token.cancel()
+    assert any(n.endswith("q_proj.weight") for n in seen)
+    assert list(out.iterdir()) == []
+    assert list(temp.iterdir()) == []
