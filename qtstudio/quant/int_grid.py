@@ -83,5 +83,7 @@ class IntGridScheme:
         if c.sym:
             zero = torch.full_like(scale, float((c.maxq + 1) // 2))
         else:
-            zero = torch.clamp(torch.round(-xmin / scale), 0, c.maxq)
+            # at least 1: the checkpoint stores zero - 1 in ``bits`` bits, so 0 cannot be
+            # written (AutoGPTQ's "v1" format); a group that wanted 0 loses its top level
+            zero = torch.clamp(torch.round(-xmin / scale), 1, c.maxq)
         return IntGrid(scale, zero, c.maxq)

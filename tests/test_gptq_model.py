@@ -1,0 +1,258 @@
+"""GPTQ on a trained tiny llama: the block forward against transformers, held-out KL of the GGUF
+exports run by llama.cpp (GPTQ below plain rounding at the same size), the Hugging Face GPTQ
+checkpoint unpacked independently, and the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from qtstudio.cli import main  # noqa: E402
+from qtstudio.core.plan import resolve_plan  # noqa: E402
+from qtstudio.core.recipe import Recipe  # noqa: E402
+from qtstudio.formats import open_model  # noqa: E402
+from qtstudio.jobs import run_job  # noqa: E402
+from qtstudio.jobs.gptq import gptq_export_job  # noqa: E402
+from qtstudio.quant.calib_data import calibration_windows  # noqa: E402
+from qtstudio.quant.gptq import GPTQOptions  # noqa: E402
+from qtstudio.quant.llama_blocks import LlamaBlocks  # noqa: E402
+from tests.helpers.gptq_model import build_trained_llama, grammar_text  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gptq_lm")
+    build_trained_llama(root / "model")
+    (root / "calib.txt").write_text(grammar_text(1, 600), encoding="utf-8")
+    (root / "heldout.txt").write_text(grammar_text(2, 120), encoding="utf-8")
+    return root
+
+
+def _hf_logits(folder, ids):
+    m = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return m(input_ids=torch.as_tensor(ids)).logits.numpy()
+
+
+def test_block_forward_matches_transformers_and_the_model_learned(lm):
+    assert float((lm / "model" / "train_loss.txt").read_text()) < 2.0  # from ln(384) = 5.95
+    with open_model(lm / "model") as m:
+        ids = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=2)
+        eng = LlamaBlocks(m)
+        h = eng.embed(ids)
+        for i in range(eng.shape.n_layers):
+            h = eng.run_block(eng.load_block(i), h)
+        ours = eng.logits(h).numpy()
+    ref = _hf_logits(lm / "model", ids)
+    assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
+
+
+@contextlib.contextmanager
+def _quiet():
+    fd = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _llama_cpp_logits(path, windows):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    out = []
+    with _quiet():
+        llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
+        for w in windows:
+            llm.reset()
+            llm.eval([int(t) for t in w])
+            out.append(np.array(llm.scores[: len(w)], dtype=np.float64))
+        llm.close()
+    return np.stack(out)
+
+
+def _kl(ref, got):
+    lp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1)
+    lq = torch.log_softmax(torch.as_tensor(got, dtype=torch.float64), -1)
+    return float((lp.exp() * (lp - lq)).sum(-1).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K"])
+def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc):
+    from qtstudio.export.gguf import export_gguf
+
+    with open_model(lm / "model") as m:
+        plan = resolve_plan(m, Recipe(preset=enc if enc != "Q4_K" else "Q4_K_M", pure=True),
+                            target_format="gguf")
+        calib = calibration_windows(m, lm / "calib.txt", ctx=64, windows=32)
+        held = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=6)
+        run_job(gptq_export_job(m, plan, tmp_path / "gptq.gguf", calib,
+                                options=GPTQOptions(desc_act=True)))
+        export_gguf(m, plan, tmp_path / "plain.gguf")
+    assert (tmp_path / "gptq.gguf").stat().st_size == (tmp_path / "plain.gguf").stat().st_size
+    ref = _hf_logits(lm / "model", held)
+    kl_gptq = _kl(ref, _llama_cpp_logits(tmp_path / "gptq.gguf", held))
+    kl_plain = _kl(ref, _llama_cpp_logits(tmp_path / "plain.gguf", held))
+    assert kl_gptq < 0.9 * kl_plain, (kl_gptq, kl_plain)
+    assert not list(tmp_path.glob("qtstudio-gptq-*"))
+
+
+def _unpack(words, bits, axis_len):
+    """int32 words [k, cols] -> levels [k * 32 / bits, cols] (independent of the exporter)."""
+    w = torch.as_tensor(words).to(torch.int64) & 0xFFFFFFFF
+    per = 32 // bits
+    parts = [(w >> (bits * j)) & ((1 << bits) - 1) for j in range(per)]
+    return torch.stack(parts, dim=1).reshape(-1, w.shape[1])[:axis_len].numpy()
+
+
+def _decode_checkpoint(t, prefix):
+    """The documented layout, decoded here: [out, in] float32."""
+    qweight, qzeros, scales, g_idx = (t[prefix + s] for s in (".qweight", ".qzeros", ".scales",
+                                                              ".g_idx"))
+    levels = _unpack(qweight, 4, g_idx.shape[0])                     # [in, out]
+    zeros = _unpack(qzeros.T.copy(), 4, scales.shape[1]).T + 1       # [groups, out]
+    return (scales.astype(np.float32)[g_idx] * (levels - zeros[g_idx])).T
+
+
+def _rtn_int4(w, group=64):
+    """Plain symmetric 4-bit rounding with the same groups: the baseline GPTQ must beat."""
+    g = w.reshape(w.shape[0], -1, group)
+    s = (np.abs(g).max(-1, keepdims=True) * 2 / 15).astype(np.float16).astype(np.float32)
+    return (s * (np.clip(np.round(g / s) + 8, 0, 15) - 8)).reshape(w.shape)
+
+
+def _logits_with(folder, ids, weights):
+    m = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for name, w in weights.items():
+            m.get_parameter(name).copy_(torch.as_tensor(w))
+        return m(input_ids=torch.as_tensor(ids)).logits.numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("asym,desc_act", [(False, True), (True, False)])
+def test_hf_gptq_checkpoint_decodes_to_a_model_better_than_rounding(lm, tmp_path, asym,
+                                                                      desc_act):
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "hf"
+    args = ["export", str(lm / "model"), "--format", "hf-gptq", "--method", "gptq",
+            "--data", str(lm / "calib.txt"), "--calib-ctx", "64", "--calib-windows", "32",
+            "--group-size", "64", "-o", str(out), "--quiet"]
+    assert main(args + (["--asym"] if asym else []) + (["--desc-act"] if desc_act else [])) == 0
+    qc = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == "gptq" and qc["bits"] == 4 and qc["group_size"] == 64
+    assert qc["desc_act"] is desc_act and qc["sym"] is (not asym)
+    assert qc["checkpoint_format"] == "gptq"
+    t = load_file(str(out / "model.safetensors"))
+    p = "model.layers.1.mlp.down_proj"
+    assert p + ".weight" not in t
+    assert t[p + ".qweight"].dtype == np.int32 and t[p + ".qweight"].shape == (512 // 8, 256)
+    assert t[p + ".qzeros"].shape == (512 // 64, 256 // 8)
+    assert t[p + ".scales"].dtype == np.float16 and t[p + ".scales"].shape == (8, 256)
+    g_idx = t[p + ".g_idx"]
+    assert sorted(np.bincount(g_idx).tolist()) == [64] * 8
+    assert bool(np.all(np.diff(g_idx) >= 0)) is not desc_act  # act order: processing order
+    if not asym:
+        assert np.all(_unpack(t[p + ".qzeros"].T.copy(), 4, 256) == 7)  # 8 stored as 8 - 1
+    names = [n for n in t if n.endswith(".qweight")]
+    assert len(names) == 14
+    with open_model(lm / "model") as m:
+        held = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=6)
+        plain = {n[:-len("qweight")] + "weight": _rtn_int4(m.load(n[:-len("qweight")] + "weight"))
+                 for n in names}
+    gptq_w = {n[:-len("qweight")] + "weight": _decode_checkpoint(t, n[:-len(".qweight")])
+              for n in names}
+    ref = _hf_logits(lm / "model", held)
+    kl_gptq = _kl(ref, _logits_with(lm / "model", held, gptq_w))
+    kl_plain = _kl(ref, _logits_with(lm / "model", held, plain))
+    assert kl_gptq < 0.5 * kl_plain, (kl_gptq, kl_plain)
+
+
+@pytest.mark.slow
+def test_gptqmodel_loads_the_checkpoint_as_documented(lm, tmp_path):
+    """An independent loader (GPTQModel, when installed) decodes the same weights."""
+    gptqmodel = pytest.importorskip("gptqmodel")
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "hf"
+    assert main(["export", str(lm / "model"), "--format", "hf-gptq", "--method", "gptq",
+                 "--data", str(lm / "calib.txt"), "--calib-ctx", "48", "--calib-windows", "8",
+                 "--desc-act", "-o", str(out), "--quiet"]) == 0
+    t = load_file(str(out / "model.safetensors"))
+    loaded = gptqmodel.GPTQModel.load(str(out), device="cpu")
+    layer = loaded.model.model.layers[1].mlp.down_proj
+    theirs = layer.dequantize_weight().float().numpy()
+    ours = _decode_checkpoint(t, "model.layers.1.mlp.down_proj")
+    theirs = theirs.T if theirs.shape != ours.shape else theirs
+    # they decode in bfloat16: 8 significant bits
+    assert np.abs(theirs - ours).max() <= 2 ** -7 * np.abs(ours).max()
+
+
+def test_cli_errors_are_one_line(lm, tmp_path, capsys):
+    model = str(lm / "model")
+    cases = [
+        (["quantize", model, "--preset", "Q4_0", "--method", "gptq", "--report",
+          str(tmp_path / "r.json")], "needs --data"),
+        (["quantize", model, "--preset", "Q4_0", "--data", str(lm / "calib.txt"), "--report",
+          str(tmp_path / "r.json")], "only with --method gptq"),
+        (["quantize", model, "--preset", "Q4_0", "--method", "gptq", "--data",
+          str(tmp_path / "missing.txt"), "--report", str(tmp_path / "r.json")],
+         "no such calibration file"),
+        (["export", model, "--format", "hf-gptq", "-o", str(tmp_path / "o")],
+         "add --method gptq"),
+    ]
+    for args, text in cases:
+        assert main(args) != 0
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_quantize_cli_reports_gptq_against_plain(lm, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert main(["quantize", str(lm / "model"), "--preset", "Q4_K_M", "--method", "gptq",
+                 "--data", str(lm / "calib.txt"), "--calib-ctx", "48", "--calib-windows", "8",
+                 "--report", str(report), "--quiet"]) == 0
+    assert "GPTQ: 15 tensors" in capsys.readouterr().out  # 14 block linears and the head
+    doc = json.loads(report.read_text())
+    rows = [r for r in doc["tensors"] if r.get("method") == "gptq"]
+    assert len(rows) == 15
+    assert sum(r["output_error_gptq"] for r in rows) < sum(r["output_error_plain"] for r in rows)
+    assert {r["name"] for r in doc["tensors"]} >= {"model.embed_tokens.weight"}
+
+
+def test_cancel_mid_gptq_leaves_no_file_and_no_temp_folder(lm, tmp_path, monkeypatch):
+    import tempfile
+
+    from qtstudio.jobs import Cancelled, CancelToken
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the GPTQ store goes
+    out = tmp_path / "out"
+    out.mkdir()
+    token = CancelToken()
+    with open_model(lm / "model") as m:
+        plan = resolve_plan(m, Recipe(preset="Q4_0", pure=True), target_format="gguf")
+        calib = calibration_windows(m, lm / "calib.txt", ctx=32, windows=2)
+        job = gptq_export_job(m, plan, out / "model.gguf", calib, cancel=token)
+        seen = []
+        with pytest.raises(Cancelled):
+            for p in job:
+                seen.append(p.name)
+                if p.name.endswith("k_proj.weight"):  # inside block 0, GPTQ under way
+                    token.cancel()
+    assert any(n.endswith("q_proj.weight") for n in seen)
+    assert list(out.iterdir()) == []
+    assert list(temp.iterdir()) == []
