@@ -91,7 +91,7 @@ def _candidate_values(enc_name: str, w: np.ndarray, threads: int | None) -> np.n
 class _KL:
     """Mean KL over scored positions of the reference logits against perturbed activations."""
 
-    def __init__(self, eng, h_ref_final, targets_shape) -> None:
+    def __init__(self, eng, h_ref_final) -> None:
         import torch
 
         self.eng = eng
@@ -236,7 +236,7 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
     for i in range(n):
         cancel.check()
         hs_final = eng.run_block(i, hs_final, weights=block_weights(i))
-    klm = _KL(eng, hs_final, None)
+    klm = _KL(eng, hs_final)
     yield Progress("sensitivity", "reference", finished[0], total, 0, 0,
                    time.perf_counter() - start, "reference pass done")
 
@@ -262,16 +262,17 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
     h = eng.embed(tokens)
     for i in range(n):
         t0 = time.perf_counter()
-        names = [g for g in eng.block_tensor_names(i) if g in by_gguf and
-                 by_gguf[g].name in todo]
+        in_block = [g for g in eng.block_tensor_names(i) if g in by_gguf]
+        names = [g for g in in_block if by_gguf[g].name in todo]
         wts = block_weights(i)
         ref_out = eng.run_block(i, h, weights=wts)
         ref_sq = float(ref_out.double().pow(2).sum())
         scale = None
         if method == "block" and names:
-            # one downstream KL of the block's tensors all at their smallest option together
+            # one downstream KL of the block's tensors (all of them, cached or not, so a
+            # resumed run gets the same scale) at their smallest option together
             ov = {g: _candidate_values(by_gguf[g].options[0].encoding,
-                                       model.load(by_gguf[g].name), threads) for g in names}
+                                       model.load(by_gguf[g].name), threads) for g in in_block}
             out = eng.run_block(i, h, weights=wts, overrides=ov)
             joint = float((out - ref_out).double().pow(2).sum())
             kl_joint = klm.mean(downstream(i + 1, out))
