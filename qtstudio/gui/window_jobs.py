@@ -221,8 +221,10 @@ class JobsMixin:
         factory = process_factory(
             "qtstudio.jobs.optimize:optimize_job", doc.model.path, target_bpw=target_bpw,
             target_bytes=target_bytes, candidates=list(candidates or DEFAULT_CANDIDATES),
-            imatrix=self._imatrix_entries(), objective=objective,
-            float_encoding=doc.recipe.float_encoding)
+            imatrix=None if objective == "kl" else self._imatrix_entries(), objective=objective,
+            float_encoding=doc.recipe.float_encoding,
+            # the kl objective measures on the chosen calibration file (None: default corpus)
+            **({"data": getattr(self, "calibration_file", None)} if objective == "kl" else {}))
         return self.start_job("Optimize", factory,
                               lambda result: self._on_optimized(doc, before, result))
 

@@ -108,7 +108,11 @@ def _rivals(model: Model, result: OptimizeResult, target_format: str | None
         if plan.total_bytes <= budget:
             presets.append((plan.total_bytes, name, rec))
     for nbytes, name, rec in sorted(presets, key=lambda p: -p[0])[:CHECK_PRESET_COUNT]:
-        rec.notes = f"optimize kl: preset {name} won the eval check"
+        # spelled out per tensor, like every optimizer answer (the window applies overrides)
+        plan = resolve_plan(model, rec, target_format=target_format)
+        rec = Recipe(overrides={e.name: e.encoding for e in plan.entries if e.quantizable},
+                     float_encoding=result.table.float_encoding,
+                     notes=f"optimize kl: preset {name}'s mixture won the eval check")
         out.append((f"preset {name}", rec, nbytes, None))
     return out
 
