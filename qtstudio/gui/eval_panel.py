@@ -133,6 +133,19 @@ def install_eval(window) -> None:
 
         return window.start_job("Evaluate plan", factory, done)
 
+    from .sensitivity_plot import SensitivityPlot
+
+    window.sensitivity_plot = SensitivityPlot()
+    sdock = QDockWidget("Sensitivity", window, objectName="sensitivityDock")
+    sdock.setWidget(window.sensitivity_plot)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, sdock)
+    sdock.hide()
+
+    def show_sensitivity(sens) -> None:
+        window.sensitivity_plot.show_sensitivity(sens)
+        sdock.show()
+
+    window.show_sensitivity = show_sensitivity
     window.eval_ctx = 512
     window.run_eval_plan = run
     window.choose_calibration_file = choose

@@ -247,4 +247,6 @@ class JobsMixin:
         after["notes"] = recipe.notes
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
+        if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):
+            self.show_sensitivity(result.sensitivity)  # kl objective: sensitivity along depth
         self.statusBar().showMessage(summary.status_text(), 12000)

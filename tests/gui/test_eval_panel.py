@@ -41,3 +41,24 @@ def test_evaluate_plan_panel_and_stale_summary(window, qtbot, tmp_path):
     assert f"{want:.4g}" in summary.text() and "stale" not in summary.text()
     window.push_recipe({**doc.recipe_snapshot(), "preset": "Q2_K"}, "preset")
     assert "stale" in summary.text()
+
+
+def test_sensitivity_plot_sums_each_depth(qtbot):
+    from types import SimpleNamespace
+
+    from qtstudio.core.optimize import Option, TensorCosts
+    from qtstudio.gui.sensitivity_plot import SensitivityPlot
+
+    def tc(name, errs):
+        return TensorCosts(name, (4, 4), 16, [Option(e, 1, (e,), v) for e, v in errs.items()])
+
+    tensors = [tc("emb", {"Q2_K": 0.5, "Q6_K": 0.01}), tc("a0", {"Q2_K": 0.2, "Q6_K": 0.002}),
+               tc("b0", {"Q2_K": 0.1, "Q6_K": 0.001}), tc("head", {"Q2_K": 0.3, "Q6_K": 0.02})]
+    sens = SimpleNamespace(table=SimpleNamespace(tensors=tensors),
+                           depth={"emb": -1, "a0": 0, "b0": 0, "head": 1})
+    w = SensitivityPlot()
+    qtbot.addWidget(w)
+    w.show_sensitivity(sens)
+    x, y = w.series["Q2_K"]
+    assert list(x) == [-1, 0, 1] and y == pytest.approx([0.5, 0.3, 0.3])
+    assert w.series["Q6_K"][1] == pytest.approx([0.01, 0.003, 0.02])
