@@ -92,11 +92,14 @@ def engine_kind(model: Model) -> str:
 
 
 def open_engine(model: Model, *, weight_fn: WeightFn | None = None,
-                observer: Observer | None = None, batch_tokens: int = 4096) -> Engine:
+                observer: Observer | None = None, batch_tokens: int = 4096,
+                activation_rounding: dict[str, str] | None = None) -> Engine:
+    """The engine for ``model``; ``activation_rounding`` (decoders) rounds matmul inputs as
+    llama.cpp's CPU backend does (see ``weights.plan_activation_rounding``)."""
     kind = engine_kind(model)
     if kind == "decoder":
         return DecoderEngine(model, weight_fn=weight_fn, observer=observer,
-                             batch_tokens=batch_tokens)
+                             batch_tokens=batch_tokens, activation_rounding=activation_rounding)
     if kind == "encoder":
         return EncoderEngine(model, weight_fn=weight_fn, observer=observer,
                              batch_tokens=batch_tokens)

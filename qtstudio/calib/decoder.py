@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import CalibrationError
-from .weights import Overrides, TensorAccess, WeightFn
+from .weights import Overrides, TensorAccess, WeightFn, round_activations
 
 if TYPE_CHECKING:
     import torch
@@ -131,8 +131,12 @@ class DecoderEngine:
     kind = "decoder"
 
     def __init__(self, model: Model, *, weight_fn: WeightFn | None = None,
-                 observer: Observer | None = None, batch_tokens: int = 4096) -> None:
+                 observer: Observer | None = None, batch_tokens: int = 4096,
+                 activation_rounding: dict[str, str] | None = None) -> None:
         self.model = model
+        #: GGUF name -> how llama.cpp rounds that matmul's input (weights.activation_rounding);
+        #: empty: float32 activations (the weights alone decide the error)
+        self.activation_rounding = dict(activation_rounding or {})
         self.spec = DecoderSpec.from_model(model)
         s = self.spec
         transforms = {}
@@ -222,6 +226,9 @@ class DecoderEngine:
 
         if obs is not None:
             obs(name, x.reshape(-1, x.shape[-1]))
+        kind = self.activation_rounding.get(name)
+        if kind is not None:
+            x = round_activations(x, kind)
         bias = weights.get(name[: -len("weight")] + "bias")
         return torch.nn.functional.linear(x, weights[name], bias)
 
@@ -300,6 +307,9 @@ class DecoderEngine:
             if observer is not None:
                 observer(self.head_name if self.head_name == "output.weight" else
                          "output.weight", x.reshape(-1, x.shape[-1]))
+            kind = self.activation_rounding.get(self.head_name)
+            if kind is not None:
+                x = round_activations(x, kind)
             return x @ out.T
 
 

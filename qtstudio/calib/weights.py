@@ -81,7 +81,14 @@ class TensorAccess:
         fix = self.transforms.get(name)
         if fix is not None:
             arr = fix(arr)
-        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        out = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        if not (overrides and name in overrides):
+            # the mapped file pages are copied: let them go, so a pass over a model whose
+            # file is larger than memory keeps only one block resident
+            from qtstudio.export._pages import release_pages
+
+            release_pages(self.model.load_raw(self.info(name).name))
+        return out
 
     def optional(self, name: str, overrides: Overrides | None = None) -> torch.Tensor | None:
         return self.tensor(name, overrides) if self.has(name) else None
@@ -139,3 +146,59 @@ def plan_weight_fn(model: Model, plan: Plan, *, imatrix: ImportanceMatrix | None
         return enc.dequantize_rows(q, n, threads=threads).reshape(w.shape)
 
     return apply
+
+
+# llama.cpp's CPU backend multiplies a quantized matrix with activations it first rounds to
+# the type's "vec_dot" partner: 32-value Q8_0/Q8_1 blocks for the legacy types and IQ4_NL,
+# 256-value Q8_K blocks for the K and IQ types; half-precision weights take half activations.
+_Q8_32 = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "IQ4_NL"}
+_HALF = {"F16": "f16", "BF16": "bf16"}
+
+
+def activation_rounding(enc_name: str) -> str | None:
+    """How llama.cpp's CPU backend rounds the input of a matmul with this weight type:
+    "q8_32", "q8_256", "f16", "bf16", or None (float32, as is)."""
+    if enc_name in _HALF:
+        return _HALF[enc_name]
+    if enc_name in _Q8_32:
+        return "q8_32"
+    from qtstudio.core.encodings import get_encoding
+
+    try:
+        enc = get_encoding(enc_name)
+    except (KeyError, ValueError):
+        return None
+    return "q8_256" if enc.ggml_type is not None and enc.elements_per_block == 256 else None
+
+
+def plan_activation_rounding(plan: Plan) -> dict[str, str]:
+    """GGUF name (else checkpoint name) -> activation rounding for each matrix of the plan."""
+    out: dict[str, str] = {}
+    for e in plan.entries:
+        if len(e.shape) < 2:
+            continue
+        kind = activation_rounding(e.encoding)
+        if kind is not None:
+            out[e.gguf_name or e.name] = kind
+    return out
+
+
+def round_activations(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """x [..., n] rounded as llama.cpp rounds a matmul input (see activation_rounding)."""
+    import torch
+
+    if kind == "f16":
+        return x.to(torch.float16).to(x.dtype)
+    if kind == "bf16":
+        return x.to(torch.bfloat16).to(x.dtype)
+    block = 32 if kind == "q8_32" else 256
+    n = x.shape[-1]
+    if n % block:
+        return x
+    xb = x.reshape(*x.shape[:-1], n // block, block)
+    d = xb.abs().amax(-1, keepdim=True) / 127.0
+    if block == 32:  # Q8_0 keeps its block scale in half precision
+        d = d.to(torch.float16).to(x.dtype)
+    inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.round(xb * inv).clamp(-127, 127)
+    return (q * d).reshape(x.shape)

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="importance matrix for the quantizers (GGUF imatrix or legacy .dat)")
     p.add_argument("--allow-requantize", action="store_true",
                    help="re-encode tensors of a quantized GGUF from their decoded values")
+    p.add_argument("--weights-only", action="store_true",
+                   help="float32 activations in the quantized pass (by default each matmul's "
+                        "input is rounded as llama.cpp's CPU backend rounds it for that type)")
     p.add_argument("--threads", type=int, help="torch and codec threads (default: all)")
     p.add_argument("--json", nargs="?", const="-", metavar="OUT",
                    help="write the results as JSON to OUT (no OUT: to stdout)")
@@ -86,7 +89,8 @@ def _run_model(args: argparse.Namespace) -> int:
             result = run_cli_job(
                 lambda cancel: eval_job(model, plan, args.data, ctx=args.ctx, chunks=args.chunks,
                                         imatrix=imatrix, allow_requantize=args.allow_requantize,
-                                        threads=args.threads, cancel=cancel),
+                                        threads=args.threads, cancel=cancel,
+                                        llama_cpp_activations=not args.weights_only),
                 quiet=args.quiet, on_stop="nothing was written")
         doc = result.to_dict()
         if to_file:

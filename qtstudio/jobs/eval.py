@@ -20,6 +20,7 @@ import numpy as np
 from qtstudio.calib import engine_kind, open_engine, plan_weight_fn
 from qtstudio.calib.data import CalibrationData, prepare_data
 from qtstudio.calib.metrics import KLAccumulator, kl_summary, perplexity
+from qtstudio.calib.weights import plan_activation_rounding
 from qtstudio.core.model import Model
 from qtstudio.core.plan import Plan
 
@@ -39,6 +40,8 @@ class EvalResult:
     n_windows: int
     ctx: int
     plan: dict[str, Any] = field(default_factory=dict)
+    #: whether matmul inputs were rounded as llama.cpp's CPU backend rounds them
+    llama_cpp_activations: bool = True
     #: per scored position (decoder), per sentence (encoder: 1 - cosine), per image (mlp)
     kl: np.ndarray = field(default_factory=lambda: np.zeros(0))
     nll_reference: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -123,6 +126,7 @@ class EvalResult:
             d["accuracy_reference"] = self.accuracy_reference
             d["accuracy_quantized"] = self.accuracy_quantized
         d["plan"] = self.plan
+        d["llama_cpp_activations"] = self.llama_cpp_activations
         d["elapsed"] = round(self.elapsed, 3)
         d["tokens_per_second"] = round(self.tokens_per_second, 1)
         return d
@@ -137,9 +141,14 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
              ctx: int = 512, chunks: int | None = None, imatrix=None,
              allow_requantize: bool = False, threads: int | None = None,
              cancel: CancelToken | None = None, batch_tokens: int = 4096,
-             ) -> Generator[Progress, None, EvalResult]:
+             llama_cpp_activations: bool = True) -> Generator[Progress, None, EvalResult]:
     """Evaluate ``plan`` on ``data`` (a text file, None for the default corpus, or prepared
-    CalibrationData). Yields Progress per block of each pass and per head chunk."""
+    CalibrationData). Yields Progress per block of each pass and per head chunk.
+
+    ``llama_cpp_activations``: the quantized pass also rounds each matmul's input as
+    llama.cpp's CPU backend does for the planned weight type (Q8_0 / Q8_K blocks, half
+    precision), so the KL is the one llama.cpp will show; False measures the weights alone.
+    """
     import torch
 
     cancel = cancel or CancelToken()
@@ -156,7 +165,9 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
     weight_fn = plan_weight_fn(model, plan, imatrix=imatrix, allow_requantize=allow_requantize,
                                threads=threads)
     ref = open_engine(model, batch_tokens=batch_tokens)
-    qnt = open_engine(model, weight_fn=weight_fn, batch_tokens=batch_tokens)
+    rounding = plan_activation_rounding(plan) if llama_cpp_activations else None
+    qnt = open_engine(model, weight_fn=weight_fn, batch_tokens=batch_tokens,
+                      activation_rounding=rounding)
     n = ref.n_blocks
     total = 2 * (n + 1) + 1
 
@@ -177,7 +188,8 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
     result = EvalResult(kind=kind, model=str(model.path), data=cd.source,
                         n_windows=cd.n_items,
                         ctx=cd.windows.ctx if cd.windows is not None else 0,
-                        plan=_plan_summary(plan))
+                        plan=_plan_summary(plan),
+                        llama_cpp_activations=rounding is not None)
     if kind == "decoder":
         yield from _score_decoder(ref, qnt, hs[0], hs[1], cd, result, cancel, step, total)
     elif kind == "encoder":
