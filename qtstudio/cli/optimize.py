@@ -32,8 +32,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="llama.cpp importance matrix (.gguf/.dat): used by the quantizers, and "
                         "to weigh the error unless --objective mse")
     p.add_argument("--objective", choices=OBJECTIVES,
-                   help="error to minimise: mse (sum of squared errors) or imatrix (weighted "
-                        "by column importance; the default with --imatrix)")
+                   help="error to minimise: mse (sum of squared errors), imatrix (weighted "
+                        "by column importance; the default with --imatrix) or kl (measured "
+                        "output KL of each tensor's candidates on --data, summed; the plan is "
+                        "then checked by a real eval against the presets that fit)")
+    p.add_argument("--data", metavar="FILE",
+                   help="kl objective: UTF-8 calibration text (default: the Python "
+                        "documentation shipped with the standard library, weaker than your own)")
+    p.add_argument("--ctx", type=int, default=512, metavar="N",
+                   help="kl objective: tokens per calibration window (default 512)")
+    p.add_argument("--chunks", type=int, metavar="N",
+                   help="kl objective: use at most N calibration windows")
+    p.add_argument("--sensitivity", choices=("kl", "block"), default="kl",
+                   help="kl objective: measure each candidate by the model's output KL (kl, "
+                        "default) or by its block's output error scaled to KL per block "
+                        "(block: cheaper on deep models)")
+    p.add_argument("--no-check", action="store_true",
+                   help="kl objective: skip the eval check against uniform and preset plans")
+    p.add_argument("--no-cache", action="store_true",
+                   help="kl objective: measure again instead of using the sensitivity cache")
+    p.add_argument("--allow-requantize", action="store_true",
+                   help="measure tensors of a quantized GGUF from their decoded values")
     p.add_argument("--float-type", default="F32", metavar="TYPE",
                    help="storage for tensors that stay float (F32, F16, BF16; default F32)")
     p.add_argument("--target", default="gguf", choices=["gguf", "nnef", "safetensors", "none"],
@@ -70,6 +89,16 @@ def print_result(r: OptimizeResult) -> None:
           f"{r.table.objective} error {_fmt_err(r.total_error)}{rel}; "
           + ("proven optimal" if r.proven_optimal
              else f"best found (lower bound {_fmt_err(r.lower_bound)})"))
+    if r.checks:
+        print("eval check on the calibration data (mean KL):")
+        for c in r.checks:
+            pred = (f"  (additive prediction {c['predicted_kl']:.4g})"
+                    if "predicted_kl" in c else "")
+            mark = "  <- kept" if c["label"] == r.chosen else ""
+            print(f"  {c['label']:<16} {c['nbytes']:>11} bytes {c['bpw']:>7.3f} bpw  KL "
+                  f"{c['kl_mean']:.4g}{pred}{mark}")
+        if r.chosen != "kl plan":
+            print(f"the check kept {r.chosen}: it measured lower KL than the solved plan")
     print("uniform baselines:")
     for b in r.baselines:
         verdict = ("fits" if b.fits else "over target")
@@ -89,6 +118,18 @@ def run(args: argparse.Namespace) -> int:
         from qtstudio.export.imatrix import load_imatrix
         imatrix = dict(load_imatrix(args.imatrix).entries)
     kwargs = {} if args.sample_elements is None else {"sample_elements": args.sample_elements}
+    if args.objective == "kl":
+        if args.imatrix:
+            raise ValueError("--objective kl measures output KL; it takes --data, not --imatrix")
+        if args.ctx < 2:
+            raise ValueError(f"--ctx {args.ctx}: a window needs at least 2 tokens")
+        if args.chunks is not None and args.chunks < 1:
+            raise ValueError(f"--chunks {args.chunks}: must be at least 1")
+        kwargs.update(data=args.data, ctx=args.ctx, chunks=args.chunks,
+                      sensitivity_method=args.sensitivity, check=not args.no_check,
+                      cache=not args.no_cache, allow_requantize=args.allow_requantize)
+    elif args.data:
+        raise ValueError("--data is used by --objective kl only")
     with open_model(args.model) as model, cluster_executor(args) as ex:
         result = run_cli_job(
             lambda cancel: optimize_job(

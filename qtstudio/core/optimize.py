@@ -45,7 +45,8 @@ SAMPLE_ELEMENTS = 1 << 21
 NODE_LIMIT = 200_000
 # The bound tables cost tensors x hull segments floats; above this, skip the exact search.
 _MAX_BOUND_CELLS = 4_000_000
-OBJECTIVES = ("mse", "imatrix")
+#: kl: measured output sensitivity (qtstudio.jobs.sensitivity), checked by a real eval
+OBJECTIVES = ("mse", "imatrix", "kl")
 
 
 class InfeasibleTargetError(ValueError):
@@ -554,6 +555,14 @@ class OptimizeResult:
     baselines: list[Baseline] = field(default_factory=list)
     nodes: int = 0
     elapsed: float = 0.0
+    #: kl objective: the eval check of the solved plan and its rivals on the calibration data
+    #: ({"label", "nbytes", "bpw", "kl_mean"}), the label kept, and its recipe when the kept
+    #: plan is not the solver's (a preset that won the check)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    chosen: str | None = None
+    recipe_override: Recipe | None = None
+    #: kl objective: the SensitivityResult the solver ran on
+    sensitivity: Any = None
 
     @property
     def avg_bpw(self) -> float:
@@ -581,6 +590,8 @@ class OptimizeResult:
     def recipe(self) -> Recipe:
         from .recipe import Recipe
 
+        if self.recipe_override is not None:
+            return self.recipe_override
         overrides = {t.name: t.options[p].encoding
                      for t, p in zip(self.table.tensors, self.picks, strict=True)}
         return Recipe(overrides=overrides, float_encoding=self.table.float_encoding,
@@ -597,6 +608,10 @@ class OptimizeResult:
         if base is not None:
             parts.append(f"best uniform that fits: {base.candidate} at {base.bpw:.4f} bpw, "
                          f"error {base.error:.6g}")
+        if self.checks:
+            parts.append("eval check (calibration KL): " + ", ".join(
+                f"{c['label']} {c['kl_mean']:.4g}" for c in self.checks)
+                + f"; kept {self.chosen}")
         parts.append(f"candidates {','.join(t.candidates)}")
         return "; ".join(parts)
 
@@ -631,6 +646,7 @@ class OptimizeResult:
             "uniform": [{"candidate": b.candidate, "nbytes": b.nbytes, "bpw": round(b.bpw, 4),
                          "error": b.error, "fits": b.fits} for b in self.baselines],
             "tensors": self.rows(),
+            "checks": self.checks, "chosen": self.chosen,
             "recipe": self.recipe().to_dict(),
         }
 

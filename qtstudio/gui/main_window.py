@@ -69,6 +69,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._build_docks()
         self._build_status()
         self._build_actions()
+        from .eval_panel import install_eval
+        install_eval(self)  # File ▸ Calibration file, Run ▸ Evaluate plan (KL), results dock
         self._update_enabled()
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
         self._restore_layout()

@@ -117,6 +117,8 @@ class OptimizeDialog(QDialog):
         self.objective = QComboBox(objectName="optimizeObjective")
         self.objective.addItem("mse: sum of squared errors", "mse")
         self.objective.addItem("imatrix: errors weighted by column importance", "imatrix")
+        self.objective.addItem("kl: measured output KL on the calibration text, checked by a "
+                               "real eval", "kl")
         imatrix = getattr(window, "imatrix", None)
         if imatrix is None:
             item = self.objective.model().item(1)

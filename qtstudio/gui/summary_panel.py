@@ -31,7 +31,8 @@ class SummaryPanel(QWidget):
                            ("before", "Size before"), ("after", "Size after"),
                            ("ratio", "Compression"), ("bpw", "Average bpw"),
                            ("memory", "Memory estimate"), ("encodings", "Encodings"),
-                           ("fallbacks", "Fallbacks"), ("optimizer", "Optimizer")):
+                           ("fallbacks", "Fallbacks"), ("optimizer", "Optimizer"),
+                           ("eval", "Evaluated KL")):
             lab = QLabel("–", objectName=f"summary_{key}")
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setWordWrap(True)
@@ -107,6 +108,7 @@ class SummaryPanel(QWidget):
             self.labels["optimizer"].setText(
                 f"the plan is no longer the last run's answer (undone or edited; it reached "
                 f"{opt.avg_bpw:.3f} bpw for a {opt.target_bpw:.3f} bpw target)")
+        self.labels["eval"].setText(_eval_text(doc))
         fb = list(plan.fallbacks)
         self.labels["fallbacks"].setText(
             plural(len(fb), "tensor") if fb else "none: every tensor got what it asked for")
@@ -118,3 +120,15 @@ class SummaryPanel(QWidget):
                 item.setToolTip(text)
                 self.fallbacks.setItem(row, col, item)
         self.fallbacks.resizeRowsToContents()
+
+
+def _eval_text(doc: PlanDocument) -> str:
+    """The last Run ▸ Evaluate plan KL beside the size it was measured at; stale once edited."""
+    ev = getattr(doc, "last_eval", None)
+    if not ev:
+        return "not run (Run ▸ Evaluate plan)"
+    what = "cosine" if ev.get("kind") == "encoder" else "KL"
+    text = f"{what} {ev['kl_mean']:.4g} at {human_bytes(ev['nbytes'])}"
+    if ev["recipe"] != doc.recipe_snapshot():
+        return text + " (stale: the plan changed since; evaluate again)"
+    return text

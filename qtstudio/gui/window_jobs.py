@@ -243,8 +243,11 @@ class JobsMixin:
         factory = process_factory(
             "qtstudio.jobs.optimize:optimize_job", doc.model.path, target_bpw=target_bpw,
             target_bytes=target_bytes, candidates=list(candidates or DEFAULT_CANDIDATES),
-            imatrix=self._imatrix_entries(), objective=objective,
-            float_encoding=doc.recipe.float_encoding, **self._cluster())
+            imatrix=None if objective == "kl" else self._imatrix_entries(), objective=objective,
+            float_encoding=doc.recipe.float_encoding,
+            # the kl objective measures on the chosen calibration file (None: default corpus)
+            **({"data": getattr(self, "calibration_file", None)} if objective == "kl" else {}),
+            **self._cluster())
         return self.start_job("Optimize", factory,
                               lambda result: self._on_optimized(doc, before, result))
 
@@ -267,4 +270,6 @@ class JobsMixin:
         after["notes"] = recipe.notes
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
+        if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):
+            self.show_sensitivity(result.sensitivity)  # kl objective: sensitivity along depth
         self.statusBar().showMessage(summary.status_text(), 12000)

@@ -160,6 +160,9 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
                  threads: int | None = None, sample_elements: int = SAMPLE_ELEMENTS,
                  node_limit: int = NODE_LIMIT, cancel: CancelToken | None = None,
                  executor: Executor | str | None = None,
+                 data=None, ctx: int = 512, chunks: int | None = None,
+                 sensitivity_method: str = "kl", check: bool = True, cache=True,
+                 allow_requantize: bool = False,
                  ) -> Generator[Progress, None, OptimizeResult]:
     """Yield progress; return the :class:`OptimizeResult` (its ``.recipe()`` is the answer).
 
@@ -173,6 +176,17 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
     objective = objective or ("imatrix" if imatrix else "mse")
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if objective == "kl":
+        # measured output sensitivity on calibration data (``data``: a text file, None for the
+        # embedded corpus, or prepared CalibrationData), checked by a real eval
+        from .optimize_kl import optimize_kl_job
+
+        return (yield from optimize_kl_job(
+            model, target_bpw=target_bpw, target_bytes=target_bytes, candidates=candidates,
+            data=data, ctx=ctx, chunks=chunks, method=sensitivity_method, check=check,
+            cache=cache, float_encoding=float_encoding, target_format=target_format,
+            threads=threads, allow_requantize=allow_requantize, node_limit=node_limit,
+            cancel=cancel))
     if objective == "imatrix" and not imatrix:
         raise ValueError("the imatrix objective needs an importance matrix (--imatrix FILE)")
     if threads is not None and threads < 1:
