@@ -139,3 +139,26 @@ def test_unknown_architecture_counts_layers_in_numeric_order(tmp_path):
             == "Q6_K"] == want
     assert [i for i in range(12) if plan.entry(f"net.{i}.mlp.down_proj.weight").encoding
             == "Q6_K"] == want
+
+
+def test_integer_tensors_keep_their_dtype_through_plan_and_gguf(tmp_path):
+    """An I64 position_ids tensor is planned as I64 at its real size (never F32), and the GGUF
+    export stores ggml's I64 type with the exact values (read back by the gguf package)."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    from qtstudio.export.gguf import export_gguf
+
+    ids = (np.arange(512, dtype=np.int64) * 3_000_000_007)[None]  # beyond float32's exact range
+    path = tmp_path / "m.safetensors"
+    save_file({"w.weight": np.random.default_rng(0).standard_normal((64, 256)).astype(
+        np.float32), "position_ids": ids}, path)
+    with open_model(path) as m:
+        plan = resolve_plan(m, Recipe(preset="Q4_0"))
+        e = plan.entry("position_ids")
+        assert (e.encoding, e.nbytes, e.quantizable) == ("I64", ids.nbytes, False)
+        assert plan.entry("w.weight").encoding == "Q4_0"
+        out = tmp_path / "m.gguf"
+        export_gguf(m, plan, out)
+    t = {x.name: x for x in GGUFReader(out).tensors}["position_ids"]
+    assert t.tensor_type == GGMLQuantizationType.I64
+    assert np.array_equal(np.asarray(t.data).reshape(-1), ids.reshape(-1))

@@ -14,6 +14,7 @@ from qtstudio import kernels
 
 from .encoding_base import GGUF, NNEF, SAFETENSORS, BlockParameters, Encoding
 from .int8 import INT8_ENCODINGS
+from .int_storage import INTEGER_ENCODINGS
 
 ENTRY_POINT_GROUP = "qtstudio.encodings"
 
@@ -130,7 +131,7 @@ _register_native()
 
 
 def _register_python_builtins() -> None:
-    for enc in INT8_ENCODINGS:
+    for enc in [*INT8_ENCODINGS, *INTEGER_ENCODINGS]:
         REGISTRY.register(enc)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .encodings import Encoding, get_encoding
+from .int_storage import INTEGER_DTYPES
 from .nnef_rules import nnef_float_fallback, static_nnef_problem
 from .presets import PRESETS, Category, Mixture, category_of, shape_fallback
 
@@ -142,6 +143,9 @@ def _nominal_bytes(enc: Encoding, params: int) -> float:
 
 
 def _float_encoding(recipe: Recipe, info: TensorInfo) -> str:
+    # integer tensors (position ids, index buffers) stay integers of their own width
+    if info.dtype in INTEGER_DTYPES:
+        return info.dtype
     return recipe.float_encoding
 
 
