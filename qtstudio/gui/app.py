@@ -129,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         if not started:  # leaving early (interrupt, platform check, error): put them back
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        # the window's stop handlers close a window that is gone now; the caller's come back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
