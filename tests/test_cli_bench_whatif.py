@@ -16,7 +16,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from qtstudio.cli import main
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 MATRICES = 7 + 2  # per layer q k v o gate up down, plus the embedding and lm_head
 

@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from qtstudio.cli import main
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 @pytest.fixture()

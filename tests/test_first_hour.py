@@ -173,7 +173,7 @@ def test_demo_is_a_model_for_every_command(argv, tmp_path, monkeypatch, capsys):
 
 
 def test_a_local_demo_folder_is_reached_as_dot_slash(tmp_path, monkeypatch, capsys):
-    from tests.model_builders import write_hf_llama
+    from tests.helpers.raw_checkpoints import write_hf_llama
 
     write_hf_llama(tmp_path / "demo")
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,7 @@ from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.benchmark import CODEC, QMATMUL, benchmark_job
 from qtstudio.jobs.whatif import sample_rows, whatif_curve, whatif_job
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 @pytest.fixture(scope="module")

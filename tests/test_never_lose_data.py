@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from qtstudio.cli import main
 from qtstudio.core.demo import demo_model_path
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 def _digest(path: Path) -> str:

@@ -28,7 +28,7 @@ from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.optimize import optimize_job
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 def _brute(options, budget):

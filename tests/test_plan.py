@@ -10,7 +10,7 @@ import qtstudio
 from qtstudio.core.plan import MEMORY_OVERHEAD, resolve_plan
 from qtstudio.core.recipe import Recipe, Rule
 from qtstudio.formats import open_model
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 @pytest.fixture()

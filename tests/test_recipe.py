@@ -8,7 +8,7 @@ import pytest
 
 from qtstudio.core.recipe import RECIPE_VERSION, Recipe, RecipeError, Rule
 from qtstudio.formats import open_model
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 def _sample() -> Recipe:

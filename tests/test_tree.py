@@ -7,7 +7,7 @@ from safetensors.numpy import save_file
 
 from qtstudio.core.roles import effective_rank, is_quantizable
 from qtstudio.formats import open_model
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 
 def test_tree_aggregates_and_orders(tmp_path):

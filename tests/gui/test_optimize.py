@@ -9,7 +9,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from PySide6.QtWidgets import QFileDialog
 
 from qtstudio.jobs import Cancelled
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 pytestmark = pytest.mark.gui
 

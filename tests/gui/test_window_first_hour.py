@@ -12,7 +12,7 @@ from gguf import GGUFReader
 from PySide6.QtWidgets import QFileDialog
 
 from qtstudio.gui import unsaved
-from tests.model_builders import write_hf_llama
+from tests.helpers.raw_checkpoints import write_hf_llama
 
 pytestmark = pytest.mark.gui
 

@@ -1,4 +1,4 @@
-"""Small checkpoints written on the spot for the core tests (no downloads)."""
+"""Small checkpoints written with numpy alone (no tokenizer, no transformers) for the core tests."""
 
 from __future__ import annotations
 
