@@ -70,8 +70,19 @@ EOF
 n=$(wc -l < "$RUN/examples.txt")
 [ "$n" -ge 8 ] || { echo "found only $n CLI examples in README.md" >&2; exit 1; }
 export PATH="$VENV/bin:$PATH"
+# Calibration text for the examples that take --data: a few KB of the standard library's own
+# documentation (about ten windows of the tiny model's tokens), written beside the examples.
+"$VPY" -c "
+from pydoc_data.topics import topics
+text = '\n\n'.join(topics[k] for k in sorted(topics))
+open('calib.txt', 'w', encoding='utf-8').write(text[:12000])"
 for model in demo "$HF"; do
   while IFS= read -r cmd; do
+    if [ "$model" = demo ] && [[ $cmd == *"--data "* ]]; then
+      # calibration text feeds language models; the demo is a digits MLP
+      note "(language models only) $cmd"
+      continue
+    fi
     cmd="${cmd//MODEL/$model}"
     note "$cmd"
     # examples write r.json, out.gguf ... into the current folder; a clean one per model
@@ -86,7 +97,7 @@ for model in demo "$HF"; do
       exit 1
     fi
   done < "$RUN/examples.txt"
-  rm -f r.json b.json out.gguf out.nnef.tgz
+  rm -rf r.json b.json out.gguf out.nnef.tgz imatrix.gguf out/
 done
 
 # The window, on a virtual X server.
