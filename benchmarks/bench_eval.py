@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -30,17 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-@contextlib.contextmanager
-def _quiet():
-    fd = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
+from tests.helpers.oracles import quiet_stderr  # noqa: E402
 
 
 def throughput(threads: int, n_windows: int, ctx: int) -> dict:
@@ -82,7 +70,7 @@ def throughput(threads: int, n_windows: int, ctx: int) -> dict:
         import llama_cpp
 
         def theirs() -> float:
-            with _quiet():
+            with quiet_stderr():
                 llm = llama_cpp.Llama(str(gg), n_ctx=ctx, n_batch=ctx, logits_all=True,
                                       verbose=False, n_threads=threads, n_threads_batch=threads)
                 t0 = time.perf_counter()

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import tempfile
 import time
@@ -35,28 +33,17 @@ from qtstudio.quant.calib_data import calibration_windows
 from qtstudio.quant.ggml_grid import GGMLGridScheme
 from qtstudio.quant.gptq import GPTQOptions, gptq
 from qtstudio.quant.hessian import HessianAccumulator
+from tests.helpers.oracles import quiet_stderr
 
 PRESET = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q6_K": "Q6_K", "Q4_0": "Q4_0", "Q5_0": "Q5_0",
           "Q8_0": "Q8_0", "IQ4_NL": "IQ4_NL"}
-
-
-@contextlib.contextmanager
-def _quiet():
-    fd = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
 
 
 def _llama_logits(path: Path, windows: np.ndarray) -> np.ndarray:
     import llama_cpp
 
     out = []
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
         for w in windows:
             llm.reset()

@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
 
 import numpy as np
 import pytest
@@ -33,22 +31,11 @@ from qtstudio.export.imatrix import load_imatrix  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
+from tests.helpers.oracles import quiet_stderr  # noqa: E402
 from tests.helpers.trained_lm import corpus_text, trained_llama  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CTX, CHUNKS = 64, 6
-
-
-@contextlib.contextmanager
-def _quiet():
-    fd = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
 
 
 def _export(src, out, recipe, **kw):
@@ -58,7 +45,7 @@ def _export(src, out, recipe, **kw):
 
 
 def _llama(path):
-    with _quiet():
+    with quiet_stderr():
         return llama_cpp.Llama(str(path), n_ctx=CTX, logits_all=True, verbose=False,
                                n_threads=2, n_batch=CTX)
 
@@ -66,7 +53,7 @@ def _llama(path):
 def _llama_window_logits(path, windows):
     llm = _llama(path)
     out = []
-    with _quiet():
+    with quiet_stderr():
         for w in windows:
             llm.reset()
             llm.eval(w.tolist())
@@ -174,7 +161,7 @@ def test_llama_quantize_takes_our_imatrix(lm, data, tmp_path):
     params.nthread = 2
     params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
     theirs = tmp_path / "theirs.gguf"
-    with _quiet():
+    with quiet_stderr():
         assert llama_cpp.llama_model_quantize(str(f16).encode(), str(theirs).encode(),
                                               ctypes.byref(params)) == 0
     ours = _export(f16, tmp_path / "ours.gguf", Recipe(preset="Q4_K_M"),
@@ -206,7 +193,7 @@ def test_gguf_metadata_tokenizers_equal_llama_cpp(tmp_path, kind):
         if kind == "sentencepiece":
             use_sentencepiece_tokenizer(folder)
     gg = _export(folder, tmp_path / "m.gguf", Recipe(preset="F32"))
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(gg), vocab_only=True, verbose=False)
     theirs = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
     if kind == "bert":  # llama.cpp's WordPiece wraps the text in CLS ... SEP

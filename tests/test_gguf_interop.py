@@ -6,9 +6,7 @@ bytes, the gguf package's decoders for what a quantized file holds.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from qtstudio.core.recipe import Recipe, Rule  # noqa: E402
 from qtstudio.export.gguf import export_gguf  # noqa: E402
 from qtstudio.export.imatrix import load_imatrix, save_imatrix_gguf, save_imatrix_legacy  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
+from tests.helpers.oracles import quiet_stderr  # noqa: E402
 from tests.helpers.tiny_models import (  # noqa: E402
     build_tiny_bert,
     build_tiny_llama,
@@ -36,26 +35,13 @@ TOKENS = [5, 17, 42, 99, 100, 7, 250, 3, 64, 128, 31, 200]
 TEXT = "the quick brown fox jumps over the lazy dog, hello world"
 
 
-@contextlib.contextmanager
-def _quiet():
-    """llama.cpp logs to stderr from C; keep test output readable."""
-    fd = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
-
-
 def _export(src, out, recipe, **kw):
     with open_model(src) as m:
         return export_gguf(m, resolve_plan(m, recipe, has_imatrix="imatrix" in kw), out, **kw)
 
 
 def _llama_logits(path, tokens):
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2,
                               vocab_only=False)
         llm.eval(tokens)
@@ -143,7 +129,7 @@ def test_tokenizer_matches_hf(tiny_llama, tmp_path):
 
     out = tmp_path / "f16.gguf"
     _export(tiny_llama, out, Recipe(preset="F16"))
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(out), vocab_only=True, verbose=False)
         ours = llm.tokenize(TEXT.encode(), add_bos=False)
         llm.close()
@@ -160,7 +146,7 @@ def test_sentencepiece_tokenizer_model(tmp_path):
     assert f["tokenizer.ggml.model"].contents() == "llama"
     assert f["tokenizer.ggml.bos_token_id"].contents() == 1
     sp = spm.SentencePieceProcessor(model_proto=proto)
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(out), n_ctx=64, verbose=False, n_threads=2)
         ours = llm.tokenize(TEXT.encode(), add_bos=False)
         llm.eval(ours[:8])  # the model runs with this vocabulary
@@ -196,7 +182,7 @@ def _llama_quantize(src, dst, preset, imatrix=None):
         arr[len(names)].name = None
         keep.append(arr)
         params.imatrix = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
-    with _quiet():
+    with quiet_stderr():
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(),
                                             ctypes.byref(params))
     assert rc == 0
@@ -247,7 +233,7 @@ def test_tensor_type_rules_equal_llama_quantize(f16_source, tmp_path):
         arr[i].type = int(gguf.GGMLQuantizationType[type_name.upper()])
     arr[len(lines)].pattern = None
     params.tt_overrides = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
-    with _quiet():
+    with quiet_stderr():
         assert llama_cpp.llama_model_quantize(str(f16_source).encode(), str(ref_path).encode(),
                                               ctypes.byref(params)) == 0
     _, ours = _compare_tensors(ref_path, our_path)
@@ -300,7 +286,7 @@ def test_bert_embeddings_match_transformers(tmp_path):
     for preset in ("F32", "Q8_0"):
         out = tmp_path / f"{preset}.gguf"
         _export(folder, out, Recipe(preset=preset))
-        with _quiet():
+        with quiet_stderr():
             llm = llama_cpp.Llama(str(out), embedding=True, n_ctx=64, verbose=False,
                                   n_threads=2)
             assert llm.tokenize(TEXT.encode(), add_bos=True) == ids

@@ -4,9 +4,7 @@ checkpoint unpacked independently, and the command line."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from qtstudio.quant.calib_data import calibration_windows  # noqa: E402
 from qtstudio.quant.gptq import GPTQOptions  # noqa: E402
 from qtstudio.quant.llama_blocks import LlamaBlocks  # noqa: E402
 from tests.helpers.gptq_model import build_trained_llama, grammar_text  # noqa: E402
+from tests.helpers.oracles import quiet_stderr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +53,10 @@ def test_block_forward_matches_transformers_and_the_model_learned(lm):
     assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
 
 
-@contextlib.contextmanager
-def _quiet():
-    fd = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
-
-
 def _llama_cpp_logits(path, windows):
     llama_cpp = pytest.importorskip("llama_cpp")
     out = []
-    with _quiet():
+    with quiet_stderr():
         llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
         for w in windows:
             llm.reset()
