@@ -206,11 +206,8 @@ class DecoderEngine:
 
         if weights is None:
             weights = self.load_block(i, overrides)
-        elif overrides:
-            weights = dict(weights)
-            for n in overrides:
-                if n in weights:
-                    weights[n] = self.access.tensor(n, overrides)
+        else:
+            weights = self.access.block_weights(weights, overrides)
         obs = observer if observer is not None else self.observer
         w_count, t_count = h.shape[0], h.shape[1]
         step = max(1, self.batch_tokens // max(1, t_count))

@@ -129,11 +129,8 @@ class EncoderEngine:
 
         if weights is None:
             weights = self.load_block(i, overrides)
-        elif overrides:
-            weights = dict(weights)
-            for n in overrides:
-                if n in weights:
-                    weights[n] = self.access.tensor(n, overrides)
+        else:
+            weights = self.access.block_weights(weights, overrides)
         mask = mask if mask is not None else self._mask
         if mask is None:
             mask = torch.ones(h.shape[:2], dtype=torch.bool)

@@ -58,6 +58,16 @@ class TensorAccess:
         except KeyError:
             raise CalibrationError(self.model.path, f"the model has no tensor {name}") from None
 
+    def block_weights(self, loaded: dict, overrides: Overrides | None) -> dict:
+        """A loaded block's weights with single tensors replaced by ``overrides``."""
+        if not overrides:
+            return loaded
+        out = dict(loaded)
+        for n in overrides:
+            if n in out:
+                out[n] = self.tensor(n, overrides)
+        return out
+
     def stored(self, name: str, overrides: Overrides | None = None) -> np.ndarray:
         """The values in stored layout, after the override or the weight function."""
         if overrides and name in overrides:

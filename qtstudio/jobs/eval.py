@@ -137,6 +137,24 @@ def _plan_summary(plan: Plan) -> dict[str, Any]:
             "total_bytes": plan.total_bytes, "encodings": plan.counts()}
 
 
+def calibration_start(model: Model, data: str | Path | CalibrationData | None, *, ctx: int,
+                      chunks: int | None, threads: int | None, cancel: CancelToken,
+                      ) -> Generator[Progress, None, CalibrationData]:
+    """What every calibration job does first: torch's thread count, then the tokenized data
+    (``data``: a text file, None for the default corpus, or CalibrationData already made)."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        torch.set_num_threads(threads)
+    yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, "reading calibration data")
+    cd = data if isinstance(data, CalibrationData) else prepare_data(
+        model, engine_kind(model), data, ctx=ctx, chunks=chunks)
+    cancel.check()
+    return cd
+
+
 def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None = None, *,
              ctx: int = 512, chunks: int | None = None, imatrix=None,
              allow_requantize: bool = False, threads: int | None = None,
@@ -153,15 +171,9 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
 
     cancel = cancel or CancelToken()
     start = time.perf_counter()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        torch.set_num_threads(threads)
     kind = engine_kind(model)
-    yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, "reading calibration data")
-    cd = data if isinstance(data, CalibrationData) else prepare_data(
-        model, kind, data, ctx=ctx, chunks=chunks)
-    cancel.check()
+    cd = yield from calibration_start(model, data, ctx=ctx, chunks=chunks, threads=threads,
+                                      cancel=cancel)
     weight_fn = plan_weight_fn(model, plan, imatrix=imatrix, allow_requantize=allow_requantize,
                                threads=threads)
     ref = open_engine(model, batch_tokens=batch_tokens)

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from qtstudio.calib import engine_kind, open_engine
-from qtstudio.calib.data import CalibrationData, prepare_data
+from qtstudio.calib import open_engine
+from qtstudio.calib.data import CalibrationData
 from qtstudio.core.model import Model
 from qtstudio.export.imatrix import ImportanceMatrix, save_imatrix_gguf, save_imatrix_legacy
 
 from . import CancelToken, Progress
+from .eval import calibration_start
 
 
 @dataclass
@@ -75,15 +76,8 @@ def imatrix_job(model: Model, data: str | Path | CalibrationData | None = None, 
 
     cancel = cancel or CancelToken()
     start = time.perf_counter()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        torch.set_num_threads(threads)
-    kind = engine_kind(model)
-    yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, "reading calibration data")
-    cd = data if isinstance(data, CalibrationData) else prepare_data(
-        model, kind, data, ctx=ctx, chunks=chunks)
-    cancel.check()
+    cd = yield from calibration_start(model, data, ctx=ctx, chunks=chunks, threads=threads,
+                                      cancel=cancel)
     result = ImatrixResult(chunk_count=cd.n_items,
                            chunk_size=cd.windows.ctx if cd.windows is not None else 0,
                            dataset=cd.source, model=str(model.path))

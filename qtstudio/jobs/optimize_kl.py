@@ -20,8 +20,7 @@ import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
-from qtstudio.calib import engine_kind
-from qtstudio.calib.data import CalibrationData, prepare_data
+from qtstudio.calib.data import CalibrationData
 from qtstudio.core.model import Model
 from qtstudio.core.optimize import (
     DEFAULT_CANDIDATES,
@@ -36,7 +35,7 @@ from qtstudio.core.plan import resolve_plan
 from qtstudio.core.recipe import Recipe
 
 from . import CancelToken, Progress
-from .eval import eval_job
+from .eval import calibration_start, eval_job
 from .sensitivity import sensitivity_job
 
 #: llama.cpp presets the check compares against (the largest that fit are evaluated)
@@ -66,10 +65,9 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
     budget = (budget_for_bpw(target_bpw, table.total_params) if target_bpw is not None
               else int(target_bytes))  # type: ignore[arg-type]
     table.check_budget(budget)
-    kind = engine_kind(model)
-    yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, "reading calibration data")
-    cd = data if isinstance(data, CalibrationData) else prepare_data(
-        model, kind, data, ctx=ctx, chunks=chunks)
+    # threads: the sensitivity job sets torch's count itself
+    cd = yield from calibration_start(model, data, ctx=ctx, chunks=chunks, threads=None,
+                                      cancel=cancel)
     sens = yield from sensitivity_job(model, table, cd, method=method, cache=cache,
                                       threads=threads, allow_requantize=allow_requantize,
                                       cancel=cancel)
