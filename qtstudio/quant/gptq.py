@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from qtstudio.jobs import CancelToken
+from qtstudio.core.progress import CancelToken
 
 
 class Grid(Protocol):
