@@ -220,7 +220,7 @@ def test_worker_sees_a_different_checkpoint(llama, executor, tmp_path):
 
 
 def test_ray_flag_without_ray_installed(llama, tmp_path, capsys, monkeypatch):
-    import qtstudio.jobs.executor as ex
+    import qtstudio.jobs.executor_base as ex
 
     monkeypatch.setattr(ex, "ray_available", lambda: False)
     for cmd in (["export", str(llama), "--preset", "Q4_0", "-o", str(tmp_path / "o.gguf")],

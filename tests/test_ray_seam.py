@@ -12,10 +12,10 @@ from qtstudio.export.gguf import export_gguf_job
 from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.executor import ClusterError, InProcessExecutor, executor_for
-from qtstudio.jobs.executor_tasks import open_source, source_stamp
 from qtstudio.jobs.optimize import optimize_job
 from qtstudio.jobs.quantize import quantize_job
 from qtstudio.jobs.whatif import whatif_job
+from qtstudio.jobs.worker_source import open_source, source_stamp
 from tests.helpers.tiny_models import build_tiny_llama
 
 
@@ -90,7 +90,7 @@ def test_executor_argument_forms(monkeypatch):
     assert executor_for(ex) == (ex, False)
     with pytest.raises(ValueError, match="Ray address"):
         executor_for("  ")
-    import qtstudio.jobs.executor as mod
+    import qtstudio.jobs.executor_base as mod
 
     monkeypatch.setattr(mod, "ray_available", lambda: False)
     with pytest.raises(ClusterError, match=r"pip install 'qtstudio\[ray\]'"):

@@ -38,6 +38,7 @@ from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
 from qtstudio.jobs import CancelToken, Progress
 from qtstudio.jobs.executor import Executor, executor_for
+from qtstudio.jobs.worker_source import Stamp, open_source, rows_cache, source_stamp
 
 from . import hf_to_gguf
 from ._pages import release_pages
@@ -403,8 +404,6 @@ def _write_on(ex: Executor, w: GGUFStreamWriter, model: Model, items: list[_Item
     """The tensor data through ``ex``: every row chunk to encode is a task that reads its rows
     from the checkpoint itself; the pieces come back in order and are written here. Tensors
     copied byte for byte are copied here, between pieces."""
-    from qtstudio.jobs.executor_tasks import export_span, source_stamp
-
     path = str(Path(model.path).resolve())
     stamp = source_stamp(path)
     threads = ex.task_threads
@@ -459,6 +458,32 @@ def _write_on(ex: Executor, w: GGUFStreamWriter, model: Model, items: list[_Item
                                    "nbytes": w.tensors[index].nbytes})
     finally:
         stream.close()
+
+
+def export_span(path: str, stamp: Stamp, entry: Any, out_name: str, enc_name: str,
+                shape: tuple[int, ...], transform: Any, r0: int, r1: int,
+                weights: np.ndarray | None, threads: int | None) -> np.ndarray:
+    """Rows [r0, r1) of one tensor, encoded as the GGUF export writes them."""
+    model = open_source(path, stamp)
+    item = _Item(entry, out_name, get_encoding(enc_name), tuple(shape), transform)
+    if transform is not None:
+        # the whole tensor is reordered before its rows are taken: keep it for the next spans
+        key = (path, entry.name)
+        rows = rows_cache.get(key)
+        if rows is None:
+            rows_cache.clear()
+            _, _, rows_of = _float_rows(model, item)
+            rows = rows_of(0, int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1
+                           else 1)
+            rows_cache[key] = rows
+        return _encode_span(rows[r0:r1], item, weights, threads, r0)
+    raw, raw_rows, rows_of = _float_rows(model, item)
+    piece = _encode_span(rows_of(r0, r1), item, weights, threads, r0)
+    if raw_rows is not None:
+        release_pages(raw_rows[r0:r1])
+    elif raw is not None:
+        release_pages(raw)
+    return np.ascontiguousarray(piece).view(np.uint8).reshape(-1)
 
 
 def _rows_total(item: _Item) -> int:

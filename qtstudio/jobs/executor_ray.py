@@ -17,8 +17,9 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import Cancelled, CancelToken
-from .executor import ClusterError, Executor, TaskEvent
+from qtstudio.core.progress import Cancelled, CancelToken
+
+from .executor_base import ClusterError, Executor, TaskEvent
 
 #: attempts after the first when a task's worker dies; application errors are not retried
 MAX_RETRIES = 3

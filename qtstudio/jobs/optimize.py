@@ -35,6 +35,7 @@ from qtstudio.formats.floats import plain_to_f32
 
 from . import CancelToken, Progress
 from .executor import Executor, executor_for
+from .worker_source import Stamp, open_source, source_stamp
 
 #: raw bytes scanned at a time when checking a sampled tensor for NaN/Inf
 SCAN_BYTES = 32 * 1024 * 1024
@@ -128,11 +129,19 @@ def measure_job(model: Model, table: CostTable, *,
     return table
 
 
+def measure_costs(path: str, stamp: Stamp, costs: TensorCosts, imatrix: np.ndarray | None,
+                  weighted: bool, threads: int | None, sample_elements: int,
+                  float_encoding: str) -> TensorCosts:
+    """One tensor's option errors (the filled TensorCosts), as the optimizer measures them."""
+    model = open_source(path, stamp)
+    measure_one(model, costs, imatrix=imatrix, weighted=weighted, threads=threads,
+                sample_elements=sample_elements, float_encoding=float_encoding, cancel=None)
+    return costs
+
+
 def _measure_on(ex: Executor, model: Model, table: CostTable,
                 imatrix: Mapping[str, np.ndarray] | None, sample_elements: int,
                 cancel: CancelToken) -> Generator[Progress, None, CostTable]:
-    from .executor_tasks import measure_costs, source_stamp
-
     start = time.perf_counter()
     path = str(Path(model.path).resolve())
     stamp = source_stamp(path)

@@ -23,8 +23,9 @@ from qtstudio.core.model import Model
 from qtstudio.core.plan import Plan, PlanEntry
 from qtstudio.core.qtensor import QTensor
 
-from . import CancelToken, Progress
+from . import CancelToken, Progress, run_job
 from .executor import Executor, executor_for
+from .worker_source import Stamp, open_source, source_stamp
 
 #: float32 bytes per row chunk: big tensors are split so cancel answers within a fraction of a s
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -198,12 +199,17 @@ def _add_row(report: QuantizeReport, entry: PlanEntry, row: dict[str, Any], e2: 
     report.tensors.append(row)
 
 
+def quantize_tensor(path: str, stamp: Stamp, entry: Any, imatrix: np.ndarray | None,
+                    threads: int | None, chunk_bytes: int, keep_data: bool) -> tuple:
+    """(report row, squared error, squared signal, encoded bytes or None) of one tensor."""
+    model = open_source(path, stamp)
+    return run_job(quantize_one(model, entry, imatrix, threads, chunk_bytes, keep_data, None))
+
+
 def _quantize_on(ex: Executor, model: Model, plan: Plan,
                  imatrix: Mapping[str, np.ndarray] | None, cancel: CancelToken,
                  sink: Sink | None, chunk_bytes: int,
                  ) -> Generator[Progress, None, QuantizeReport]:
-    from .executor_tasks import quantize_tensor, source_stamp
-
     start = time.perf_counter()
     report = QuantizeReport(preset=plan.preset, model=str(model.path))
     path = str(Path(model.path).resolve())

@@ -21,6 +21,7 @@ from qtstudio.core.qtensor import dequantize, quantize
 
 from . import CancelToken, Progress
 from .executor import Executor, executor_for
+from .worker_source import Stamp, open_source, source_stamp
 
 #: values measured per tensor at most; larger tensors are sampled by rows
 WHATIF_MAX_ELEMENTS = 1 << 21
@@ -96,10 +97,16 @@ def whatif_job(model: Any, candidates: dict[str, list[str]], *,
     return out
 
 
+def whatif_tensor(path: str, stamp: Stamp, name: str, encodings: list[str],
+                  max_elements: int) -> list[tuple[str, dict[str, float]] | None]:
+    """The error of each encoding on one tensor's sampled rows (None where it does not fit)."""
+    model = open_source(path, stamp)
+    sample = sample_rows(model, name, max_elements)[0]
+    return [whatif_metrics(sample, e) for e in encodings]
+
+
 def _whatif_on(ex: Executor, model: Any, candidates: dict[str, list[str]], max_elements: int,
                cancel: CancelToken | None) -> Generator[Progress, None, WhatIfErrors]:
-    from .executor_tasks import source_stamp, whatif_tensor
-
     t0 = time.perf_counter()
     path = str(Path(model.path).resolve())
     stamp = source_stamp(path)
