@@ -184,10 +184,11 @@ def test_bert_sentence_embeddings_match_transformers(tmp_path):
 
 def test_demo_mlp_engine_matches_demo_module():
     from qtstudio.core import demo
+    from qtstudio.jobs.demo_eval import build_module
 
     x, _ = demo.load_test_set()
     with torch.no_grad():
-        ref = demo.build_module()(torch.from_numpy(x)).numpy()
+        ref = build_module()(torch.from_numpy(x)).numpy()
     with open_model(demo.demo_model_path()) as m:
         eng = open_engine(m)
         h = eng.embed(x)

@@ -145,11 +145,12 @@ def test_encoder_eval_cosines(tmp_path):
 
 def test_demo_mlp_job_matches_demo_accuracy():
     from qtstudio.core import demo
+    from qtstudio.jobs.demo_eval import evaluate
 
     with open_model(demo.demo_model_path()) as m:
         plan = resolve_plan(m, Recipe(preset="Q4_0"), target_format=None)
         r = run_job(eval_job(m, plan, None))
-    ref = demo.evaluate(plan)
+    ref = evaluate(plan)
     assert r.accuracy_reference == pytest.approx(ref["float_accuracy"])
     assert r.accuracy_quantized == pytest.approx(ref["quantized_accuracy"])
     assert r.kl_mean > 0

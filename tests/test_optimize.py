@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 import qtstudio
 from qtstudio.cli import main
-from qtstudio.core.demo import demo_model_path, evaluate
+from qtstudio.core.demo import demo_model_path
 from qtstudio.core.optimize import (
     InfeasibleTargetError,
     budget_for_bpw,
@@ -27,6 +27,7 @@ from qtstudio.core.plan import resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
+from qtstudio.jobs.demo_eval import evaluate
 from qtstudio.jobs.optimize import optimize_job
 from tests.helpers.raw_checkpoints import write_hf_llama
 

@@ -15,6 +15,7 @@ import sys
 from qtstudio.core import demo
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
+from qtstudio.jobs.demo_eval import evaluate_job
 
 from .job_runner import run_cli_job
 from .recipe_args import add_recipe_args, build_recipe, human_bytes
@@ -153,7 +154,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     with open_model(demo.demo_model_path()) as model:
         recipe = build_recipe(args, model)
         plan = resolve_plan(model, recipe, target_format=None)
-    result = run_cli_job(lambda cancel: demo.evaluate_job(plan, cancel), quiet=args.quiet,
+    result = run_cli_job(lambda cancel: evaluate_job(plan, cancel), quiet=args.quiet,
                          on_stop="nothing was evaluated")
     result["preset"] = recipe.preset
     if args.json is not None:

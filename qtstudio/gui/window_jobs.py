@@ -192,7 +192,7 @@ class JobsMixin:
         if doc is None or not self._is_demo:
             self.statusBar().showMessage("Accuracy needs the demo model (File ▸ Open demo)", 5000)
             return None
-        from qtstudio.core.demo import evaluate
+        from qtstudio.jobs.demo_eval import evaluate
 
         recipe = doc.recipe
 

@@ -225,6 +225,7 @@ def test_export_nnef_of_the_demo_runs_in_tract(window, qtbot, tmp_path, monkeypa
 
     from qtstudio.core import demo
     from qtstudio.gui.export_dialog import NNEF
+    from qtstudio.jobs.demo_eval import build_module
 
     assert window.open_demo()
     window.apply_preset("Q4_0")
@@ -244,7 +245,7 @@ def test_export_nnef_of_the_demo_runs_in_tract(window, qtbot, tmp_path, monkeypa
     # tract (an independent engine) runs the file; its predictions agree with torch's float model
     runnable = tract.nnef().load(str(out)).into_runnable()
     x, _y = demo.load_test_set()
-    module = demo.build_module()
+    module = build_module()
     agree = 0
     n = 60
     # the graph has the exporter's fixed batch of 4 (as `qtstudio-cli export demo` writes it)

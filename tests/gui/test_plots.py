@@ -115,14 +115,14 @@ def test_whatif_compares_every_candidate(window, small_model, qtbot):
 
 
 def test_demo_accuracy_before_and_after(window, qtbot):
-    from qtstudio.core import demo
+    from qtstudio.jobs.demo_eval import evaluate
 
     assert window.open_demo()
     window.apply_preset("Q4_0")
     window.run_evaluate()
     qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
     f, q = window.analysis.accuracy.values
-    expected = demo.evaluate(window.doc.recipe)  # oracle: the same evaluation, run directly
+    expected = evaluate(window.doc.recipe)  # oracle: the same evaluation, run directly
     assert f == pytest.approx(expected["float_accuracy"])
     assert q == pytest.approx(expected["quantized_accuracy"])
     assert 0.9 < f <= 1.0

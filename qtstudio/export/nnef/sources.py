@@ -33,8 +33,9 @@ class ExportSource:
 
 def demo_source() -> ExportSource:
     from qtstudio.core import demo
+    from qtstudio.jobs.demo_eval import build_module
 
-    module = demo.build_module()
+    module = build_module()
     cfg = demo.demo_config()
     linears = [i for i, m in enumerate(module) if isinstance(m, torch.nn.Linear)]
     names = {}
