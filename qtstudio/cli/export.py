@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--ray: only for --format gguf")
         return _run_nnef(args)
     if args.format == "hf-gptq":
-        from qtstudio.export.hf_gptq import run_hf_gptq_cli
+        from .export_hf_gptq import run_hf_gptq_cli
 
         return run_hf_gptq_cli(args)
     return _run_gguf(args)

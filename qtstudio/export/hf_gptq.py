@@ -17,7 +17,6 @@ carries ``quantization_config``; ``quantize_config.json`` repeats it for AutoGPT
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -151,34 +150,3 @@ def export_hf_gptq_job(model: Model, tokens: np.ndarray, out_dir: str | Path, *,
     report.elapsed = time.perf_counter() - start
     yield Progress("done", "", 1, 1, 0, 0, report.elapsed, f"wrote {out}")
     return report
-
-
-def run_hf_gptq_cli(args: argparse.Namespace) -> int:
-    """``qtstudio-cli export MODEL --format hf-gptq --method gptq --data FILE -o DIR``."""
-    from qtstudio.cli import CliError
-    from qtstudio.cli.gptq_args import calibration_tokens, check_gptq_args, gptq_options
-    from qtstudio.cli.job_runner import run_cli_job
-    from qtstudio.cli.recipe_args import human_bytes
-    from qtstudio.formats import open_model
-
-    if args.method != "gptq":
-        raise ValueError("--format hf-gptq writes a GPTQ checkpoint: add --method gptq "
-                         "--data FILE")
-    if args.preset or args.recipe or args.rule:
-        raise ValueError("--format hf-gptq takes --bits/--group-size/--asym, not a preset, "
-                         "recipe or rule")
-    check_gptq_args(args)
-    grid = IntGridConfig(bits=args.bits, group_size=args.group_size, sym=not args.asym)
-    with open_model(args.model) as model:
-        tokens = calibration_tokens(args, model)
-        try:
-            report = run_cli_job(
-                lambda cancel: export_hf_gptq_job(model, tokens, args.output, grid=grid,
-                                                  options=gptq_options(args), cancel=cancel),
-                quiet=args.quiet, on_stop="no output folder was written")
-        except ExportError as exc:
-            raise CliError(str(exc)) from None
-    print(f"wrote {report.path}: {len(report.tensors)} GPTQ linears ({grid.bits}-bit, group "
-          f"{grid.group_size}, {'sym' if grid.sym else 'asym'}), "
-          f"{human_bytes(report.bytes_written)}, {report.elapsed:.2f} s")
-    return 0
