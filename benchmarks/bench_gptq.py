@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from qtstudio.core.plan import resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.export.gguf import export_gguf
+from qtstudio.export.gguf_gptq import gptq_export_job
 from qtstudio.formats import open_model
 from qtstudio.jobs import run_job
-from qtstudio.jobs.gptq import gptq_export_job
 from qtstudio.quant.calib_data import calibration_windows
 from qtstudio.quant.ggml_grid import GGMLGridScheme
 from qtstudio.quant.gptq import GPTQOptions, gptq

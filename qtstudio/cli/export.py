@@ -117,7 +117,7 @@ def _run_gguf(args: argparse.Namespace) -> int:
 
         def make_job(cancel, ex):
             if tokens is not None:
-                from qtstudio.jobs.gptq import gptq_export_job
+                from qtstudio.export.gguf_gptq import gptq_export_job
 
                 return gptq_export_job(model, plan, args.output, tokens,
                                        options=gptq_options(args), threads=args.threads,
