@@ -95,7 +95,7 @@ class TensorAccess:
         if not (overrides and name in overrides):
             # the mapped file pages are copied: let them go, so a pass over a model whose
             # file is larger than memory keeps only one block resident
-            from qtstudio.export._pages import release_pages
+            from qtstudio.formats.mapped_pages import release_pages
 
             release_pages(self.model.load_raw(self.info(name).name))
         return out

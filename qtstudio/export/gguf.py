@@ -36,12 +36,12 @@ from qtstudio.core.presets import PRESETS
 from qtstudio.core.qtensor import QTensor
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
+from qtstudio.formats.mapped_pages import release_pages
 from qtstudio.jobs import CancelToken, Progress
 from qtstudio.jobs.executor import Executor, executor_for
 from qtstudio.jobs.worker_source import Stamp, open_source, rows_cache, source_stamp
 
 from . import hf_to_gguf
-from ._pages import release_pages
 from .atomic import ExportError, atomic_output, check_target
 from .imatrix import ImportanceMatrix
 
