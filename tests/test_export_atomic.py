@@ -8,7 +8,7 @@ import os
 import pytest
 
 from qtstudio.export import atomic
-from qtstudio.export.atomic import ExportError, atomic_output
+from qtstudio.formats.atomic import ExportError, atomic_output
 
 
 def _leftovers(folder):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from gguf import TokenType
 
-from qtstudio.export.atomic import ExportError
 from qtstudio.export.hf_to_gguf import hparams_kv, map_tensor_names, tokenizer_kv
+from qtstudio.formats.atomic import ExportError
 
 LLAMA_CFG = {"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2,
              "num_key_value_heads": 1, "num_hidden_layers": 1, "intermediate_size": 16,

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--threads must be at least 1")
     with open_model(args.model) as model:
         if args.report:  # refuse a report onto the model before the measuring, not after
-            from qtstudio.export.atomic import ExportError, check_target
+            from qtstudio.formats.atomic import ExportError, check_target
 
             try:
                 check_target(args.report, [args.model, *model_files(model.path)])

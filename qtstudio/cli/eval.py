@@ -74,8 +74,8 @@ def _cli_error(message: str) -> Exception:
 
 def _run_model(args: argparse.Namespace) -> int:
     from qtstudio.calib import CalibrationError, engine_kind
-    from qtstudio.export.atomic import ExportError, atomic_output, check_target
     from qtstudio.export.imatrix import load_imatrix
+    from qtstudio.formats.atomic import ExportError, atomic_output, check_target
     from qtstudio.jobs.eval import eval_job
 
     if not (args.preset or args.recipe or args.rule):
@@ -162,7 +162,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         if args.json == "-":
             print(text)
         else:
-            from qtstudio.export.atomic import atomic_output
+            from qtstudio.formats.atomic import atomic_output
 
             with atomic_output(args.json) as f:
                 f.write((text + "\n").encode("utf-8"))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from qtstudio.export.atomic import ExportError
 from qtstudio.export.hf_gptq import export_hf_gptq_job
 from qtstudio.formats import open_model
+from qtstudio.formats.atomic import ExportError
 from qtstudio.quant.int_grid import IntGridConfig
 
 from .errors import CliError

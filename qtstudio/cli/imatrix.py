@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qtstudio.calib import CalibrationError, engine_kind
-    from qtstudio.export.atomic import ExportError, check_target
+    from qtstudio.formats.atomic import ExportError, check_target
     from qtstudio.jobs.imatrix import imatrix_job
 
     from . import CliError

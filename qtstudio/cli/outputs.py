@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qtstudio.export.atomic import ExportError, check_target, model_files, write_bytes_atomic
+from qtstudio.formats.atomic import ExportError, check_target, model_files, write_bytes_atomic
 
 
 class OutputError(ValueError):

@@ -34,6 +34,7 @@ from qtstudio.core.model import Model
 from qtstudio.core.plan import Plan, PlanEntry
 from qtstudio.core.presets import PRESETS
 from qtstudio.core.qtensor import QTensor
+from qtstudio.formats.atomic import ExportError, atomic_output, check_target
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
 from qtstudio.formats.mapped_pages import release_pages
@@ -42,7 +43,6 @@ from qtstudio.jobs.executor import Executor, executor_for
 from qtstudio.jobs.worker_source import Stamp, open_source, rows_cache, source_stamp
 
 from . import hf_to_gguf
-from .atomic import ExportError, atomic_output, check_target
 from .imatrix import ImportanceMatrix
 
 QUANTIZATION_VERSION = 2

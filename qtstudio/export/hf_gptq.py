@@ -29,12 +29,11 @@ import numpy as np
 import torch
 
 from qtstudio.core.model import Model
+from qtstudio.formats.atomic import ExportError
 from qtstudio.jobs import CancelToken, Progress
 from qtstudio.quant.gptq import GPTQOptions, GPTQResult
 from qtstudio.quant.int_grid import IntGridConfig, IntGridScheme
 from qtstudio.quant.llama_blocks import LlamaBlocks
-
-from .atomic import ExportError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "tokenizer.model", "generation_config.json")

@@ -213,7 +213,7 @@ def save_imatrix_gguf(path: str | Path, sums: Mapping[str, np.ndarray],
                       counts: Mapping[str, np.ndarray | float], *, datasets: list[str],
                       chunk_count: int, chunk_size: int) -> None:
     """Write llama-imatrix's GGUF layout: ``sums[name]`` is [n_mat, n_cols] of squared inputs."""
-    from .atomic import atomic_output
+    from qtstudio.formats.atomic import atomic_output
 
     with atomic_output(path) as f:
         w = GGUFStreamWriter(f)
@@ -240,7 +240,7 @@ def save_imatrix_legacy(path: str | Path, sums: Mapping[str, np.ndarray],
                         ncalls: Mapping[str, int], *, chunk_count: int = 0,
                         dataset: str | None = None) -> None:
     """Write the legacy .dat layout: per entry name, call count, value count, summed values."""
-    from .atomic import atomic_output
+    from qtstudio.formats.atomic import atomic_output
 
     parts = [struct.pack("<i", len(sums))]
     for name, s in sums.items():

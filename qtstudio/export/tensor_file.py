@@ -18,9 +18,8 @@ from gguf import GGMLQuantizationType, GGUFValueType
 
 from qtstudio.core.encodings import get_encoding
 from qtstudio.core.qtensor import QTensor
+from qtstudio.formats.atomic import atomic_output
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
-
-from .atomic import atomic_output
 
 _PLAIN_BY_DTYPE = {
     np.dtype("float32"): GGMLQuantizationType.F32,

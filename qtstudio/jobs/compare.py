@@ -75,7 +75,7 @@ class Comparison:
     def save(self, path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
         """JSON for .json, a Markdown table otherwise; written atomically, never onto one of
         ``inputs`` (the model's files)."""
-        from qtstudio.export.atomic import atomic_output
+        from qtstudio.formats.atomic import atomic_output
 
         path = Path(path)
         inputs = [*inputs, *model_files(self.source)]
