@@ -19,9 +19,9 @@ from qtstudio import kernels
 from qtstudio.core.qtensor import QTensor
 from qtstudio.core.recipe import Recipe, RecipeError
 from qtstudio.core.roles import MAX_BLOCKS, block_index
-from qtstudio.export.imatrix import ImatrixError, load_imatrix
 from qtstudio.formats import ModelFormatError, open_model
 from qtstudio.formats.gguf_writer import GGUFStreamWriter
+from qtstudio.formats.imatrix import ImatrixError, load_imatrix
 from tests.helpers.fuzz_targets import _gguf_string, _GGUFSpec
 
 Q = gguf.GGMLQuantizationType

@@ -27,8 +27,8 @@ from qtstudio.core.plan import resolve_plan  # noqa: E402
 from qtstudio.core.presets import PRESETS  # noqa: E402
 from qtstudio.core.recipe import Recipe  # noqa: E402
 from qtstudio.export.gguf import export_gguf  # noqa: E402
-from qtstudio.export.imatrix import load_imatrix  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
+from qtstudio.formats.imatrix import load_imatrix  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
 from tests.helpers.oracles import quiet_stderr  # noqa: E402

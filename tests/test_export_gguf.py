@@ -13,10 +13,10 @@ from safetensors.numpy import load_file, save_file
 from qtstudio.core.plan import resolve_plan
 from qtstudio.core.recipe import Recipe, Rule
 from qtstudio.export.gguf import export_gguf, export_gguf_job
-from qtstudio.export.imatrix import load_imatrix, save_imatrix_gguf
 from qtstudio.formats import open_model
 from qtstudio.formats.atomic import ExportError
 from qtstudio.formats.gguf_writer import GGUFStreamWriter
+from qtstudio.formats.imatrix import load_imatrix, save_imatrix_gguf
 from qtstudio.jobs import Cancelled, CancelToken
 from tests.helpers.tiny_models import build_tiny_llama
 

@@ -8,7 +8,7 @@ import gguf
 import numpy as np
 import pytest
 
-from qtstudio.export.imatrix import (
+from qtstudio.formats.imatrix import (
     ImatrixError,
     load_imatrix,
     save_imatrix_gguf,

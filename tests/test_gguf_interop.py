@@ -20,8 +20,8 @@ from qtstudio.core.plan import resolve_plan  # noqa: E402
 from qtstudio.core.presets import PRESETS  # noqa: E402
 from qtstudio.core.recipe import Recipe, Rule  # noqa: E402
 from qtstudio.export.gguf import export_gguf  # noqa: E402
-from qtstudio.export.imatrix import load_imatrix, save_imatrix_gguf, save_imatrix_legacy  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
+from qtstudio.formats.imatrix import load_imatrix, save_imatrix_gguf, save_imatrix_legacy  # noqa: E402
 from tests.helpers.oracles import quiet_stderr  # noqa: E402
 from tests.helpers.tiny_models import (  # noqa: E402
     build_tiny_bert,

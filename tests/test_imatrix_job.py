@@ -14,8 +14,8 @@ from qtstudio.calib.data import prepare_data  # noqa: E402
 from qtstudio.cli import main  # noqa: E402
 from qtstudio.core.plan import resolve_plan  # noqa: E402
 from qtstudio.core.recipe import Recipe  # noqa: E402
-from qtstudio.export.imatrix import load_imatrix  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
+from qtstudio.formats.imatrix import load_imatrix  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
 from qtstudio.jobs.imatrix import imatrix_job  # noqa: E402

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from qtstudio.core.model import Model, TensorInfo
     from qtstudio.core.plan import Plan
-    from qtstudio.export.imatrix import ImportanceMatrix
+    from qtstudio.formats.imatrix import ImportanceMatrix
 
 #: (tensor description, float32 values in stored layout) -> the values the model should use
 WeightFn = Callable[["TensorInfo", np.ndarray], np.ndarray]

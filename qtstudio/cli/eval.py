@@ -74,8 +74,8 @@ def _cli_error(message: str) -> Exception:
 
 def _run_model(args: argparse.Namespace) -> int:
     from qtstudio.calib import CalibrationError, engine_kind
-    from qtstudio.export.imatrix import load_imatrix
     from qtstudio.formats.atomic import ExportError, atomic_output, check_target
+    from qtstudio.formats.imatrix import load_imatrix
     from qtstudio.jobs.eval import eval_job
 
     if not (args.preset or args.recipe or args.rule):

@@ -81,8 +81,8 @@ def _run_nnef(args: argparse.Namespace) -> int:
 
 def _run_gguf(args: argparse.Namespace) -> int:
     from qtstudio.export.gguf import export_gguf_job
-    from qtstudio.export.imatrix import load_imatrix
     from qtstudio.formats.atomic import ExportError
+    from qtstudio.formats.imatrix import load_imatrix
 
     if not args.preset and not args.recipe and not args.rule:
         raise ValueError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")

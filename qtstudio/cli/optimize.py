@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     check_ray_arg(args)
     imatrix = None
     if args.imatrix:
-        from qtstudio.export.imatrix import load_imatrix
+        from qtstudio.formats.imatrix import load_imatrix
         imatrix = dict(load_imatrix(args.imatrix).entries)
     kwargs = {} if args.sample_elements is None else {"sample_elements": args.sample_elements}
     if args.objective == "kl":

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                          "tasks yet); leave out one of them")
     imatrix = None
     if args.imatrix:
-        from qtstudio.export.imatrix import load_imatrix
+        from qtstudio.formats.imatrix import load_imatrix
         imatrix = dict(load_imatrix(args.imatrix).entries)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)

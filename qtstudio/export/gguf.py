@@ -37,13 +37,13 @@ from qtstudio.core.qtensor import QTensor
 from qtstudio.formats.atomic import ExportError, atomic_output, check_target
 from qtstudio.formats.floats import PLAIN_DTYPES, plain_to_f32
 from qtstudio.formats.gguf_writer import GGUFStreamWriter, GGUFWriteError
+from qtstudio.formats.imatrix import ImportanceMatrix
 from qtstudio.formats.mapped_pages import release_pages
 from qtstudio.jobs import CancelToken, Progress
 from qtstudio.jobs.executor import Executor, executor_for
 from qtstudio.jobs.worker_source import Stamp, open_source, rows_cache, source_stamp
 
 from . import hf_to_gguf
-from .imatrix import ImportanceMatrix
 
 QUANTIZATION_VERSION = 2
 #: float32 bytes converted and encoded at once; bounds memory and keeps cancel responsive

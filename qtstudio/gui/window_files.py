@@ -75,7 +75,7 @@ class FilesMixin:
 
     def load_imatrix(self, path: str | Path) -> bool:
         """Read a llama.cpp importance matrix; quantize, optimize and GGUF export use it."""
-        from qtstudio.export.imatrix import load_imatrix
+        from qtstudio.formats.imatrix import load_imatrix
 
         try:
             im = load_imatrix(path)

@@ -20,7 +20,7 @@ import numpy as np
 from qtstudio.calib import open_engine
 from qtstudio.calib.data import CalibrationData
 from qtstudio.core.model import Model
-from qtstudio.export.imatrix import ImportanceMatrix, save_imatrix_gguf, save_imatrix_legacy
+from qtstudio.formats.imatrix import ImportanceMatrix, save_imatrix_gguf, save_imatrix_legacy
 
 from . import CancelToken, Progress
 from .eval import calibration_start

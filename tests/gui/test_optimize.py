@@ -143,7 +143,7 @@ def test_cancel_leaves_the_plan(window, tmp_path, qtbot):
 
 
 def test_imatrix_from_the_file_menu(window, hf_model, tmp_path, qtbot, monkeypatch):
-    from qtstudio.export.imatrix import save_imatrix_gguf
+    from qtstudio.formats.imatrix import save_imatrix_gguf
 
     window.open_model(hf_model)
     doc = window.doc
@@ -180,7 +180,7 @@ def test_imatrix_from_the_file_menu(window, hf_model, tmp_path, qtbot, monkeypat
 
 def test_imatrix_makes_the_mixtures_choose_as_with_imatrix(window, tmp_path, monkeypatch):
     from qtstudio.core.plan import resolve_plan
-    from qtstudio.export.imatrix import save_imatrix_gguf
+    from qtstudio.formats.imatrix import save_imatrix_gguf
 
     folder = write_hf_llama(tmp_path / "deep", layers=8, hidden=256, ffn=512)
     window.open_model(folder)

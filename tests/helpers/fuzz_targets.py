@@ -491,7 +491,7 @@ def read_model(path: Path) -> int:
 
 
 def read_imatrix(path: Path) -> int:
-    from qtstudio.export.imatrix import load_imatrix
+    from qtstudio.formats.imatrix import load_imatrix
 
     im = load_imatrix(path)
     for name in im.entries:

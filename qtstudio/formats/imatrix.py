@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
-from qtstudio.formats._files import open_regular, read_regular, regular_size
-from qtstudio.formats.errors import ModelFormatError
-from qtstudio.formats.gguf_reader import read_gguf
-from qtstudio.formats.gguf_writer import GGUFStreamWriter
+from ._files import open_regular, read_regular, regular_size
+from .atomic import atomic_output
+from .errors import ModelFormatError
+from .gguf_reader import read_gguf
+from .gguf_writer import GGUFStreamWriter
 
 KEY_DATASETS = "imatrix.datasets"
 KEY_CHUNK_COUNT = "imatrix.chunk_count"
@@ -213,8 +214,6 @@ def save_imatrix_gguf(path: str | Path, sums: Mapping[str, np.ndarray],
                       counts: Mapping[str, np.ndarray | float], *, datasets: list[str],
                       chunk_count: int, chunk_size: int) -> None:
     """Write llama-imatrix's GGUF layout: ``sums[name]`` is [n_mat, n_cols] of squared inputs."""
-    from qtstudio.formats.atomic import atomic_output
-
     with atomic_output(path) as f:
         w = GGUFStreamWriter(f)
         w.add_kv("general.type", "imatrix")
@@ -240,8 +239,6 @@ def save_imatrix_legacy(path: str | Path, sums: Mapping[str, np.ndarray],
                         ncalls: Mapping[str, int], *, chunk_count: int = 0,
                         dataset: str | None = None) -> None:
     """Write the legacy .dat layout: per entry name, call count, value count, summed values."""
-    from qtstudio.formats.atomic import atomic_output
-
     parts = [struct.pack("<i", len(sums))]
     for name, s in sums.items():
         raw = name.encode("utf-8")
