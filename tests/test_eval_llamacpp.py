@@ -176,7 +176,7 @@ def test_llama_quantize_takes_our_imatrix(lm, data, tmp_path):
 
 @pytest.mark.parametrize("kind", ["sentencepiece", "llama3-split", "bert"])
 def test_gguf_metadata_tokenizers_equal_llama_cpp(tmp_path, kind):
-    from qtstudio.export.bpe_pretokenizer import LLAMA3_PATTERN
+    from qtstudio.calib.bpe_pretokenizer import LLAMA3_PATTERN
     from tests.helpers.tiny_models import (
         build_tiny_bert,
         build_tiny_llama,

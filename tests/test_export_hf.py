@@ -120,7 +120,7 @@ def _split_then_bytes(*patterns, use_regex=False, **byte_level):
 
 
 def test_pre_tokenizer_detection_table():
-    from qtstudio.export.bpe_pretokenizer import (
+    from qtstudio.calib.bpe_pretokenizer import (
         GPT2_PATTERN,
         LLAMA3_PATTERN,
         QWEN2_PATTERN,
@@ -168,7 +168,7 @@ def test_pre_tokenizer_detection_table():
 
 
 def test_bpe_pre_tokenizer_written_and_fallback_reported(tmp_path):
-    from qtstudio.export.bpe_pretokenizer import LLAMA3_PATTERN
+    from qtstudio.calib.bpe_pretokenizer import LLAMA3_PATTERN
 
     vocab = {"a": 0, "b": 1, "ab": 2}
     model = {"type": "BPE", "vocab": vocab, "merges": ["a b"]}
@@ -194,15 +194,15 @@ def test_llama_cpp_splits_like_hf(tmp_path, kind, monkeypatch):
     llama_cpp = pytest.importorskip("llama_cpp")
     from tokenizers import Tokenizer
 
-    from qtstudio.core.plan import resolve_plan
-    from qtstudio.core.recipe import Recipe
-    from qtstudio.export import hf_to_gguf
-    from qtstudio.export.bpe_pretokenizer import (
+    from qtstudio.calib.bpe_pretokenizer import (
         LLAMA3_PATTERN,
         QWEN2_PATTERN,
         TEKKEN_PATTERN,
         PreTokenizerChoice,
     )
+    from qtstudio.core.plan import resolve_plan
+    from qtstudio.core.recipe import Recipe
+    from qtstudio.export import hf_to_gguf
     from qtstudio.export.gguf import export_gguf
     from qtstudio.formats import open_model
     from tests.helpers.tiny_models import GPT2_SPLIT, build_tiny_llama

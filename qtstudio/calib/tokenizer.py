@@ -154,7 +154,7 @@ def _from_gguf(model) -> ModelTokenizer:
 def _gguf_bpe(model, tokens: list[str], meta: dict):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    from qtstudio.export.bpe_pretokenizer import KNOWN_PRE_TOKENIZERS
+    from .bpe_pretokenizer import KNOWN_PRE_TOKENIZERS
 
     pre = meta.get("tokenizer.ggml.pre", "default")
     patterns = KNOWN_PRE_TOKENIZERS.get(pre if isinstance(pre, str) else "")

@@ -22,9 +22,8 @@ import numpy as np
 from gguf import GGUFValueType as VT  # noqa: N814
 from gguf import TokenType
 
+from qtstudio.calib.bpe_pretokenizer import detect_pre_tokenizer
 from qtstudio.formats.atomic import ExportError
-
-from .bpe_pretokenizer import detect_pre_tokenizer
 
 # config.json model_type -> GGUF architecture name, for the ones llama.cpp can run
 RUNNABLE_ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "bert": "bert"}
