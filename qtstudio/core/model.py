@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .format_error import ModelFormatError
 from .gguf_names import GGUFNamer
 from .roles import MAX_BLOCKS, block_index, is_quantizable, role_of
 from .tensor_info import RawTensor, TensorInfo
@@ -155,8 +156,6 @@ class Model:
         """
         info = self.tensor(name)
         if info.unreadable is not None:
-            from qtstudio.formats.errors import ModelFormatError  # formats imports this module
-
             raise ModelFormatError(self.path, info.unreadable, tensor=name)
         return self._source.load(name)
 

@@ -236,7 +236,7 @@ class Recipe:
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
         p = Path(path)
-        from qtstudio.formats._files import read_regular
+        from qtstudio.core.regular_files import read_regular
 
         text = read_regular(p, MAX_RECIPE_BYTES, "a recipe",
                             lambda path, problem: RecipeError(f"{path}: {problem}"))

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from qtstudio.core.model import Model
+from qtstudio.core.regular_files import open_regular, read_regular, regular_size
 
-from ._files import open_regular, read_regular, regular_size
 from .errors import ModelFormatError
 
 __all__ = ["ModelFormatError", "open_model"]

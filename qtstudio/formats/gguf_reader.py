@@ -20,8 +20,8 @@ import numpy as np
 
 from qtstudio import kernels
 from qtstudio.core.model import RawTensor
+from qtstudio.core.regular_files import open_regular
 
-from ._files import open_regular
 from ._mmap import MappedFile
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32

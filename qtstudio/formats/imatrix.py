@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
-from ._files import open_regular, read_regular, regular_size
+from qtstudio.core.regular_files import open_regular, read_regular, regular_size
+
 from .atomic import atomic_output
 from .errors import ModelFormatError
 from .gguf_reader import read_gguf

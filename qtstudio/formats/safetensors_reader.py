@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from qtstudio.core.model import RawTensor
+from qtstudio.core.regular_files import open_regular
 
-from ._files import open_regular
 from ._mmap import MappedFile
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32

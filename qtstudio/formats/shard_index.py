@@ -7,7 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from ._files import read_regular
+from qtstudio.core.regular_files import read_regular
+
 from .errors import ModelFormatError
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from qtstudio.core.model import RawTensor
+from qtstudio.core.regular_files import regular_size
 
-from ._files import regular_size
 from .errors import ModelFormatError
 from .floats import PLAIN_DTYPES, plain_to_f32
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import ModelFormatError
+from .format_error import ModelFormatError
 
 #: builds the error to raise from (path, problem): ModelFormatError or a caller's own type
 ErrorFactory = Callable[[Path, str], Exception]
