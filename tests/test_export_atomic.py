@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from qtstudio.export import atomic
+from qtstudio.formats import atomic
 from qtstudio.formats.atomic import ExportError, atomic_output
 
 
