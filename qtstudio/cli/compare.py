@@ -12,6 +12,7 @@ from qtstudio.formats import open_model
 from qtstudio.jobs.compare import DEFAULT_PRESETS, DEFAULT_TARGETS, compare_job, model_files
 
 from .job_runner import run_cli_job
+from .recipe_args import check_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         targets = [float(t) for t in args.targets_bpw.split(",") if t.strip()]
     except ValueError:
         raise ValueError(f"--targets-bpw {args.targets_bpw}: expected numbers") from None
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    check_threads(args)
     with open_model(args.model) as model:
         if args.report:  # refuse a report onto the model before the measuring, not after
             from qtstudio.formats.atomic import ExportError, check_target

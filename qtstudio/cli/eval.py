@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from qtstudio.core import demo
 from qtstudio.core.plan import resolve_plan
@@ -18,7 +17,13 @@ from qtstudio.formats import open_model
 from qtstudio.jobs.demo_eval import evaluate_job
 
 from .job_runner import run_cli_job
-from .recipe_args import add_recipe_args, build_recipe, human_bytes
+from .recipe_args import (
+    add_recipe_args,
+    build_recipe,
+    check_calibration_args,
+    human_bytes,
+    resolve_gguf_plan,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -80,12 +85,7 @@ def _run_model(args: argparse.Namespace) -> int:
 
     if not (args.preset or args.recipe or args.rule):
         raise ValueError("eval needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
-    if args.ctx < 2:
-        raise ValueError(f"--ctx {args.ctx}: a window needs at least 2 tokens")
-    if args.chunks is not None and args.chunks < 1:
-        raise ValueError(f"--chunks {args.chunks}: must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    check_calibration_args(args, "window")
     to_file = args.json not in (None, "-")
     try:
         if to_file:
@@ -93,12 +93,7 @@ def _run_model(args: argparse.Namespace) -> int:
         imatrix = load_imatrix(args.imatrix) if args.imatrix else None
         with open_model(args.model) as model:
             engine_kind(model)
-            recipe = build_recipe(args, model)
-            plan = resolve_plan(model, recipe, target_format="gguf",
-                                has_imatrix=imatrix is not None)
-            for e in plan.fallbacks:
-                print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
-                      file=sys.stderr)
+            _, plan = resolve_gguf_plan(args, model, has_imatrix=imatrix is not None)
             result = run_cli_job(
                 lambda cancel: eval_job(model, plan, args.data, ctx=args.ctx, chunks=args.chunks,
                                         imatrix=imatrix, allow_requantize=args.allow_requantize,

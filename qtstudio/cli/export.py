@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import sys
 
-from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
@@ -15,7 +14,7 @@ from .errors import CliError
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output
-from .recipe_args import add_recipe_args, build_recipe, human_bytes
+from .recipe_args import add_recipe_args, check_threads, human_bytes, resolve_gguf_plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,8 +85,7 @@ def _run_gguf(args: argparse.Namespace) -> int:
 
     if not args.preset and not args.recipe and not args.rule:
         raise ValueError("export needs --preset NAME, --recipe FILE or --rule REGEX=TYPE")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    check_threads(args)
     nnef_only = [flag for flag, used in (
         ("--calibration", getattr(args, "calibration", "minmax") != "minmax"),
         ("--verify", getattr(args, "verify", False)),
@@ -107,12 +105,7 @@ def _run_gguf(args: argparse.Namespace) -> int:
         metadata[key.strip()] = value
     imatrix = load_imatrix(args.imatrix) if args.imatrix else None
     with open_model(args.model) as model:
-        recipe = build_recipe(args, model)
-        plan = resolve_plan(model, recipe, target_format="gguf",
-                            has_imatrix=imatrix is not None)
-        for e in plan.fallbacks:
-            print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
-                  file=sys.stderr)
+        _, plan = resolve_gguf_plan(args, model, has_imatrix=imatrix is not None)
         tokens = calibration_tokens(args, model) if use_gptq else None
 
         def make_job(cancel, ex):

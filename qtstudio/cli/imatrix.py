@@ -11,6 +11,7 @@ import argparse
 from qtstudio.formats import open_model
 
 from .job_runner import run_cli_job
+from .recipe_args import check_calibration_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from . import CliError
 
-    if args.ctx < 2:
-        raise ValueError(f"--ctx {args.ctx}: a chunk needs at least 2 tokens")
-    if args.chunks is not None and args.chunks < 1:
-        raise ValueError(f"--chunks {args.chunks}: must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    check_calibration_args(args, "chunk")
     try:
         check_target(args.output, [args.model] + ([args.data] if args.data else []))
         with open_model(args.model) as model:

@@ -13,7 +13,7 @@ from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import add_recipe_args, build_recipe
+from .recipe_args import add_recipe_args, build_recipe, check_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.preset and not args.recipe:
         raise ValueError("quantize needs --preset NAME or --recipe FILE")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    check_threads(args)
     check_output(args.report, args)
     check_ray_arg(args)
     use_gptq = check_gptq_args(args)

@@ -1,4 +1,5 @@
-"""Command-line pieces shared by plan, quantize and eval: recipe options and number formats."""
+"""Command-line pieces shared by plan, quantize, export, eval and imatrix: recipe options, the
+GGUF plan they resolve, checks of the shared numeric flags, and number formats."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from qtstudio.core.model import Model
+from qtstudio.core.plan import Plan, resolve_plan
 from qtstudio.core.recipe import Recipe, Rule
 
 
@@ -45,6 +47,33 @@ def build_recipe(args: argparse.Namespace, model: Model | None) -> Recipe:
     if model is not None:
         warn_unmatched_rules(recipe, model)
     return recipe
+
+
+def resolve_gguf_plan(args: argparse.Namespace, model: Model, *, has_imatrix: bool,
+                      ) -> tuple[Recipe, Plan]:
+    """The command line's recipe and its GGUF plan for ``model``; each fallback (a type the
+    tensor cannot take) is noted on stderr."""
+    recipe = build_recipe(args, model)
+    plan = resolve_plan(model, recipe, target_format="gguf", has_imatrix=has_imatrix)
+    for e in plan.fallbacks:
+        print(f"note: {e.name}: {e.fallback_from} -> {e.encoding} ({e.reason})",
+              file=sys.stderr)
+    return recipe, plan
+
+
+def check_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+
+
+def check_calibration_args(args: argparse.Namespace, unit: str) -> None:
+    """--ctx, --chunks and --threads of a command that reads calibration text in ``unit``s
+    (windows, chunks) of --ctx tokens."""
+    if args.ctx < 2:
+        raise ValueError(f"--ctx {args.ctx}: a {unit} needs at least 2 tokens")
+    if args.chunks is not None and args.chunks < 1:
+        raise ValueError(f"--chunks {args.chunks}: must be at least 1")
+    check_threads(args)
 
 
 def warn_unmatched_rules(recipe: Recipe, model: Model) -> list[str]:
