@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from qtstudio.kernels.api import column_weights
+
 
 @dataclass(frozen=True)
 class TensorMetrics:
@@ -35,12 +37,7 @@ class MetricsAccumulator:
         self.n = n_per_row
         self.w: np.ndarray | None = None
         if imatrix is not None:
-            w = np.asarray(imatrix, dtype=np.float64)
-            if w.shape != (n_per_row,):
-                raise ValueError(f"imatrix must hold one weight per column ({n_per_row}), "
-                                 f"got shape {w.shape}")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("imatrix weights must be finite and non-negative")
+            w = column_weights(imatrix, n_per_row, np.float64)
             if not np.any(w > 0):
                 raise ValueError("imatrix weights are all zero")
             self.w = w

@@ -191,6 +191,18 @@ def find_nonfinite_row(x: np.ndarray) -> int | None:
     return None if bad.value < 0 else int(bad.value)
 
 
+def column_weights(imatrix: np.ndarray, n_per_row: int, dtype: DTypeLike) -> np.ndarray:
+    """An importance vector as a contiguous ``dtype`` array, refused unless it holds one finite,
+    non-negative weight per column."""
+    w = np.ascontiguousarray(imatrix, dtype=dtype)
+    if w.shape != (n_per_row,):
+        raise ValueError(f"imatrix must hold one weight per column ({n_per_row}), got shape "
+                         f"{w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("imatrix weights must be finite and non-negative")
+    return w
+
+
 def quantize_rows(
     type_id: int,
     x: np.ndarray,
@@ -206,12 +218,7 @@ def quantize_rows(
     nb = row_bytes(type_id, n)
     qw_ptr = None
     if imatrix is not None:
-        qw = np.ascontiguousarray(imatrix, dtype=np.float32)
-        if qw.shape != (n,):
-            raise ValueError(f"imatrix must hold one weight per column ({n}), got shape "
-                             f"{np.shape(imatrix)}")
-        if not np.all(np.isfinite(qw)) or np.any(qw < 0):
-            raise ValueError("imatrix weights must be finite and non-negative")
+        qw = column_weights(imatrix, n, np.float32)
         if t.uses_imatrix:
             qw_ptr = _fptr(qw)
     level = _resolve_isa(isa)
