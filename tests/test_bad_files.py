@@ -208,7 +208,7 @@ def test_thousand_digit_integers(tmp_path):
     good = _safetensors(tmp_path / "g" / "model.safetensors", json.dumps(
         {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}), b"\0" * 4)
     (good.parent / "config.json").write_text('{"num_hidden_layers": ' + big + "}")
-    with pytest.raises(ModelFormatError, match=r"config\.json is not readable JSON"):
+    with pytest.raises(ModelFormatError, match=r"config\.json is not valid JSON"):
         open_model(good)
     (good.parent / "config.json").write_text("{}")
     idx = good.parent / "model.safetensors.index.json"

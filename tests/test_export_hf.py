@@ -105,7 +105,7 @@ def test_unigram_and_missing_tokenizer(tmp_path):
     with pytest.raises(ExportError, match=r"no tokenizer\.json or tokenizer\.model"):
         tokenizer_kv(empty, "llama", None)
     (empty / "tokenizer.json").write_text("{not json")
-    with pytest.raises(ExportError, match="not readable JSON"):
+    with pytest.raises(ExportError, match="not valid JSON"):
         tokenizer_kv(empty, "llama", None)
 
 

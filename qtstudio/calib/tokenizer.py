@@ -11,10 +11,11 @@ llama.cpp's ``llama_tokenize(..., add_special=False)``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from qtstudio.core.regular_files import ErrorFactory, json_object
 
 from .errors import CalibrationError
 
@@ -41,17 +42,18 @@ def model_folder(model) -> Path:
     return model.path if model.path.is_dir() else model.path.parent
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path, error: ErrorFactory = CalibrationError) -> dict[str, Any]:
+    """A tokenizer or config JSON file of a model folder, as an object."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(path, f"not readable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise CalibrationError(path, "not a JSON object")
-    return doc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(path, f"cannot read: {exc.strerror or exc}") from None
+    return json_object(data, path, "the file", error)
 
 
-def _content(tok: Any) -> str | None:
+def token_content(tok: Any) -> str | None:
+    """The text of a special token as tokenizer_config.json spells it (a string, or an
+    AddedToken object with "content")."""
     if isinstance(tok, str):
         return tok
     if isinstance(tok, dict) and isinstance(tok.get("content"), str):
@@ -68,7 +70,7 @@ def load_tokenizer(model) -> ModelTokenizer:
 
 def _from_folder(folder: Path, model) -> ModelTokenizer:
     cfg_path = folder / "tokenizer_config.json"
-    cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
+    cfg = read_json(cfg_path) if cfg_path.is_file() else {}
     tj = folder / "tokenizer.json"
     if tj.is_file():
         from tokenizers import Tokenizer
@@ -81,7 +83,7 @@ def _from_folder(folder: Path, model) -> ModelTokenizer:
                                    ) from None
 
         def ids(name: str) -> int | None:
-            text = _content(cfg.get(name))
+            text = token_content(cfg.get(name))
             return None if text is None else tok.token_to_id(text)
 
         out = ModelTokenizer(lambda s: tok.encode(s, add_special_tokens=False).ids, tj,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .format_error import ModelFormatError
 
@@ -75,3 +76,17 @@ def read_regular(path: Path, limit: int, what: str,
     if len(data) > limit:
         raise error(path, f"grew beyond {limit} bytes while being read; too large for {what}")
     return data
+
+
+def json_object(data: bytes, path: Path, what: str,
+                error: ErrorFactory = ModelFormatError) -> dict[str, Any]:
+    """``data`` (bytes read from ``path``) parsed as a JSON object; ``what`` names the document
+    in the problem ("config.json", "the header")."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    # ValueError also covers integers beyond Python's digit limit
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(path, f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise error(path, f"{what} is not a JSON object")
+    return doc

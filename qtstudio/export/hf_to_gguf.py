@@ -23,6 +23,7 @@ from gguf import GGUFValueType as VT  # noqa: N814
 from gguf import TokenType
 
 from qtstudio.calib.bpe_pretokenizer import detect_pre_tokenizer
+from qtstudio.calib.tokenizer import read_json, token_content
 from qtstudio.formats.atomic import ExportError
 
 # config.json model_type -> GGUF architecture name, for the ones llama.cpp can run
@@ -219,22 +220,8 @@ def map_tensor_names(arch: str, tensor_names: list[str], n_blocks: int, config: 
 
 # --- tokenizer ------------------------------------------------------------------------------
 
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ExportError(f"{path}: expected a JSON object")
-    return doc
-
-
-def _token_content(tok: Any) -> str | None:
-    if isinstance(tok, str):
-        return tok
-    if isinstance(tok, dict) and isinstance(tok.get("content"), str):
-        return tok["content"]
-    return None
+def _read_json(path: Path) -> dict[str, Any]:
+    return read_json(path, lambda p, problem: ExportError(f"{p}: {problem}"))
 
 
 def _vocab_list(vocab: dict[str, int], added: list[dict], n_vocab: int | None,
@@ -467,12 +454,12 @@ def _special_ids(folder: Path, doc: dict, added: list[dict]) -> list[KVItem]:
     out: list[KVItem] = []
     ids: dict[str, int] = {}
     for field_name, key in _SPECIAL_KEYS.items():
-        text = _token_content(cfg.get(field_name))
+        text = token_content(cfg.get(field_name))
         if text is not None and text in vocab:
             ids[field_name] = vocab[text]
             out.append(KVItem(key, int(vocab[text]), VT.UINT32))
     # BERT-style models start with [CLS]; llama.cpp takes it as the BOS token
-    cls_text = _token_content(cfg.get("cls_token"))
+    cls_text = token_content(cfg.get("cls_token"))
     if "bos_token" not in ids and cls_text in vocab:
         out.append(KVItem("tokenizer.ggml.bos_token_id", int(vocab[cls_text]), VT.UINT32))
     for flag, key in (("add_bos_token", "tokenizer.ggml.add_bos_token"),

@@ -6,14 +6,13 @@ loaded. Every problem with a file is a :class:`ModelFormatError` naming the file
 
 from __future__ import annotations
 
-import json
 import pickletools
 import struct
 from pathlib import Path
 from typing import Any
 
 from qtstudio.core.model import Model
-from qtstudio.core.regular_files import open_regular, read_regular, regular_size
+from qtstudio.core.regular_files import json_object, open_regular, read_regular, regular_size
 
 from .errors import ModelFormatError
 
@@ -27,15 +26,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     cfg = folder / "config.json"
     if not cfg.is_file():
         return {}
-    text = read_regular(cfg, MAX_CONFIG_BYTES, "a model config")
-    try:
-        doc = json.loads(text.decode("utf-8"))
-    # ValueError also covers integers beyond Python's digit limit
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelFormatError(cfg, f"config.json is not readable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ModelFormatError(cfg, "config.json is not a JSON object")
-    return doc
+    return json_object(read_regular(cfg, MAX_CONFIG_BYTES, "a model config"), cfg, "config.json")
 
 
 def _pick_in_folder(folder: Path) -> Path:

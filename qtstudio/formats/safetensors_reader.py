@@ -9,7 +9,6 @@ read or mapped.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qtstudio.core.model import RawTensor
-from qtstudio.core.regular_files import open_regular
+from qtstudio.core.regular_files import json_object, open_regular
 
 from ._mmap import MappedFile
 from .errors import ModelFormatError
@@ -71,13 +70,7 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int, int]:
     if len(text) < n:
         raise _fail(path, f"the header length field says {n} bytes, but the file ended after "
                           f"{len(text)}: it is truncated")
-    try:
-        header = json.loads(text.decode("utf-8"))
-    # ValueError also covers integers beyond Python's digit limit
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _fail(path, f"the header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise _fail(path, "the header is not a JSON object")
+    header = json_object(text, path, "the header", _fail)
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _fail(path, "__metadata__ must map names to strings")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
 
-from qtstudio.core.regular_files import read_regular
+from qtstudio.core.regular_files import json_object, read_regular
 
 from .errors import ModelFormatError
 
@@ -24,12 +23,8 @@ def _is_regular(p: Path) -> bool:
 def read_index(path: Path) -> tuple[list[Path], dict[str, str], dict]:
     """(shard paths in first-use order, tensor -> shard file name, index metadata)."""
     text = read_regular(path, MAX_INDEX_BYTES, "a shard index")
-    try:
-        doc = json.loads(text.decode("utf-8"))
-    # ValueError also covers integers beyond Python's digit limit
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelFormatError(path, f"the shard index is not valid JSON ({exc})") from None
-    wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+    doc = json_object(text, path, "the shard index")
+    wmap = doc.get("weight_map")
     if not isinstance(wmap, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()):
         raise ModelFormatError(path, "the shard index has no weight_map of names to files")
