@@ -22,22 +22,15 @@ from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.eval import eval_job
-from tests.helpers.trained_lm import corpus_text, trained_llama
+from tests.helpers.trained_lm import corpus_file
 
 KEYS = {"kl_mean", "kl_median", "kl_p99", "kl_max", "ppl_reference", "ppl_quantized",
         "top1_agreement", "tokens"}
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
-
-
-@pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "held_out.txt"
-    p.write_text(corpus_text()[320_000:360_000], encoding="utf-8")
-    return p
+    return corpus_file(tmp_path_factory.mktemp("data") / "held_out.txt", 320_000, 360_000)
 
 
 def _eval(folder, recipe, data, **kw):

@@ -32,7 +32,7 @@ from qtstudio.formats.imatrix import load_imatrix  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
 from tests.helpers.oracles import quiet_stderr  # noqa: E402
-from tests.helpers.trained_lm import corpus_text, trained_llama  # noqa: E402
+from tests.helpers.trained_lm import corpus_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CTX, CHUNKS = 64, 6
@@ -68,15 +68,8 @@ def _log_softmax(x):
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "held_out.txt"
-    p.write_text(corpus_text()[330_000:370_000], encoding="utf-8")
-    return p
+    return corpus_file(tmp_path_factory.mktemp("data") / "held_out.txt", 330_000, 370_000)
 
 
 @pytest.fixture(scope="module")

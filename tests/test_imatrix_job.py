@@ -19,25 +19,17 @@ from qtstudio.formats.imatrix import load_imatrix  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
 from qtstudio.jobs.imatrix import imatrix_job  # noqa: E402
-from tests.helpers.trained_lm import corpus_text, trained_llama  # noqa: E402
+from tests.helpers.trained_lm import corpus_file  # noqa: E402
 
 HF_NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
             "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
-
-
-@pytest.fixture(scope="module")
 def texts(tmp_path_factory):
     d = tmp_path_factory.mktemp("texts")
-    text = corpus_text()
-    a, b = d / "calib_a.txt", d / "eval_b.txt"
-    a.write_text(text[:60_000], encoding="utf-8")
-    b.write_text(text[330_000:380_000], encoding="utf-8")  # beyond the training text
-    return a, b
+    return (corpus_file(d / "calib_a.txt", 0, 60_000),
+            corpus_file(d / "eval_b.txt", 330_000, 380_000))  # beyond the training text
 
 
 def test_values_equal_transformers_hooks(lm, texts):

@@ -25,22 +25,15 @@ from qtstudio.core.sensitivity_cache import SensitivityCache, measurement_key
 from qtstudio.formats import open_model
 from qtstudio.jobs import run_job
 from qtstudio.jobs.sensitivity import sensitivity_job
-from tests.helpers.trained_lm import corpus_text, trained_llama
+from tests.helpers.trained_lm import corpus_file
 
 CANDS = ("Q2_K", "Q4_K", "Q6_K")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
-
-
-@pytest.fixture(scope="module")
 def calib(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "calib.txt"
-    p.write_text(corpus_text()[300_000:320_000], encoding="utf-8")
-    return p
+    return corpus_file(tmp_path_factory.mktemp("data") / "calib.txt", 300_000, 320_000)
 
 
 def _measure(folder, data, cache, method="block"):

@@ -32,6 +32,13 @@ def corpus_text() -> str:
     return default_corpus().text
 
 
+def corpus_file(path: Path, start: int, stop: int) -> Path:
+    """Characters [start, stop) of the corpus written to ``path``: a calibration or held-out
+    text (the model trained on the first ``train_chars``)."""
+    path.write_text(corpus_text()[start:stop], encoding="utf-8")
+    return path
+
+
 def cache_root() -> Path:
     env = os.environ.get("QTSTUDIO_TEST_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "qtstudio-tests"
