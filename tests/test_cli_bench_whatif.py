@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import gguf
 import numpy as np
@@ -16,6 +11,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from qtstudio.cli import main
+from tests.helpers.cli_process import interrupt_after_progress
 from tests.helpers.raw_checkpoints import write_hf_llama
 
 MATRICES = 7 + 2  # per layer q k v o gate up down, plus the embedding and lm_head
@@ -165,16 +161,8 @@ def test_bad_input_is_one_line_exit_2(llama, tmp_path, capsys, argv, message):
 def test_bench_ctrl_c_exits_130_and_writes_nothing(llama, tmp_path):
     out_json = tmp_path / "b.json"
     # many repeats keep each layer busy for a while, so the interrupt lands mid-run
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qtstudio.cli", "bench", str(llama), "--preset", "Q8_0",
-         "--repeats", "3000", "--json", str(out_json)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.monotonic() + 60
-    line = ""
-    while time.monotonic() < deadline and "%" not in line:
-        line = proc.stderr.readline()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, out, err = interrupt_after_progress(
+        ["bench", str(llama), "--preset", "Q8_0", "--repeats", "3000", "--json", str(out_json)])
+    assert code == 130, err
     assert "stopped by Ctrl-C; no results written" in err and "Traceback" not in err
     assert out == "" and not out_json.exists() and not list(tmp_path.glob(".*.part"))

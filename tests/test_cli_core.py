@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from qtstudio.cli import main
+from tests.helpers.cli_process import interrupt_after_progress
 from tests.helpers.raw_checkpoints import write_hf_llama
 
 
@@ -111,17 +107,10 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     save_file({f"l{i}.weight": rng.standard_normal((1024, 1024)).astype(np.float32)
                for i in range(48)}, tmp_path / "big.safetensors")
     report = tmp_path / "r.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qtstudio.cli", "quantize", str(tmp_path / "big.safetensors"),
-         "--preset", "Q6_K", "--report", str(report)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.monotonic() + 60
-    line = ""
-    while time.monotonic() < deadline and "%" not in line:
-        line = proc.stderr.readline()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, _, err = interrupt_after_progress(
+        ["quantize", str(tmp_path / "big.safetensors"), "--preset", "Q6_K", "--report",
+         str(report)])
+    assert code == 130, err
     assert "stopped by Ctrl-C; no report written" in err
     assert "Traceback" not in err
     assert not report.exists()

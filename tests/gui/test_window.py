@@ -11,27 +11,12 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QInputDialog
 
 from qtstudio.core.encodings import encodings
 from qtstudio.core.recipe import Recipe
+from tests.helpers.window_tree import proxy_index, select_rows
 
 pytestmark = pytest.mark.gui
 
 Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
 NORM = "model.layers.0.input_layernorm.weight"
-
-
-def _proxy_index(win, name, column):
-    from qtstudio.gui.tree_model import COL
-
-    src = win.tree_model.index_for_path(name)
-    src = win.tree_model.index(src.row(), COL[column], src.parent())
-    return win.proxy.mapFromSource(src)
-
-
-def _select(win, names):
-    sm = win.tree.selectionModel()
-    sm.clearSelection()
-    for n in names:
-        idx = _proxy_index(win, n, "name")
-        sm.select(idx, sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
 
 
 def test_open_model_fills_tree_and_summary(window, small_model):
@@ -58,7 +43,7 @@ def test_bad_file_shows_error_not_crash(window, tmp_path):
 def test_editor_offers_only_what_the_shape_takes(window, small_model, qtbot):
     window.open_model(small_model)
     doc = window.doc
-    idx = _proxy_index(window, Q_PROJ, "encoding")
+    idx = proxy_index(window, Q_PROJ, "encoding")
     window.tree.setCurrentIndex(idx)
     window.tree.edit(idx)
     editor = window.tree.findChild(QComboBox, "encodingEditor")
@@ -77,7 +62,7 @@ def test_editor_offers_only_what_the_shape_takes(window, small_model, qtbot):
     assert idx.data() == "Q8_0"
 
     # a norm must stay float: the editor offers float types only
-    nidx = _proxy_index(window, NORM, "encoding")
+    nidx = proxy_index(window, NORM, "encoding")
     window.tree.setCurrentIndex(nidx)
     window.tree.edit(nidx)
     editors = [e for e in window.tree.findChildren(QComboBox, "encodingEditor")
@@ -90,7 +75,7 @@ def test_context_menu_and_shortcut_assign_to_selection(window, small_model, monk
     window.open_model(small_model)
     doc = window.doc
     names = [f"model.layers.{i}.mlp.{p}.weight" for i in (0, 1) for p in ("up_proj", "down_proj")]
-    _select(window, [*names, NORM])
+    select_rows(window, [*names, NORM])
     assert set(window.selected_tensor_names()) == set(names) | {NORM}
     window._tree_menu(QPoint(5, 5))
     menu = window.context_menu
@@ -111,7 +96,7 @@ def test_context_menu_and_shortcut_assign_to_selection(window, small_model, monk
         return next(x for x in a[3] if x.startswith("Q5_1")), True
 
     monkeypatch.setattr(QInputDialog, "getItem", answer)
-    _select(window, names[:2])
+    select_rows(window, names[:2])
     window.act_assign.trigger()
     items, default = asked[0]
     # every choice says its bits per weight; the default is the selection's own Q4_0, not F32

@@ -13,25 +13,11 @@ from PySide6.QtWidgets import QFileDialog
 
 from qtstudio.gui import unsaved
 from tests.helpers.raw_checkpoints import write_hf_llama
+from tests.helpers.window_tree import proxy_index, select_rows
 
 pytestmark = pytest.mark.gui
 
 Q_PROJ = "model.layers.0.self_attn.q_proj.weight"
-
-
-def _proxy_index(win, name, column="name"):
-    from qtstudio.gui.tree_model import COL
-
-    src = win.tree_model.index_for_path(name)
-    src = win.tree_model.index(src.row(), COL[column], src.parent())
-    return win.proxy.mapFromSource(src)
-
-
-def _select(win, names):
-    sm = win.tree.selectionModel()
-    sm.clearSelection()
-    for n in names:
-        sm.select(_proxy_index(win, n), sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
 
 
 @pytest.fixture
@@ -96,14 +82,14 @@ def test_group_error_says_not_measured_and_gguf_names_show(window, small_model):
     # one tensor measured, exactly: the group must not claim "exact" for the rest
     doc.measurements.set_error(Q_PROJ, "Q8_0", {"rel_error": 0.0, "rmse": 0.0})
     doc.notify("measurements")
-    layer0 = _proxy_index(window, "model.layers.0", "error")
+    layer0 = proxy_index(window, "model.layers.0", "error")
     assert layer0.data() == NOT_MEASURED
-    assert _proxy_index(window, Q_PROJ, "error").data() == "exact"
+    assert proxy_index(window, Q_PROJ, "error").data() == "exact"
     doc.measurements.set_error("model.layers.0.mlp.down_proj.weight", "Q8_0",
                                {"rel_error": 0.01})
     doc.notify("measurements")
-    assert _proxy_index(window, "model.layers.0", "error").data() == "≥ 1.00e-02"
-    gguf = _proxy_index(window, Q_PROJ, "gguf name")
+    assert proxy_index(window, "model.layers.0", "error").data() == "≥ 1.00e-02"
+    gguf = proxy_index(window, Q_PROJ, "gguf name")
     assert gguf.data() == "blk.0.attn_q.weight"
     assert not window.tree.header().isSectionHidden(COL["gguf name"])
 
@@ -214,10 +200,10 @@ def test_clearing_the_filter_keeps_selection(window, small_model):
     window.open_model(small_model)
     window.filter_edit.setText("down_proj")
     name = "model.layers.1.mlp.down_proj.weight"
-    _select(window, [name])
+    select_rows(window, [name])
     window.filter_edit.clear()
     assert window.selected_tensor_names() == [name]
-    assert window.tree.isExpanded(_proxy_index(window, "model.layers.1.mlp"))
+    assert window.tree.isExpanded(proxy_index(window, "model.layers.1.mlp"))
 
 
 # ---- 7. export defaults and GGUF metadata ------------------------------------------------
@@ -322,12 +308,12 @@ def test_integer_tensors_show_their_own_type(window, tmp_path):
                "embeddings.weight": np.ones((128, 256), np.float32)}, str(path))
     window.open_model(path)
     window.apply_preset("Q8_0")
-    idx = _proxy_index(window, "embeddings.position_ids", "encoding")
+    idx = proxy_index(window, "embeddings.position_ids", "encoding")
     assert idx.data() == "I64 (kept)"
     assert window.doc.candidates("embeddings.position_ids") == []
     src = window.proxy.mapToSource(idx)
     assert not window.tree_model.flags(src) & Qt.ItemFlag.ItemIsEditable
-    group = _proxy_index(window, "embeddings", "encoding")
+    group = proxy_index(window, "embeddings", "encoding")
     assert "I64" in group.data() and "F32" not in group.data()
 
 
