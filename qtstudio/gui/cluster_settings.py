@@ -15,11 +15,12 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
-    QVBoxLayout,
     QWidget,
 )
 
 from qtstudio.jobs.executor import RAY_INSTALL_HINT, ray_available
+
+from .dialog_parts import body_layout, ok_cancel_buttons
 
 SETTINGS_KEY = "cluster/rayAddress"
 
@@ -63,15 +64,8 @@ class ClusterSettingsDialog(QDialog):
                       "tasks on this cluster. Every node must read the open model at the same "
                       "path.")
         note.setWordWrap(True)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                        | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(note)
-        lay.addWidget(self.problem)
-        lay.addWidget(self.buttons)
+        self.buttons = ok_cancel_buttons(self)
+        body_layout(self, form, note, self.problem, self.buttons)
         self.address.textChanged.connect(self._check)
         self._check()
 

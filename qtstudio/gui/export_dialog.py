@@ -13,7 +13,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_parts import action_buttons, body_layout
 from .document import PlanDocument
 from .nnef_support import nnef_problem
 
@@ -177,17 +177,8 @@ class ExportDialog(QDialog):
         form.addRow("Sequence length", self.seq_len)
         form.addRow("Q4_0 scales", self.calibration)
         self._takes_tokens = not _is_demo(doc.model.path)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.export_btn = buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.export_btn.setObjectName("exportButton")
-        buttons.accepted.connect(self.start)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.metadata, 1)
-        lay.addWidget(info)
-        lay.addWidget(self.nnef_note)
-        lay.addWidget(buttons)
+        buttons, self.export_btn = action_buttons(self, "Export", "exportButton", self.start)
+        body_layout(self, form, (self.metadata, 1), info, self.nnef_note, buttons)
         self.resize(640, 520)
         self._show_nnef_options(False)
 

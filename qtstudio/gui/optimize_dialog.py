@@ -16,14 +16,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -34,6 +32,7 @@ from qtstudio.core.optimize import (
     cost_table,
 )
 
+from .dialog_parts import action_buttons, body_layout
 from .document import FLOAT_ENCODINGS, PlanDocument
 from .format import SIZE_UNITS, human_bytes
 
@@ -144,15 +143,8 @@ class OptimizeDialog(QDialog):
         form.addRow("Candidates", self.candidates)
         form.addRow("Objective", self.objective)
         form.addRow("Reachable", self.floor)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
-        self.run_btn = buttons.addButton("Optimize", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.run_btn.setObjectName("optimizeButton")
-        buttons.accepted.connect(self.start)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.problem)
-        lay.addWidget(buttons)
+        buttons, self.run_btn = action_buttons(self, "Optimize", "optimizeButton", self.start)
+        body_layout(self, form, self.problem, buttons)
         self.resize(520, 440)
 
         self._last_unit = self.unit.currentText()

@@ -15,12 +15,13 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
-    QVBoxLayout,
     QWidget,
 )
 
 from qtstudio.core.encodings import encodings
 from qtstudio.core.recipe import Rule
+
+from .dialog_parts import body_layout, ok_cancel_buttons
 
 
 def rule_problem(pattern: str, syntax: str) -> str | None:
@@ -74,14 +75,8 @@ class AddRuleDialog(QDialog):
         form.addRow("Syntax", self.syntax)
         form.addRow("Matches", self.target)
         form.addRow("Encoding", self.encoding)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                        | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.status)
-        lay.addWidget(self.buttons)
+        self.buttons = ok_cancel_buttons(self)
+        body_layout(self, form, self.status, self.buttons)
         for sig in (self.pattern.textChanged, self.syntax.currentTextChanged,
                     self.target.currentTextChanged):
             sig.connect(lambda *_a: self._check())
