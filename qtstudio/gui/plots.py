@@ -142,6 +142,22 @@ def _plot(title: str, left: str, bottom: str, *, log_y: bool = False,
     return w
 
 
+def _plot_above_action(panel: QWidget, button: str, note: str) -> tuple[QPushButton, QLabel]:
+    """``panel``'s layout: its ``plot`` filling the space, under it a note and the button that
+    computes what the plot shows. Returns (button, note)."""
+    run_btn = QPushButton(button)
+    label = QLabel(note)
+    label.setWordWrap(True)
+    bottom = QHBoxLayout()
+    bottom.addWidget(label, 1)
+    bottom.addWidget(run_btn)
+    lay = QVBoxLayout(panel)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(panel.plot, 1)
+    lay.addLayout(bottom)
+    return run_btn, label
+
+
 class ErrorPlot(QWidget):
     """Relative error of every tensor along the depth of the model, log scale, by encoding."""
 
@@ -413,16 +429,9 @@ class WhatIfPlot(QWidget):
         self.plot.addItem(self.points)
         self.plot.addItem(self.current)
         self.labels: list[pg.TextItem] = []
-        self.run_btn = QPushButton("Compute for selection (Ctrl+W)")
-        self.note = QLabel("Select tensors, then compute: every encoding they accept is tried.")
-        self.note.setWordWrap(True)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.note, 1)
-        bottom.addWidget(self.run_btn)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
-        lay.addLayout(bottom)
+        self.run_btn, self.note = _plot_above_action(
+            self, "Compute for selection (Ctrl+W)",
+            "Select tensors, then compute: every encoding they accept is tried.")
         self.rows: list[tuple[str, float, float, int]] = []
         self.front: list[str] = []
         set_empty(self.plot, True)
@@ -567,16 +576,9 @@ class AccuracyPanel(QWidget):
                                     brushes=[pg.mkBrush("#7f7f7f"), pg.mkBrush("#4e79a7")])
         self.plot.addItem(self.bars)
         self.text: list[pg.TextItem] = []
-        self.run_btn = QPushButton("Evaluate (Ctrl+Shift+V)")
-        self.note = QLabel("The demo model is evaluated under the current recipe.")
-        self.note.setWordWrap(True)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.note, 1)
-        bottom.addWidget(self.run_btn)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
-        lay.addLayout(bottom)
+        self.run_btn, self.note = _plot_above_action(
+            self, "Evaluate (Ctrl+Shift+V)",
+            "The demo model is evaluated under the current recipe.")
         self.values: tuple[float, float] | None = None
         set_empty(self.plot, True)
 
