@@ -20,12 +20,13 @@ from qtstudio.core.encodings import encodings
 from qtstudio.core.recipe import RecipeError, Rule
 
 from .document import FLOAT_ENCODINGS, PlanDocument
+from .plan_view import FollowsPlan
 
 RULE_COLUMNS = ("pattern", "syntax", "target", "encoding", "matches")
 NO_PRESET = "(none)"
 
 
-class RulesPanel(QWidget):
+class RulesPanel(FollowsPlan, QWidget):
     #: a full edited recipe (dict) and a description; the window makes it an undoable command
     edit_requested = Signal(dict, str)
 
@@ -85,17 +86,8 @@ class RulesPanel(QWidget):
 
     # ---- binding ---------------------------------------------------------------------------
     def set_document(self, doc: PlanDocument | None) -> None:
-        if self._doc is not None:
-            self._doc.unsubscribe(self._on_doc)
-        self._doc = doc
         self.setEnabled(doc is not None)
-        if doc is not None:
-            doc.subscribe(self._on_doc)
-            self.refresh()
-
-    def _on_doc(self, what: str) -> None:
-        if what == "plan":
-            self.refresh()
+        super().set_document(doc)
 
     def refresh(self) -> None:
         doc = self._doc

@@ -16,9 +16,10 @@ from PySide6.QtWidgets import (
 
 from .document import PlanDocument
 from .format import human_bytes, human_count, plural
+from .plan_view import FollowsPlan
 
 
-class SummaryPanel(QWidget):
+class SummaryPanel(FollowsPlan, QWidget):
     #: a tensor name the user picked in the fallback list
     tensor_activated = Signal(str)
 
@@ -61,18 +62,6 @@ class SummaryPanel(QWidget):
         lay.addLayout(form)
         lay.addWidget(QLabel("Tensors that could not take their type:"))
         lay.addWidget(self.fallbacks, 1)
-
-    def set_document(self, doc: PlanDocument | None) -> None:
-        if self._doc is not None:
-            self._doc.unsubscribe(self._on_doc)
-        self._doc = doc
-        if doc is not None:
-            doc.subscribe(self._on_doc)
-        self.refresh()
-
-    def _on_doc(self, what: str) -> None:
-        if what == "plan":
-            self.refresh()
 
     def refresh(self) -> None:
         doc = self._doc
