@@ -12,7 +12,9 @@ exports, the jobs), so any of them can report progress without importing the job
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -66,12 +68,29 @@ Job = Generator[Progress, None, T]
 
 
 def run_job(job: Generator[Progress, None, T],
-            on_progress: Callable[[Progress], Any] | None = None) -> T:
-    """Drive a job to the end and return its result."""
+            on_progress: Callable[[Progress], Any] | None = None, *,
+            min_interval_s: float = 0.0) -> T:
+    """Drive a job to the end and return its result.
+
+    With ``min_interval_s``, ``on_progress`` hears at most one progress per interval (a window
+    or a pipe cannot show more); the last one held back is delivered before the result, so the
+    final state is always seen.
+    """
+    last = -math.inf
+    held: list[Progress] = []
     while True:
         try:
             p = next(job)
         except StopIteration as stop:
+            if held and on_progress is not None:
+                on_progress(held[0])
             return stop.value
-        if on_progress is not None:
+        if on_progress is None:
+            continue
+        now = time.monotonic() if min_interval_s > 0 else 0.0
+        if now - last >= min_interval_s:
             on_progress(p)
+            last = now
+            held.clear()
+        else:
+            held[:] = [p]

@@ -17,13 +17,12 @@ import multiprocessing as mp
 import os
 import pickle
 import threading
-import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qtstudio.jobs import Cancelled, CancelToken, Progress
+from qtstudio.jobs import Cancelled, CancelToken, Progress, run_job
 
 _POLL_S = 0.05
 _MIN_SEND_INTERVAL_S = 0.03
@@ -78,20 +77,11 @@ def _child(conn, spec: JobSpec) -> None:
     threading.Thread(target=listen, daemon=True).start()
     from qtstudio.formats import open_model
 
-    last = 0.0
     try:
         with open_model(spec.model_path) as model:
             gen = _resolve(spec.target)(model, *spec.args, cancel=token, **spec.kwargs)
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                now = time.monotonic()
-                if now - last >= _MIN_SEND_INTERVAL_S:
-                    conn.send(("progress", p))
-                    last = now
+            result = run_job(gen, lambda p: conn.send(("progress", p)),
+                             min_interval_s=_MIN_SEND_INTERVAL_S)
         conn.send(("result", result))
     except Cancelled:
         conn.send(("cancelled", None))

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from qtstudio.jobs import CancelToken
+from qtstudio.jobs import CancelToken, run_job
 
 #: a job factory receives the cancel token and returns the generator to drive
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
@@ -101,26 +100,9 @@ class JobWorker(QObject):
 
     # ---- body (pool thread) --------------------------------------------------------------
     def _run(self) -> None:
-        last_emit = 0.0
-        pending: Any = None
-        has_pending = False
         try:
             gen = self._factory(self.cancel_token)
-            while True:
-                try:
-                    value = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                now = time.monotonic()
-                if now - last_emit >= _MIN_EMIT_INTERVAL_S:
-                    self.yielded.emit(value)
-                    last_emit = now
-                    has_pending = False
-                else:
-                    pending, has_pending = value, True
-            if has_pending:
-                self.yielded.emit(pending)
+            result = run_job(gen, self.yielded.emit, min_interval_s=_MIN_EMIT_INTERVAL_S)
             self.returned.emit(result)
         except BaseException as exc:  # everything, including Cancelled, goes to the GUI
             self.errored.emit(exc)
