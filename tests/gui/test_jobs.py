@@ -173,9 +173,9 @@ def test_benchmark_times_each_selected_layer(window, small_model, qtbot):
     window.open_model(small_model)
     window.apply_preset("Q8_0")
     names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]
-    from .test_window import _select
+    from tests.helpers.window_tree import select_rows
 
-    _select(window, names)
+    select_rows(window, names)
     window.run_benchmark()
     qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
     bench = window.doc.measurements.bench

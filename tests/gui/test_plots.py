@@ -45,11 +45,11 @@ def test_error_and_memory_plots(window, small_model, qtbot):
 
 
 def test_histogram_overlays_the_block_grid(window, small_model, qtbot):
-    from .test_window import _select
+    from tests.helpers.window_tree import select_rows
 
     window.open_model(small_model)
     window.assign([Q_PROJ], "Q4_0")
-    _select(window, [Q_PROJ])
+    select_rows(window, [Q_PROJ])
     hist = window.analysis.histogram
     qtbot.waitUntil(lambda: hist.shown == (Q_PROJ, "Q4_0"), timeout=10000)
     x = window.doc.model.load(Q_PROJ)
@@ -82,11 +82,11 @@ def test_histogram_overlays_the_block_grid(window, small_model, qtbot):
 
 
 def test_whatif_compares_every_candidate(window, small_model, qtbot):
-    from .test_window import _select
+    from tests.helpers.window_tree import select_rows
 
     window.open_model(small_model)
     names = [Q_PROJ, "model.layers.1.mlp.up_proj.weight"]
-    _select(window, names)
+    select_rows(window, names)
     window.run_whatif()
     qtbot.waitUntil(lambda: window.worker is None, timeout=60000)
     rows = {r[0]: r for r in window.analysis.whatif.rows}
