@@ -28,26 +28,38 @@ static inline float qx_weight(int rmse_type, float v) {
     }
 }
 
-float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
-                        const float *qw) {
-    float amax = 0.0f, peak = 0.0f;
+/* Symmetric levels l = clamp(nearest(iscale * x), -nmax, nmax - 1), stored as l + off, and when
+ * sumlx is given the fit's weighted sums sum(w*x*l) and sum(w*l*l) (w NULL: x^2), in element
+ * order. Inlined into each search, so the NULL cases cost nothing. */
+static inline void sym_levels(int n, int nmax, float iscale, const float *x, const float *w,
+                              int off, int8_t *L, float *sumlx, float *suml2) {
+    float slx = 0.0f, sl2 = 0.0f;
     for (int i = 0; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            peak = x[i];
+        const int l = QT_MAX(-nmax, QT_MIN(nmax - 1, qt_nearest_int(iscale * x[i])));
+        L[i] = (int8_t)(l + off);
+        if (sumlx) {
+            const float wi = w ? w[i] : x[i] * x[i];
+            slx += wi * x[i] * (float)l;
+            sl2 += wi * (float)l * (float)l;
         }
     }
+    if (sumlx) {
+        *sumlx = slx;
+        *suml2 = sl2;
+    }
+}
+
+float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
+                        const float *qw) {
+    float amax;
+    const float peak = qt_signed_peak(x, n, &amax);
     if (amax < QT_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
     float iscale = (float)(-nmax) / peak;
     if (rmse_type == 0) {
-        for (int i = 0; i < n; i++) {
-            const int l = qt_nearest_int(iscale * x[i]);
-            L[i] = (int8_t)(nmax + QT_MAX(-nmax, QT_MIN(nmax - 1, l)));
-        }
+        sym_levels(n, nmax, iscale, x, NULL, nmax, L, NULL, NULL);
         return 1 / iscale;
     }
     const int early = rmse_type < 0;
@@ -59,14 +71,8 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
     for (int i = 0; i < n; i++) {
         w[i] = qw ? qw[i] : qx_weight(rmse_type, x[i]);
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        int l = qt_nearest_int(iscale * x[i]);
-        l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        sumlx += w[i] * x[i] * (float)l;
-        suml2 += w[i] * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    sym_levels(n, nmax, iscale, x, w, nmax, L, &sumlx, &suml2);
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     if (early) {
         return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
@@ -78,14 +84,7 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
             continue;
         }
         iscale = -((float)nmax + 0.1f * (float)k) / peak;
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; i++) {
-            int l = qt_nearest_int(iscale * x[i]);
-            l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-            cand[i] = (int8_t)l;
-            sumlx += w[i] * x[i] * (float)l;
-            suml2 += w[i] * (float)l * (float)l;
-        }
+        sym_levels(n, nmax, iscale, x, w, 0, cand, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++) {
                 L[i] = (int8_t)(nmax + cand[i]);
@@ -98,35 +97,19 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
 }
 
 float qt_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int refine) {
-    float amax = 0.0f, peak = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            peak = x[i];
-        }
-    }
+    float amax;
+    const float peak = qt_signed_peak(x, n, &amax);
     if (amax < QT_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
     const float iscale = (float)(-nmax) / peak;
     if (!refine) {
-        for (int i = 0; i < n; i++) {
-            const int l = qt_nearest_int(iscale * x[i]);
-            L[i] = (int8_t)(QT_MAX(-nmax, QT_MIN(nmax - 1, l)) + nmax);
-        }
+        sym_levels(n, nmax, iscale, x, NULL, nmax, L, NULL, NULL);
         return 1 / iscale;
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        int l = qt_nearest_int(iscale * x[i]);
-        l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    sym_levels(n, nmax, iscale, x, NULL, 0, L, &sumlx, &suml2);
     /* Coordinate descent: move one level at a time while the fit improves, at most 5 sweeps. */
     for (int sweep = 0; sweep < 5; sweep++) {
         int changed = 0;
@@ -333,14 +316,8 @@ float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float
 
 float qt_iq4_group_scale(const float *x, const float *weight, int ntry) {
     const int8_t *tab = qt_iq4nl_values;
-    float amax = 0.0f, peak = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        const float a = fabsf(x[j]);
-        if (a > amax) {
-            amax = a;
-            peak = x[j];
-        }
-    }
+    float amax;
+    const float peak = qt_signed_peak(x, 32, &amax);
     if (amax < QT_GROUP_EPS) {
         return 0.0f;
     }
