@@ -229,7 +229,6 @@ static void q2_K_block(const block_q2_K *b, float *y) {
     }
 }
 
-KQ_ROW_CODEC(q2_K)
 
 /* ---------------------------------------------------------------- Q3_K */
 
@@ -341,7 +340,6 @@ static void q3_K_block(const block_q3_K *b, float *y) {
     }
 }
 
-KQ_ROW_CODEC(q3_K)
 
 /* ---------------------------------------------------------------- Q4_K / Q5_K */
 
@@ -530,8 +528,6 @@ static void q5_K_block(const block_q5_K *b, float *y) {
     k4_block(b->scales, b->d, b->dmin, b->qs, b->qh, y);
 }
 
-KQ_ROW_CODEC(q4_K)
-KQ_ROW_CODEC(q5_K)
 
 /* ---------------------------------------------------------------- Q6_K */
 
@@ -604,12 +600,11 @@ static void q6_K_block(const block_q6_K *b, float *y) {
     }
 }
 
-KQ_ROW_CODEC(q6_K)
+
+#define KQ_TYPES(X) X(Q2_K, q2_K) X(Q3_K, q3_K) X(Q4_K, q4_K) X(Q5_K, q5_K) X(Q6_K, q6_K)
+#define KQ_ROW_CODEC_ENTRY(ID, T) KQ_ROW_CODEC(T)
+KQ_TYPES(KQ_ROW_CODEC_ENTRY)
 
 void qt_ref_register_kquants(qt_kernel_table *t) {
-    t->codec[QT_T_Q2_K] = (qt_codec){quantize_q2_K, dequantize_q2_K};
-    t->codec[QT_T_Q3_K] = (qt_codec){quantize_q3_K, dequantize_q3_K};
-    t->codec[QT_T_Q4_K] = (qt_codec){quantize_q4_K, dequantize_q4_K};
-    t->codec[QT_T_Q5_K] = (qt_codec){quantize_q5_K, dequantize_q5_K};
-    t->codec[QT_T_Q6_K] = (qt_codec){quantize_q6_K, dequantize_q6_K};
+    KQ_TYPES(QT_INSTALL_CODEC)
 }

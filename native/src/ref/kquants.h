@@ -9,20 +9,11 @@
 
 #include "quant_search.h"
 
-/* K-quant row quantizers with the group searches supplied by a level (scalar or SIMD). */
-void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q6_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_iq_quantize_iq4_nl(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                           const float *qw);
-void qt_iq_quantize_iq4_xs(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                           const float *qw);
+/* One row with the group searches supplied by a level (scalar or SIMD). */
+typedef void qt_level_quantize_fn(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                                  const float *qw);
+
+qt_level_quantize_fn qt_kq_quantize_q2_K, qt_kq_quantize_q3_K, qt_kq_quantize_q4_K,
+    qt_kq_quantize_q5_K, qt_kq_quantize_q6_K, qt_iq_quantize_iq4_nl, qt_iq_quantize_iq4_xs;
 
 #endif /* QT_REF_KQUANTS_H */

@@ -3,6 +3,7 @@
  * The arithmetic is written out one operation at a time on purpose: ggml's files are only
  * reproducible when every product and running sum rounds exactly as it does there, so products
  * keep their left-to-right grouping ((w*x)*l, not w*(x*l)) and sums their element order. */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -47,6 +48,53 @@ static inline void sym_levels(int n, int nmax, float iscale, const float *x, con
         *sumlx = slx;
         *suml2 = sl2;
     }
+}
+
+/* Coordinate descent on a fitted scale, at most 5 sweeps: each level in turn moves to the value
+ * that best fits with the others fixed, clamped to [lo, hi], and the move stays when
+ * sum(w*x*l)^2 / sum(w*l^2) grows. w NULL means x^2; L holds int8_t (is_signed) or uint8_t
+ * levels. ggml's two searches differ in one test: qp skips an element whose remaining sum(w*l^2)
+ * is not positive, Q3's instead requires the sum after the move to be positive. Always inlined,
+ * so the flags fold away. */
+static inline __attribute__((always_inline)) void refine_levels(int n, const float *x,
+                                                                const float *w, int lo, int hi,
+                                                                int qp_test, int is_signed,
+                                                                void *L, float *sumlx,
+                                                                float *suml2) {
+    int8_t *Ls = L;
+    uint8_t *Lu = L;
+    float sx = *sumlx, s2 = *suml2;
+    for (int sweep = 0; sweep < 5; sweep++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float wi = w ? w[i] : x[i] * x[i];
+            const int li = is_signed ? Ls[i] : Lu[i];
+            float slx = sx - wi * x[i] * (float)li;
+            float sl2 = s2 - wi * (float)li * (float)li;
+            if (slx > 0 && (!qp_test || sl2 > 0)) {
+                const int nl = QT_MAX(lo, QT_MIN(hi, qt_nearest_int(x[i] * sl2 / slx)));
+                if (nl != li) {
+                    slx += wi * x[i] * (float)nl;
+                    sl2 += wi * (float)nl * (float)nl;
+                    if ((qp_test || sl2 > 0) && slx * slx * s2 > sx * sx * sl2) {
+                        if (is_signed) {
+                            Ls[i] = (int8_t)nl;
+                        } else {
+                            Lu[i] = (uint8_t)nl;
+                        }
+                        sx = slx;
+                        s2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) {
+            break;
+        }
+    }
+    *sumlx = sx;
+    *suml2 = s2;
 }
 
 float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
@@ -110,32 +158,7 @@ float qt_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int refine) 
     }
     float sumlx, suml2;
     sym_levels(n, nmax, iscale, x, NULL, 0, L, &sumlx, &suml2);
-    /* Coordinate descent: move one level at a time while the fit improves, at most 5 sweeps. */
-    for (int sweep = 0; sweep < 5; sweep++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = x[i] * x[i];
-            float slx = sumlx - w * x[i] * (float)L[i];
-            if (slx > 0) {
-                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-                int nl = qt_nearest_int(x[i] * sl2 / slx);
-                nl = QT_MAX(-nmax, QT_MIN(nmax - 1, nl));
-                if (nl != L[i]) {
-                    slx += w * x[i] * (float)nl;
-                    sl2 += w * (float)nl * (float)nl;
-                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (int8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed++;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
+    refine_levels(n, x, NULL, -nmax, nmax - 1, 0, 1, L, &sumlx, &suml2);
     for (int i = 0; i < n; i++) {
         L[i] = (int8_t)(L[i] + nmax);
     }
@@ -287,30 +310,7 @@ float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float
         sumlx += qw[i] * x[i] * (float)l;
         suml2 += qw[i] * (float)l * (float)l;
     }
-    for (int sweep = 0; sweep < 5; sweep++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * (float)L[i];
-            float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int nl = QT_MIN(nmax, qt_nearest_int(x[i] * sl2 / slx));
-                if (nl != (int)L[i]) {
-                    slx += w * x[i] * (float)nl;
-                    sl2 += w * (float)nl * (float)nl;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed++;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
+    refine_levels(n, x, qw, INT_MIN, nmax, 1, 0, L, &sumlx, &suml2);
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
