@@ -39,21 +39,17 @@ typedef enum qt_isa {
     QT_ISA_COUNT = 4
 } qt_isa;
 
-/* CPU feature bits reported by qt_cpu_features. */
+/* CPU feature bits reported by qt_cpu_features, grouped by the level that uses them. */
 enum {
-    QT_CPU_SSE42 = 1u << 0,
-    QT_CPU_AVX = 1u << 1,
-    QT_CPU_AVX2 = 1u << 2,
-    QT_CPU_FMA = 1u << 3,
+    /* x86; the AVX2 level needs AVX2, FMA and F16C */
+    QT_CPU_SSE42 = 1u << 0, QT_CPU_AVX = 1u << 1, QT_CPU_AVX2 = 1u << 2, QT_CPU_FMA = 1u << 3,
     QT_CPU_F16C = 1u << 4,
-    QT_CPU_AVX512F = 1u << 5,
-    QT_CPU_AVX512BW = 1u << 6,
-    QT_CPU_AVX512VL = 1u << 7,
-    QT_CPU_AVX512VNNI = 1u << 8,
-    QT_CPU_AVX512BF16 = 1u << 9,
-    QT_CPU_AVXVNNI = 1u << 10,
-    QT_CPU_NEON = 1u << 11,
-    QT_CPU_NEON_DOTPROD = 1u << 12
+    /* the AVX-512 level needs F, BW and VL; VNNI and BF16 select faster kernels */
+    QT_CPU_AVX512F = 1u << 5, QT_CPU_AVX512BW = 1u << 6, QT_CPU_AVX512VL = 1u << 7,
+    QT_CPU_AVX512VNNI = 1u << 8, QT_CPU_AVX512BF16 = 1u << 9,
+    QT_CPU_AVXVNNI = 1u << 10, /* VNNI on 256-bit vectors */
+    /* Arm */
+    QT_CPU_NEON = 1u << 11, QT_CPU_NEON_DOTPROD = 1u << 12
 };
 
 typedef struct qt_type_traits {

@@ -72,6 +72,8 @@ static int pick_threads(int32_t requested, int64_t nrows, int64_t n_per_row) {
 }
 
 typedef struct row_job {
+    const qt_type_desc *desc;
+    const qt_kernel_table *table;
     const qt_codec *codec;
     int quantize;
     const uint8_t *src;
@@ -157,84 +159,69 @@ static qt_status run_parallel(const row_job *proto, int64_t nrows, int nthreads)
     return QT_OK;
 }
 
-static qt_status check_common(int32_t type_id, const void *src, const void *dst, int64_t nrows,
-                              int64_t n_per_row, int32_t level, const qt_kernel_table **table,
-                              const qt_type_desc **desc) {
-    *desc = qt_type_desc_get(type_id);
-    if (*desc == NULL) {
+/* The checks qt_quantize and qt_dequantize share, and the row job both start from: float rows
+ * on one side, encoded rows on the other. */
+static qt_status prepare_rows(int32_t type_id, const void *src, void *dst, int64_t nrows,
+                              int64_t n_per_row, int32_t level, int quantize, row_job *job) {
+    const qt_type_desc *desc = qt_type_desc_get(type_id);
+    if (desc == NULL) {
         return QT_ERR_TYPE;
     }
     if (nrows < 0 || n_per_row < 0) {
         return QT_ERR_ARGUMENT;
     }
-    if (n_per_row % (*desc)->block_elems != 0) {
+    if (n_per_row % desc->block_elems != 0) {
         return QT_ERR_SHAPE;
     }
     if (nrows > 0 && n_per_row > 0 && (src == NULL || dst == NULL)) {
         return QT_ERR_ARGUMENT;
     }
-    *table = qt_dispatch_table(level);
-    if (*table == NULL) {
+    const qt_kernel_table *table = qt_dispatch_table(level);
+    if (table == NULL) {
         return QT_ERR_ISA;
     }
+    const qt_codec *codec = &table->codec[type_id];
+    if (quantize ? codec->quantize == NULL : codec->dequantize == NULL) {
+        return QT_ERR_TYPE;
+    }
+    const size_t float_stride = (size_t)n_per_row * sizeof(float);
+    const size_t block_stride = qt_row_size(type_id, n_per_row);
+    *job = (row_job){
+        .desc = desc,
+        .table = table,
+        .codec = codec,
+        .quantize = quantize,
+        .src = (const uint8_t *)src,
+        .dst = (uint8_t *)dst,
+        .src_stride = quantize ? float_stride : block_stride,
+        .dst_stride = quantize ? block_stride : float_stride,
+        .n_per_row = n_per_row,
+    };
     return QT_OK;
 }
 
 qt_status qt_quantize(int32_t type_id, const float *src, void *dst, int64_t nrows,
                       int64_t n_per_row, const float *imatrix, int32_t nthreads, int32_t level) {
-    const qt_kernel_table *table;
-    const qt_type_desc *desc;
-    qt_status st = check_common(type_id, src, dst, nrows, n_per_row, level, &table, &desc);
-    if (st != QT_OK) {
+    row_job job;
+    const qt_status st = prepare_rows(type_id, src, dst, nrows, n_per_row, level, 1, &job);
+    if (st != QT_OK || nrows == 0 || n_per_row == 0) {
         return st;
     }
-    const qt_codec *codec = &table->codec[type_id];
-    if (codec->quantize == NULL) {
-        return QT_ERR_TYPE;
-    }
-    if (nrows == 0 || n_per_row == 0) {
-        return QT_OK;
-    }
-    row_job job = {
-        .codec = codec,
-        .quantize = 1,
-        .src = (const uint8_t *)src,
-        .dst = (uint8_t *)dst,
-        .src_stride = (size_t)n_per_row * sizeof(float),
-        .dst_stride = qt_row_size(type_id, n_per_row),
-        .n_per_row = n_per_row,
-        .imatrix = desc->uses_imatrix ? imatrix : NULL,
-    };
+    job.imatrix = job.desc->uses_imatrix ? imatrix : NULL;
     return run_parallel(&job, nrows, pick_threads(nthreads, nrows, n_per_row));
 }
 
 qt_status qt_dequantize(int32_t type_id, const void *src, float *dst, int64_t nrows,
                         int64_t n_per_row, int32_t nthreads, int32_t level) {
-    const qt_kernel_table *table;
-    const qt_type_desc *desc;
-    qt_status st = check_common(type_id, src, dst, nrows, n_per_row, level, &table, &desc);
-    if (st != QT_OK) {
+    row_job job;
+    const qt_status st = prepare_rows(type_id, src, dst, nrows, n_per_row, level, 0, &job);
+    if (st != QT_OK || nrows == 0 || n_per_row == 0) {
         return st;
     }
-    const qt_codec *codec = &table->codec[type_id];
-    if (codec->dequantize == NULL) {
-        return QT_ERR_TYPE;
-    }
-    if (nrows == 0 || n_per_row == 0) {
-        return QT_OK;
-    }
-    row_job job = {
-        .codec = codec,
-        .quantize = 0,
-        .src = (const uint8_t *)src,
-        .dst = (uint8_t *)dst,
-        .src_stride = qt_row_size(type_id, n_per_row),
-        .dst_stride = (size_t)n_per_row * sizeof(float),
-        .n_per_row = n_per_row,
-    };
-    if (table->stream_store != NULL && desc->block_elems <= QT_STREAM_CHUNK &&
+    const qt_type_desc *desc = job.desc;
+    if (job.table->stream_store != NULL && desc->block_elems <= QT_STREAM_CHUNK &&
         (size_t)nrows * job.dst_stride > QT_STREAM_MIN_BYTES) {
-        job.stream = table->stream_store;
+        job.stream = job.table->stream_store;
         job.chunk_values = (QT_STREAM_CHUNK / desc->block_elems) * desc->block_elems;
         job.chunk_src_bytes = (size_t)(job.chunk_values / desc->block_elems) *
                               (size_t)desc->block_bytes;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "float_bits.h"
 #include "qtnative.h"
 
 /* ggml type ids we know about; the table is indexed by id. */
@@ -47,7 +48,12 @@ typedef struct qt_type_desc {
 /* Static description of a type id, or NULL when the id is not one we know. */
 const qt_type_desc *qt_type_desc_get(int32_t type_id);
 
-/* Each kernel file fills the entries it implements; later levels override earlier ones. */
+/* Each kernel file fills the entries it implements; later levels override earlier ones. A file
+ * that names its codecs quantize_<name> / dequantize_<name> lists them as X(ID, name) entries
+ * of a list macro and expands that list with QT_INSTALL_CODEC inside its register function,
+ * whose table parameter is t. */
+#define QT_INSTALL_CODEC(ID, name) t->codec[QT_T_##ID] = (qt_codec){quantize_##name, dequantize_##name};
+
 void qt_ref_register_float(qt_kernel_table *t);
 void qt_ref_register_legacy(qt_kernel_table *t);
 void qt_ref_register_kquants(qt_kernel_table *t);
@@ -68,18 +74,6 @@ void qt_neon_register_kquants(qt_kernel_table *t);
 const qt_kernel_table *qt_dispatch_table(int32_t level);
 
 /* ---- scalar conversions shared by every level (bit-exact with ggml) ---- */
-
-static inline uint32_t qt_f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float qt_bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* IEEE half to float, exact for every input including NaN payloads and subnormals. */
 static inline float qt_fp16_to_fp32(uint16_t h) {

@@ -55,7 +55,7 @@ static void fill(float *x, int64_t count, int dist) {
             if ((r >> 8) % 5 == 0) v = 0.0f; /* some blocks come out all zero */
             break;
         case DIST_TINY:
-            v = bits_f32((uint32_t)(r >> 40) & 0x00ffffffu) * ((r >> 33) & 1 ? -1.0f : 1.0f);
+            v = qt_bits_f32((uint32_t)(r >> 40) & 0x00ffffffu) * ((r >> 33) & 1 ? -1.0f : 1.0f);
             if ((r & 3) == 0) v *= 1e7f; /* just above the subnormal range */
             break;
         case DIST_HUGE:
@@ -81,7 +81,7 @@ static void fill(float *x, int64_t count, int dist) {
             v = normal01();
             if (r % 41 == 0) v = NAN;
             if (r % 53 == 0) v = (r >> 9) & 1 ? INFINITY : -INFINITY;
-            if (r % 59 == 0) v = bits_f32(0x7f800001u | (uint32_t)(r >> 44)); /* signalling */
+            if (r % 59 == 0) v = qt_bits_f32(0x7f800001u | (uint32_t)(r >> 44)); /* signalling */
             break;
         }
         x[i] = v;
@@ -154,8 +154,8 @@ static void check_quantize_type(const qt_type_traits *t) {
                     const int64_t fd = first_float_diff(dref, dgot, rows * n, dist == DIST_NONFINITE);
                     CHECK(fd < 0, "%s %s %s n=%lld: dequantized value %lld differs (%08x vs %08x)",
                           t->name, level_name(lvl), k_dist_names[dist], (long long)n,
-                          (long long)fd, fd < 0 ? 0u : f32_bits(dref[fd]),
-                          fd < 0 ? 0u : f32_bits(dgot[fd]));
+                          (long long)fd, fd < 0 ? 0u : qt_f32_bits(dref[fd]),
+                          fd < 0 ? 0u : qt_f32_bits(dgot[fd]));
                 }
             }
             free(x);
@@ -192,8 +192,8 @@ static void check_dequantize_garbage(const qt_type_traits *t) {
                   st);
             const int64_t fd = first_float_diff(ref, got, rows * n, 1);
             CHECK(fd < 0, "%s %s garbage n=%lld: value %lld differs (%08x vs %08x)", t->name,
-                  level_name(lvl), (long long)n, (long long)fd, fd < 0 ? 0u : f32_bits(ref[fd]),
-                  fd < 0 ? 0u : f32_bits(got[fd]));
+                  level_name(lvl), (long long)n, (long long)fd, fd < 0 ? 0u : qt_f32_bits(ref[fd]),
+                  fd < 0 ? 0u : qt_f32_bits(got[fd]));
         }
         free(src);
         free(ref);
@@ -227,8 +227,8 @@ static void check_dequantize_streaming(const qt_type_traits *t) {
         const int64_t fd = first_float_diff(ref, got, (int64_t)count, 1);
         CHECK(fd < 0, "%s %s streaming %lldx%lld: value %lld differs (%08x vs %08x)", t->name,
               level_name(lvl), (long long)rows, (long long)n, (long long)fd,
-              fd < 0 ? 0u : f32_bits(ref[fd]), fd < 0 ? 0u : f32_bits(got[fd]));
-        CHECK(f32_bits(got_buf[0]) == 0xA5A5A5A5u, "%s %s streaming wrote before dst", t->name,
+              fd < 0 ? 0u : qt_f32_bits(ref[fd]), fd < 0 ? 0u : qt_f32_bits(got[fd]));
+        CHECK(qt_f32_bits(got_buf[0]) == 0xA5A5A5A5u, "%s %s streaming wrote before dst", t->name,
               level_name(lvl));
     }
     free(src);

@@ -71,8 +71,8 @@ static ybuf ybuf_new(int64_t count) {
 
 static int guards_intact(const ybuf *b) {
     for (int i = 0; i < GUARD; i++) {
-        if (f32_bits(b->base[i]) != k_guard_bits ||
-            f32_bits(b->y[b->count + i]) != k_guard_bits) {
+        if (qt_f32_bits(b->base[i]) != k_guard_bits ||
+            qt_f32_bits(b->y[b->count + i]) != k_guard_bits) {
             return 0;
         }
     }
@@ -341,7 +341,7 @@ static void check_threads(const enc *e, const weights *w, const float *x, int64_
             CHECK(d < 0, "%s %s %s n=%lld m=%lld k=%lld: %d threads (repeat %d) differ from one "
                   "thread at y[%lld] (%08x vs %08x)", e->tr.name, level_name(lvl),
                   mode_name(mode), (long long)n, (long long)w->m, (long long)w->k, threads,
-                  rep, (long long)d, d < 0 ? 0u : f32_bits(one[d]), d < 0 ? 0u : f32_bits(y[d]));
+                  rep, (long long)d, d < 0 ? 0u : qt_f32_bits(one[d]), d < 0 ? 0u : qt_f32_bits(y[d]));
             free_run(y);
         }
     }

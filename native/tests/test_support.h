@@ -1,5 +1,5 @@
 /* What the C test programs share: a counting CHECK, a small deterministic random generator,
- * float bit helpers, an allocator that exits on failure and the QTSTUDIO_ISA contract (a forced level the CPU lacks is reported by the library, and the
+ * the library's header-only float bit helpers (src/float_bits.h), an allocator that exits on failure and the QTSTUDIO_ISA contract (a forced level the CPU lacks is reported by the library, and the
  * test then skips). Each program includes this once; TEST_SEED picks its generator's start. */
 #ifndef QT_TEST_SUPPORT_H
 #define QT_TEST_SUPPORT_H
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "float_bits.h" /* header-only, from src/ */
 #include "qtnative.h"
 
 static int g_passed;
@@ -53,18 +54,6 @@ static inline float normal01(void) {
     return sqrtf(-2.0f * logf(u)) * cosf(6.2831853f * v);
 }
 
-static inline float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 static inline void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (p == NULL) {
@@ -78,7 +67,7 @@ static inline void *xmalloc(size_t n) {
  * nan_equal), or -1. */
 static inline int64_t first_float_diff(const float *a, const float *b, int64_t count, int nan_equal) {
     for (int64_t i = 0; i < count; i++) {
-        if (f32_bits(a[i]) == f32_bits(b[i])) continue;
+        if (qt_f32_bits(a[i]) == qt_f32_bits(b[i])) continue;
         if (nan_equal && isnan(a[i]) && isnan(b[i])) continue;
         return i;
     }

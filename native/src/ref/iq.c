@@ -4,6 +4,7 @@
  * matrix). */
 #include "../blocks.h"
 #include "../internal.h"
+#include "kblock_fields.h"
 #include "kquants.h"
 #include "quant_search.h"
 
@@ -69,21 +70,15 @@ void qt_iq_quantize_iq4_nl(const qt_search_ops *ops, const float *x, void *vy, i
     }
 }
 
-void qt_ref_quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *qw) {
+static void quantize_iq4_nl(const float *x, void *vy, int64_t n, const float *qw) {
     qt_iq_quantize_iq4_nl(&qt_scalar_search_ops, x, vy, n, qw);
 }
 
 /* Sub-scales are 6-bit signed multiples of d = -max/32; values are re-mapped with the unrounded
  * f32 multiple, as ggml does. */
 static void iq4xs_finish(const float *x, const float *scales, block_iq4_xs *b) {
-    float max_scale = 0.0f, amax_scale = 0.0f;
-    for (int ib = 0; ib < QK_K / 32; ib++) {
-        const float a = fabsf(scales[ib]);
-        if (a > amax_scale) {
-            amax_scale = a;
-            max_scale = scales[ib];
-        }
-    }
+    float amax_scale;
+    const float max_scale = qt_signed_peak(scales, QK_K / 32, &amax_scale);
     const float d = -max_scale / 32;
     b->d = qt_fp32_to_fp16(d);
     const float id = d ? 1 / d : 0.0f;
@@ -123,11 +118,11 @@ void qt_iq_quantize_iq4_xs(const qt_search_ops *ops, const float *x, void *vy, i
     }
 }
 
-void qt_ref_quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *qw) {
+static void quantize_iq4_xs(const float *x, void *vy, int64_t n, const float *qw) {
     qt_iq_quantize_iq4_xs(&qt_scalar_search_ops, x, vy, n, qw);
 }
 
-void qt_ref_dequantize_iq4_nl(const void *vx, float *y, int64_t n) {
+static void dequantize_iq4_nl(const void *vx, float *y, int64_t n) {
     const block_iq4_nl *x = vx;
     for (int64_t i = 0; i < n / QK4_NL; i++, y += QK4_NL) {
         const float d = qt_fp16_to_fp32(x[i].d);
@@ -138,15 +133,13 @@ void qt_ref_dequantize_iq4_nl(const void *vx, float *y, int64_t n) {
     }
 }
 
-void qt_ref_dequantize_iq4_xs(const void *vx, float *y, int64_t n) {
+static void dequantize_iq4_xs(const void *vx, float *y, int64_t n) {
     const block_iq4_xs *x = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = qt_fp16_to_fp32(x[i].d);
         const uint8_t *qs = x[i].qs;
         for (int ib = 0; ib < QK_K / 32; ib++, y += 32, qs += 16) {
-            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
-                           (((x[i].scales_h >> (2 * ib)) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
+            const float dl = d * (float)qt_iq4xs_scale(&x[i], ib);
             for (int j = 0; j < 16; j++) {
                 y[j] = dl * (float)qt_iq4nl_values[qs[j] & 0xF];
                 y[j + 16] = dl * (float)qt_iq4nl_values[qs[j] >> 4];
@@ -165,6 +158,13 @@ static float absmax(const float *x, int n) {
     return m;
 }
 
+/* A ternary block's scale is its largest magnitude d (stored as fp16); returns 1/d, or 0. */
+static float ternary_scale(const float *x, uint16_t *dh) {
+    const float d = absmax(x, QK_K);
+    *dh = qt_fp32_to_fp16(d);
+    return d ? 1.0f / d : 0.0f;
+}
+
 /* Ternary digit of x/d: 0, 1, 2 for -1, 0, +1 (lroundf: halves away from zero). */
 static inline int trit(float v, float id) {
     return (int)lroundf(v * id) + 1;
@@ -176,13 +176,11 @@ static inline uint8_t trits_to_byte(unsigned value243) {
     return (uint8_t)((value243 * 256u + 242u) / 243u);
 }
 
-void qt_ref_quantize_tq1_0(const float *x, void *vy, int64_t n, const float *qw) {
+static void quantize_tq1_0(const float *x, void *vy, int64_t n, const float *qw) {
     (void)qw; /* ggml's ternary quantizers take no importance matrix */
     block_tq1_0 *y = vy;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        const float d = absmax(x, QK_K);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
+        const float id = ternary_scale(x, &y[i].d);
         /* bytes 0..31: elements m + 32k (k = 0..4) of the first 160 */
         for (int m = 0; m < 32; m++) {
             unsigned v = 0;
@@ -207,7 +205,7 @@ void qt_ref_quantize_tq1_0(const float *x, void *vy, int64_t n, const float *qw)
     }
 }
 
-void qt_ref_dequantize_tq1_0(const void *vx, float *y, int64_t n) {
+static void dequantize_tq1_0(const void *vx, float *y, int64_t n) {
     static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
     const block_tq1_0 *x = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -233,13 +231,11 @@ void qt_ref_dequantize_tq1_0(const void *vx, float *y, int64_t n) {
     }
 }
 
-void qt_ref_quantize_tq2_0(const float *x, void *vy, int64_t n, const float *qw) {
+static void quantize_tq2_0(const float *x, void *vy, int64_t n, const float *qw) {
     (void)qw;
     block_tq2_0 *y = vy;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        const float d = absmax(x, QK_K);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
+        const float id = ternary_scale(x, &y[i].d);
         /* byte 32h + m holds elements 128h + m + 32k at bits 2k. */
         for (int h = 0; h < 2; h++) {
             for (int m = 0; m < 32; m++) {
@@ -253,7 +249,7 @@ void qt_ref_quantize_tq2_0(const float *x, void *vy, int64_t n, const float *qw)
     }
 }
 
-void qt_ref_dequantize_tq2_0(const void *vx, float *y, int64_t n) {
+static void dequantize_tq2_0(const void *vx, float *y, int64_t n) {
     const block_tq2_0 *x = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = qt_fp16_to_fp32(x[i].d);
@@ -293,7 +289,7 @@ static inline int e2m1_nearest(float x, float d) {
     return best;
 }
 
-void qt_ref_quantize_mxfp4(const float *x, void *vy, int64_t n, const float *qw) {
+static void quantize_mxfp4(const float *x, void *vy, int64_t n, const float *qw) {
     (void)qw;
     block_mxfp4 *y = vy;
     for (int64_t i = 0; i < n / QK_MXFP4; i++, x += QK_MXFP4) {
@@ -315,7 +311,7 @@ void qt_ref_quantize_mxfp4(const float *x, void *vy, int64_t n, const float *qw)
     }
 }
 
-void qt_ref_dequantize_mxfp4(const void *vx, float *y, int64_t n) {
+static void dequantize_mxfp4(const void *vx, float *y, int64_t n) {
     const block_mxfp4 *x = vx;
     for (int64_t i = 0; i < n / QK_MXFP4; i++, y += QK_MXFP4) {
         const float d = e8m0_half(x[i].e);
@@ -326,10 +322,8 @@ void qt_ref_dequantize_mxfp4(const void *vx, float *y, int64_t n) {
     }
 }
 
+#define IQ_CODECS(X) X(IQ4_NL, iq4_nl) X(IQ4_XS, iq4_xs) X(TQ1_0, tq1_0) X(TQ2_0, tq2_0) X(MXFP4, mxfp4)
+
 void qt_ref_register_iq(qt_kernel_table *t) {
-    t->codec[QT_T_IQ4_NL] = (qt_codec){qt_ref_quantize_iq4_nl, qt_ref_dequantize_iq4_nl};
-    t->codec[QT_T_IQ4_XS] = (qt_codec){qt_ref_quantize_iq4_xs, qt_ref_dequantize_iq4_xs};
-    t->codec[QT_T_TQ1_0] = (qt_codec){qt_ref_quantize_tq1_0, qt_ref_dequantize_tq1_0};
-    t->codec[QT_T_TQ2_0] = (qt_codec){qt_ref_quantize_tq2_0, qt_ref_dequantize_tq2_0};
-    t->codec[QT_T_MXFP4] = (qt_codec){qt_ref_quantize_mxfp4, qt_ref_dequantize_mxfp4};
+    IQ_CODECS(QT_INSTALL_CODEC)
 }

@@ -9,6 +9,7 @@
 
 #include "../blocks.h"
 #include "../internal.h"
+#include "kblock_fields.h"
 #include "kquants.h"
 #include "quant_search.h"
 
@@ -58,10 +59,73 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs) {
     }
 }
 
+/* Per-group sums of n consecutive weights, in element order (the K types' scale weights). */
+static void group_sums(const float *w, int ngroups, int n, float *sums) {
+    for (int g = 0; g < ngroups; g++) {
+        float s = 0.0f;
+        for (int i = 0; i < n; i++) {
+            s += w[n * g + i];
+        }
+        sums[g] = s;
+    }
+}
+
+/* Largest of n values and 0 (a NaN never wins). */
+static float max_or_zero(const float *x, int n) {
+    float m = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (x[j] > m) m = x[j];
+    }
+    return m;
+}
+
+/* Importance weights qw * sqrt(sigma2 + x^2) with sigma2 = scale_num * mean(x^2) per
+ * super-block (Q2_K uses 1, the other K types 2). */
+static void kq_importance(const float *x, const float *qw, int nsb, float scale_num, float *w) {
+    for (int s = 0; s < nsb; s++) {
+        const float *xs = x + s * QK_K;
+        const float sigma2 = scale_num * sum_squares(xs, QK_K) / QK_K;
+        for (int i = 0; i < QK_K; i++) {
+            w[s * QK_K + i] = qw[s * QK_K + i] * sqrtf(sigma2 + xs[i] * xs[i]);
+        }
+    }
+}
+
 /* Rows are processed in chunks of up to KQ_CHUNK super-blocks so that the batched searches
- * see many groups at once while every buffer stays on the stack. */
+ * see many groups at once while every buffer stays on the stack. A type's chunk function
+ * quantizes nsb consecutive super-blocks xc (importance qwc or NULL) into yc. */
 #define KQ_CHUNK 16
 #define KQ_CHUNK_VALUES (KQ_CHUNK * QK_K)
+
+typedef void (*kq_chunk_fn)(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                            uint8_t *yc);
+
+static void kq_quantize_rows(const qt_search_ops *ops, const float *x, void *vy,
+                             size_t block_bytes, int64_t n, const float *qw, kq_chunk_fn chunk) {
+    uint8_t *y = vy;
+    const int64_t nb = n / QK_K;
+    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
+        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
+        chunk(ops, x + c * QK_K, qw ? qw + c * QK_K : NULL, nsb, y + (size_t)c * block_bytes);
+    }
+}
+
+/* Each type's public row quantizer (search ops from the calling level), its scalar codec entry
+ * and its row decoder over a per-block decoder <T>_block. */
+#define KQ_ROW_CODEC(T)                                                                      \
+    void qt_kq_quantize_##T(const qt_search_ops *ops, const float *x, void *y, int64_t n,     \
+                            const float *qw) {                                               \
+        kq_quantize_rows(ops, x, y, sizeof(block_##T), n, qw, T##_chunk);                    \
+    }                                                                                        \
+    static void quantize_##T(const float *x, void *y, int64_t n, const float *qw) {          \
+        qt_kq_quantize_##T(&qt_scalar_search_ops, x, y, n, qw);                              \
+    }                                                                                        \
+    static void dequantize_##T(const void *vx, float *y, int64_t n) {                        \
+        const block_##T *x = vx;                                                             \
+        for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {                                  \
+            T##_block(&x[i], y);                                                             \
+        }                                                                                    \
+    }
 
 /* ---------------------------------------------------------------- Q2_K */
 
@@ -80,13 +144,9 @@ static void q2k_requantize(const float *x, const block_q2_K *b, uint8_t *L) {
 }
 
 /* Plain path: 4-bit scales and mins, each a linear multiple of its maximum. */
-static void q2k_finish_plain(const float *x, block_q2_K *b, uint8_t *L, const float *scales,
-                             const float *mins) {
-    float max_scale = 0.0f, max_min = 0.0f;
-    for (int j = 0; j < QK_K / 16; j++) {
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
-    }
+static void q2k_scales_plain(block_q2_K *b, const float *scales, const float *mins) {
+    const float max_scale = max_or_zero(scales, QK_K / 16);
+    const float max_min = max_or_zero(mins, QK_K / 16);
     if (max_scale > 0) {
         const float iscale = 15.0f / max_scale;
         for (int j = 0; j < QK_K / 16; j++) {
@@ -108,107 +168,71 @@ static void q2k_finish_plain(const float *x, block_q2_K *b, uint8_t *L, const fl
     } else {
         b->dmin = qt_fp32_to_fp16(0.0f);
     }
-    q2k_requantize(x, b, L);
-    pack_2bit(L, b->qs);
 }
 
 /* Importance path: scales and mins fitted to 4 bits by weighted least squares. */
-static void q2k_finish_weighted(const float *x, block_q2_K *b, uint8_t *L, const float *scales,
-                                const float *mins, const float *w) {
+static void q2k_scales_weighted(block_q2_K *b, const float *scales, const float *mins,
+                                const float *w) {
     uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
     float sw[QK_K / 16];
-    for (int j = 0; j < QK_K / 16; j++) {
-        float s = 0.0f;
-        for (int i = 0; i < 16; i++) {
-            s += w[16 * j + i];
-        }
-        sw[j] = s;
-    }
-    const float dm = qt_make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
-    const float mm = qt_make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
-    b->d = qt_fp32_to_fp16(dm);
-    b->dmin = qt_fp32_to_fp16(mm);
+    group_sums(w, QK_K / 16, 16, sw);
+    b->d = qt_fp32_to_fp16(qt_make_qp_quants(QK_K / 16, 15, scales, Ls, sw));
+    b->dmin = qt_fp32_to_fp16(qt_make_qp_quants(QK_K / 16, 15, mins, Lm, sw));
     for (int j = 0; j < QK_K / 16; j++) {
         b->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
     }
-    q2k_requantize(x, b, L);
-    pack_2bit(L, b->qs);
 }
 
-/* Importance weights qw * sqrt(sigma2 + x^2) with sigma2 = scale_num * mean(x^2) per
- * super-block (Q2_K uses 1, the other K types 2). */
-static void kq_importance(const float *x, const float *qw, int nsb, float scale_num, float *w) {
-    for (int s = 0; s < nsb; s++) {
-        const float *xs = x + s * QK_K;
-        const float sigma2 = scale_num * sum_squares(xs, QK_K) / QK_K;
-        for (int i = 0; i < QK_K; i++) {
-            w[s * QK_K + i] = qw[s * QK_K + i] * sqrtf(sigma2 + xs[i] * xs[i]);
-        }
-    }
-}
-
-void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    block_q2_K *y = vy;
+static void q2_K_chunk(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                       uint8_t *yc) {
+    block_q2_K *y = (block_q2_K *)(void *)yc;
     float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 16], mins[KQ_CHUNK_VALUES / 16];
     uint8_t L[KQ_CHUNK_VALUES];
-    const int64_t nb = n / QK_K;
-    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
-        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
-        const float *xc = x + c * QK_K;
-        if (qw) {
-            /* ggml's Q2_K uses sigma2 = mean(x^2), not twice it as the other K types do. */
-            kq_importance(xc, qw + c * QK_K, nsb, 1.0f, w);
-            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
+    if (qwc) {
+        /* ggml's Q2_K uses sigma2 = mean(x^2), not twice it as the other K types do. */
+        kq_importance(xc, qwc, nsb, 1.0f, w);
+        ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.9f, 0.05f, 36, 0);
+    } else {
+        for (int i = 0; i < nsb * QK_K; i++) {
+            w[i] = fabsf(xc[i]);
+        }
+        ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.5f, 0.1f, 15, 1);
+    }
+    for (int s = 0; s < nsb; s++) {
+        const int o = s * QK_K;
+        if (qwc) {
+            q2k_scales_weighted(&y[s], scales + 16 * s, mins + 16 * s, w + o);
         } else {
-            for (int i = 0; i < nsb * QK_K; i++) {
-                w[i] = fabsf(xc[i]);
-            }
-            ops->asym(nsb * 16, 16, 3, xc, w, L, scales, mins, -0.5f, 0.1f, 15, 1);
+            q2k_scales_plain(&y[s], scales + 16 * s, mins + 16 * s);
         }
-        for (int s = 0; s < nsb; s++) {
-            const int o = s * QK_K;
-            if (qw) {
-                q2k_finish_weighted(xc + o, &y[c + s], L + o, scales + 16 * s, mins + 16 * s,
-                                    w + o);
-            } else {
-                q2k_finish_plain(xc + o, &y[c + s], L + o, scales + 16 * s, mins + 16 * s);
-            }
-        }
+        q2k_requantize(xc + o, &y[s], L + o);
+        pack_2bit(L + o, y[s].qs);
     }
 }
 
-void qt_ref_quantize_q2_K(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q2_K(&qt_scalar_search_ops, x, y, n, qw);
-}
-
-void qt_ref_dequantize_q2_K(const void *vx, float *y, int64_t n) {
-    const block_q2_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        int is = 0;
-        for (int h = 0; h < QK_K; h += 128) {
-            for (int shift = 0; shift < 8; shift += 2) {
-                for (int half = 0; half < 2; half++) {
-                    const uint8_t sc = x[i].scales[is++];
-                    const float dl = d * (float)(sc & 0xF);
-                    const float ml = dmin * (float)(sc >> 4);
-                    for (int l = 0; l < 16; l++) {
-                        *y++ = dl * (float)((q[16 * half + l] >> shift) & 3) - ml;
-                    }
+static void q2_K_block(const block_q2_K *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d);
+    const float dmin = qt_fp16_to_fp32(b->dmin);
+    const uint8_t *q = b->qs;
+    int is = 0;
+    for (int h = 0; h < QK_K; h += 128, q += 32) {
+        for (int shift = 0; shift < 8; shift += 2) {
+            for (int half = 0; half < 2; half++) {
+                const uint8_t sc = b->scales[is++];
+                const float dl = d * (float)(sc & 0xF);
+                const float ml = dmin * (float)(sc >> 4);
+                for (int l = 0; l < 16; l++) {
+                    *y++ = dl * (float)((q[16 * half + l] >> shift) & 3) - ml;
                 }
             }
-            q += 32;
         }
     }
 }
+
 
 /* ---------------------------------------------------------------- Q3_K */
 
-/* 16 six-bit scales (stored +32): low nibbles in bytes 0..7 (two per byte), the top two bits of
- * scale j in byte 8 + j%4 at bit 2*(j/4). */
+/* 16 six-bit scales (stored +32), in the layout qt_q3k_scale reads. */
 static void q3k_pack_scales(const int *ls, uint8_t *out) {
     memset(out, 0, 12);
     for (int j = 0; j < QK_K / 16; j++) {
@@ -222,17 +246,11 @@ static void q3k_pack_scales(const int *ls, uint8_t *out) {
     }
 }
 
-static int q3k_scale(const uint8_t *s, int j) {
-    const int lo = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
-    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return (lo | (hi << 4)) - 32;
-}
-
 /* Re-round against the decoded scales, then split levels into 2 low bits and the hmask bit. */
 static void q3k_finish(const qt_search_ops *ops, const float *x, block_q3_K *b, int8_t *L) {
     const float d_all = qt_fp16_to_fp32(b->d);
     for (int j = 0; j < QK_K / 16; j++) {
-        const float d = d_all * (float)(int8_t)q3k_scale(b->scales, j);
+        const float d = d_all * (float)(int8_t)qt_q3k_scale(b->scales, j);
         if (!d) {
             continue;
         }
@@ -251,16 +269,9 @@ static void q3k_finish(const qt_search_ops *ops, const float *x, block_q3_K *b, 
     pack_2bit(Lu, b->qs);
 }
 
-static void q3k_finish_plain(const qt_search_ops *ops, const float *x, block_q3_K *b, int8_t *L,
-                             const float *scales) {
-    float max_scale = 0.0f, amax = 0.0f;
-    for (int j = 0; j < QK_K / 16; j++) {
-        const float a = fabsf(scales[j]);
-        if (a > amax) {
-            amax = a;
-            max_scale = scales[j];
-        }
-    }
+static void q3k_scales_plain(block_q3_K *b, const float *scales) {
+    float amax;
+    const float max_scale = qt_signed_peak(scales, QK_K / 16, &amax);
     if (max_scale) {
         const float iscale = -32.0f / max_scale;
         int ls[QK_K / 16];
@@ -274,20 +285,12 @@ static void q3k_finish_plain(const qt_search_ops *ops, const float *x, block_q3_
         memset(b->scales, 0, sizeof b->scales);
         b->d = qt_fp32_to_fp16(0.0f);
     }
-    q3k_finish(ops, x, b, L);
 }
 
-static void q3k_finish_weighted(const qt_search_ops *ops, const float *x, block_q3_K *b,
-                                int8_t *L, const float *scales, const float *w) {
+static void q3k_scales_weighted(block_q3_K *b, const float *scales, const float *w) {
     int8_t Ls[QK_K / 16];
     float sw[QK_K / 16];
-    for (int j = 0; j < QK_K / 16; j++) {
-        float s = 0.0f;
-        for (int i = 0; i < 16; i++) {
-            s += w[16 * j + i];
-        }
-        sw[j] = s;
-    }
+    group_sums(w, QK_K / 16, 16, sw);
     const float d_block = qt_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
     int ls[QK_K / 16];
     for (int j = 0; j < QK_K / 16; j++) {
@@ -295,67 +298,52 @@ static void q3k_finish_weighted(const qt_search_ops *ops, const float *x, block_
     }
     q3k_pack_scales(ls, b->scales);
     b->d = qt_fp32_to_fp16(d_block);
-    q3k_finish(ops, x, b, L);
 }
 
-void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    block_q3_K *y = vy;
+static void q3_K_chunk(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                       uint8_t *yc) {
+    block_q3_K *y = (block_q3_K *)(void *)yc;
     float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 16];
     int8_t L[KQ_CHUNK_VALUES];
-    const int64_t nb = n / QK_K;
-    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
-        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
-        const float *xc = x + c * QK_K;
-        if (qw) {
-            kq_importance(xc, qw + c * QK_K, nsb, 2.0f, w);
-            ops->sym(nsb * 16, 16, 4, xc, w, L, scales);
+    if (qwc) {
+        kq_importance(xc, qwc, nsb, 2.0f, w);
+        ops->sym(nsb * 16, 16, 4, xc, w, L, scales);
+    } else {
+        ops->q3(nsb * 16, 16, 4, xc, L, scales);
+    }
+    for (int s = 0; s < nsb; s++) {
+        if (qwc) {
+            q3k_scales_weighted(&y[s], scales + 16 * s, w + s * QK_K);
         } else {
-            ops->q3(nsb * 16, 16, 4, xc, L, scales);
+            q3k_scales_plain(&y[s], scales + 16 * s);
         }
-        for (int s = 0; s < nsb; s++) {
-            const int o = s * QK_K;
-            if (qw) {
-                q3k_finish_weighted(ops, xc + o, &y[c + s], L + o, scales + 16 * s, w + o);
-            } else {
-                q3k_finish_plain(ops, xc + o, &y[c + s], L + o, scales + 16 * s);
-            }
-        }
+        q3k_finish(ops, xc + s * QK_K, &y[s], L + s * QK_K);
     }
 }
 
-void qt_ref_quantize_q3_K(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q3_K(&qt_scalar_search_ops, x, y, n, qw);
-}
-
-void qt_ref_dequantize_q3_K(const void *vx, float *y, int64_t n) {
-    const block_q3_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d_all = qt_fp16_to_fp32(x[i].d);
-        const uint8_t *q = x[i].qs;
-        const uint8_t *hm = x[i].hmask;
-        uint8_t m = 1;
-        int is = 0;
-        for (int h = 0; h < QK_K; h += 128) {
-            for (int shift = 0; shift < 8; shift += 2) {
-                for (int half = 0; half < 2; half++) {
-                    const float dl = d_all * (float)q3k_scale(x[i].scales, is++);
-                    for (int l = 0; l < 16; l++) {
-                        const int k = 16 * half + l;
-                        const int v = ((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4);
-                        *y++ = dl * (float)v;
-                    }
+static void q3_K_block(const block_q3_K *b, float *y) {
+    const float d_all = qt_fp16_to_fp32(b->d);
+    const uint8_t *q = b->qs;
+    uint8_t m = 1;
+    int is = 0;
+    for (int h = 0; h < QK_K; h += 128, q += 32) {
+        for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1)) {
+            for (int half = 0; half < 2; half++) {
+                const float dl = d_all * (float)qt_q3k_scale(b->scales, is++);
+                for (int l = 0; l < 16; l++) {
+                    const int k = 16 * half + l;
+                    const int v = ((q[k] >> shift) & 3) - ((b->hmask[k] & m) ? 0 : 4);
+                    *y++ = dl * (float)v;
                 }
-                m = (uint8_t)(m << 1);
             }
-            q += 32;
         }
     }
 }
+
 
 /* ---------------------------------------------------------------- Q4_K / Q5_K */
 
-/* Eight 6-bit scales and mins in 12 bytes (ggml's get_scale_min_k4 layout). */
+/* Eight 6-bit scales and mins in 12 bytes, in the layout qt_k4_scale_min reads. */
 static void k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *out) {
     for (int j = 0; j < QK_K / 32; j++) {
         if (j < 4) {
@@ -369,16 +357,6 @@ static void k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *out) {
     }
 }
 
-static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* Re-round every value against the decoded 6-bit scale and min; levels in [0, nmax]. */
 static void k4_requantize(const float *x, uint16_t dh, uint16_t mh, const uint8_t *scales,
                           int nmax, uint8_t *L) {
@@ -386,7 +364,7 @@ static void k4_requantize(const float *x, uint16_t dh, uint16_t mh, const uint8_
     const float m_all = qt_fp16_to_fp32(mh);
     for (int j = 0; j < QK_K / 32; j++) {
         uint8_t sc, mn;
-        k4_scale_min(j, scales, &sc, &mn);
+        qt_k4_scale_min(j, scales, &sc, &mn);
         const float d = d_all * (float)sc;
         if (!d) {
             continue;
@@ -397,13 +375,10 @@ static void k4_requantize(const float *x, uint16_t dh, uint16_t mh, const uint8_
 }
 
 /* Plain path shared by Q4_K and Q5_K: both scales and mins quantized linearly to 6 bits. */
-static void k4_finish_plain(const float *x, int nmax, const float *scales, const float *mins,
-                            uint16_t *dh, uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
-    float max_scale = 0.0f, max_min = 0.0f;
-    for (int j = 0; j < QK_K / 32; j++) {
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
-    }
+static void k4_scales_plain(const float *scales, const float *mins, uint16_t *dh, uint16_t *mh,
+                            uint8_t *scales_out) {
+    const float max_scale = max_or_zero(scales, QK_K / 32);
+    const float max_min = max_or_zero(mins, QK_K / 32);
     const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
     uint8_t ls[QK_K / 32], lm[QK_K / 32];
@@ -414,23 +389,16 @@ static void k4_finish_plain(const float *x, int nmax, const float *scales, const
     k4_pack_scales(ls, lm, scales_out);
     *dh = qt_fp32_to_fp16(max_scale / 63.0f);
     *mh = qt_fp32_to_fp16(max_min / 63.0f);
-    k4_requantize(x, *dh, *mh, scales_out, nmax, L);
 }
 
 /* Importance path shared by Q4_K and Q5_K: 6-bit scales and mins fitted by weighted least
  * squares; Q5_K additionally clamps the packed levels to 63. */
-static void k4_finish_weighted(const float *x, const float *w, int nmax, int clamp63,
-                               const float *scales, const float *mins, uint16_t *dh,
-                               uint16_t *mh, uint8_t *scales_out, uint8_t *L) {
+static void k4_scales_weighted(const float *w, int clamp63, const float *scales,
+                               const float *mins, uint16_t *dh, uint16_t *mh,
+                               uint8_t *scales_out) {
     uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
     float sw[QK_K / 32];
-    for (int j = 0; j < QK_K / 32; j++) {
-        float s = 0.0f;
-        for (int i = 0; i < 32; i++) {
-            s += w[32 * j + i];
-        }
-        sw[j] = s;
-    }
+    group_sums(w, QK_K / 32, 32, sw);
     const float d_block = qt_make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = qt_make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
     if (clamp63) {
@@ -442,7 +410,6 @@ static void k4_finish_weighted(const float *x, const float *w, int nmax, int cla
     k4_pack_scales(Ls, Lm, scales_out);
     *dh = qt_fp32_to_fp16(d_block);
     *mh = qt_fp32_to_fp16(m_block);
-    k4_requantize(x, *dh, *mh, scales_out, nmax, L);
 }
 
 /* Searches for one chunk of Q4_K/Q5_K super-blocks: plain weights are rms(sub-block) + |x|. */
@@ -496,109 +463,77 @@ static void pack_q5_K(const uint8_t *L, uint8_t *block) {
     }
 }
 
-static void quantize_scale_min_k(const qt_search_ops *ops, const float *x, uint8_t *y,
-                                 size_t block_bytes, int64_t n, const float *qw, int nmax,
-                                 float rmin, int nstep, int clamp63, k4_pack_fn pack) {
+static void scale_min_k_chunk(const qt_search_ops *ops, const float *xc, const float *qwc,
+                              int nsb, uint8_t *y, size_t block_bytes, int nmax, float rmin,
+                              int nstep, int clamp63, k4_pack_fn pack) {
     float w[KQ_CHUNK_VALUES], scales[KQ_CHUNK_VALUES / 32], mins[KQ_CHUNK_VALUES / 32];
     uint8_t L[KQ_CHUNK_VALUES];
-    const int64_t nb = n / QK_K;
-    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
-        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
-        const float *xc = x + c * QK_K;
-        k4_search(ops, xc, qw ? qw + c * QK_K : NULL, nsb, nmax, rmin, nstep, w, L, scales,
-                  mins);
-        for (int s = 0; s < nsb; s++) {
-            uint8_t *b = y + (size_t)(c + s) * block_bytes;
-            uint16_t *dh = (uint16_t *)(void *)(b + offsetof(block_q4_K, d));
-            uint16_t *mh = (uint16_t *)(void *)(b + offsetof(block_q4_K, dmin));
-            uint8_t *sc = b + offsetof(block_q4_K, scales);
-            const int o = s * QK_K;
-            if (qw) {
-                k4_finish_weighted(xc + o, w + o, nmax, clamp63, scales + 8 * s, mins + 8 * s,
-                                   dh, mh, sc, L + o);
-            } else {
-                k4_finish_plain(xc + o, nmax, scales + 8 * s, mins + 8 * s, dh, mh, sc, L + o);
-            }
-            pack(L + o, b);
+    k4_search(ops, xc, qwc, nsb, nmax, rmin, nstep, w, L, scales, mins);
+    for (int s = 0; s < nsb; s++) {
+        uint8_t *b = y + (size_t)s * block_bytes;
+        uint16_t *dh = (uint16_t *)(void *)(b + offsetof(block_q4_K, d));
+        uint16_t *mh = (uint16_t *)(void *)(b + offsetof(block_q4_K, dmin));
+        uint8_t *sc = b + offsetof(block_q4_K, scales);
+        const int o = s * QK_K;
+        if (qwc) {
+            k4_scales_weighted(w + o, clamp63, scales + 8 * s, mins + 8 * s, dh, mh, sc);
+        } else {
+            k4_scales_plain(scales + 8 * s, mins + 8 * s, dh, mh, sc);
+        }
+        k4_requantize(xc + o, *dh, *mh, sc, nmax, L + o);
+        pack(L + o, b);
+    }
+}
+
+static void q4_K_chunk(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                       uint8_t *yc) {
+    scale_min_k_chunk(ops, xc, qwc, nsb, yc, sizeof(block_q4_K), 15, -1.0f, 20, 0, pack_q4_K);
+}
+
+static void q5_K_chunk(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                       uint8_t *yc) {
+    scale_min_k_chunk(ops, xc, qwc, nsb, yc, sizeof(block_q5_K), 31, -0.5f, 15, 1, pack_q5_K);
+}
+
+/* Decoder shared by Q4_K and Q5_K: 64-value chunks of two 32-value groups, element l of the
+ * first in the low nibble of byte l, of the second in the high one; qh (Q5_K, else NULL) adds
+ * 16 where bit 2c (first group) or 2c+1 (second) of byte l is set. Always inlined, so Q4_K's
+ * NULL qh costs nothing. */
+static inline __attribute__((always_inline)) void k4_block(const uint8_t *scales, uint16_t dh,
+                                                           uint16_t mh, const uint8_t *ql,
+                                                           const uint8_t *qh, float *y) {
+    const float d = qt_fp16_to_fp32(dh);
+    const float dmin = qt_fp16_to_fp32(mh);
+    uint8_t u1 = 1, u2 = 2;
+    for (int c = 0; c < QK_K / 64; c++, ql += 32, u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2)) {
+        uint8_t sc, mn;
+        qt_k4_scale_min(2 * c, scales, &sc, &mn);
+        const float d1 = d * (float)sc, m1 = dmin * (float)mn;
+        qt_k4_scale_min(2 * c + 1, scales, &sc, &mn);
+        const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+        for (int l = 0; l < 32; l++) {
+            *y++ = d1 * (float)((ql[l] & 0xF) + (qh && (qh[l] & u1) ? 16 : 0)) - m1;
+        }
+        for (int l = 0; l < 32; l++) {
+            *y++ = d2 * (float)((ql[l] >> 4) + (qh && (qh[l] & u2) ? 16 : 0)) - m2;
         }
     }
 }
 
-void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    quantize_scale_min_k(ops, x, vy, sizeof(block_q4_K), n, qw, 15, -1.0f, 20, 0, pack_q4_K);
+static void q4_K_block(const block_q4_K *b, float *y) {
+    k4_block(b->scales, b->d, b->dmin, b->qs, NULL, y);
 }
 
-void qt_ref_quantize_q4_K(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q4_K(&qt_scalar_search_ops, x, y, n, qw);
+static void q5_K_block(const block_q5_K *b, float *y) {
+    k4_block(b->scales, b->d, b->dmin, b->qs, b->qh, y);
 }
 
-void qt_ref_dequantize_q4_K(const void *vx, float *y, int64_t n) {
-    const block_q4_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        for (int c = 0; c < QK_K / 64; c++) {
-            uint8_t sc, mn;
-            k4_scale_min(2 * c, x[i].scales, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(2 * c + 1, x[i].scales, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
-            q += 32;
-        }
-    }
-}
-
-void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    quantize_scale_min_k(ops, x, vy, sizeof(block_q5_K), n, qw, 31, -0.5f, 15, 1, pack_q5_K);
-}
-
-void qt_ref_quantize_q5_K(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q5_K(&qt_scalar_search_ops, x, y, n, qw);
-}
-
-void qt_ref_dequantize_q5_K(const void *vx, float *y, int64_t n) {
-    const block_q5_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *ql = x[i].qs;
-        const uint8_t *qh = x[i].qh;
-        uint8_t u1 = 1, u2 = 2;
-        for (int c = 0; c < QK_K / 64; c++) {
-            uint8_t sc, mn;
-            k4_scale_min(2 * c, x[i].scales, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(2 * c + 1, x[i].scales, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
-            for (int l = 0; l < 32; l++) {
-                *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-            }
-            for (int l = 0; l < 32; l++) {
-                *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-            }
-            ql += 32;
-            u1 = (uint8_t)(u1 << 2);
-            u2 = (uint8_t)(u2 << 2);
-        }
-    }
-}
 
 /* ---------------------------------------------------------------- Q6_K */
 
 static void q6k_finish(const float *x, block_q6_K *b, int8_t *L, const float *scales) {
-    float max_scale = 0.0f, max_abs = 0.0f;
-    for (int j = 0; j < QK_K / 16; j++) {
-        const float a = fabsf(scales[j]);
-        if (a > max_abs) {
-            max_abs = a;
-            max_scale = scales[j];
-        }
-    }
+    float max_abs;
+    const float max_scale = qt_signed_peak(scales, QK_K / 16, &max_abs);
     if (max_abs < QT_GROUP_EPS) {
         memset(b, 0, sizeof *b);
         return;
@@ -634,57 +569,42 @@ static void q6k_finish(const float *x, block_q6_K *b, int8_t *L, const float *sc
 }
 
 /* With an importance matrix ggml passes the raw per-column weights to the sub-block search. */
-void qt_kq_quantize_q6_K(const qt_search_ops *ops, const float *x, void *vy, int64_t n,
-                         const float *qw) {
-    block_q6_K *y = vy;
+static void q6_K_chunk(const qt_search_ops *ops, const float *xc, const float *qwc, int nsb,
+                       uint8_t *yc) {
+    block_q6_K *y = (block_q6_K *)(void *)yc;
     float scales[KQ_CHUNK_VALUES / 16];
     int8_t L[KQ_CHUNK_VALUES];
-    const int64_t nb = n / QK_K;
-    for (int64_t c = 0; c < nb; c += KQ_CHUNK) {
-        const int nsb = (int)(nb - c < KQ_CHUNK ? nb - c : KQ_CHUNK);
-        const float *xc = x + c * QK_K;
-        ops->sym(nsb * 16, 16, 32, xc, qw ? qw + c * QK_K : NULL, L, scales);
-        for (int s = 0; s < nsb; s++) {
-            q6k_finish(xc + s * QK_K, &y[c + s], L + s * QK_K, scales + 16 * s);
+    ops->sym(nsb * 16, 16, 32, xc, qwc, L, scales);
+    for (int s = 0; s < nsb; s++) {
+        q6k_finish(xc + s * QK_K, &y[s], L + s * QK_K, scales + 16 * s);
+    }
+}
+
+static void q6_K_block(const block_q6_K *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d);
+    const uint8_t *ql = b->ql;
+    const uint8_t *qh = b->qh;
+    const int8_t *sc = b->scales;
+    for (int h = 0; h < QK_K; h += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+        for (int l = 0; l < 32; l++) {
+            const int is = l / 16;
+            const int q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
         }
     }
 }
 
-void qt_ref_quantize_q6_K(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q6_K(&qt_scalar_search_ops, x, y, n, qw);
-}
 
-void qt_ref_dequantize_q6_K(const void *vx, float *y, int64_t n) {
-    const block_q6_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const uint8_t *ql = x[i].ql;
-        const uint8_t *qh = x[i].qh;
-        const int8_t *sc = x[i].scales;
-        for (int h = 0; h < QK_K; h += 128) {
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l] = d * (float)sc[is] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-            y += 128;
-            ql += 64;
-            qh += 32;
-            sc += 8;
-        }
-    }
-}
+#define KQ_TYPES(X) X(Q2_K, q2_K) X(Q3_K, q3_K) X(Q4_K, q4_K) X(Q5_K, q5_K) X(Q6_K, q6_K)
+#define KQ_ROW_CODEC_ENTRY(ID, T) KQ_ROW_CODEC(T)
+KQ_TYPES(KQ_ROW_CODEC_ENTRY)
 
 void qt_ref_register_kquants(qt_kernel_table *t) {
-    t->codec[QT_T_Q2_K] = (qt_codec){qt_ref_quantize_q2_K, qt_ref_dequantize_q2_K};
-    t->codec[QT_T_Q3_K] = (qt_codec){qt_ref_quantize_q3_K, qt_ref_dequantize_q3_K};
-    t->codec[QT_T_Q4_K] = (qt_codec){qt_ref_quantize_q4_K, qt_ref_dequantize_q4_K};
-    t->codec[QT_T_Q5_K] = (qt_codec){qt_ref_quantize_q5_K, qt_ref_dequantize_q5_K};
-    t->codec[QT_T_Q6_K] = (qt_codec){qt_ref_quantize_q6_K, qt_ref_dequantize_q6_K};
+    KQ_TYPES(QT_INSTALL_CODEC)
 }

@@ -1,5 +1,7 @@
-/* Scalar K-quant and IQ/ternary/MXFP4 row codecs, shared with the SIMD levels that reuse the
- * paths they do not vectorize. qw is NULL (plain) or n importance weights. */
+/* The K-quant and IQ4 row quantizers, written once with the group searches as a parameter: the
+ * scalar level passes qt_scalar_search_ops, the SIMD levels their lane-parallel searches. qw is
+ * NULL (plain) or n importance weights. The scalar codecs themselves are registered through
+ * qt_ref_register_kquants / qt_ref_register_iq (internal.h). */
 #ifndef QT_REF_KQUANTS_H
 #define QT_REF_KQUANTS_H
 
@@ -7,44 +9,11 @@
 
 #include "quant_search.h"
 
-/* K-quant row quantizers with the group searches supplied by a level (scalar or SIMD). */
-void qt_kq_quantize_q2_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q3_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q4_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q5_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_kq_quantize_q6_K(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                         const float *qw);
-void qt_iq_quantize_iq4_nl(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                           const float *qw);
-void qt_iq_quantize_iq4_xs(const qt_search_ops *ops, const float *x, void *y, int64_t n,
-                           const float *qw);
+/* One row with the group searches supplied by a level (scalar or SIMD). */
+typedef void qt_level_quantize_fn(const qt_search_ops *ops, const float *x, void *y, int64_t n,
+                                  const float *qw);
 
-void qt_ref_quantize_q2_K(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_q3_K(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_q4_K(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_q5_K(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_q6_K(const float *x, void *y, int64_t n, const float *qw);
-
-void qt_ref_dequantize_q2_K(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_q3_K(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_q4_K(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_q5_K(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_q6_K(const void *x, float *y, int64_t n);
-
-void qt_ref_quantize_iq4_nl(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_iq4_xs(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_tq1_0(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_tq2_0(const float *x, void *y, int64_t n, const float *qw);
-void qt_ref_quantize_mxfp4(const float *x, void *y, int64_t n, const float *qw);
-
-void qt_ref_dequantize_iq4_nl(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_iq4_xs(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_tq1_0(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_tq2_0(const void *x, float *y, int64_t n);
-void qt_ref_dequantize_mxfp4(const void *x, float *y, int64_t n);
+qt_level_quantize_fn qt_kq_quantize_q2_K, qt_kq_quantize_q3_K, qt_kq_quantize_q4_K,
+    qt_kq_quantize_q5_K, qt_kq_quantize_q6_K, qt_iq_quantize_iq4_nl, qt_iq_quantize_iq4_xs;
 
 #endif /* QT_REF_KQUANTS_H */

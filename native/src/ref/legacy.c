@@ -31,76 +31,69 @@ static void min_max(const float *x, int n, float *lo, float *hi) {
     *hi = mx;
 }
 
-void qt_ref_quantize_q4_0_plain(const float *x, void *vy, int64_t n) {
-    block_q4_0 *y = vy;
-    for (int64_t i = 0; i < n / QK4_0; i++, x += QK4_0) {
-        const float d = signed_absmax(x, QK4_0) / -8;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
-        for (int j = 0; j < QK4_0 / 2; j++) {
-            const uint8_t lo = QT_MIN(15, (int8_t)(x[j] * id + 8.5f));
-            const uint8_t hi = QT_MIN(15, (int8_t)(x[j + QK4_0 / 2] * id + 8.5f));
-            y[i].qs[j] = (uint8_t)(lo | (hi << 4));
-        }
+/* Level of one value: (int8_t)((x - mn) * id + bias) clamped to top, as ggml writes it; top 0
+ * means Q5_1's unclamped direct conversion ((max - min) * id rounds to at most 31 there). */
+static inline __attribute__((always_inline)) uint8_t level(float x, float mn, float id,
+                                                           float bias, int top) {
+    if (top == 0) {
+        return (uint8_t)((x - mn) * id + bias);
+    }
+    return (uint8_t)QT_MIN(top, (int8_t)((x - mn) * id + bias));
+}
+
+/* Element j in the low nibble of qs[j], j+16 in the high one; with qh (the 5-bit types, else
+ * NULL) bit 4 of element j goes to bit j of its 32 bits. Always inlined, so the constant mn of
+ * the symmetric types (x - 0 is x) and the NULL qh fold away. */
+static inline __attribute__((always_inline)) void pack_levels(const float *x, float mn, float id,
+                                                              float bias, int top, uint8_t *qs,
+                                                              uint8_t *qh_out) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        const uint8_t lo = level(x[j], mn, id, bias, top);
+        const uint8_t hi = level(x[j + 16], mn, id, bias, top);
+        qs[j] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));
+        qh |= ((uint32_t)(lo >> 4) & 1u) << j;
+        qh |= ((uint32_t)(hi >> 4) & 1u) << (j + 16);
+    }
+    if (qh_out) {
+        memcpy(qh_out, &qh, sizeof qh);
     }
 }
 
-void qt_ref_quantize_q4_1_plain(const float *x, void *vy, int64_t n) {
-    block_q4_1 *y = vy;
-    for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
-        float mn, mx;
-        min_max(x, QK4_1, &mn, &mx);
-        const float d = (mx - mn) / 15;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
-        y[i].m = qt_fp32_to_fp16(mn);
-        for (int j = 0; j < QK4_1 / 2; j++) {
-            const uint8_t lo = QT_MIN(15, (int8_t)((x[j] - mn) * id + 0.5f));
-            const uint8_t hi = QT_MIN(15, (int8_t)((x[j + QK4_1 / 2] - mn) * id + 0.5f));
-            y[i].qs[j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
+/* Q4_0 / Q5_0: d = -(signed peak) / half, levels nearest(x / d) + half in [0, 2*half). */
+static inline __attribute__((always_inline)) void sym_block(const float *x, int half, int top,
+                                                            uint16_t *d_out, uint8_t *qs,
+                                                            uint8_t *qh) {
+    const float d = signed_absmax(x, 32) / (float)-half;
+    *d_out = qt_fp32_to_fp16(d);
+    pack_levels(x, 0.0f, d ? 1.0f / d : 0.0f, (float)half + 0.5f, top, qs, qh);
 }
 
-void qt_ref_quantize_q5_0_plain(const float *x, void *vy, int64_t n) {
-    block_q5_0 *y = vy;
-    for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
-        const float d = signed_absmax(x, QK5_0) / -16;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
-        uint32_t qh = 0;
-        for (int j = 0; j < QK5_0 / 2; j++) {
-            const uint8_t lo = QT_MIN(31, (int8_t)(x[j] * id + 16.5f));
-            const uint8_t hi = QT_MIN(31, (int8_t)(x[j + QK5_0 / 2] * id + 16.5f));
-            y[i].qs[j] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));
-            qh |= ((uint32_t)(lo >> 4) & 1u) << j;
-            qh |= ((uint32_t)(hi >> 4) & 1u) << (j + QK5_0 / 2);
-        }
-        memcpy(y[i].qh, &qh, sizeof qh);
-    }
+/* Q4_1 / Q5_1: d = (max - min) / steps above the minimum m. */
+static inline __attribute__((always_inline)) void asym_block(const float *x, int steps, int top,
+                                                             uint16_t *d_out, uint16_t *m_out,
+                                                             uint8_t *qs, uint8_t *qh) {
+    float mn, mx;
+    min_max(x, 32, &mn, &mx);
+    const float d = (mx - mn) / (float)steps;
+    *d_out = qt_fp32_to_fp16(d);
+    *m_out = qt_fp32_to_fp16(mn);
+    pack_levels(x, mn, d ? 1.0f / d : 0.0f, 0.5f, top, qs, qh);
 }
 
-void qt_ref_quantize_q5_1_plain(const float *x, void *vy, int64_t n) {
-    block_q5_1 *y = vy;
-    for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
-        float mn, mx;
-        min_max(x, QK5_1, &mn, &mx);
-        const float d = (mx - mn) / 31;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = qt_fp32_to_fp16(d);
-        y[i].m = qt_fp32_to_fp16(mn);
-        uint32_t qh = 0;
-        for (int j = 0; j < QK5_1 / 2; j++) {
-            /* ggml applies no clamp here: (max - min) * id rounds to at most 31. */
-            const uint8_t lo = (uint8_t)((x[j] - mn) * id + 0.5f);
-            const uint8_t hi = (uint8_t)((x[j + QK5_1 / 2] - mn) * id + 0.5f);
-            y[i].qs[j] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));
-            qh |= ((uint32_t)(lo >> 4) & 1u) << j;
-            qh |= ((uint32_t)(hi >> 4) & 1u) << (j + QK5_1 / 2);
-        }
-        memcpy(y[i].qh, &qh, sizeof qh);
+/* One row of 32-value blocks, `encode` (using x and y[i]) writing each. */
+#define PLAIN_ROW(name, encode)                                                           \
+    void qt_ref_quantize_##name##_plain(const float *x, void *vy, int64_t n) {            \
+        block_##name *y = vy;                                                             \
+        for (int64_t i = 0; i < n / 32; i++, x += 32) {                                   \
+            encode;                                                                       \
+        }                                                                                 \
     }
-}
+
+PLAIN_ROW(q4_0, sym_block(x, 8, 15, &y[i].d, y[i].qs, NULL))
+PLAIN_ROW(q5_0, sym_block(x, 16, 31, &y[i].d, y[i].qs, y[i].qh))
+PLAIN_ROW(q4_1, asym_block(x, 15, 15, &y[i].d, &y[i].m, y[i].qs, NULL))
+PLAIN_ROW(q5_1, asym_block(x, 31, 0, &y[i].d, &y[i].m, y[i].qs, y[i].qh))
 
 void qt_ref_quantize_q8_0_plain(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
@@ -118,111 +111,87 @@ void qt_ref_quantize_q8_0_plain(const float *x, void *vy, int64_t n) {
     }
 }
 
-static void quantize_q4_0(const float *x, void *y, int64_t n, const float *qw) {
-    if (qw) {
-        qt_ref_quantize_q4_0_imatrix(x, y, n, qw);
-    } else {
-        qt_ref_quantize_q4_0_plain(x, y, n);
+/* With an importance matrix Q4_0, Q4_1, Q5_0 and Q5_1 take ggml's weighted search
+ * (legacy_imatrix.c); Q8_0 ignores it, as ggml's does. */
+#define LEGACY_QUANTIZE(name)                                                           \
+    static void quantize_##name(const float *x, void *y, int64_t n, const float *qw) {  \
+        if (qw) {                                                                       \
+            qt_ref_quantize_##name##_imatrix(x, y, n, qw);                              \
+        } else {                                                                        \
+            qt_ref_quantize_##name##_plain(x, y, n);                                    \
+        }                                                                               \
     }
-}
-
-static void quantize_q4_1(const float *x, void *y, int64_t n, const float *qw) {
-    if (qw) {
-        qt_ref_quantize_q4_1_imatrix(x, y, n, qw);
-    } else {
-        qt_ref_quantize_q4_1_plain(x, y, n);
-    }
-}
-
-static void quantize_q5_0(const float *x, void *y, int64_t n, const float *qw) {
-    if (qw) {
-        qt_ref_quantize_q5_0_imatrix(x, y, n, qw);
-    } else {
-        qt_ref_quantize_q5_0_plain(x, y, n);
-    }
-}
-
-static void quantize_q5_1(const float *x, void *y, int64_t n, const float *qw) {
-    if (qw) {
-        qt_ref_quantize_q5_1_imatrix(x, y, n, qw);
-    } else {
-        qt_ref_quantize_q5_1_plain(x, y, n);
-    }
-}
+LEGACY_QUANTIZE(q4_0)
+LEGACY_QUANTIZE(q4_1)
+LEGACY_QUANTIZE(q5_0)
+LEGACY_QUANTIZE(q5_1)
 
 static void quantize_q8_0(const float *x, void *y, int64_t n, const float *qw) {
-    (void)qw; /* ggml's Q8_0 ignores the importance matrix */
+    (void)qw;
     qt_ref_quantize_q8_0_plain(x, y, n);
 }
 
-void qt_ref_dequantize_q4_0(const void *vx, float *y, int64_t n) {
-    const block_q4_0 *x = vx;
-    for (int64_t i = 0; i < n / QK4_0; i++, y += QK4_0) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        for (int j = 0; j < QK4_0 / 2; j++) {
-            y[j] = ((x[i].qs[j] & 0x0F) - 8) * d;
-            y[j + QK4_0 / 2] = ((x[i].qs[j] >> 4) - 8) * d;
-        }
+/* Row decoders over a per-block decoder <name>_block(block, 32 floats). */
+#define LEGACY_DEQUANTIZE(name)                                                         \
+    static void dequantize_##name(const void *vx, float *y, int64_t n) {                \
+        const block_##name *x = vx;                                                     \
+        for (int64_t i = 0; i < n / 32; i++, y += 32) {                                 \
+            name##_block(&x[i], y);                                                     \
+        }                                                                               \
+    }
+
+/* Bit 4 of element j of a Q5 block: bit j of its 32-bit qh. */
+static inline int fifth_bit(uint32_t qh, int j) {
+    return (int)(((qh >> j) & 1u) << 4);
+}
+
+static inline void q4_0_block(const block_q4_0 *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = ((b->qs[j] & 0x0F) - 8) * d;
+        y[j + 16] = ((b->qs[j] >> 4) - 8) * d;
     }
 }
 
-void qt_ref_dequantize_q4_1(const void *vx, float *y, int64_t n) {
-    const block_q4_1 *x = vx;
-    for (int64_t i = 0; i < n / QK4_1; i++, y += QK4_1) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float m = qt_fp16_to_fp32(x[i].m);
-        for (int j = 0; j < QK4_1 / 2; j++) {
-            y[j] = (x[i].qs[j] & 0x0F) * d + m;
-            y[j + QK4_1 / 2] = (x[i].qs[j] >> 4) * d + m;
-        }
+static inline void q4_1_block(const block_q4_1 *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d), m = qt_fp16_to_fp32(b->m);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (b->qs[j] & 0x0F) * d + m;
+        y[j + 16] = (b->qs[j] >> 4) * d + m;
     }
 }
 
-void qt_ref_dequantize_q5_0(const void *vx, float *y, int64_t n) {
-    const block_q5_0 *x = vx;
-    for (int64_t i = 0; i < n / QK5_0; i++, y += QK5_0) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < QK5_0 / 2; j++) {
-            const int lo = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) - 16;
-            const int hi = (int)((x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16;
-            y[j] = lo * d;
-            y[j + QK5_0 / 2] = hi * d;
-        }
+static inline void q5_0_block(const block_q5_0 *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d);
+    uint32_t qh;
+    memcpy(&qh, b->qh, sizeof qh);
+    for (int j = 0; j < 16; j++) {
+        y[j] = ((int)((b->qs[j] & 0x0F) | fifth_bit(qh, j)) - 16) * d;
+        y[j + 16] = ((int)((b->qs[j] >> 4) | fifth_bit(qh, j + 16)) - 16) * d;
     }
 }
 
-void qt_ref_dequantize_q5_1(const void *vx, float *y, int64_t n) {
-    const block_q5_1 *x = vx;
-    for (int64_t i = 0; i < n / QK5_1; i++, y += QK5_1) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float m = qt_fp16_to_fp32(x[i].m);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < QK5_1 / 2; j++) {
-            const int lo = (int)((x[i].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4));
-            const int hi = (int)((x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
-            y[j] = lo * d + m;
-            y[j + QK5_1 / 2] = hi * d + m;
-        }
+static inline void q5_1_block(const block_q5_1 *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d), m = qt_fp16_to_fp32(b->m);
+    uint32_t qh;
+    memcpy(&qh, b->qh, sizeof qh);
+    for (int j = 0; j < 16; j++) {
+        y[j] = (int)((b->qs[j] & 0x0F) | fifth_bit(qh, j)) * d + m;
+        y[j + 16] = (int)((b->qs[j] >> 4) | fifth_bit(qh, j + 16)) * d + m;
     }
 }
 
-void qt_ref_dequantize_q8_0(const void *vx, float *y, int64_t n) {
-    const block_q8_0 *x = vx;
-    for (int64_t i = 0; i < n / QK8_0; i++, y += QK8_0) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        for (int j = 0; j < QK8_0; j++) {
-            y[j] = x[i].qs[j] * d;
-        }
+static inline void q8_0_block(const block_q8_0 *b, float *y) {
+    const float d = qt_fp16_to_fp32(b->d);
+    for (int j = 0; j < 32; j++) {
+        y[j] = b->qs[j] * d;
     }
 }
+
+#define LEGACY_CODECS(X) X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0) X(Q5_1, q5_1) X(Q8_0, q8_0)
+#define LEGACY_DEQUANTIZE_ENTRY(ID, name) LEGACY_DEQUANTIZE(name)
+LEGACY_CODECS(LEGACY_DEQUANTIZE_ENTRY)
 
 void qt_ref_register_legacy(qt_kernel_table *t) {
-    t->codec[QT_T_Q4_0] = (qt_codec){quantize_q4_0, qt_ref_dequantize_q4_0};
-    t->codec[QT_T_Q4_1] = (qt_codec){quantize_q4_1, qt_ref_dequantize_q4_1};
-    t->codec[QT_T_Q5_0] = (qt_codec){quantize_q5_0, qt_ref_dequantize_q5_0};
-    t->codec[QT_T_Q5_1] = (qt_codec){quantize_q5_1, qt_ref_dequantize_q5_1};
-    t->codec[QT_T_Q8_0] = (qt_codec){quantize_q8_0, qt_ref_dequantize_q8_0};
+    LEGACY_CODECS(QT_INSTALL_CODEC)
 }

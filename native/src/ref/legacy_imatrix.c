@@ -39,66 +39,49 @@ static void pack_fifth_bits(const uint8_t *L, uint8_t qh_out[4]) {
     memcpy(qh_out, &qh, sizeof qh);
 }
 
-void qt_ref_quantize_q4_0_imatrix(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q4_0 *y = vy;
-    const float sigma2 = row_mean_square(x, n);
-    float w[32];
+/* Q4_0 / Q5_0: symmetric levels in [-nmax, nmax) offset by nmax, one fp16 scale; qh (Q5_0,
+ * else NULL) takes bit 4 of each level. */
+static void sym_block(const float *xb, const float *w, int nmax, uint16_t *d, uint8_t *qs,
+                      uint8_t *qh) {
     int8_t L[32];
-    for (int64_t b = 0; b < n / QK4_0; b++) {
-        const float *xb = x + b * QK4_0;
-        block_weights(xb, qw + b * QK4_0, sigma2, w);
-        const float d = qt_make_qx_quants(QK4_0, 8, xb, L, 1, w);
-        y[b].d = qt_fp32_to_fp16(d);
-        pack_nibbles((const uint8_t *)L, y[b].qs);
+    *d = qt_fp32_to_fp16(qt_make_qx_quants(32, nmax, xb, L, 1, w));
+    pack_nibbles((const uint8_t *)L, qs);
+    if (qh) {
+        pack_fifth_bits((const uint8_t *)L, qh);
     }
 }
 
-void qt_ref_quantize_q5_0_imatrix(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q5_0 *y = vy;
-    const float sigma2 = row_mean_square(x, n);
-    float w[32];
-    int8_t L[32];
-    for (int64_t b = 0; b < n / QK5_0; b++) {
-        const float *xb = x + b * QK5_0;
-        block_weights(xb, qw + b * QK5_0, sigma2, w);
-        const float d = qt_make_qx_quants(QK5_0, 16, xb, L, 1, w);
-        y[b].d = qt_fp32_to_fp16(d);
-        pack_nibbles((const uint8_t *)L, y[b].qs);
-        pack_fifth_bits((const uint8_t *)L, y[b].qh);
-    }
-}
-
-void qt_ref_quantize_q4_1_imatrix(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q4_1 *y = vy;
-    const float sigma2 = row_mean_square(x, n);
-    float w[32];
+/* Q4_1 / Q5_1: levels in [0, nmax] with an fp16 scale and minimum; qh as in sym_block. */
+static void asym_block(const float *xb, const float *w, int nmax, uint16_t *d, uint16_t *m,
+                       uint8_t *qs, uint8_t *qh) {
     uint8_t L[32], Laux[32];
-    for (int64_t b = 0; b < n / QK4_1; b++) {
-        const float *xb = x + b * QK4_1;
-        block_weights(xb, qw + b * QK4_1, sigma2, w);
-        float neg_min;
-        const float d =
-            qt_make_qkx3_quants(QK4_1, 15, xb, w, L, &neg_min, Laux, -0.9f, 0.05f, 36, 0);
-        y[b].d = qt_fp32_to_fp16(d);
-        y[b].m = qt_fp32_to_fp16(-neg_min);
-        pack_nibbles(L, y[b].qs);
+    float neg_min;
+    const float scale =
+        qt_make_qkx3_quants(32, nmax, xb, w, L, &neg_min, Laux, -0.9f, 0.05f, 36, 0);
+    *d = qt_fp32_to_fp16(scale);
+    *m = qt_fp32_to_fp16(-neg_min);
+    pack_nibbles(L, qs);
+    if (qh) {
+        pack_fifth_bits(L, qh);
     }
 }
 
-void qt_ref_quantize_q5_1_imatrix(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q5_1 *y = vy;
-    const float sigma2 = row_mean_square(x, n);
-    float w[32];
-    uint8_t L[32], Laux[32];
-    for (int64_t b = 0; b < n / QK5_1; b++) {
-        const float *xb = x + b * QK5_1;
-        block_weights(xb, qw + b * QK5_1, sigma2, w);
-        float neg_min;
-        const float d =
-            qt_make_qkx3_quants(QK5_1, 31, xb, w, L, &neg_min, Laux, -0.9f, 0.05f, 36, 0);
-        y[b].d = qt_fp32_to_fp16(d);
-        y[b].m = qt_fp32_to_fp16(-neg_min);
-        pack_nibbles(L, y[b].qs);
-        pack_fifth_bits(L, y[b].qh);
+/* One row of 32-value blocks: each block's element weights, then `store` (using xb, w and
+ * y[b]) searches and packs it. */
+#define IMATRIX_ROW(name, store)                                                            \
+    void qt_ref_quantize_##name##_imatrix(const float *x, void *vy, int64_t n,              \
+                                          const float *qw) {                                \
+        block_##name *y = vy;                                                               \
+        const float sigma2 = row_mean_square(x, n);                                         \
+        float w[32];                                                                        \
+        for (int64_t b = 0; b < n / 32; b++) {                                              \
+            const float *xb = x + b * 32;                                                   \
+            block_weights(xb, qw + b * 32, sigma2, w);                                      \
+            store;                                                                          \
+        }                                                                                   \
     }
-}
+
+IMATRIX_ROW(q4_0, sym_block(xb, w, 8, &y[b].d, y[b].qs, NULL))
+IMATRIX_ROW(q5_0, sym_block(xb, w, 16, &y[b].d, y[b].qs, y[b].qh))
+IMATRIX_ROW(q4_1, asym_block(xb, w, 15, &y[b].d, &y[b].m, y[b].qs, NULL))
+IMATRIX_ROW(q5_1, asym_block(xb, w, 31, &y[b].d, &y[b].m, y[b].qs, y[b].qh))

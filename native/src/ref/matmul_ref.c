@@ -4,6 +4,7 @@
  * path's only extra error is the 8-bit rounding of the activations. */
 #include "../blocks.h"
 #include "../matmul.h"
+#include "kblock_fields.h"
 
 static const int8_t k_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                    1,    13,   25,  38,  53,  69,  89,  113};
@@ -13,158 +14,155 @@ static inline uint8_t off(int q) {
     return (uint8_t)(q + 128);
 }
 
-/* --------------------------------------------------------------- 32-value legacy blocks */
+/* 16 bytes of nibbles into 32 offset levels, element j low, j+16 high: value + bias, or
+ * table[value] (the non-linear grids). */
+static inline void nibbles_biased(const uint8_t *qs, int bias, uint8_t *u) {
+    for (int j = 0; j < 16; j++) {
+        u[j] = off((qs[j] & 0xF) + bias);
+        u[j + 16] = off((qs[j] >> 4) + bias);
+    }
+}
 
-static void unpack_q4_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q4_0 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        for (int j = 0; j < 16; j++) {
-            u[j] = off((x[i].qs[j] & 0xF) - 8);
-            u[j + 16] = off((x[i].qs[j] >> 4) - 8);
-        }
+static inline void nibbles_table(const uint8_t *qs, const int8_t *table, uint8_t *u) {
+    for (int j = 0; j < 16; j++) {
+        u[j] = off(table[qs[j] & 0xF]);
+        u[j + 16] = off(table[qs[j] >> 4]);
+    }
+}
+
+/* Q5_0/Q5_1: the nibbles plus bit 4 of element j from bit j of the 32-bit qh. */
+static inline void nibbles_fifth_bit(const uint8_t *qs, const uint8_t *qh_bytes, int bias,
+                                     uint8_t *u) {
+    uint32_t qh;
+    memcpy(&qh, qh_bytes, sizeof qh);
+    for (int j = 0; j < 16; j++) {
+        const int lo = (qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
+        const int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        u[j] = off(lo + bias);
+        u[j + 16] = off(hi + bias);
+    }
+}
+
+/* --------------------------------------------------------------- 32-value blocks */
+
+/* A 32-value block's decoder: its 32 offset levels into u; returns the scale, the minimum
+ * (0 for the symmetric types) in *min. */
+typedef float (*unpack_block32_fn)(const void *block, uint8_t *u, float *min);
+
+/* The loop every 32-value type shares: one scale and minimum per block, given to both of its
+ * 16-value groups. Always inlined, so each type's decoder inlines into its own loop. */
+static inline __attribute__((always_inline)) void unpack_blocks32(const void *vx, int64_t n,
+                                                                  size_t block_bytes,
+                                                                  unpack_block32_fn decode,
+                                                                  uint8_t *u, float *s,
+                                                                  float *m) {
+    const uint8_t *b = vx;
+    for (int64_t i = 0; i < n / 32; i++, b += block_bytes, u += 32) {
+        float mn = 0.0f;
+        const float d = decode(b, u, &mn);
         s[2 * i] = s[2 * i + 1] = d;
-        m[2 * i] = m[2 * i + 1] = 0.0f;
+        m[2 * i] = m[2 * i + 1] = mn;
     }
 }
 
-static void unpack_q4_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q4_1 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = off(x[i].qs[j] & 0xF);
-            u[j + 16] = off(x[i].qs[j] >> 4);
-        }
-        s[2 * i] = s[2 * i + 1] = qt_fp16_to_fp32(x[i].d);
-        m[2 * i] = m[2 * i + 1] = qt_fp16_to_fp32(x[i].m);
+#define UNPACK32(T)                                                                      \
+    static void unpack_##T(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {  \
+        unpack_blocks32(vx, n, sizeof(block_##T), T##_levels, u, s, m);                  \
     }
+
+static inline float q4_0_levels(const void *vb, uint8_t *u, float *min) {
+    const block_q4_0 *b = vb;
+    nibbles_biased(b->qs, -8, u);
+    return qt_fp16_to_fp32(b->d);
 }
 
-static void unpack_q5_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q5_0 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < 16; j++) {
-            const int lo = (x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
-            const int hi = (x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            u[j] = off(lo - 16);
-            u[j + 16] = off(hi - 16);
-        }
-        s[2 * i] = s[2 * i + 1] = qt_fp16_to_fp32(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
+static inline float q4_1_levels(const void *vb, uint8_t *u, float *min) {
+    const block_q4_1 *b = vb;
+    nibbles_biased(b->qs, 0, u);
+    *min = qt_fp16_to_fp32(b->m);
+    return qt_fp16_to_fp32(b->d);
 }
 
-static void unpack_q5_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q5_1 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        for (int j = 0; j < 16; j++) {
-            u[j] = off((x[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4));
-            u[j + 16] = off((x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4));
-        }
-        s[2 * i] = s[2 * i + 1] = qt_fp16_to_fp32(x[i].d);
-        m[2 * i] = m[2 * i + 1] = qt_fp16_to_fp32(x[i].m);
-    }
+static inline float q5_0_levels(const void *vb, uint8_t *u, float *min) {
+    const block_q5_0 *b = vb;
+    nibbles_fifth_bit(b->qs, b->qh, -16, u);
+    return qt_fp16_to_fp32(b->d);
 }
 
-static void unpack_q8_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q8_0 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        for (int j = 0; j < 32; j++) {
-            u[j] = off(x[i].qs[j]);
-        }
-        s[2 * i] = s[2 * i + 1] = qt_fp16_to_fp32(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
+static inline float q5_1_levels(const void *vb, uint8_t *u, float *min) {
+    const block_q5_1 *b = vb;
+    nibbles_fifth_bit(b->qs, b->qh, 0, u);
+    *min = qt_fp16_to_fp32(b->m);
+    return qt_fp16_to_fp32(b->d);
 }
 
-static void unpack_iq4_nl(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_iq4_nl *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = off(k_iq4nl[x[i].qs[j] & 0xF]);
-            u[j + 16] = off(k_iq4nl[x[i].qs[j] >> 4]);
-        }
-        s[2 * i] = s[2 * i + 1] = qt_fp16_to_fp32(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
+static inline float q8_0_levels(const void *vb, uint8_t *u, float *min) {
+    const block_q8_0 *b = vb;
+    for (int j = 0; j < 32; j++) {
+        u[j] = off(b->qs[j]);
     }
+    return qt_fp16_to_fp32(b->d);
+}
+
+static inline float iq4_nl_levels(const void *vb, uint8_t *u, float *min) {
+    const block_iq4_nl *b = vb;
+    nibbles_table(b->qs, k_iq4nl, u);
+    return qt_fp16_to_fp32(b->d);
 }
 
 /* E8M0 scale halved (the table holds E2M1 values doubled), as the codec computes it. */
-static inline float e8m0_half(uint8_t e) {
-    return qt_bits_f32(e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23));
+static inline float mxfp4_levels(const void *vb, uint8_t *u, float *min) {
+    const block_mxfp4 *b = vb;
+    nibbles_table(b->qs, k_e2m1_x2, u);
+    return qt_bits_f32(b->e < 2 ? (0x00200000u << b->e) : ((uint32_t)(b->e - 1) << 23));
 }
 
-static void unpack_mxfp4(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_mxfp4 *x = vx;
-    for (int64_t i = 0; i < n / 32; i++, u += 32) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = off(k_e2m1_x2[x[i].qs[j] & 0xF]);
-            u[j + 16] = off(k_e2m1_x2[x[i].qs[j] >> 4]);
-        }
-        s[2 * i] = s[2 * i + 1] = e8m0_half(x[i].e);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
-}
+UNPACK32(q4_0)
+UNPACK32(q4_1)
+UNPACK32(q5_0)
+UNPACK32(q5_1)
+UNPACK32(q8_0)
+UNPACK32(iq4_nl)
+UNPACK32(mxfp4)
 
 /* --------------------------------------------------------------- 256-value K blocks */
 
-/* The j-th 6-bit scale and minimum of a Q4_K/Q5_K super-block. */
-static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+/* Q4_K and Q5_K: 64-value chunks of two 32-value groups (low then high nibbles), each with a
+ * 6-bit scale and minimum; Q5_K's qh (NULL for Q4_K) adds bit 4 from bits 2c and 2c+1 of
+ * byte l. Always inlined, so Q4_K's NULL costs nothing. */
+static inline __attribute__((always_inline)) void unpack_k4(const uint8_t *scales, uint16_t dh,
+                                                            uint16_t mh, const uint8_t *q,
+                                                            const uint8_t *qh, uint8_t *u,
+                                                            float *s, float *m) {
+    const float d = qt_fp16_to_fp32(dh);
+    const float dmin = qt_fp16_to_fp32(mh);
+    for (int c = 0; c < 4; c++, q += 32, u += 64, s += 4, m += 4) {
+        uint8_t sc, mn;
+        qt_k4_scale_min(2 * c, scales, &sc, &mn);
+        s[0] = s[1] = d * (float)sc;
+        m[0] = m[1] = -(dmin * (float)mn);
+        qt_k4_scale_min(2 * c + 1, scales, &sc, &mn);
+        s[2] = s[3] = d * (float)sc;
+        m[2] = m[3] = -(dmin * (float)mn);
+        for (int l = 0; l < 32; l++) {
+            const int h = qh ? qh[l] >> (2 * c) : 0;
+            u[l] = off((q[l] & 0xF) | ((h & 1) << 4));
+            u[l + 32] = off((q[l] >> 4) | ((h & 2) << 3));
+        }
     }
 }
 
 static void unpack_q4_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q4_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        for (int c = 0; c < 4; c++, q += 32, u += 64, s += 4, m += 4) {
-            int sc, mn;
-            scale_min_k4(2 * c, x[i].scales, &sc, &mn);
-            s[0] = s[1] = d * (float)sc;
-            m[0] = m[1] = -(dmin * (float)mn);
-            scale_min_k4(2 * c + 1, x[i].scales, &sc, &mn);
-            s[2] = s[3] = d * (float)sc;
-            m[2] = m[3] = -(dmin * (float)mn);
-            for (int l = 0; l < 32; l++) {
-                u[l] = off(q[l] & 0xF);
-                u[l + 32] = off(q[l] >> 4);
-            }
-        }
+    for (int64_t i = 0; i < n / QK_K; i++, u += QK_K, s += 16, m += 16) {
+        unpack_k4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, u, s, m);
     }
 }
 
 static void unpack_q5_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q5_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        for (int c = 0; c < 4; c++, q += 32, u += 64, s += 4, m += 4) {
-            int sc, mn;
-            scale_min_k4(2 * c, x[i].scales, &sc, &mn);
-            s[0] = s[1] = d * (float)sc;
-            m[0] = m[1] = -(dmin * (float)mn);
-            scale_min_k4(2 * c + 1, x[i].scales, &sc, &mn);
-            s[2] = s[3] = d * (float)sc;
-            m[2] = m[3] = -(dmin * (float)mn);
-            for (int l = 0; l < 32; l++) {
-                const int h = x[i].qh[l] >> (2 * c);
-                u[l] = off((q[l] & 0xF) | ((h & 1) << 4));
-                u[l + 32] = off((q[l] >> 4) | ((h & 2) << 3));
-            }
-        }
+    for (int64_t i = 0; i < n / QK_K; i++, u += QK_K, s += 16, m += 16) {
+        unpack_k4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, u, s, m);
     }
 }
 
@@ -189,62 +187,46 @@ static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
     }
 }
 
+/* The 2-bit planes of Q2_K, Q3_K and TQ2_0: 32-value group 4*half + j is bits 2j of bytes
+ * 32*half .. 32*half + 31, plus bias, minus 4 where Q3_K's hmask (else NULL) lacks bit. */
+static inline __attribute__((always_inline)) void plane_2bit(const uint8_t *q, int j, int bias,
+                                                             const uint8_t *hmask, uint8_t bit,
+                                                             uint8_t *u) {
+    for (int l = 0; l < 32; l++) {
+        const int v = ((q[l] >> (2 * j)) & 3) + bias;
+        u[l] = off(hmask && !(hmask[l] & bit) ? v - 4 : v);
+    }
+}
+
 static void unpack_q3_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q3_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
         const float d = qt_fp16_to_fp32(x[i].d);
-        /* 16 scales of 6 bits: low nibbles in bytes 0-7, top two bits in bytes 8-11. */
-        const uint8_t *b = x[i].scales;
-        int8_t sc[16];
-        for (int j = 0; j < 16; j++) {
-            const int lo = j < 8 ? (b[j] & 0xF) : (b[j - 8] >> 4);
-            const int hi = (b[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
-            sc[j] = (int8_t)((lo | (hi << 4)) - 32);
+        for (int g = 0; g < 16; g++) {
+            s[g] = d * (float)(int8_t)qt_q3k_scale(x[i].scales, g);
+            m[g] = 0.0f;
         }
-        const uint8_t *q = x[i].qs;
-        int g = 0;
-        for (int half = 0; half < 2; half++, q += 32) {
-            for (int j = 0; j < 4; j++) {
-                const int shift = 2 * j;
+        for (int half = 0; half < 2; half++) {
+            for (int j = 0; j < 4; j++, u += 32) {
                 const uint8_t bit = (uint8_t)(1u << (4 * half + j));
-                for (int l = 0; l < 32; l++) {
-                    const int v = (q[l] >> shift) & 3;
-                    u[l] = off(v - ((x[i].hmask[l] & bit) ? 0 : 4));
-                }
-                s[g] = d * (float)sc[g];
-                s[g + 1] = d * (float)sc[g + 1];
-                m[g] = m[g + 1] = 0.0f;
-                g += 2;
-                u += 32;
+                plane_2bit(x[i].qs + 32 * half, j, 0, x[i].hmask, bit, u);
             }
         }
-        s += 16;
-        m += 16;
     }
 }
 
 static void unpack_q2_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q2_K *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
         const float d = qt_fp16_to_fp32(x[i].d);
         const float dmin = qt_fp16_to_fp32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        int g = 0;
-        for (int half = 0; half < 2; half++, q += 32) {
-            for (int j = 0; j < 4; j++) {
-                for (int l = 0; l < 32; l++) {
-                    u[l] = off((q[l] >> (2 * j)) & 3);
-                }
-                for (int e = 0; e < 2; e++, g++) {
-                    const uint8_t sc = x[i].scales[g];
-                    s[g] = d * (float)(sc & 0xF);
-                    m[g] = -(dmin * (float)(sc >> 4));
-                }
-                u += 32;
-            }
+        for (int g = 0; g < 16; g++) {
+            s[g] = d * (float)(x[i].scales[g] & 0xF);
+            m[g] = -(dmin * (float)(x[i].scales[g] >> 4));
         }
-        s += 16;
-        m += 16;
+        for (int p = 0; p < 8; p++, u += 32) {
+            plane_2bit(x[i].qs + 32 * (p / 4), p % 4, 0, NULL, 0, u);
+        }
     }
 }
 
@@ -252,37 +234,30 @@ static void unpack_iq4_xs(const void *vx, int64_t n, uint8_t *u, float *s, float
     const block_iq4_xs *x = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = qt_fp16_to_fp32(x[i].d);
-        const uint8_t *qs = x[i].qs;
-        for (int ib = 0; ib < 8; ib++, qs += 16, u += 32, s += 2, m += 2) {
-            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
-                           (((x[i].scales_h >> (2 * ib)) & 3) << 4);
-            for (int j = 0; j < 16; j++) {
-                u[j] = off(k_iq4nl[qs[j] & 0xF]);
-                u[j + 16] = off(k_iq4nl[qs[j] >> 4]);
-            }
-            s[0] = s[1] = d * (float)(ls - 32);
+        for (int ib = 0; ib < 8; ib++, u += 32, s += 2, m += 2) {
+            nibbles_table(x[i].qs + 16 * ib, k_iq4nl, u);
+            s[0] = s[1] = d * (float)qt_iq4xs_scale(&x[i], ib);
             m[0] = m[1] = 0.0f;
         }
     }
 }
 
+/* TQ1_0 and TQ2_0: one fp16 scale for all 16 groups of the block, no minimum. */
+static void one_scale_k(uint16_t dh, float *s, float *m) {
+    const float d = qt_fp16_to_fp32(dh);
+    for (int g = 0; g < 16; g++) {
+        s[g] = d;
+        m[g] = 0.0f;
+    }
+}
+
 static void unpack_tq2_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_tq2_0 *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
-        for (int h = 0; h < 2; h++) {
-            for (int k = 0; k < 4; k++, u += 32) {
-                for (int l = 0; l < 32; l++) {
-                    u[l] = off(((x[i].qs[32 * h + l] >> (2 * k)) & 3) - 1);
-                }
-            }
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+        for (int p = 0; p < 8; p++, u += 32) {
+            plane_2bit(x[i].qs + 32 * (p / 4), p % 4, -1, NULL, 0, u);
         }
-        for (int g = 0; g < 16; g++) {
-            s[g] = d;
-            m[g] = 0.0f;
-        }
-        s += 16;
-        m += 16;
+        one_scale_k(x[i].d, s, m);
     }
 }
 
@@ -295,8 +270,7 @@ static inline int trit(uint8_t b, uint8_t pow3) {
 static void unpack_tq1_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
     const block_tq1_0 *x = vx;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = qt_fp16_to_fp32(x[i].d);
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
         for (int k = 0; k < 5; k++) {
             for (int l = 0; l < 32; l++) *u++ = off(trit(x[i].qs[l], pow3[k]));
         }
@@ -306,12 +280,7 @@ static void unpack_tq1_0(const void *vx, int64_t n, uint8_t *u, float *s, float 
         for (int k = 0; k < 4; k++) {
             for (int l = 0; l < 4; l++) *u++ = off(trit(x[i].qh[l], pow3[k]));
         }
-        for (int g = 0; g < 16; g++) {
-            s[g] = d;
-            m[g] = 0.0f;
-        }
-        s += 16;
-        m += 16;
+        one_scale_k(x[i].d, s, m);
     }
 }
 
@@ -434,22 +403,15 @@ static void tile_f32_ref(const float *tw, int64_t kc, const float *x, int64_t ld
     }
 }
 
+/* Every quantized encoding qmatmul takes, as X(ID, name) for unpack_<name>. */
+#define MM_REF_TYPES(X)                                                                     \
+    X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0) X(Q5_1, q5_1) X(Q8_0, q8_0) X(IQ4_NL, iq4_nl)   \
+    X(MXFP4, mxfp4) X(Q2_K, q2_K) X(Q3_K, q3_K) X(Q4_K, q4_K) X(Q5_K, q5_K) X(Q6_K, q6_K)    \
+    X(IQ4_XS, iq4_xs) X(TQ1_0, tq1_0) X(TQ2_0, tq2_0)
+#define MM_SET_UNPACK(ID, name) t->unpack[QT_T_##ID] = unpack_##name;
+
 void qt_mm_ref_register(qt_matmul_table *t) {
-    t->unpack[QT_T_Q4_0] = unpack_q4_0;
-    t->unpack[QT_T_Q4_1] = unpack_q4_1;
-    t->unpack[QT_T_Q5_0] = unpack_q5_0;
-    t->unpack[QT_T_Q5_1] = unpack_q5_1;
-    t->unpack[QT_T_Q8_0] = unpack_q8_0;
-    t->unpack[QT_T_IQ4_NL] = unpack_iq4_nl;
-    t->unpack[QT_T_MXFP4] = unpack_mxfp4;
-    t->unpack[QT_T_Q2_K] = unpack_q2_K;
-    t->unpack[QT_T_Q3_K] = unpack_q3_K;
-    t->unpack[QT_T_Q4_K] = unpack_q4_K;
-    t->unpack[QT_T_Q5_K] = unpack_q5_K;
-    t->unpack[QT_T_Q6_K] = unpack_q6_K;
-    t->unpack[QT_T_IQ4_XS] = unpack_iq4_xs;
-    t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
-    t->unpack[QT_T_TQ2_0] = unpack_tq2_0;
+    MM_REF_TYPES(MM_SET_UNPACK)
     t->quantize_act = quantize_act;
     t->dot = dot_ref;
     t->tile = tile_ref;

@@ -3,6 +3,7 @@
  * The arithmetic is written out one operation at a time on purpose: ggml's files are only
  * reproducible when every product and running sum rounds exactly as it does there, so products
  * keep their left-to-right grouping ((w*x)*l, not w*(x*l)) and sums their element order. */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -28,26 +29,85 @@ static inline float qx_weight(int rmse_type, float v) {
     }
 }
 
-float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
-                        const float *qw) {
-    float amax = 0.0f, peak = 0.0f;
+/* Symmetric levels l = clamp(nearest(iscale * x), -nmax, nmax - 1), stored as l + off, and when
+ * sumlx is given the fit's weighted sums sum(w*x*l) and sum(w*l*l) (w NULL: x^2), in element
+ * order. Inlined into each search, so the NULL cases cost nothing. */
+static inline void sym_levels(int n, int nmax, float iscale, const float *x, const float *w,
+                              int off, int8_t *L, float *sumlx, float *suml2) {
+    float slx = 0.0f, sl2 = 0.0f;
     for (int i = 0; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            peak = x[i];
+        const int l = QT_MAX(-nmax, QT_MIN(nmax - 1, qt_nearest_int(iscale * x[i])));
+        L[i] = (int8_t)(l + off);
+        if (sumlx) {
+            const float wi = w ? w[i] : x[i] * x[i];
+            slx += wi * x[i] * (float)l;
+            sl2 += wi * (float)l * (float)l;
         }
     }
+    if (sumlx) {
+        *sumlx = slx;
+        *suml2 = sl2;
+    }
+}
+
+/* Coordinate descent on a fitted scale, at most 5 sweeps: each level in turn moves to the value
+ * that best fits with the others fixed, clamped to [lo, hi], and the move stays when
+ * sum(w*x*l)^2 / sum(w*l^2) grows. w NULL means x^2; L holds int8_t (is_signed) or uint8_t
+ * levels. ggml's two searches differ in one test: qp skips an element whose remaining sum(w*l^2)
+ * is not positive, Q3's instead requires the sum after the move to be positive. Always inlined,
+ * so the flags fold away. */
+static inline __attribute__((always_inline)) void refine_levels(int n, const float *x,
+                                                                const float *w, int lo, int hi,
+                                                                int qp_test, int is_signed,
+                                                                void *L, float *sumlx,
+                                                                float *suml2) {
+    int8_t *Ls = L;
+    uint8_t *Lu = L;
+    float sx = *sumlx, s2 = *suml2;
+    for (int sweep = 0; sweep < 5; sweep++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float wi = w ? w[i] : x[i] * x[i];
+            const int li = is_signed ? Ls[i] : Lu[i];
+            float slx = sx - wi * x[i] * (float)li;
+            float sl2 = s2 - wi * (float)li * (float)li;
+            if (slx > 0 && (!qp_test || sl2 > 0)) {
+                const int nl = QT_MAX(lo, QT_MIN(hi, qt_nearest_int(x[i] * sl2 / slx)));
+                if (nl != li) {
+                    slx += wi * x[i] * (float)nl;
+                    sl2 += wi * (float)nl * (float)nl;
+                    if ((qp_test || sl2 > 0) && slx * slx * s2 > sx * sx * sl2) {
+                        if (is_signed) {
+                            Ls[i] = (int8_t)nl;
+                        } else {
+                            Lu[i] = (uint8_t)nl;
+                        }
+                        sx = slx;
+                        s2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) {
+            break;
+        }
+    }
+    *sumlx = sx;
+    *suml2 = s2;
+}
+
+float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
+                        const float *qw) {
+    float amax;
+    const float peak = qt_signed_peak(x, n, &amax);
     if (amax < QT_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
     float iscale = (float)(-nmax) / peak;
     if (rmse_type == 0) {
-        for (int i = 0; i < n; i++) {
-            const int l = qt_nearest_int(iscale * x[i]);
-            L[i] = (int8_t)(nmax + QT_MAX(-nmax, QT_MIN(nmax - 1, l)));
-        }
+        sym_levels(n, nmax, iscale, x, NULL, nmax, L, NULL, NULL);
         return 1 / iscale;
     }
     const int early = rmse_type < 0;
@@ -59,14 +119,8 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
     for (int i = 0; i < n; i++) {
         w[i] = qw ? qw[i] : qx_weight(rmse_type, x[i]);
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        int l = qt_nearest_int(iscale * x[i]);
-        l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        sumlx += w[i] * x[i] * (float)l;
-        suml2 += w[i] * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    sym_levels(n, nmax, iscale, x, w, nmax, L, &sumlx, &suml2);
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     if (early) {
         return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
@@ -78,14 +132,7 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
             continue;
         }
         iscale = -((float)nmax + 0.1f * (float)k) / peak;
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; i++) {
-            int l = qt_nearest_int(iscale * x[i]);
-            l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-            cand[i] = (int8_t)l;
-            sumlx += w[i] * x[i] * (float)l;
-            suml2 += w[i] * (float)l * (float)l;
-        }
+        sym_levels(n, nmax, iscale, x, w, 0, cand, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++) {
                 L[i] = (int8_t)(nmax + cand[i]);
@@ -98,61 +145,20 @@ float qt_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
 }
 
 float qt_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int refine) {
-    float amax = 0.0f, peak = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float a = fabsf(x[i]);
-        if (a > amax) {
-            amax = a;
-            peak = x[i];
-        }
-    }
+    float amax;
+    const float peak = qt_signed_peak(x, n, &amax);
     if (amax < QT_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
     const float iscale = (float)(-nmax) / peak;
     if (!refine) {
-        for (int i = 0; i < n; i++) {
-            const int l = qt_nearest_int(iscale * x[i]);
-            L[i] = (int8_t)(QT_MAX(-nmax, QT_MIN(nmax - 1, l)) + nmax);
-        }
+        sym_levels(n, nmax, iscale, x, NULL, nmax, L, NULL, NULL);
         return 1 / iscale;
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        int l = qt_nearest_int(iscale * x[i]);
-        l = QT_MAX(-nmax, QT_MIN(nmax - 1, l));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
-    /* Coordinate descent: move one level at a time while the fit improves, at most 5 sweeps. */
-    for (int sweep = 0; sweep < 5; sweep++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = x[i] * x[i];
-            float slx = sumlx - w * x[i] * (float)L[i];
-            if (slx > 0) {
-                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-                int nl = qt_nearest_int(x[i] * sl2 / slx);
-                nl = QT_MAX(-nmax, QT_MIN(nmax - 1, nl));
-                if (nl != L[i]) {
-                    slx += w * x[i] * (float)nl;
-                    sl2 += w * (float)nl * (float)nl;
-                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (int8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed++;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
+    float sumlx, suml2;
+    sym_levels(n, nmax, iscale, x, NULL, 0, L, &sumlx, &suml2);
+    refine_levels(n, x, NULL, -nmax, nmax - 1, 0, 1, L, &sumlx, &suml2);
     for (int i = 0; i < n; i++) {
         L[i] = (int8_t)(L[i] + nmax);
     }
@@ -304,43 +310,14 @@ float qt_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float
         sumlx += qw[i] * x[i] * (float)l;
         suml2 += qw[i] * (float)l * (float)l;
     }
-    for (int sweep = 0; sweep < 5; sweep++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * (float)L[i];
-            float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int nl = QT_MIN(nmax, qt_nearest_int(x[i] * sl2 / slx));
-                if (nl != (int)L[i]) {
-                    slx += w * x[i] * (float)nl;
-                    sl2 += w * (float)nl * (float)nl;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed++;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
+    refine_levels(n, x, qw, INT_MIN, nmax, 1, 0, L, &sumlx, &suml2);
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
 float qt_iq4_group_scale(const float *x, const float *weight, int ntry) {
     const int8_t *tab = qt_iq4nl_values;
-    float amax = 0.0f, peak = 0.0f;
-    for (int j = 0; j < 32; j++) {
-        const float a = fabsf(x[j]);
-        if (a > amax) {
-            amax = a;
-            peak = x[j];
-        }
-    }
+    float amax;
+    const float peak = qt_signed_peak(x, 32, &amax);
     if (amax < QT_GROUP_EPS) {
         return 0.0f;
     }

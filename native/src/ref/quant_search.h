@@ -7,6 +7,7 @@
 #ifndef QT_REF_QUANT_SEARCH_H
 #define QT_REF_QUANT_SEARCH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,6 +22,21 @@ static inline int qt_nearest_int(float f) {
     int32_t bits;
     memcpy(&bits, &biased, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* The value of largest magnitude (signed; the first one wins ties, NaNs never win) and that
+ * magnitude in *amax: the symmetric searches scale their groups by it. */
+static inline float qt_signed_peak(const float *x, int n, float *amax) {
+    float a_best = 0.0f, peak = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float a = fabsf(x[i]);
+        if (a > a_best) {
+            a_best = a;
+            peak = x[i];
+        }
+    }
+    *amax = a_best;
+    return peak;
 }
 
 /* Symmetric levels in [-nmax, nmax-1], stored offset by +nmax in L. Weight per element is qw[i]
