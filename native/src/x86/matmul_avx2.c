@@ -1045,6 +1045,101 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(acc);
 }
 
+/* ---------------------------------------------------------------- ternary GEMV dots
+ * TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
+ * values. Each 32-value step dots the unsigned digits with the activations; the -1 comes back
+ * once per block through the activation group sums (d * sum_g sa_g). */
+
+/* acc += sc * (v . a) over values j .. j + 31, v unsigned and below 4. */
+ALWAYS_INLINE __m256 digit_step(__m256 acc, __m256i v, __m256 sc, const qt_mm_act *act,
+                                int64_t j) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_unsigned(v, act_bytes(act, j))), sc, acc);
+}
+
+/* d * da of the block's sixteen groups (sd[0]: groups 0-7, sd[1]: 8-15); offs += d * sa. */
+ALWAYS_INLINE void ternary_scales(const qt_mm_act *act, int64_t j0, uint16_t d16, __m256 sd[2],
+                                  __m256 *offs) {
+    const __m256 d = _mm256_set1_ps(h2f(d16));
+    const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
+    sd[0] = _mm256_mul_ps(d, _mm256_loadu_ps(da));
+    sd[1] = _mm256_mul_ps(d, _mm256_loadu_ps(da + 8));
+    *offs = _mm256_fmadd_ps(d, _mm256_add_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)), *offs);
+}
+
+static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq2_0 *x = row;
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offs = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        __m256 sd[2];
+        ternary_scales(act, j0, x[i].d, sd, &offs);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h);
+            for (int j = 0; j < 4; j++) {
+                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
+                acc[j & 1] = digit_step(acc[j & 1], v, pick_pair(sd[h], j), act,
+                                        j0 + 128 * h + 32 * j);
+            }
+        }
+    }
+    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), offs));
+}
+
+/* The base-3 digit (3 * b) >> 8 of each byte b: 1 from b = 86 on, 2 from b = 171 on. */
+ALWAYS_INLINE __m256i top_trits(__m256i b) {
+    const __m256i s = _mm256_xor_si256(b, _mm256_set1_epi8((char)0x80)); /* b - 128, signed */
+    const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, _mm256_set1_epi8(85 - 128)),
+                                      _mm256_cmpgt_epi8(s, _mm256_set1_epi8(170 - 128)));
+    return _mm256_sub_epi8(_mm256_setzero_si256(), c);
+}
+
+ALWAYS_INLINE __m256i times3_256(__m256i b) {
+    return _mm256_add_epi8(b, _mm256_add_epi8(b, b));
+}
+
+ALWAYS_INLINE __m128i times3_128(__m128i b) {
+    return _mm_add_epi8(b, _mm_add_epi8(b, b));
+}
+
+/* TQ1_0 (layout as in unpack_tq1_0): digit k of byte b is the top trit of b * 3^k (mod 256).
+ * qs[0..31] give values 32k + l, qs[32..47] values 160 + 16k + l and qh values 240 + 4k + l,
+ * so the last 96 values are three 32-byte steps: planes 0|1, 2|3 and 4|qh. */
+static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq1_0 *x = row;
+    const __m256i qh_pow3 = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offs = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        __m256 sd[2];
+        ternary_scales(act, j0, x[i].d, sd, &offs);
+        __m256i b = load256(x[i].qs);
+        for (int s = 0; s < 5; s++, b = times3_256(b)) {
+            acc[s & 1] = digit_step(acc[s & 1], top_trits(b), pick_pair(sd[s / 4], s % 4), act,
+                                    j0 + 32 * s);
+        }
+        __m128i p[5];
+        p[0] = _mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32));
+        for (int t = 1; t < 5; t++) {
+            p[t] = times3_128(p[t - 1]);
+        }
+        const __m256i hq = _mm256_and_si256(
+            _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(load_i32(x[i].qh))), qh_pow3),
+            _mm256_set1_epi16(0xFF));
+        const __m128i h16 = _mm_packus_epi16(_mm256_castsi256_si128(hq),
+                                             _mm256_extracti128_si256(hq, 1));
+        const __m256i tail[3] = {_mm256_set_m128i(p[1], p[0]), _mm256_set_m128i(p[3], p[2]),
+                                 _mm256_set_m128i(h16, p[4])};
+        for (int s = 5; s < 8; s++) {
+            acc[s & 1] = digit_step(acc[s & 1], top_trits(tail[s - 5]), pick_pair(sd[1], s - 4),
+                                    act, j0 + 32 * s);
+        }
+    }
+    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), offs));
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
     t->unpack[QT_T_Q4_1] = unpack_q4_1;
@@ -1074,6 +1169,8 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q3_K] = fdot_q3_K;
     t->fdot[QT_T_IQ4_XS] = fdot_iq4_xs;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
+    t->fdot[QT_T_TQ1_0] = fdot_tq1_0;
+    t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->dot_f32 = dot_f32;
