@@ -1045,51 +1045,88 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(acc);
 }
 
-/* ---------------------------------------------------------------- ternary GEMV dots
- * TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
- * values. Each 32-value step dots the unsigned digits with the activations; the -1 comes back
- * once per block through the activation group sums (d * sum_g sa_g). */
+/* ---------------------------------------------------------------- small-digit GEMV dots
+ * Encodings whose stored digits are small enough that a 16-value group's products fit in 16
+ * bits (digit < 4: at most 16 * 3 * 127) sum each block's eight 32-value steps down to one
+ * integer per group with adds and unpacks, and convert and scale once per block. On cores
+ * where 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a
+ * conversion and an FMA per step cost twice the maddubs itself. */
 
-/* acc += sc * (v . a) over values j .. j + 31, v unsigned and below 4. */
-ALWAYS_INLINE __m256 digit_step(__m256 acc, __m256i v, __m256 sc, const qt_mm_act *act,
-                                int64_t j) {
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_unsigned(v, act_bytes(act, j))), sc, acc);
+/* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
+ * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
+ALWAYS_INLINE __m256i digit_products(__m256i v, const qt_mm_act *act, int64_t j) {
+    return _mm256_maddubs_epi16(v, act_bytes(act, j));
 }
 
-/* d * da of the block's sixteen groups (sd[0]: groups 0-7, sd[1]: 8-15); offs += d * sa. */
-ALWAYS_INLINE void ternary_scales(const qt_mm_act *act, int64_t j0, uint16_t d16, __m256 sd[2],
-                                  __m256 *offs) {
-    const __m256 d = _mm256_set1_ps(h2f(d16));
+/* Interleave two vectors' partial sums and add the halves: (A..., B...) -> (A, B, A, B, ...). */
+ALWAYS_INLINE __m256i fold16(__m256i a, __m256i b) {
+    return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+}
+
+/* The eight steps' products to one sum per group: the low 128 bits hold groups 0, 2, 8, 10,
+ * 4, 6, 12, 14 and the high ones 1, 3, 9, 11, 5, 7, 13, 15 (the order in which
+ * _mm256_shuffle_ps(v[0..7], v[8..15], 0x88 / 0xDD) leaves per-group scales). */
+ALWAYS_INLINE __m256i group_sums16(const __m256i p[8]) {
+    return fold16(fold16(fold16(p[0], p[2]), fold16(p[4], p[6])),
+                  fold16(fold16(p[1], p[3]), fold16(p[5], p[7])));
+}
+
+/* acc += sum over the block's groups of sums[g] * ds * da[g] (da: the block's 16 activation
+ * scales in order; ds: the weight scale, per lane of the order below). */
+ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 ds, __m256 da_lo,
+                                      __m256 da_hi) {
+    const __m256 even = _mm256_mul_ps(ds, _mm256_shuffle_ps(da_lo, da_hi, 0x88));
+    const __m256 odd = _mm256_mul_ps(ds, _mm256_shuffle_ps(da_lo, da_hi, 0xDD));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums))),
+                          even, acc);
+    return _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
+}
+
+/* TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
+ * values; the -1 comes back once per block through the activation group sums (d * sum sa).
+ * odd_scale scales the groups of odd steps (TQ2_0 reads those digits 4x, unshifted). */
+ALWAYS_INLINE __m256 ternary_block(__m256 acc, __m256 *offs, const __m256i p[8], uint16_t d16,
+                                   float odd_scale, const qt_mm_act *act, int64_t j0) {
+    const float dv = h2f(d16);
+    const __m256 d = _mm256_set1_ps(dv);
     const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
-    sd[0] = _mm256_mul_ps(d, _mm256_loadu_ps(da));
-    sd[1] = _mm256_mul_ps(d, _mm256_loadu_ps(da + 8));
     *offs = _mm256_fmadd_ps(d, _mm256_add_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)), *offs);
+    /* in the order scale_group_sums reads them, odd steps' groups sit in lanes 1 and 3 */
+    const __m256 ds = _mm256_mul_ps(d, _mm256_setr_ps(1.0f, odd_scale, 1.0f, odd_scale, 1.0f,
+                                                      odd_scale, 1.0f, odd_scale));
+    return scale_group_sums(acc, group_sums16(p), ds, _mm256_loadu_ps(da),
+                            _mm256_loadu_ps(da + 8));
 }
 
+/* TQ2_0: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l]. Digits of odd j are taken in
+ * place (bits 2-3 of q or q >> 4: 4x the digit, still within 16-bit group sums) and their
+ * groups scaled by 1/4, exactly, so each 32 bytes need one shift. */
 static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq2_0 *x = row;
-    const __m256i three = _mm256_set1_epi8(3);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offs = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(3), high = _mm256_set1_epi8(12);
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
-        __m256 sd[2];
-        ternary_scales(act, j0, x[i].d, sd, &offs);
+        __m256i p[8];
         for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
+            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            const __m256i v[4] = {_mm256_and_si256(q, low), _mm256_and_si256(q, high),
+                                  _mm256_and_si256(q4, low), _mm256_and_si256(q4, high)};
             for (int j = 0; j < 4; j++) {
-                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                acc[j & 1] = digit_step(acc[j & 1], v, pick_pair(sd[h], j), act,
-                                        j0 + 128 * h + 32 * j);
+                p[4 * h + j] = digit_products(v[j], act, j0 + 128 * h + 32 * j);
             }
         }
+        acc = ternary_block(acc, &offs, p, x[i].d, 0.25f, act, j0);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), offs));
+    return hsum8(_mm256_sub_ps(acc, offs));
 }
 
-/* The base-3 digit (3 * b) >> 8 of each byte b: 1 from b = 86 on, 2 from b = 171 on. */
-ALWAYS_INLINE __m256i top_trits(__m256i b) {
-    const __m256i s = _mm256_xor_si256(b, _mm256_set1_epi8((char)0x80)); /* b - 128, signed */
+/* The base-3 digit (3 * b) >> 8 of each byte b (1 from b = 86 on, 2 from b = 171 on), from
+ * s = b ^ 0x80 (b - 128 as a signed byte). The flip survives the digit planes' multiplies by 3:
+ * 3 (b + 128) = 3 b + 128 (mod 256), so it is applied once per loaded byte. */
+ALWAYS_INLINE __m256i top_trits(__m256i s) {
     const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, _mm256_set1_epi8(85 - 128)),
                                       _mm256_cmpgt_epi8(s, _mm256_set1_epi8(170 - 128)));
     return _mm256_sub_epi8(_mm256_setzero_si256(), c);
@@ -1109,35 +1146,36 @@ ALWAYS_INLINE __m128i times3_128(__m128i b) {
 static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq1_0 *x = row;
     const __m256i qh_pow3 = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offs = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
-        __m256 sd[2];
-        ternary_scales(act, j0, x[i].d, sd, &offs);
-        __m256i b = load256(x[i].qs);
+        __m256i p[8];
+        __m256i b = _mm256_xor_si256(load256(x[i].qs), flip);
         for (int s = 0; s < 5; s++, b = times3_256(b)) {
-            acc[s & 1] = digit_step(acc[s & 1], top_trits(b), pick_pair(sd[s / 4], s % 4), act,
-                                    j0 + 32 * s);
+            p[s] = digit_products(top_trits(b), act, j0 + 32 * s);
         }
-        __m128i p[5];
-        p[0] = _mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32));
-        for (int t = 1; t < 5; t++) {
-            p[t] = times3_128(p[t - 1]);
+        __m128i t[5];
+        t[0] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32)),
+                             _mm256_castsi256_si128(flip));
+        for (int e = 1; e < 5; e++) {
+            t[e] = times3_128(t[e - 1]);
         }
         const __m256i hq = _mm256_and_si256(
             _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(load_i32(x[i].qh))), qh_pow3),
             _mm256_set1_epi16(0xFF));
-        const __m128i h16 = _mm_packus_epi16(_mm256_castsi256_si128(hq),
-                                             _mm256_extracti128_si256(hq, 1));
-        const __m256i tail[3] = {_mm256_set_m128i(p[1], p[0]), _mm256_set_m128i(p[3], p[2]),
-                                 _mm256_set_m128i(h16, p[4])};
+        const __m128i h16 = _mm_xor_si128(
+            _mm_packus_epi16(_mm256_castsi256_si128(hq), _mm256_extracti128_si256(hq, 1)),
+            _mm256_castsi256_si128(flip));
+        const __m256i tail[3] = {_mm256_set_m128i(t[1], t[0]), _mm256_set_m128i(t[3], t[2]),
+                                 _mm256_set_m128i(h16, t[4])};
         for (int s = 5; s < 8; s++) {
-            acc[s & 1] = digit_step(acc[s & 1], top_trits(tail[s - 5]), pick_pair(sd[1], s - 4),
-                                    act, j0 + 32 * s);
+            p[s] = digit_products(top_trits(tail[s - 5]), act, j0 + 32 * s);
         }
+        acc = ternary_block(acc, &offs, p, x[i].d, 1.0f, act, j0);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), offs));
+    return hsum8(_mm256_sub_ps(acc, offs));
 }
 
 void qt_mm_avx2_register(qt_matmul_table *t) {
