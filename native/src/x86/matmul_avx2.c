@@ -874,7 +874,8 @@ ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k,
         const __m256 da_g = _mm256_permutevar8x32_ps(
             _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
         const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        const __m256 sd = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g);
+        float sd[8];
+        _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g));
         /* dmin * min_g times the activation sum of group g (two per-16 sums) */
         const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
         const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
@@ -893,8 +894,7 @@ ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k,
                     half[h] = _mm256_or_si256(half[h], _mm256_slli_epi16(bit, 4));
                 }
                 const __m256i p = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
-                const __m256 sc = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(g));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(sd + g), acc);
             }
         }
     }
@@ -913,6 +913,12 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
 ALWAYS_INLINE __m256 pick_pair(__m256 v, int j) {
     return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1,
                                                          2 * j + 1, 2 * j + 1, 2 * j + 1));
+}
+
+/* The same from memory: two broadcasts, no lane-crossing permute (3 uops on Zen 1). */
+ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
+                                _mm_broadcast_ss(v + 2 * j + 1), 1);
 }
 
 /* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
@@ -1008,22 +1014,24 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
 }
 
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
- * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back through
- * the GEMV's per-4 activation sums (nsum4). */
+ * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back once per
+ * half through the activation group sums: 32 * sum_g d * scale_g * sa_g. */
 static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q6_K *x = row;
     const __m256i mask = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const __m256 d = _mm256_set1_ps(h2f(x[i].d));
         const __m128i sc16 = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
         for (int h = 0; h < 2; h++) {
-            /* d * scale * da for the half's eight groups of 16 values */
-            const __m256 sd = _mm256_mul_ps(
-                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                                     h ? _mm_srli_si128(sc16, 8) : sc16))),
-                _mm256_loadu_ps(act->da + (QK_K * i + 128 * h) / 16));
+            const int64_t g0 = (QK_K * i + 128 * h) / 16;
+            /* d * scale for the half's eight groups of 16 values, then times da */
+            const __m256 dsc = _mm256_mul_ps(
+                d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h ? _mm_srli_si128(sc16, 8) : sc16)));
+            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + g0), offs);
+            float sd[8];
+            _mm256_storeu_ps(sd, _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + g0)));
             const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
             const __m256i qh = load256(x[i].qh + 32 * h);
             const __m256i lows[4] = {_mm256_and_si256(ql0, mask), _mm256_and_si256(ql1, mask),
@@ -1033,16 +1041,13 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
                 const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), three);
                 const __m256i v = _mm256_or_si256(lows[t], _mm256_slli_epi16(hi2, 4));
                 const int64_t j = QK_K * i + 128 * h + 32 * t;
-                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + j / 4));
-                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
-                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 5));
                 /* lanes 0-3: values j .. j + 15 (group 2t of the half), lanes 4-7: the next */
-                const __m256 sc = pick_pair(sd, t);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_unsigned(v, act_bytes(act, j))),
+                                      pair_of(sd, t), acc);
             }
         }
     }
-    return hsum8(acc);
+    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs, acc));
 }
 
 /* ---------------------------------------------------------------- small-digit GEMV dots
