@@ -1183,6 +1183,67 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_sub_ps(acc, offs));
 }
 
+/* ---------------------------------------------------------------- float-storage GEMV
+ * Exact path on F32 / F16 / BF16 rows: each weight converted exactly to float32 as it is
+ * loaded (F16C for F16, a shift for BF16) and multiplied with x in float32, no decoded copy. */
+enum { WF32, WF16, WBF16 };
+
+ALWAYS_INLINE __m256 load_w8(const void *w, int64_t j, int kind) {
+    if (kind == WF32) {
+        return _mm256_loadu_ps((const float *)w + j);
+    }
+    const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)w + j));
+    return kind == WF16 ? _mm256_cvtph_ps(h)
+                        : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+ALWAYS_INLINE float load_w1(const void *w, int64_t j, int kind) {
+    if (kind == WF32) {
+        return ((const float *)w)[j];
+    }
+    const uint16_t h = ((const uint16_t *)w)[j];
+    if (kind == WF16) {
+        return h2f(h);
+    }
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int kind) {
+    const int esize = kind == WF32 ? 4 : 2;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    int64_t j = 0;
+    for (; j + 32 <= k; j += 32) {
+        prefetch_ahead((const char *)w + j * esize, 32 * esize);
+        for (int q = 0; q < 4; q++) {
+            a[q] = _mm256_fmadd_ps(load_w8(w, j + 8 * q, kind), _mm256_loadu_ps(x + j + 8 * q), a[q]);
+        }
+    }
+    for (; j + 8 <= k; j += 8) {
+        a[0] = _mm256_fmadd_ps(load_w8(w, j, kind), _mm256_loadu_ps(x + j), a[0]);
+    }
+    float total = hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    for (; j < k; j++) {
+        total += load_w1(w, j, kind) * x[j];
+    }
+    return total;
+}
+
+static float fdot_f32w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, WF32);
+}
+
+static float fdot_f16w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, WF16);
+}
+
+static float fdot_bf16w(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, WBF16);
+}
+
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
     t->unpack[QT_T_Q4_1] = unpack_q4_1;
@@ -1214,6 +1275,9 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->fdot[QT_T_TQ1_0] = fdot_tq1_0;
     t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
+    t->fdot_float[QT_T_F32] = fdot_f32w;
+    t->fdot_float[QT_T_F16] = fdot_f16w;
+    t->fdot_float[QT_T_BF16] = fdot_bf16w;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->dot_f32 = dot_f32;
