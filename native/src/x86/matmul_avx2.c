@@ -67,7 +67,7 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
 /* rb activation rows against one 16-row tile: lanes of lo are weight rows 0-7, hi 8-15. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             float *out) {
+                             const int small, float *out) {
     __m256 flo[4], fhi[4];
     for (int r = 0; r < rb; r++) {
         flo[r] = _mm256_setzero_ps();
@@ -85,14 +85,24 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
         const __m256 slo = _mm256_load_ps(ts + g * 16), shi = _mm256_load_ps(ts + g * 16 + 8);
         for (int r = 0; r < rb; r++) {
             const int8_t *a = acts[r].a + k0 + g * 16;
-            __m256i lo = _mm256_set1_epi32(0), hi = _mm256_set1_epi32(0);
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
-                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(
-                                              wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c])), ones));
-                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(
-                                              wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1])),
-                                          ones));
+                const __m256i plo = _mm256_maddubs_epi16(wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c]));
+                const __m256i phi =
+                    _mm256_maddubs_epi16(wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1]));
+                if (small) {
+                    /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
+                    lo = _mm256_add_epi16(lo, plo);
+                    hi = _mm256_add_epi16(hi, phi);
+                } else {
+                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(plo, ones));
+                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(phi, ones));
+                }
+            }
+            if (small) {
+                lo = _mm256_madd_epi16(lo, ones);
+                hi = _mm256_madd_epi16(hi, ones);
             }
             const __m256 d = _mm256_set1_ps(acts[r].da[k0 / 16 + g]);
             flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(slo, d), flo[r]);
@@ -114,17 +124,33 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
     }
 }
 
-static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
-    (void)pair;
+ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                            int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                            const int small, float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
     for (; i + 4 <= nrows; i += 4) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, out + i * QT_MM_TILE_ROWS);
     }
     for (; i < nrows; i++) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, out + i * QT_MM_TILE_ROWS);
     }
+}
+
+static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+    (void)pair;
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, out);
+}
+
+/* Encodings whose unpacked values stay within +-32 (qt_mm_small_values): a group's products
+ * are summed in 16-bit lanes and widened once, a quarter of the widening multiplies (the
+ * multiply pipe is what the tile kernel waits on). */
+static void tile_avx2_small(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                            int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                            float *out) {
+    (void)pair;
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, out);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
@@ -1280,6 +1306,7 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot_float[QT_T_BF16] = fdot_bf16w;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
+    t->tile_small = tile_avx2_small;
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
 }
