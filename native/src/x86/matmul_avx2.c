@@ -935,16 +935,47 @@ static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
     return fdot_q45_K(row, act, k, 1);
 }
 
-/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight in v. */
-ALWAYS_INLINE __m256 pick_pair(__m256 v, int j) {
-    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1,
-                                                         2 * j + 1, 2 * j + 1, 2 * j + 1));
-}
-
-/* The same from memory: two broadcasts, no lane-crossing permute (3 uops on Zen 1). */
+/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
+ * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
 ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
                                 _mm_broadcast_ss(v + 2 * j + 1), 1);
+}
+
+/* Small-digit blocks. Encodings whose stored digits are small enough that a 16-value group's products fit in 16
+ * bits (digits below 8: at most 16 * 7 * 127) sum each block's eight 32-value steps down to one
+ * integer per group with adds and unpacks, and convert and scale once per block. On cores
+ * where 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a
+ * conversion and an FMA per step cost twice the maddubs itself. */
+
+/* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
+ * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
+ALWAYS_INLINE __m256i digit_products(__m256i v, const qt_mm_act *act, int64_t j) {
+    return _mm256_maddubs_epi16(v, act_bytes(act, j));
+}
+
+/* Interleave two vectors' partial sums and add the halves: (A..., B...) -> (A, B, A, B, ...). */
+ALWAYS_INLINE __m256i fold16(__m256i a, __m256i b) {
+    return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+}
+
+/* The eight steps' products to one sum per group: the low 128 bits hold groups 0, 2, 8, 10,
+ * 4, 6, 12, 14 and the high ones 1, 3, 9, 11, 5, 7, 13, 15 (the order in which
+ * _mm256_shuffle_ps(v[0..7], v[8..15], 0x88 / 0xDD) leaves per-group scales). */
+ALWAYS_INLINE __m256i group_sums16(const __m256i p[8]) {
+    return fold16(fold16(fold16(p[0], p[2]), fold16(p[4], p[6])),
+                  fold16(fold16(p[1], p[3]), fold16(p[5], p[7])));
+}
+
+/* acc += sum over the block's groups of sums[g] * sc[g], sc_lo / sc_hi the scales of groups
+ * 0-7 / 8-15 in order. */
+ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 sc_lo, __m256 sc_hi) {
+    const __m256 even = _mm256_shuffle_ps(sc_lo, sc_hi, 0x88);
+    const __m256 odd = _mm256_shuffle_ps(sc_lo, sc_hi, 0xDD);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums))),
+                          even, acc);
+    return _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
 }
 
 /* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
@@ -953,9 +984,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q2_K *x = row;
     const __m256i three = _mm256_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    /* two sums, each a multiply then an add: one FMA chain waited on FMA latency (10.7 ->
-     * 12.3 GB/s; the same change made Q5_K and Q6_K slower, so they keep one chain) */
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, macc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
@@ -973,30 +1002,31 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
                 _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8))),
                 _mm256_loadu_ps(sa), macc);
         }
+        __m256i p[8];
         for (int h = 0; h < 2; h++) {
             const __m256i q = load256(x[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                const __m256i p = dot_unsigned(v, act_bytes(act, j0 + 128 * h + 32 * j));
-                acc[j & 1] = _mm256_add_ps(
-                    acc[j & 1], _mm256_mul_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j)));
+                p[4 * h + j] = digit_products(v, act, j0 + 128 * h + 32 * j);
             }
         }
+        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), macc));
+    return hsum8(_mm256_sub_ps(acc, macc));
 }
 
 /* Q3_K: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l] plus 4 times bit 4h + j of
  * hmask[l], minus 4; one 6-bit scale (stored + 32) per 16 values, low nibbles in scales[0..7]
  * (groups 0-7 low, 8-15 high), top two bits of group g at bit 2(g / 4) of scales[8 + g % 4].
- * The -4 comes back through the per-4 activation sums (nsum4). */
+ * The stored values (below 8) are dotted; the -4 comes back once per block through the
+ * activation group sums: 4 * sum_g d * scale_g * sa_g. */
 static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q3_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     const __m128i low4 = _mm_set1_epi8(0x0F);
     const __m256i hshift[2] = {_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2),
                                _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)};
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
@@ -1016,27 +1046,28 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
                                                 _mm256_set1_epi32(3));
             const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
                                                 _mm256_set1_epi32(32));
-            sd[h] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)),
-                                  _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
+            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + j0 / 16 + 8 * h), offs);
+            sd[h] = _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
         }
         const __m256i hm = load256(x[i].hmask);
+        __m256i p[8];
         for (int h = 0; h < 2; h++) {
             const __m256i q = load256(x[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
-                const int64_t jj = j0 + 128 * h + 32 * j;
                 /* stored value (q & 3) + 4 * high bit: the real value plus 4 */
+                const int b = 4 * h + j; /* hmask bit, shifted to bit 2 */
+                const __m256i hb = _mm256_and_si256(b <= 2 ? _mm256_slli_epi16(hm, 2 - b)
+                                                           : _mm256_srli_epi16(hm, b - 2),
+                                                    four);
                 const __m256i v = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one), 2));
-                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + jj / 4));
-                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, jj)),
-                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 2));
-                acc[j & 1] = _mm256_add_ps(
-                    acc[j & 1], _mm256_mul_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j)));
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), hb);
+                p[b] = digit_products(v, act, j0 + 128 * h + 32 * j);
             }
         }
+        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
     }
-    return hsum8(_mm256_add_ps(acc[0], acc[1]));
+    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(4.0f), offs, acc));
 }
 
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
@@ -1076,58 +1107,21 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs, acc));
 }
 
-/* ---------------------------------------------------------------- small-digit GEMV dots
- * Encodings whose stored digits are small enough that a 16-value group's products fit in 16
- * bits (digit < 4: at most 16 * 3 * 127) sum each block's eight 32-value steps down to one
- * integer per group with adds and unpacks, and convert and scale once per block. On cores
- * where 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a
- * conversion and an FMA per step cost twice the maddubs itself. */
-
-/* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
- * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
-ALWAYS_INLINE __m256i digit_products(__m256i v, const qt_mm_act *act, int64_t j) {
-    return _mm256_maddubs_epi16(v, act_bytes(act, j));
-}
-
-/* Interleave two vectors' partial sums and add the halves: (A..., B...) -> (A, B, A, B, ...). */
-ALWAYS_INLINE __m256i fold16(__m256i a, __m256i b) {
-    return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
-}
-
-/* The eight steps' products to one sum per group: the low 128 bits hold groups 0, 2, 8, 10,
- * 4, 6, 12, 14 and the high ones 1, 3, 9, 11, 5, 7, 13, 15 (the order in which
- * _mm256_shuffle_ps(v[0..7], v[8..15], 0x88 / 0xDD) leaves per-group scales). */
-ALWAYS_INLINE __m256i group_sums16(const __m256i p[8]) {
-    return fold16(fold16(fold16(p[0], p[2]), fold16(p[4], p[6])),
-                  fold16(fold16(p[1], p[3]), fold16(p[5], p[7])));
-}
-
-/* acc += sum over the block's groups of sums[g] * ds * da[g] (da: the block's 16 activation
- * scales in order; ds: the weight scale, per lane of the order below). */
-ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 ds, __m256 da_lo,
-                                      __m256 da_hi) {
-    const __m256 even = _mm256_mul_ps(ds, _mm256_shuffle_ps(da_lo, da_hi, 0x88));
-    const __m256 odd = _mm256_mul_ps(ds, _mm256_shuffle_ps(da_lo, da_hi, 0xDD));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums))),
-                          even, acc);
-    return _mm256_fmadd_ps(
-        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
-}
+/* ---------------------------------------------------------------- ternary GEMV dots */
 
 /* TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
  * values; the -1 comes back once per block through the activation group sums (d * sum sa).
- * odd_scale scales the groups of odd steps (TQ2_0 reads those digits 4x, unshifted). */
+ * odd_scale scales the groups of odd steps (2, 3, 6, 7 of each eight; TQ2_0 reads those
+ * digits 4x, unshifted). */
 ALWAYS_INLINE __m256 ternary_block(__m256 acc, __m256 *offs, const __m256i p[8], uint16_t d16,
                                    float odd_scale, const qt_mm_act *act, int64_t j0) {
-    const float dv = h2f(d16);
-    const __m256 d = _mm256_set1_ps(dv);
+    const __m256 d = _mm256_set1_ps(h2f(d16));
     const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
     *offs = _mm256_fmadd_ps(d, _mm256_add_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)), *offs);
-    /* in the order scale_group_sums reads them, odd steps' groups sit in lanes 1 and 3 */
-    const __m256 ds = _mm256_mul_ps(d, _mm256_setr_ps(1.0f, odd_scale, 1.0f, odd_scale, 1.0f,
-                                                      odd_scale, 1.0f, odd_scale));
-    return scale_group_sums(acc, group_sums16(p), ds, _mm256_loadu_ps(da),
-                            _mm256_loadu_ps(da + 8));
+    const __m256 ds = _mm256_mul_ps(d, _mm256_setr_ps(1.0f, 1.0f, odd_scale, odd_scale, 1.0f,
+                                                      1.0f, odd_scale, odd_scale));
+    return scale_group_sums(acc, group_sums16(p), _mm256_mul_ps(ds, _mm256_loadu_ps(da)),
+                            _mm256_mul_ps(ds, _mm256_loadu_ps(da + 8)));
 }
 
 /* TQ2_0: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l]. Digits of odd j are taken in
