@@ -871,82 +871,11 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
- * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
- * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
- * before qs[128]. */
-ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
-    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    const __m256i dpick = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-    __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
-        prefetch_ahead(b, (int)bs);
-        const int64_t j0 = QK_K * i;
-        uint16_t d16, dmin16;
-        uint32_t w[3];
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
-        memcpy(w, b + 4, sizeof w);
-        const uint32_t packed[4] = {w[0] & 0x3f3f3f3fu,
-                                    (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u),
-                                    w[1] & 0x3f3f3f3fu,
-                                    ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)};
-        const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)packed);
-        /* d * scale_g * da of group g's 32 values (group-32 activations: da[2g] = da[2g+1]) */
-        const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
-        const __m256 da_g = _mm256_permutevar8x32_ps(
-            _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
-        const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        float sd[8];
-        _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g));
-        /* dmin * min_g times the activation sum of group g (two per-16 sums) */
-        const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
-        const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        mins8 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(dmin16)), mins), sa_g, mins8);
-        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
-             * of group g is bit g of qh */
-            const __m256i q = load256(b + qs_off + 32 * c);
-            __m256i half[2] = {_mm256_and_si256(q, mask),
-                               _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
-            for (int h = 0; h < 2; h++) {
-                const int g = 2 * c + h;
-                if (five) {
-                    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, g), one);
-                    half[h] = _mm256_or_si256(half[h], _mm256_slli_epi16(bit, 4));
-                }
-                const __m256i p = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(sd + g), acc);
-            }
-        }
-    }
-    return hsum8(_mm256_sub_ps(acc, mins8));
-}
-
-static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 0);
-}
-
-static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 1);
-}
-
-/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
- * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
-ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
-                                _mm_broadcast_ss(v + 2 * j + 1), 1);
-}
-
-/* Small-digit blocks. Encodings whose stored digits are small enough that a 16-value group's products fit in 16
- * bits (digits below 8: at most 16 * 7 * 127) sum each block's eight 32-value steps down to one
- * integer per group with adds and unpacks, and convert and scale once per block. On cores
- * where 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a
- * conversion and an FMA per step cost twice the maddubs itself. */
+/* Small-digit blocks. Where a 16-value group's products fit 16 bits (stored digits below 16:
+ * at most 16 * 15 * 127), a block's eight 32-value steps are summed down to one integer per
+ * group with adds and unpacks, then converted and scaled once per block. On cores where
+ * 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a conversion
+ * and an FMA per step cost twice the maddubs itself. */
 
 /* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
  * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
@@ -976,6 +905,93 @@ ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 sc_lo, __
                           even, acc);
     return _mm256_fmadd_ps(
         _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
+}
+
+/* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
+ * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
+ * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
+ * before qs[128]. */
+ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i mask = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
+    const __m256i dpick = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
+        prefetch_ahead(b, (int)bs);
+        const int64_t j0 = QK_K * i;
+        uint16_t d16, dmin16;
+        uint32_t w[3];
+        memcpy(&d16, b, 2);
+        memcpy(&dmin16, b + 2, 2);
+        memcpy(w, b + 4, sizeof w);
+        const uint32_t packed[4] = {w[0] & 0x3f3f3f3fu,
+                                    (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u),
+                                    w[1] & 0x3f3f3f3fu,
+                                    ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)};
+        const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)packed);
+        /* d * scale_g * da of group g's 32 values (group-32 activations: da[2g] = da[2g+1]) */
+        const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
+        const __m256 da_g = _mm256_permutevar8x32_ps(
+            _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
+        const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+        float sd[8];
+        _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g));
+        /* dmin * min_g times the activation sum of group g (two per-16 sums) */
+        const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
+        const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+        mins8 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(dmin16)), mins), sa_g, mins8);
+        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
+        __m256i p[8];
+        for (int c = 0; c < 4; c++) {
+            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
+             * of group g is bit g of qh, moved to bit 4 */
+            const __m256i q = load256(b + qs_off + 32 * c);
+            __m256i half[2] = {_mm256_and_si256(q, mask),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
+            for (int h = 0; h < 2; h++) {
+                const int g = 2 * c + h;
+                if (five) {
+                    const __m256i bit = _mm256_and_si256(
+                        g <= 4 ? _mm256_slli_epi16(qh, 4 - g) : _mm256_srli_epi16(qh, g - 4),
+                        sixteen);
+                    half[h] = _mm256_or_si256(half[h], bit);
+                    const __m256i pg = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pg), _mm256_broadcast_ss(sd + g), acc);
+                } else {
+                    p[g] = digit_products(half[h], act, j0 + 32 * g);
+                }
+            }
+        }
+        if (!five) {
+            /* Q4_K: a 16-value half group's products (16 * 15 * 127) fit 16 bits; both halves
+             * of group g share its scale, so they are added before the conversion */
+            const __m256i sums = group_sums16(p);
+            const __m256i tot = _mm256_add_epi32(
+                _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums)),
+                _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1)));
+            const __m256 sc = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sd),
+                                                       _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), sc, acc);
+        }
+    }
+    return hsum8(_mm256_sub_ps(acc, mins8));
+}
+
+static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q45_K(row, act, k, 0);
+}
+
+static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
+    return fdot_q45_K(row, act, k, 1);
+}
+
+/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
+ * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
+ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
+                                _mm_broadcast_ss(v + 2 * j + 1), 1);
 }
 
 /* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
