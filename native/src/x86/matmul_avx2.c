@@ -742,21 +742,16 @@ ALWAYS_INLINE float fdot_plain32(const void *row, const qt_mm_act *act, int64_t 
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
-static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_Q8_0);
-}
+/* One table entry per kind of a shared kernel. */
+#define FDOT_OF_KIND(name, impl, kind)                                                   \
+    static float name(const void *row, const qt_mm_act *act, int64_t k) {               \
+        return impl(row, act, k, kind);                                                  \
+    }
 
-static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_Q4_0);
-}
-
-static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_IQ4_NL);
-}
-
-static float fdot_mxfp4(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_MXFP4);
-}
+FDOT_OF_KIND(fdot_q8_0, fdot_plain32, PLAIN_Q8_0)
+FDOT_OF_KIND(fdot_q4_0, fdot_plain32, PLAIN_Q4_0)
+FDOT_OF_KIND(fdot_iq4_nl, fdot_plain32, PLAIN_IQ4_NL)
+FDOT_OF_KIND(fdot_mxfp4, fdot_plain32, PLAIN_MXFP4)
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
 ALWAYS_INLINE __m256 hadd_order(__m256 v) {
@@ -834,13 +829,9 @@ ALWAYS_INLINE float fdot_q4_5_1(const void *row, const qt_mm_act *act, int64_t k
     return hsum8(acc) + mins;
 }
 
-static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q4_5_1(row, act, k, 0);
-}
+FDOT_OF_KIND(fdot_q4_1, fdot_q4_5_1, 0)
 
-static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q4_5_1(row, act, k, 1);
-}
+FDOT_OF_KIND(fdot_q5_1, fdot_q4_5_1, 1)
 
 /* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
  * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
@@ -979,13 +970,9 @@ ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k,
     return hsum8(_mm256_sub_ps(acc, mins8));
 }
 
-static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 0);
-}
+FDOT_OF_KIND(fdot_q4_K, fdot_q45_K, 0)
 
-static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 1);
-}
+FDOT_OF_KIND(fdot_q5_K, fdot_q45_K, 1)
 
 /* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
  * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
@@ -1268,17 +1255,14 @@ ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int ki
     return total;
 }
 
-static float fdot_f32w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, WF32);
-}
+#define FDOT_FLOAT_OF_KIND(name, kind)                                                   \
+    static float name(const void *w, const float *x, int64_t k) {                        \
+        return fdot_floats(w, x, k, kind);                                               \
+    }
 
-static float fdot_f16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, WF16);
-}
-
-static float fdot_bf16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, WBF16);
-}
+FDOT_FLOAT_OF_KIND(fdot_f32w, WF32)
+FDOT_FLOAT_OF_KIND(fdot_f16w, WF16)
+FDOT_FLOAT_OF_KIND(fdot_bf16w, WBF16)
 
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
