@@ -46,6 +46,7 @@ static void build_mm_tables(void) {
     }
     if (qt_isa_supported(QT_ISA_AVX512) == QT_OK) {
         g_mm[QT_ISA_AVX512] = g_mm[QT_ISA_AVX2];
+        g_mm[QT_ISA_AVX512].tile_small = NULL; /* its own tile, unless it registers one */
         qt_mm_avx512_register(&g_mm[QT_ISA_AVX512]);
         g_mm_ok[QT_ISA_AVX512] = 1;
     }
@@ -55,6 +56,17 @@ static void build_mm_tables(void) {
     g_mm[QT_ISA_NEON] = base;
     g_mm_ok[QT_ISA_NEON] = 1;
 #endif
+}
+
+int qt_mm_small_values(int32_t type_id) {
+    switch (type_id) {
+    case QT_T_Q4_0: case QT_T_Q4_1: case QT_T_Q5_0: case QT_T_Q5_1: case QT_T_MXFP4:
+    case QT_T_Q2_K: case QT_T_Q3_K: case QT_T_Q4_K: case QT_T_Q5_K: case QT_T_Q6_K:
+    case QT_T_TQ1_0: case QT_T_TQ2_0:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static const qt_matmul_table *mm_table(int32_t level) {
@@ -225,6 +237,8 @@ static void gemm_fast(mm_job *j) {
     }
     float *rows_s = fl, *rows_m = fl + T * ng, *ts = fl + 2 * T * ng, *tm = fl + 3 * T * ng;
     const qt_mm_unpack_fn unpack = j->mt->unpack[j->type_id];
+    const qt_mm_tile_fn tile =
+        j->mt->tile_small && qt_mm_small_values(j->type_id) ? j->mt->tile_small : j->mt->tile;
     for (int64_t k0 = 0; k0 < j->k; k0 += MM_KC_Q) {
         const int64_t kc = j->k - k0 < MM_KC_Q ? j->k - k0 : MM_KC_Q;
         const int64_t g = kc / QT_MM_GROUP;
@@ -243,8 +257,8 @@ static void gemm_fast(mm_job *j) {
                 }
             }
             interleave_q(rows_u, rows_s, rows_m, kc, tu, ts, tm);
-            j->mt->tile(tu, ts, tm, j->has_min, j->pair, kc, j->acts, j->n, k0,
-                        acc + (size_t)t * T * (size_t)j->n);
+            tile(tu, ts, tm, j->has_min, j->pair, kc, j->acts, j->n, k0,
+                 acc + (size_t)t * T * (size_t)j->n);
         }
     }
     for (int64_t t = 0; t < ntiles; t++) {

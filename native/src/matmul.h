@@ -98,12 +98,18 @@ typedef struct qt_matmul_table {
     qt_mm_quantize_act_fn quantize_act;
     qt_mm_dot_fn dot;
     qt_mm_tile_fn tile;
+    /* Optional tile for encodings whose unpacked values q - 128 stay within +-32
+     * (qt_mm_small_values), whose sums a kernel may keep in 16 bits longer; NULL: tile. */
+    qt_mm_tile_fn tile_small;
     qt_mm_dot_f32_fn dot_f32;
     qt_mm_tile_f32_fn tile_f32;
 } qt_matmul_table;
 
 /* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general). */
 int qt_mm_has_min(int32_t type_id);
+
+/* 1 for encodings whose unpacked values (u - 128) never leave [-32, 32], whatever the bytes. */
+int qt_mm_small_values(int32_t type_id);
 
 /* 32 for encodings whose scales (and minimums) cover 32 values, else 16. */
 int qt_mm_scale_group(int32_t type_id);

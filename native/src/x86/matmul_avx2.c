@@ -67,7 +67,7 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
 /* rb activation rows against one 16-row tile: lanes of lo are weight rows 0-7, hi 8-15. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             float *out) {
+                             const int small, float *out) {
     __m256 flo[4], fhi[4];
     for (int r = 0; r < rb; r++) {
         flo[r] = _mm256_setzero_ps();
@@ -85,14 +85,24 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
         const __m256 slo = _mm256_load_ps(ts + g * 16), shi = _mm256_load_ps(ts + g * 16 + 8);
         for (int r = 0; r < rb; r++) {
             const int8_t *a = acts[r].a + k0 + g * 16;
-            __m256i lo = _mm256_set1_epi32(0), hi = _mm256_set1_epi32(0);
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
                 const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
-                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_maddubs_epi16(
-                                              wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c])), ones));
-                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_maddubs_epi16(
-                                              wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1])),
-                                          ones));
+                const __m256i plo = _mm256_maddubs_epi16(wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c]));
+                const __m256i phi =
+                    _mm256_maddubs_epi16(wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1]));
+                if (small) {
+                    /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
+                    lo = _mm256_add_epi16(lo, plo);
+                    hi = _mm256_add_epi16(hi, phi);
+                } else {
+                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(plo, ones));
+                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(phi, ones));
+                }
+            }
+            if (small) {
+                lo = _mm256_madd_epi16(lo, ones);
+                hi = _mm256_madd_epi16(hi, ones);
             }
             const __m256 d = _mm256_set1_ps(acts[r].da[k0 / 16 + g]);
             flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(slo, d), flo[r]);
@@ -114,17 +124,33 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
     }
 }
 
-static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
-    (void)pair;
+ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                            int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                            const int small, float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
     for (; i + 4 <= nrows; i += 4) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, out + i * QT_MM_TILE_ROWS);
     }
     for (; i < nrows; i++) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, out + i * QT_MM_TILE_ROWS);
     }
+}
+
+static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                      int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
+    (void)pair;
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, out);
+}
+
+/* Encodings whose unpacked values stay within +-32 (qt_mm_small_values): a group's products
+ * are summed in 16-bit lanes and widened once, a quarter of the widening multiplies (the
+ * multiply pipe is what the tile kernel waits on). */
+static void tile_avx2_small(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                            int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                            float *out) {
+    (void)pair;
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, out);
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
@@ -716,21 +742,16 @@ ALWAYS_INLINE float fdot_plain32(const void *row, const qt_mm_act *act, int64_t 
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
-static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_Q8_0);
-}
+/* One table entry per kind of a shared kernel. */
+#define FDOT_OF_KIND(name, impl, kind)                                                   \
+    static float name(const void *row, const qt_mm_act *act, int64_t k) {               \
+        return impl(row, act, k, kind);                                                  \
+    }
 
-static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_Q4_0);
-}
-
-static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_IQ4_NL);
-}
-
-static float fdot_mxfp4(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_plain32(row, act, k, PLAIN_MXFP4);
-}
+FDOT_OF_KIND(fdot_q8_0, fdot_plain32, PLAIN_Q8_0)
+FDOT_OF_KIND(fdot_q4_0, fdot_plain32, PLAIN_Q4_0)
+FDOT_OF_KIND(fdot_iq4_nl, fdot_plain32, PLAIN_IQ4_NL)
+FDOT_OF_KIND(fdot_mxfp4, fdot_plain32, PLAIN_MXFP4)
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
 ALWAYS_INLINE __m256 hadd_order(__m256 v) {
@@ -808,13 +829,9 @@ ALWAYS_INLINE float fdot_q4_5_1(const void *row, const qt_mm_act *act, int64_t k
     return hsum8(acc) + mins;
 }
 
-static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q4_5_1(row, act, k, 0);
-}
+FDOT_OF_KIND(fdot_q4_1, fdot_q4_5_1, 0)
 
-static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q4_5_1(row, act, k, 1);
-}
+FDOT_OF_KIND(fdot_q5_1, fdot_q4_5_1, 1)
 
 /* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
  * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
@@ -845,6 +862,42 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
+/* Small-digit blocks. Where a 16-value group's products fit 16 bits (stored digits below 16:
+ * at most 16 * 15 * 127), a block's eight 32-value steps are summed down to one integer per
+ * group with adds and unpacks, then converted and scaled once per block. On cores where
+ * 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a conversion
+ * and an FMA per step cost twice the maddubs itself. */
+
+/* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
+ * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
+ALWAYS_INLINE __m256i digit_products(__m256i v, const qt_mm_act *act, int64_t j) {
+    return _mm256_maddubs_epi16(v, act_bytes(act, j));
+}
+
+/* Interleave two vectors' partial sums and add the halves: (A..., B...) -> (A, B, A, B, ...). */
+ALWAYS_INLINE __m256i fold16(__m256i a, __m256i b) {
+    return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+}
+
+/* The eight steps' products to one sum per group: the low 128 bits hold groups 0, 2, 8, 10,
+ * 4, 6, 12, 14 and the high ones 1, 3, 9, 11, 5, 7, 13, 15 (the order in which
+ * _mm256_shuffle_ps(v[0..7], v[8..15], 0x88 / 0xDD) leaves per-group scales). */
+ALWAYS_INLINE __m256i group_sums16(const __m256i p[8]) {
+    return fold16(fold16(fold16(p[0], p[2]), fold16(p[4], p[6])),
+                  fold16(fold16(p[1], p[3]), fold16(p[5], p[7])));
+}
+
+/* acc += sum over the block's groups of sums[g] * sc[g], sc_lo / sc_hi the scales of groups
+ * 0-7 / 8-15 in order. */
+ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 sc_lo, __m256 sc_hi) {
+    const __m256 even = _mm256_shuffle_ps(sc_lo, sc_hi, 0x88);
+    const __m256 odd = _mm256_shuffle_ps(sc_lo, sc_hi, 0xDD);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums))),
+                          even, acc);
+    return _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
+}
+
 /* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
  * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
  * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
@@ -852,7 +905,7 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
 ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
     const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i mask = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
     const __m256i dpick = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
     __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
@@ -874,45 +927,58 @@ ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k,
         const __m256 da_g = _mm256_permutevar8x32_ps(
             _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
         const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        const __m256 sd = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g);
+        float sd[8];
+        _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g));
         /* dmin * min_g times the activation sum of group g (two per-16 sums) */
         const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
         const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
         mins8 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(dmin16)), mins), sa_g, mins8);
         const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
+        __m256i p[8];
         for (int c = 0; c < 4; c++) {
             /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
-             * of group g is bit g of qh */
+             * of group g is bit g of qh, moved to bit 4 */
             const __m256i q = load256(b + qs_off + 32 * c);
             __m256i half[2] = {_mm256_and_si256(q, mask),
                                _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
             for (int h = 0; h < 2; h++) {
                 const int g = 2 * c + h;
                 if (five) {
-                    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, g), one);
-                    half[h] = _mm256_or_si256(half[h], _mm256_slli_epi16(bit, 4));
+                    const __m256i bit = _mm256_and_si256(
+                        g <= 4 ? _mm256_slli_epi16(qh, 4 - g) : _mm256_srli_epi16(qh, g - 4),
+                        sixteen);
+                    half[h] = _mm256_or_si256(half[h], bit);
+                    const __m256i pg = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pg), _mm256_broadcast_ss(sd + g), acc);
+                } else {
+                    p[g] = digit_products(half[h], act, j0 + 32 * g);
                 }
-                const __m256i p = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
-                const __m256 sc = _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(g));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
             }
+        }
+        if (!five) {
+            /* Q4_K: a 16-value half group's products (16 * 15 * 127) fit 16 bits; both halves
+             * of group g share its scale, so they are added before the conversion */
+            const __m256i sums = group_sums16(p);
+            const __m256i tot = _mm256_add_epi32(
+                _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums)),
+                _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1)));
+            const __m256 sc = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sd),
+                                                       _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), sc, acc);
         }
     }
     return hsum8(_mm256_sub_ps(acc, mins8));
 }
 
-static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 0);
-}
+FDOT_OF_KIND(fdot_q4_K, fdot_q45_K, 0)
 
-static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_q45_K(row, act, k, 1);
-}
+FDOT_OF_KIND(fdot_q5_K, fdot_q45_K, 1)
 
-/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight in v. */
-ALWAYS_INLINE __m256 pick_pair(__m256 v, int j) {
-    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(2 * j, 2 * j, 2 * j, 2 * j, 2 * j + 1,
-                                                         2 * j + 1, 2 * j + 1, 2 * j + 1));
+/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
+ * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
+ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
+                                _mm_broadcast_ss(v + 2 * j + 1), 1);
 }
 
 /* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
@@ -921,9 +987,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q2_K *x = row;
     const __m256i three = _mm256_set1_epi8(3);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    /* two sums, each a multiply then an add: one FMA chain waited on FMA latency (10.7 ->
-     * 12.3 GB/s; the same change made Q5_K and Q6_K slower, so they keep one chain) */
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, macc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
@@ -941,30 +1005,31 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
                 _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8))),
                 _mm256_loadu_ps(sa), macc);
         }
+        __m256i p[8];
         for (int h = 0; h < 2; h++) {
             const __m256i q = load256(x[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
                 const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                const __m256i p = dot_unsigned(v, act_bytes(act, j0 + 128 * h + 32 * j));
-                acc[j & 1] = _mm256_add_ps(
-                    acc[j & 1], _mm256_mul_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j)));
+                p[4 * h + j] = digit_products(v, act, j0 + 128 * h + 32 * j);
             }
         }
+        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
     }
-    return hsum8(_mm256_sub_ps(_mm256_add_ps(acc[0], acc[1]), macc));
+    return hsum8(_mm256_sub_ps(acc, macc));
 }
 
 /* Q3_K: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l] plus 4 times bit 4h + j of
  * hmask[l], minus 4; one 6-bit scale (stored + 32) per 16 values, low nibbles in scales[0..7]
  * (groups 0-7 low, 8-15 high), top two bits of group g at bit 2(g / 4) of scales[8 + g % 4].
- * The -4 comes back through the per-4 activation sums (nsum4). */
+ * The stored values (below 8) are dotted; the -4 comes back once per block through the
+ * activation group sums: 4 * sum_g d * scale_g * sa_g. */
 static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q3_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     const __m128i low4 = _mm_set1_epi8(0x0F);
     const __m256i hshift[2] = {_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2),
                                _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)};
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
@@ -984,46 +1049,49 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
                                                 _mm256_set1_epi32(3));
             const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
                                                 _mm256_set1_epi32(32));
-            sd[h] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sc)),
-                                  _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
+            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + j0 / 16 + 8 * h), offs);
+            sd[h] = _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
         }
         const __m256i hm = load256(x[i].hmask);
+        __m256i p[8];
         for (int h = 0; h < 2; h++) {
             const __m256i q = load256(x[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
-                const int64_t jj = j0 + 128 * h + 32 * j;
                 /* stored value (q & 3) + 4 * high bit: the real value plus 4 */
+                const int b = 4 * h + j; /* hmask bit, shifted to bit 2 */
+                const __m256i hb = _mm256_and_si256(b <= 2 ? _mm256_slli_epi16(hm, 2 - b)
+                                                           : _mm256_srli_epi16(hm, b - 2),
+                                                    four);
                 const __m256i v = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one), 2));
-                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + jj / 4));
-                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, jj)),
-                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 2));
-                acc[j & 1] = _mm256_add_ps(
-                    acc[j & 1], _mm256_mul_ps(_mm256_cvtepi32_ps(p), pick_pair(sd[h], j)));
+                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), hb);
+                p[b] = digit_products(v, act, j0 + 128 * h + 32 * j);
             }
         }
+        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
     }
-    return hsum8(_mm256_add_ps(acc[0], acc[1]));
+    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(4.0f), offs, acc));
 }
 
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
- * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back through
- * the GEMV's per-4 activation sums (nsum4). */
+ * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back once per
+ * half through the activation group sums: 32 * sum_g d * scale_g * sa_g. */
 static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q6_K *x = row;
     const __m256i mask = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const __m256 d = _mm256_set1_ps(h2f(x[i].d));
         const __m128i sc16 = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
         for (int h = 0; h < 2; h++) {
-            /* d * scale * da for the half's eight groups of 16 values */
-            const __m256 sd = _mm256_mul_ps(
-                _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                                     h ? _mm_srli_si128(sc16, 8) : sc16))),
-                _mm256_loadu_ps(act->da + (QK_K * i + 128 * h) / 16));
+            const int64_t g0 = (QK_K * i + 128 * h) / 16;
+            /* d * scale for the half's eight groups of 16 values, then times da */
+            const __m256 dsc = _mm256_mul_ps(
+                d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h ? _mm_srli_si128(sc16, 8) : sc16)));
+            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + g0), offs);
+            float sd[8];
+            _mm256_storeu_ps(sd, _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + g0)));
             const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
             const __m256i qh = load256(x[i].qh + 32 * h);
             const __m256i lows[4] = {_mm256_and_si256(ql0, mask), _mm256_and_si256(ql1, mask),
@@ -1033,17 +1101,168 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
                 const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), three);
                 const __m256i v = _mm256_or_si256(lows[t], _mm256_slli_epi16(hi2, 4));
                 const int64_t j = QK_K * i + 128 * h + 32 * t;
-                const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + j / 4));
-                const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
-                                                   _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), 5));
                 /* lanes 0-3: values j .. j + 15 (group 2t of the half), lanes 4-7: the next */
-                const __m256 sc = pick_pair(sd, t);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_unsigned(v, act_bytes(act, j))),
+                                      pair_of(sd, t), acc);
             }
         }
     }
-    return hsum8(acc);
+    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs, acc));
 }
+
+/* ---------------------------------------------------------------- ternary GEMV dots */
+
+/* TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
+ * values; the -1 comes back once per block through the activation group sums (d * sum sa).
+ * odd_scale scales the groups of odd steps (2, 3, 6, 7 of each eight; TQ2_0 reads those
+ * digits 4x, unshifted). */
+ALWAYS_INLINE __m256 ternary_block(__m256 acc, __m256 *offs, const __m256i p[8], uint16_t d16,
+                                   float odd_scale, const qt_mm_act *act, int64_t j0) {
+    const __m256 d = _mm256_set1_ps(h2f(d16));
+    const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
+    *offs = _mm256_fmadd_ps(d, _mm256_add_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)), *offs);
+    const __m256 ds = _mm256_mul_ps(d, _mm256_setr_ps(1.0f, 1.0f, odd_scale, odd_scale, 1.0f,
+                                                      1.0f, odd_scale, odd_scale));
+    return scale_group_sums(acc, group_sums16(p), _mm256_mul_ps(ds, _mm256_loadu_ps(da)),
+                            _mm256_mul_ps(ds, _mm256_loadu_ps(da + 8)));
+}
+
+/* TQ2_0: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l]. Digits of odd j are taken in
+ * place (bits 2-3 of q or q >> 4: 4x the digit, still within 16-bit group sums) and their
+ * groups scaled by 1/4, exactly, so each 32 bytes need one shift. */
+static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq2_0 *x = row;
+    const __m256i low = _mm256_set1_epi8(3), high = _mm256_set1_epi8(12);
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        __m256i p[8];
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            const __m256i v[4] = {_mm256_and_si256(q, low), _mm256_and_si256(q, high),
+                                  _mm256_and_si256(q4, low), _mm256_and_si256(q4, high)};
+            for (int j = 0; j < 4; j++) {
+                p[4 * h + j] = digit_products(v[j], act, j0 + 128 * h + 32 * j);
+            }
+        }
+        acc = ternary_block(acc, &offs, p, x[i].d, 0.25f, act, j0);
+    }
+    return hsum8(_mm256_sub_ps(acc, offs));
+}
+
+/* The base-3 digit (3 * b) >> 8 of each byte b (1 from b = 86 on, 2 from b = 171 on), from
+ * s = b ^ 0x80 (b - 128 as a signed byte). The flip survives the digit planes' multiplies by 3:
+ * 3 (b + 128) = 3 b + 128 (mod 256), so it is applied once per loaded byte. */
+ALWAYS_INLINE __m256i top_trits(__m256i s) {
+    const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, _mm256_set1_epi8(85 - 128)),
+                                      _mm256_cmpgt_epi8(s, _mm256_set1_epi8(170 - 128)));
+    return _mm256_sub_epi8(_mm256_setzero_si256(), c);
+}
+
+ALWAYS_INLINE __m256i times3_256(__m256i b) {
+    return _mm256_add_epi8(b, _mm256_add_epi8(b, b));
+}
+
+ALWAYS_INLINE __m128i times3_128(__m128i b) {
+    return _mm_add_epi8(b, _mm_add_epi8(b, b));
+}
+
+/* TQ1_0 (layout as in unpack_tq1_0): digit k of byte b is the top trit of b * 3^k (mod 256).
+ * qs[0..31] give values 32k + l, qs[32..47] values 160 + 16k + l and qh values 240 + 4k + l,
+ * so the last 96 values are three 32-byte steps: planes 0|1, 2|3 and 4|qh. */
+static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq1_0 *x = row;
+    const __m256i qh_pow3 = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        __m256i p[8];
+        __m256i b = _mm256_xor_si256(load256(x[i].qs), flip);
+        for (int s = 0; s < 5; s++, b = times3_256(b)) {
+            p[s] = digit_products(top_trits(b), act, j0 + 32 * s);
+        }
+        __m128i t[5];
+        t[0] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32)),
+                             _mm256_castsi256_si128(flip));
+        for (int e = 1; e < 5; e++) {
+            t[e] = times3_128(t[e - 1]);
+        }
+        const __m256i hq = _mm256_and_si256(
+            _mm256_mullo_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(load_i32(x[i].qh))), qh_pow3),
+            _mm256_set1_epi16(0xFF));
+        const __m128i h16 = _mm_xor_si128(
+            _mm_packus_epi16(_mm256_castsi256_si128(hq), _mm256_extracti128_si256(hq, 1)),
+            _mm256_castsi256_si128(flip));
+        const __m256i tail[3] = {_mm256_set_m128i(t[1], t[0]), _mm256_set_m128i(t[3], t[2]),
+                                 _mm256_set_m128i(h16, t[4])};
+        for (int s = 5; s < 8; s++) {
+            p[s] = digit_products(top_trits(tail[s - 5]), act, j0 + 32 * s);
+        }
+        acc = ternary_block(acc, &offs, p, x[i].d, 1.0f, act, j0);
+    }
+    return hsum8(_mm256_sub_ps(acc, offs));
+}
+
+/* ---------------------------------------------------------------- float-storage GEMV
+ * Exact path on F32 / F16 / BF16 rows: each weight converted exactly to float32 as it is
+ * loaded (F16C for F16, a shift for BF16) and multiplied with x in float32, no decoded copy. */
+enum { WF32, WF16, WBF16 };
+
+ALWAYS_INLINE __m256 load_w8(const void *w, int64_t j, int kind) {
+    if (kind == WF32) {
+        return _mm256_loadu_ps((const float *)w + j);
+    }
+    const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)w + j));
+    return kind == WF16 ? _mm256_cvtph_ps(h)
+                        : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+ALWAYS_INLINE float load_w1(const void *w, int64_t j, int kind) {
+    if (kind == WF32) {
+        return ((const float *)w)[j];
+    }
+    const uint16_t h = ((const uint16_t *)w)[j];
+    if (kind == WF16) {
+        return h2f(h);
+    }
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int kind) {
+    const int esize = kind == WF32 ? 4 : 2;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    int64_t j = 0;
+    for (; j + 32 <= k; j += 32) {
+        prefetch_ahead((const char *)w + j * esize, 32 * esize);
+        for (int q = 0; q < 4; q++) {
+            a[q] = _mm256_fmadd_ps(load_w8(w, j + 8 * q, kind), _mm256_loadu_ps(x + j + 8 * q), a[q]);
+        }
+    }
+    for (; j + 8 <= k; j += 8) {
+        a[0] = _mm256_fmadd_ps(load_w8(w, j, kind), _mm256_loadu_ps(x + j), a[0]);
+    }
+    float total = hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+    for (; j < k; j++) {
+        total += load_w1(w, j, kind) * x[j];
+    }
+    return total;
+}
+
+#define FDOT_FLOAT_OF_KIND(name, kind)                                                   \
+    static float name(const void *w, const float *x, int64_t k) {                        \
+        return fdot_floats(w, x, k, kind);                                               \
+    }
+
+FDOT_FLOAT_OF_KIND(fdot_f32w, WF32)
+FDOT_FLOAT_OF_KIND(fdot_f16w, WF16)
+FDOT_FLOAT_OF_KIND(fdot_bf16w, WBF16)
 
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
@@ -1074,8 +1293,14 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q3_K] = fdot_q3_K;
     t->fdot[QT_T_IQ4_XS] = fdot_iq4_xs;
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
+    t->fdot[QT_T_TQ1_0] = fdot_tq1_0;
+    t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
+    t->fdot_float[QT_T_F32] = fdot_f32w;
+    t->fdot_float[QT_T_F16] = fdot_f16w;
+    t->fdot_float[QT_T_BF16] = fdot_bf16w;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
+    t->tile_small = tile_avx2_small;
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
 }
