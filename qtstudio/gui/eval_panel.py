@@ -144,8 +144,10 @@ def install_eval(window) -> None:
     def show_sensitivity(sens) -> None:
         window.sensitivity_plot.show_sensitivity(sens)
         sdock.show()
+        sdock.raise_()
 
     window.show_sensitivity = show_sensitivity
+    window.sensitivity_dock = sdock
     window.eval_ctx = 512
     window.run_eval_plan = run
     window.choose_calibration_file = choose

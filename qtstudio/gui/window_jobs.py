@@ -165,7 +165,10 @@ class JobsMixin:
         self.analysis.show_tab("Benchmark")
         self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
 
-    def run_whatif(self) -> JobWorker | None:
+    def run_whatif(self, *, output: bool = False) -> JobWorker | None:
+        """Every candidate's weight error for the selection; with ``output`` also each
+        tensor's block output error and KL alone at each candidate, measured on the calibration
+        file (the default corpus when none is chosen) in a job process."""
         from qtstudio.jobs.whatif import whatif_job
 
         doc = self.doc
@@ -177,15 +180,38 @@ class JobsMixin:
             return None
         cands = {n: doc.candidates(n) for n in names}
         cluster = self._cluster()
+        if output:
+            from .process_job import process_factory
+
+            # integer ids and masks have no output error to speak of; F32 is the reference
+            cands = {n: [e for e in c if not e.startswith("I")] for n, c in cands.items()}
+            factory = process_factory(
+                "qtstudio.jobs.whatif:whatif_data_job", doc.model.path, cands,
+                getattr(self, "calibration_file", None), ctx=getattr(self, "eval_ctx", 512),
+                **cluster)
+            return self.start_job("What-if with output error", factory,
+                                  lambda res: self._on_whatif(doc, names, res[0], res[1]))
         return self.start_job(
             "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel, **cluster),
             lambda res: self._on_whatif(doc, names, res))
 
-    def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
+    def _on_whatif(self, doc: PlanDocument, names: list[str], results, sens=None) -> None:
         for (name, enc), metrics in results.items():
             doc.measurements.set_error(name, enc, metrics)
+        if sens is not None:
+            self._take_output_errors(doc, sens)
         doc.notify("measurements")
         self.analysis.show_whatif(names)
+        if hasattr(self, "sensitivity_plot"):
+            self.sensitivity_plot.show_whatif(doc, names)
+            if sens is not None:
+                self.show_sensitivity(sens)
+
+    def _take_output_errors(self, doc: PlanDocument, sens) -> None:
+        """A sensitivity measurement's output errors into the document (the tree's column)."""
+        from qtstudio.jobs.whatif import output_errors
+
+        doc.measurements.set_output(output_errors(sens), sens.data)
 
     def run_evaluate(self) -> JobWorker | None:
         doc = self.doc
@@ -271,5 +297,7 @@ class JobsMixin:
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
         if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):
+            self._take_output_errors(doc, result.sensitivity)
+            doc.notify("measurements")
             self.show_sensitivity(result.sensitivity)  # kl objective: sensitivity along depth
         self.statusBar().showMessage(summary.status_text(), 12000)
