@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from qtstudio.core.encodings import get_encoding
 from qtstudio.core.plan import Plan, resolve_plan
@@ -152,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
                                    ("--ctx", args.ctx != 512)) if used]
         if stray:
             raise ValueError(f"{', '.join(stray)}: only with --data FILE")
+    elif not Path(args.data).is_file():  # before any work, not after the weight what-if
+        raise ValueError(f"--data {args.data}: no such calibration file")
     elif args.ctx < 2:
         raise ValueError(f"--ctx {args.ctx}: a window needs at least 2 tokens")
     elif args.chunks is not None and args.chunks < 1:
@@ -201,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     for line in cannot_take(encodings, names, shapes, errors):
         print(line, file=sys.stderr)
     print(f"{len(names)} tensors; error measured on at most {args.max_elements} values each"
-          + (f"; output error on {sens.data}" if output is not None else ""))
+          + (f"; output error on {sens.data} ({len(sens.measured)} tensors measured, "
+             f"{len(sens.reused)} from the cache)" if sens is not None else ""))
     extra = f" {'out err':>10} {'KL':>10}" if output is not None else ""
     print(f"{'encoding':<12} {'bpw':>7} {'rel err':>10}{extra}  tensors")
     for enc, bpw, rel, n in curve:
@@ -227,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {
             "model": model_path, "max_elements": args.max_elements, "tensors_selected": names,
-            "data": sens.data if output is not None else None,
+            "data": sens.data if sens is not None else None,
             "encodings": [{"encoding": e, "bpw": b, "rel_error": r, "tensors": n,
                            **({k: ocurve.get(e, {}).get(k) for k in ("out_err", "kl")}
                               if output is not None else {})}

@@ -151,14 +151,17 @@ OutputErrors = dict[tuple[str, str], dict[str, float | None]]
 
 
 def output_table(model: Any, candidates: dict[str, list[str]]) -> Any:
-    """A cost table over just the chosen tensors and the encodings each accepts, for the
-    sensitivity job. Its candidate list is the union, so what-ifs over different selections
-    (and an optimize with the same candidates) share the measurement cache."""
+    """A cost table over the chosen quantizable tensors and the encodings each accepts, for the
+    sensitivity job (norms and other float-only tensors are left out, as the optimizer leaves
+    them). Its candidate list is the union, so what-ifs over different selections (and an
+    optimize with the same candidates) share the measurement cache."""
     from qtstudio.core.optimize import CostTable, Option, TensorCosts
 
     tensors, union = [], {}
     for name, encs in candidates.items():
         info = model.tensor(name)
+        if not info.quantizable:
+            continue
         shape = tuple(int(s) for s in info.shape)
         opts = {}
         for e in encs:
@@ -171,7 +174,8 @@ def output_table(model: Any, candidates: dict[str, list[str]]) -> Any:
                                        sorted(opts.values(), key=lambda o: (o.nbytes, o.encoding)),
                                        gguf_name=info.gguf_name))
     if not tensors:
-        raise ValueError(f"{model.path}: no selected tensor can take any of the encodings")
+        raise ValueError(f"{model.path}: no selected quantizable tensor can take any of the "
+                         "encodings")
     return CostTable(tensors, 0, int(model.total_params), sorted(union), target_format=None,
                      objective="kl", source=str(model.path))
 
