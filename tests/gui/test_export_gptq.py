@@ -16,23 +16,20 @@ from qtstudio.gui.gptq_support import GPTQSettings
 from qtstudio.jobs import run_job
 from qtstudio.jobs.gptq import gptq_export_job
 from qtstudio.quant.calib_data import calibration_windows
-from tests.helpers.trained_lm import corpus_text, trained_llama
 
 pytestmark = pytest.mark.gui
 
 CTX, WINDOWS = 48, 6
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
+@pytest.fixture
+def lm(trained_lm):
+    return trained_lm
 
 
 @pytest.fixture
-def calib(tmp_path):
-    p = tmp_path / "calib.txt"
-    p.write_text(corpus_text()[:6000], encoding="utf-8")
-    return p
+def calib(calib_text):
+    return calib_text(6000)
 
 
 def _dialog(window, lm, calib):

@@ -12,22 +12,19 @@ import pytest
 from qtstudio.cli import main
 from qtstudio.gui.tree_model import COL, NOT_MEASURED
 from qtstudio.jobs.whatif import output_curve, output_error_job, output_errors, whatif_curve
-from tests.helpers.trained_lm import corpus_text, trained_llama
 
 CTX = 32
 BLOCK1 = "model.layers.1"
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return trained_llama()
+@pytest.fixture
+def lm(trained_lm):
+    return trained_lm
 
 
 @pytest.fixture
-def calib(tmp_path):
-    p = tmp_path / "calib.txt"
-    p.write_text(corpus_text()[:1200], encoding="utf-8")
-    return p
+def calib(calib_text):
+    return calib_text(1200)
 
 
 @pytest.fixture(autouse=True)
@@ -162,9 +159,9 @@ def test_sensitivity_plot_lines_along_depth(window, lm, calib, qtbot):
     assert window.error_dialog is None, window.last_error
     assert window.sensitivity_dock.isVisible()
     out = window.doc.measurements.output
+    names = [n for n in names if window.doc.model.tensor(n).quantizable]
     depth = {n: (-1 if "embed" in n else 2 if n == "lm_head.weight" else int(n.split(".")[2]))
              for n in names}
-    names = [n for n in names if window.doc.model.tensor(n).quantizable]
     for enc in ("Q8_0", "Q4_K", "Q2_K"):
         x, y = plot.series[enc]
         assert list(x) == [-1, 0, 1, 2]
