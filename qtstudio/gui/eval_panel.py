@@ -139,6 +139,10 @@ def install_eval(window) -> None:
     sdock = QDockWidget("Sensitivity", window, objectName="sensitivityDock")
     sdock.setWidget(window.sensitivity_plot)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, sdock)
+    plan_dock = getattr(window, "plan_dock", None)
+    if plan_dock is not None:  # a tab beside the plan: the right column's full height
+        window.tabifyDockWidget(plan_dock, sdock)
+        plan_dock.raise_()
     sdock.hide()
 
     def show_sensitivity(sens) -> None:

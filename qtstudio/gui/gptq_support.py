@@ -80,3 +80,14 @@ def hf_gptq_job(model: Model, out_dir: str | Path, settings: GPTQSettings, *, bi
     tokens = settings.tokens(model)
     return (yield from export_hf_gptq_job(model, tokens, out_dir, grid=grid, options=options,
                                           cancel=cancel))
+
+
+def gptq_quantize_file_job(model: Model, plan: Plan, settings: GPTQSettings, *,
+                           cancel: CancelToken | None = None) -> Generator[Progress, None, Any]:
+    """Run ▸ Quantize with GPTQ: the quantize report of ``quantize --method gptq``."""
+    from qtstudio.jobs.gptq import gptq_quantize_job
+
+    options = settings.options()
+    yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, f"reading {settings.data}")
+    tokens = settings.tokens(model)
+    return (yield from gptq_quantize_job(model, plan, tokens, options=options, cancel=cancel))

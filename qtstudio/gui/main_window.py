@@ -244,6 +244,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_quantize = a("&Quantize with metrics", self.run_quantize, "Ctrl+R",
                               "Quantize every tensor in memory and measure its error",
                               "actQuantize")
+        self.act_quantize_gptq = a("Quantize with &GPTQ…", self.gptq_quantize_dialog, None,
+                                   "Quantize with GPTQ's error compensation on calibration "
+                                   "text, and measure", "actQuantizeGptq")
         self.act_cluster = a("C&luster…", self.cluster_dialog, None,
                              "Run quantize, optimize, what-if and export on a Ray cluster",
                              "actCluster")
@@ -304,7 +307,8 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._fill_presets()
 
         m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_optimize, self.act_compare, self.act_bench,
+        m.addActions([self.act_quantize, self.act_quantize_gptq, self.act_optimize,
+                      self.act_compare, self.act_bench,
                       self.act_whatif, self.act_whatif_output, self.act_eval])
         m.addSeparator()
         m.addAction(self.act_cluster)
@@ -733,8 +737,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                     self.act_assign, self.act_clear, self.act_add_rule, self.act_import_lines,
                     self.act_copy_lines):
             act.setEnabled(has)
-        for act in (self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                    self.act_whatif_output, self.act_export, self.act_compare):
+        for act in (self.act_quantize, self.act_quantize_gptq, self.act_optimize,
+                    self.act_bench, self.act_whatif, self.act_whatif_output, self.act_export,
+                    self.act_compare):
             act.setEnabled(has and not busy)
         self.act_eval.setEnabled(has and not busy and self._is_demo)
         self.act_open.setEnabled(not busy)

@@ -158,8 +158,6 @@ class SensitivityPlot(QWidget):
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                           | Qt.AlignmentFlag.AlignVCenter)
-                else:
-                    item.setForeground(pg.mkColor(encoding_color(text)))
                 self.table.setItem(r, c, item)
         where = f" (output error on {m.output_source})" if out else \
             " (no output error: use Run ▸ What-if with output error)"

@@ -120,18 +120,34 @@ class JobsMixin:
         self.cluster_dlg = dlg
         dlg.open()
 
-    def run_quantize(self) -> JobWorker | None:
+    def run_quantize(self, *, gptq: Any = None) -> JobWorker | None:
+        """Quantize the plan in memory and measure it; with ``gptq`` (GPTQSettings from Run ▸
+        Quantize with GPTQ…) the block linears get GPTQ's bytes, as quantize --method gptq."""
         from .process_job import process_factory
 
         doc = self.doc
         if doc is None:
             return None
         plan = doc.plan
+        if gptq is not None:  # GPTQ measures its own Hessians: no importance matrix
+            factory = process_factory("qtstudio.gui.gptq_support:gptq_quantize_file_job",
+                                      doc.model.path, plan, gptq)
+            return self.start_job("Quantize with GPTQ", factory,
+                                  lambda report: self._on_quantized(doc, plan, report))
         return self.start_job(
             "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
                                         plan, imatrix=self._imatrix_entries(),
                                         **self._cluster()),
             lambda report: self._on_quantized(doc, plan, report))
+
+    def gptq_quantize_dialog(self) -> None:
+        if self.doc is None:
+            return
+        from .gptq_dialog import GPTQQuantizeDialog
+
+        dlg = GPTQQuantizeDialog(self)
+        self.gptq_dlg = dlg
+        dlg.open()
 
     def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
         from .analysis import report_metrics
@@ -142,8 +158,15 @@ class JobsMixin:
             n += 1
         doc.last_report = report
         doc.notify("measurements")
-        self.statusBar().showMessage(f"Quantized {n} tensors; errors are in the tree and the "
-                                     "Error plot", 8000)
+        msg = f"Quantized {n} tensors; errors are in the tree and the Error plot"
+        gptq = [t for t in getattr(report, "tensors", None) or []
+                if isinstance(t, dict) and t.get("method") == "gptq"]
+        if gptq:
+            g = sum(t["output_error_gptq"] for t in gptq)
+            p = sum(t["output_error_plain"] for t in gptq)
+            msg += (f". GPTQ: {len(gptq)} tensors, calibration output error {g:.4g} against "
+                    f"{p:.4g} for plain rounding")
+        self.statusBar().showMessage(msg, 12000)
 
     def run_benchmark(self) -> JobWorker | None:
         from .process_job import process_factory

@@ -13,6 +13,7 @@ import pytest
 from qtstudio.formats import open_model
 from qtstudio.gui.export_dialog import GGUF, GPTQ, HF_GPTQ, PLAIN
 from qtstudio.gui.gptq_support import GPTQSettings
+from qtstudio.gui.tree_model import COL
 from qtstudio.jobs import run_job
 from qtstudio.jobs.gptq import gptq_export_job
 from qtstudio.quant.calib_data import calibration_windows
@@ -153,3 +154,40 @@ def test_gptq_refused_without_data_and_for_other_models(window, lm, small_model,
         item = combo.model().item(row)
         assert not item.isEnabled() and dlg.gptq_problem in item.toolTip()
     assert dlg.method.currentData() == PLAIN and dlg.format.currentText() == GGUF
+
+
+def test_quantize_with_gptq_shows_the_jobs_errors(window, lm, calib, qtbot):
+    from qtstudio.jobs.gptq import gptq_quantize_job
+
+    window.open_model(lm)
+    window.apply_preset("Q4_K_M")
+    window.choose_calibration_file(str(calib))
+    window.act_quantize_gptq.trigger()
+    dlg = window.gptq_dlg
+    assert dlg.problem is None and dlg.gptq.data.text() == str(calib)
+    assert not dlg.gptq.bits.isVisible()
+    dlg.gptq.ctx.setValue(CTX)
+    dlg.gptq.windows.setValue(WINDOWS)
+    dlg.run_btn.click()
+    assert window.worker is not None and window.worker.name == "Quantize with GPTQ"
+    qtbot.waitUntil(lambda: window.worker is None, timeout=300000)
+    assert window.error_dialog is None, window.last_error
+    assert "GPTQ: " in window.statusBar().currentMessage()
+    doc = window.doc
+    settings = GPTQSettings(str(calib), ctx=CTX, windows=WINDOWS)
+    with open_model(lm) as m:
+        tokens = calibration_windows(m, calib, ctx=CTX, windows=WINDOWS)
+        report = run_job(gptq_quantize_job(m, doc.plan, tokens, options=settings.options()))
+    rows = {t["name"]: t for t in report.tensors}
+    gptq = [n for n, t in rows.items() if t.get("method") == "gptq"]
+    assert gptq
+    tm = window.tree_model
+    for name in gptq:
+        err = doc.error(name)
+        assert err["rel_error"] == pytest.approx(rows[name]["rel_error"], rel=1e-9)
+        idx = tm.index_for_path(name)
+        shown = tm.index(idx.row(), COL["error"], idx.parent()).data()
+        assert shown == f"{err['rel_error']:.2e}"
+    # GPTQ lowers the calibration output error it is built to lower
+    assert sum(rows[n]["output_error_gptq"] for n in gptq) < \
+        sum(rows[n]["output_error_plain"] for n in gptq)
