@@ -56,18 +56,28 @@ def cell(x: float | None) -> str:
     return "–" if x is None else f"{x:.3e}"
 
 
-def _bits_order(series: dict[str, Any]) -> list[str]:
-    """Candidates from most to fewest bits (the legend then reads top to bottom like the lines)."""
+#: lines drawn at most; a what-if measures every encoding a tensor accepts (20+), which as
+#: lines would hide each other: the optimizer's default ladder first, then by size
+MAX_LINES = 8
+
+
+def plotted(series: dict[str, Any]) -> list[str]:
+    """The candidates drawn, fewest bits first (the legend then reads like the lines, top
+    down). F32 is left out: it is the reference, its KL is 0."""
     from qtstudio.core.encodings import get_encoding
+    from qtstudio.core.optimize import DEFAULT_CANDIDATES
 
     def bpw(name: str) -> float:
         try:
-            enc = get_encoding(name)
-            return 8.0 * enc.nbytes((256, 256)) / 65536
+            return 8.0 * get_encoding(name).nbytes((256, 256)) / 65536
         except (ValueError, KeyError):
             return 0.0
 
-    return sorted(series, key=lambda c: (-bpw(c), c))
+    names = [c for c in series if c != "F32"]
+    ladder = [c for c in names if c in DEFAULT_CANDIDATES]
+    rest = sorted((c for c in names if c not in DEFAULT_CANDIDATES), key=bpw)
+    keep = (ladder + rest)[:MAX_LINES]
+    return sorted(keep, key=lambda c: (bpw(c), c))
 
 
 class SensitivityPlot(QWidget):
@@ -77,8 +87,10 @@ class SensitivityPlot(QWidget):
         self.plot.setLogMode(y=True)
         self.plot.setTitle("Sensitivity along depth")
         self.plot.setLabel("bottom", "depth: block index (-1 token embedding, last: output head)")
-        self.plot.setLabel("left", "output KL, one tensor quantized (summed per block)")
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.plot.setLabel("left", "KL, each tensor alone (sum per block)")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        # four columns along the top, above the lines (headroom is added per measurement)
+        self.legend = self.plot.addLegend(offset=(10, 5), colCount=4)
         self.note = QLabel(EMPTY_TEXT, objectName="sensitivityNote")
         self.note.setWordWrap(True)
         self.table = QTableWidget(0, len(WHATIF_COLUMNS), objectName="whatifTable")
@@ -86,6 +98,8 @@ class SensitivityPlot(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(
+            self.table.fontMetrics().height() + 6)
         tips = {"weight error": "parameter-weighted relative RMS error of the weights",
                 "output error": "parameter-weighted relative block output error, each tensor "
                                 "alone at the encoding, on the calibration data",
@@ -104,12 +118,14 @@ class SensitivityPlot(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.plot)
         split.addWidget(lower)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
         lay = QVBoxLayout(self)
         lay.addWidget(split, 1)
         lay.addWidget(self.note)
         self.series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: the candidates drawn as lines (at most MAX_LINES of the series)
+        self.drawn: list[str] = []
         #: the table's rows as shown: encoding -> the cells' text
         self.rows: dict[str, list[str]] = {}
         set_empty(self.plot, True)
@@ -122,18 +138,30 @@ class SensitivityPlot(QWidget):
         if not self.series:
             self.note.setText(EMPTY_TEXT)
             return
-        for cand in _bits_order(self.series):
+        self.drawn = plotted(self.series)
+        lo, hi = np.inf, -np.inf
+        for cand in self.drawn:
             x, y = self.series[cand]
-            # a lossless candidate measures 0, which a log axis cannot show: floor it
+            # a lossless candidate can measure 0, which a log axis cannot show: floor it
             y = np.maximum(y, 1e-12)
+            lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
             self.plot.plot(x, y, pen=pg.mkPen(encoding_color(cand), width=2), symbol="o",
                            symbolSize=6, symbolBrush=encoding_color(cand), name=cand)
+        if self.drawn:  # room above the lines for the legend's rows
+            rows = -(-len(self.drawn) // 4)
+            span = max(np.log10(hi) - np.log10(lo), 1.0)
+            self.plot.setYRange(np.log10(lo) - 0.05 * span,
+                                np.log10(hi) + (0.12 + 0.1 * rows) * span, padding=0)
         depths = sorted({int(d) for x, _ in self.series.values() for d in x})
         self.plot.getAxis("bottom").setTicks([[(d, str(d)) for d in depths]])
         n = len(sens.table.tensors)
-        data = sens.data or "the calibration data"
-        self.note.setText(f"{n} tensors measured ({sens.method} method) on {data}; "
-                          f"{len(sens.reused)} from the cache.")
+        data = getattr(sens, "data", "") or "the calibration data"
+        method = getattr(sens, "method", "kl")
+        more = len(self.series) - len(self.drawn)
+        self.note.setText(f"{n} tensors measured ({method} method) on {data}; "
+                          f"{len(getattr(sens, 'reused', []))} from the cache."
+                          + (f" {more} more candidates measured, not drawn." if more > 0
+                             else ""))
 
     def show_whatif(self, doc: Any, names: list[str]) -> None:
         """The selection's what-if table from the document's measurements."""
