@@ -153,8 +153,9 @@ OutputErrors = dict[tuple[str, str], dict[str, float | None]]
 def output_table(model: Any, candidates: dict[str, list[str]]) -> Any:
     """A cost table over the chosen quantizable tensors and the encodings each accepts, for the
     sensitivity job (norms and other float-only tensors are left out, as the optimizer leaves
-    them). Its candidate list is the union, so what-ifs over different selections (and an
-    optimize with the same candidates) share the measurement cache."""
+    them). Its candidate list is the union of the encodings, so what-ifs with the same
+    encodings over different selections share the measurement cache (an optimize keys its own:
+    its options follow the target format's fallbacks, these are the encodings as asked)."""
     from qtstudio.core.optimize import CostTable, Option, TensorCosts
 
     tensors, union = [], {}

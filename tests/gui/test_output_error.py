@@ -175,3 +175,23 @@ def test_sensitivity_plot_lines_along_depth(window, lm, calib, qtbot):
     assert plot.plot.getPlotItem().getAxis("left").isVisible()
     # the head and the embedding have no block output: KL only
     assert _cell(window, "lm_head.weight", "output error") == "KL only"
+
+
+def test_optimize_kl_result_fills_the_column_and_the_plot(window, lm, calib):
+    from qtstudio.jobs.optimize_kl import optimize_kl_job
+
+    window.open_model(lm)
+    doc = window.doc
+    before = doc.recipe_snapshot()
+    result = _run(optimize_kl_job(doc.model, target_bpw=4.5, data=str(calib), ctx=CTX,
+                                  check=False, float_encoding=doc.recipe.float_encoding))
+    window._on_optimized(doc, before, result)
+    sens = result.sensitivity
+    assert doc.measurements.output == output_errors(sens)
+    assert doc.measurements.output_source == str(calib)
+    for t in sens.table.tensors:
+        enc = doc.plan.entry(t.name).encoding
+        oe = sens.out_err.get(t.name, {}).get(enc)
+        shown = _cell(window, t.name, "output error")
+        assert shown == ("KL only" if oe is None else "exact" if oe == 0 else f"{oe:.2e}")
+    assert set(window.sensitivity_plot.series) == set(sens.table.candidates)
