@@ -4,7 +4,11 @@ Runs the real window on an X server: under an existing $DISPLAY, or on a private
 (apt-get install xvfb). Each state is captured with QWidget.grab(), which renders the window as
 it is on screen, menus and docks included.
 
-    python scripts/screenshots.py [--out docs]
+    python scripts/screenshots.py [--out docs] [--only-sensitivity]
+
+whatif.png and sensitivity.png show the output error measured on calibration text, so they use
+the trained test model (tests/helpers/trained_lm.py: built once, cached); --only-sensitivity
+renders just those two.
 """
 
 from __future__ import annotations
@@ -60,6 +64,43 @@ def write_sample_model(folder: Path, n_layers: int = 8, hidden: int = 512, ffn: 
     return folder
 
 
+def _shoot_output_error(tmp: Path, out: Path, settle, shot) -> None:
+    """Run ▸ What-if with output error on the trained test model: the tree's output error
+    column, the what-if plot, and the Sensitivity dock (depth plot and what-if table)."""
+    sys.path.insert(0, str(ROOT))
+    from qtstudio.gui.main_window import MainWindow
+    from tests.helpers.trained_lm import corpus_text, trained_llama
+
+    calib = tmp / "calibration.txt"
+    calib.write_text(corpus_text()[:4000], encoding="utf-8")
+    os.environ["QTSTUDIO_CACHE"] = str(tmp / "cache")
+    win = MainWindow()
+    win.resize(1600, 1000)
+    win.show()
+    settle()
+    win.open_model(trained_llama())
+    win.apply_preset("Q4_K_M")
+    win.choose_calibration_file(str(calib))
+    win.eval_ctx = 64
+    win.tree.selectAll()
+    win.run_whatif(output=True)
+    win.wait_idle(600000)
+    win.tree.collapseAll()
+    for path in ("model", "model.layers", "model.layers.0"):
+        win.tree.expand(win.proxy.mapFromSource(win.tree_model.index_for_path(path)))
+    win.select_tensor("model.layers.0")
+    win.analysis.show_whatif(win.selected_tensor_names())
+    win.sensitivity_plot.show_whatif(win.doc, win.selected_tensor_names())
+    shot(win, "whatif.png")
+    win.tree.selectAll()
+    win.sensitivity_plot.show_whatif(win.doc, win.selected_tensor_names())
+    settle(300)
+    win.sensitivity_dock.grab().save(str(out / "sensitivity.png"))  # the dock alone
+    print(f"wrote {out / 'sensitivity.png'}")
+    win.undo_stack.setClean()
+    win.close()
+
+
 def _start_xvfb() -> subprocess.Popen | None:
     if os.environ.get("DISPLAY"):
         return None
@@ -83,18 +124,24 @@ def _start_xvfb() -> subprocess.Popen | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--only-sensitivity", action="store_true",
+                    help="only whatif.png and sensitivity.png")
     args = ap.parse_args()
     xvfb = _start_xvfb()
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     try:
-        return _shoot(args.out)
+        rc = _shoot(args.out, only_sensitivity=args.only_sensitivity)
     finally:
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(5)
+    # skip interpreter teardown: freeing refguard's bank of None/True/False references there
+    # would abort on the references PySide 6.12 dropped (see qtstudio/gui/refguard.py)
+    sys.stdout.flush()
+    os._exit(rc)
 
 
-def _shoot(out: Path) -> int:
+def _shoot(out: Path, *, only_sensitivity: bool = False) -> int:
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
 
     from qtstudio.core.recipe import Recipe, Rule
@@ -143,6 +190,9 @@ def _shoot(out: Path) -> int:
         print(f"wrote {path}")
 
     with tempfile.TemporaryDirectory() as tmp:
+        _shoot_output_error(Path(tmp), out, settle, shot)
+        if only_sensitivity:
+            return 0
         folder = write_sample_model(Path(tmp) / "tiny-llama-8L")
         win = MainWindow()
         win.resize(1600, 1000)
@@ -167,16 +217,6 @@ def _shoot(out: Path) -> int:
 
         win.analysis.show_tab("Memory")
         shot(win, "memory.png")
-
-        names = [f"model.layers.{i}.mlp.down_proj.weight" for i in range(8)]
-        win.tree.selectionModel().clearSelection()
-        for n in names:
-            idx = win.proxy.mapFromSource(win.tree_model.index_for_path(n))
-            sm = win.tree.selectionModel()
-            sm.select(idx, sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
-        win.run_whatif()
-        win.wait_idle()
-        shot(win, "whatif.png")
 
         win.filter_edit.setText("down_proj")
         win.tree.selectAll()  # everything the filter shows: the eight down_proj matrices

@@ -148,6 +148,11 @@ def test_other_model_formats(llama, tmp_path, capsys, make):
     (["bench", "{m}", "--preset", "Q8_0", "--json", "{tmp}/no/dir/x.json"],
      "folder"),
     (["whatif", "{m}", "--encodings", "Q4_0", "--max-elements", "0"], "--max-elements"),
+    (["whatif", "{m}", "--encodings", "Q4_0", "--chunks", "2"], "--chunks: only with --data"),
+    (["whatif", "{m}", "--encodings", "Q4_0", "--data", "{m}/config.json", "--ctx", "1"],
+     "--ctx 1: a window needs at least 2 tokens"),
+    (["whatif", "{m}", "--encodings", "Q4_0", "--data", "{tmp}/nope.txt"],
+     "nope.txt: no such calibration file"),
 ])
 def test_bad_input_is_one_line_exit_2(llama, tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path, m=llama) for a in argv]
@@ -166,3 +171,51 @@ def test_bench_ctrl_c_exits_130_and_writes_nothing(llama, tmp_path):
     assert code == 130, err
     assert "stopped by Ctrl-C; no results written" in err and "Traceback" not in err
     assert out == "" and not out_json.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_whatif_data_adds_output_error_from_the_sensitivity_job(tmp_path, capsys, monkeypatch):
+    """--data: each tensor alone at each encoding on calibration text, the job's numbers in the
+    table and the JSON, and a rerun taken from the cache."""
+    from qtstudio.formats import open_model
+    from qtstudio.jobs import run_job
+    from qtstudio.jobs.whatif import output_error_job, output_errors
+    from tests.helpers.trained_lm import corpus_text, trained_llama
+
+    monkeypatch.setenv("QTSTUDIO_CACHE", str(tmp_path / "cache"))
+    lm = trained_llama()
+    calib = tmp_path / "calib.txt"
+    calib.write_text(corpus_text()[:1500], encoding="utf-8")
+    out_json = tmp_path / "w.json"
+    argv = ["whatif", str(lm), "--encodings", "Q8_0,Q4_K,Q2_K", "--tensors", "model.layers.0.*",
+            "--data", str(calib), "--ctx", "32", "--preset", "Q4_K_M", "--json", str(out_json),
+            "--quiet", "--verbose"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(7 tensors measured, 0 from the cache)" in out
+    d = json.loads(out_json.read_text())
+    names = d["tensors_selected"]
+    assert len(names) == 7 and d["data"] == str(calib)
+    with open_model(lm) as m:
+        sens = run_job(output_error_job(m, {n: ["Q8_0", "Q4_K", "Q2_K"] for n in names},
+                                        str(calib), ctx=32))
+    assert sens.measured == []  # the CLI's run filled the cache
+    truth = output_errors(sens)
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    for e in d["encodings"]:
+        enc = e["encoding"]
+        oe = [truth[(n, enc)]["out_err"] for n in names]
+        p = [int(np.prod(m_shape)) for m_shape in
+             ({r["name"]: r["shape"] for r in d["tensors"]}[n] for n in names)]
+        assert e["out_err"] == pytest.approx(np.dot(oe, p) / sum(p), rel=1e-12)
+        assert e["kl"] == pytest.approx(sum(truth[(n, enc)]["kl"] for n in names), rel=1e-12)
+        assert lines[enc][1:6] == [f"{e['bpw']:.3f}", f"{e['rel_error']:.5f}",
+                                   f"{e['out_err']:.3e}", f"{e['kl']:.3e}", "7/7"]
+    q = {x["encoding"]: x for x in d["encodings"]}
+    assert q["Q8_0"]["out_err"] < q["Q4_K"]["out_err"] < q["Q2_K"]["out_err"]
+    assert q["Q8_0"]["kl"] < q["Q4_K"]["kl"] < q["Q2_K"]["kl"]
+    for r in d["tensors"]:
+        assert r["out_err"] == truth[(r["name"], r["encoding"])]["out_err"]
+        assert r["kl"] == truth[(r["name"], r["encoding"])]["kl"]
+    assert d["plan"]["kl"] > 0 and d["plan"]["out_err"] > 0
+    assert main(argv) == 0
+    assert "(0 tensors measured, 7 from the cache)" in capsys.readouterr().out

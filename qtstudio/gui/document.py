@@ -49,9 +49,25 @@ class Measurements:
     errors: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     bench: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     accuracy: dict[str, float] | None = None
+    #: measured on calibration data, each tensor alone at an encoding (every other one float):
+    #: {"out_err": relative block output error or None, "kl": output KL}
+    output: dict[tuple[str, str], dict[str, float | None]] = field(default_factory=dict)
+    #: the calibration data of ``output`` (file or corpus name)
+    output_source: str | None = None
+    #: tensors with an output error for some encoding
+    output_names: set[str] = field(default_factory=set)
 
     def error(self, name: str, encoding: str) -> dict[str, float] | None:
         return self.errors.get((name, encoding.upper()))
+
+    def set_output(self, values: dict[tuple[str, str], dict[str, float | None]],
+                   source: str) -> None:
+        """New output errors; those measured on other data are dropped (not comparable)."""
+        if source != self.output_source:
+            self.output, self.output_names = {}, set()
+            self.output_source = source
+        self.output.update({(n, e.upper()): dict(v) for (n, e), v in values.items()})
+        self.output_names.update(n for n, _e in values)
 
     def set_error(self, name: str, encoding: str, metrics: Any) -> None:
         self.errors[(name, encoding.upper())] = _metrics_dict(metrics)
@@ -154,6 +170,14 @@ class PlanDocument:
 
     def error(self, name: str) -> dict[str, float] | None:
         return self.measurements.error(name, self.plan.entry(name).encoding)
+
+    def output_error(self, name: str) -> dict[str, float | None] | None:
+        """Output error and KL of the tensor's planned encoding, None when not measured."""
+        return self.measurements.output.get((name, self.plan.entry(name).encoding.upper()))
+
+    def output_measured(self, name: str) -> bool:
+        """Some encoding of the tensor has an output error (so a missing one is stale)."""
+        return name in self.measurements.output_names
 
     def bpw_of(self, encoding: str, shape: tuple[int, ...]) -> float:
         enc = get_encoding(encoding)

@@ -139,13 +139,19 @@ def install_eval(window) -> None:
     sdock = QDockWidget("Sensitivity", window, objectName="sensitivityDock")
     sdock.setWidget(window.sensitivity_plot)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, sdock)
+    plan_dock = getattr(window, "plan_dock", None)
+    if plan_dock is not None:  # a tab beside the plan: the right column's full height
+        window.tabifyDockWidget(plan_dock, sdock)
+        plan_dock.raise_()
     sdock.hide()
 
     def show_sensitivity(sens) -> None:
         window.sensitivity_plot.show_sensitivity(sens)
         sdock.show()
+        sdock.raise_()
 
     window.show_sensitivity = show_sensitivity
+    window.sensitivity_dock = sdock
     window.eval_ctx = 512
     window.run_eval_plan = run
     window.choose_calibration_file = choose

@@ -20,9 +20,11 @@ STEPS = (
     ("Compare", "Run ▸ Compare presets and plans… measures size against error for each preset "
                 "and optimized mix before anything is written, and saves the table as a report."),
     ("Measure", "Run ▸ Quantize with metrics fills the error column and the Analysis plots; "
-                "What-if shows every candidate encoding for the selected tensors."),
-    ("Export", "File ▸ Export… writes GGUF (llama.cpp) or NNEF (tract), with editable GGUF "
-               "metadata. Save the recipe (Ctrl+S) to repeat the plan with qtstudio-cli."),
+                "What-if shows every candidate encoding for the selected tensors; What-if with "
+                "output error also measures them on the calibration file (the output error "
+                "column and the Sensitivity dock)."),
+    ("Export", "File ▸ Export… writes GGUF (llama.cpp, by plain rounding or GPTQ), a Hugging "
+               "Face GPTQ folder or NNEF (tract), with editable GGUF metadata. Save the recipe (Ctrl+S) to repeat the plan with qtstudio-cli."),
 )
 
 

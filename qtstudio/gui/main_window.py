@@ -244,6 +244,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_quantize = a("&Quantize with metrics", self.run_quantize, "Ctrl+R",
                               "Quantize every tensor in memory and measure its error",
                               "actQuantize")
+        self.act_quantize_gptq = a("Quantize with &GPTQ…", self.gptq_quantize_dialog, None,
+                                   "Quantize with GPTQ's error compensation on calibration "
+                                   "text, and measure", "actQuantizeGptq")
         self.act_cluster = a("C&luster…", self.cluster_dialog, None,
                              "Run quantize, optimize, what-if and export on a Ray cluster",
                              "actCluster")
@@ -251,6 +254,10 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                            "Time each selected layer (all when nothing is selected)")
         self.act_whatif = a("&What-if for selection", self.run_whatif, "Ctrl+W",
                             "Error of every candidate encoding for the selected tensors")
+        self.act_whatif_output = a("What-if with &output error", lambda: self.run_whatif(
+            output=True), "Ctrl+Shift+W", "Also each selected tensor's block output error and "
+            "output KL alone at every candidate, on the calibration file (File ▸ Calibration "
+            "file…; the default corpus when none)", "actWhatifOutput")
         self.act_optimize = a("&Optimize…", self.optimize_dialog, "Ctrl+Shift+T",
                               "Choose each tensor's encoding for the least error within a "
                               "target size", "actOptimize")
@@ -300,8 +307,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self._fill_presets()
 
         m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_optimize, self.act_compare, self.act_bench,
-                      self.act_whatif, self.act_eval])
+        m.addActions([self.act_quantize, self.act_quantize_gptq, self.act_optimize,
+                      self.act_compare, self.act_bench,
+                      self.act_whatif, self.act_whatif_output, self.act_eval])
         m.addSeparator()
         m.addAction(self.act_cluster)
         m.addSeparator()
@@ -633,6 +641,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
             menu.addAction(self.act_clear)
             menu.addSeparator()
             menu.addAction(self.act_whatif)
+            menu.addAction(self.act_whatif_output)
             menu.addAction(self.act_bench)
             menu.addAction("Copy names", lambda: _copy("\n".join(names)))
             menu.addSeparator()
@@ -728,8 +737,9 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
                     self.act_assign, self.act_clear, self.act_add_rule, self.act_import_lines,
                     self.act_copy_lines):
             act.setEnabled(has)
-        for act in (self.act_quantize, self.act_optimize, self.act_bench, self.act_whatif,
-                    self.act_export, self.act_compare):
+        for act in (self.act_quantize, self.act_quantize_gptq, self.act_optimize,
+                    self.act_bench, self.act_whatif, self.act_whatif_output, self.act_export,
+                    self.act_compare):
             act.setEnabled(has and not busy)
         self.act_eval.setEnabled(has and not busy and self._is_demo)
         self.act_open.setEnabled(not busy)

@@ -14,7 +14,7 @@ from .tree_model import COLUMNS
 
 NAME_MIN = 200
 WIDTHS = {"shape": 80, "dtype": 46, "parameters": 72, "size": 80, "encoding": 104, "bpw": 46,
-          "error": 78, "gguf name": 180}
+          "error": 78, "output error": 88, "gguf name": 180}
 
 
 class _NameFitter(QObject):

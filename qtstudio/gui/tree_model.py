@@ -2,7 +2,8 @@
 
 Qt asks only for the rows it shows, so opening a model with tens of thousands of tensors costs one
 pass to index parents (``_row_of``) and nothing per row until it scrolls into view. Group rows
-aggregate the plan (planned bytes, bits per weight, worst error) from one pass per plan change.
+aggregate the plan (planned bytes, bits per weight, worst weight and output error) from one pass
+per plan change.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .document import PlanDocument, is_integer_dtype
 from .format import human_bytes, human_count
 
 COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error",
-           "gguf name")
+           "output error", "gguf name")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 #: item data role holding the full dotted path (the filter matches on it)
@@ -30,6 +31,9 @@ _HEADER_TIPS = {
     "size": "bytes the tensor takes under the current plan (tooltip: before and after)",
     "bpw": "bits per weight under the current plan",
     "error": "relative RMS error of the dequantized weights (group rows: the worst below them)",
+    "output error": "relative error of the tensor's block output, ||out - ref||² / ||ref||², "
+                    "with this tensor alone at its planned encoding, on calibration data "
+                    "(Run ▸ What-if with output error; group rows: the worst below them)",
     "encoding": "encoding the plan gives the tensor; double-click or F2 to change it",
     "gguf name": "the tensor's name in a GGUF file (what llama-quantize --tensor-type rules and "
                  "gguf_name rules match)",
@@ -37,6 +41,8 @@ _HEADER_TIPS = {
 
 #: error text of a group that holds a quantized tensor nobody has measured yet
 NOT_MEASURED = "not measured"
+#: output error text of the embedding and the head: they feed no block, only their KL exists
+NO_BLOCK = "KL only"
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index Qt uses for "top level"
@@ -63,6 +69,10 @@ class LayerTreeModel(QAbstractItemModel):
         self._agg: dict[int, tuple[int, float, float | None]] = {}
         self._mix: dict[int, dict[str, int]] = {}
         self._unmeasured: set[int] = set()
+        #: worst output error below each node, and nodes whose output error is stale (a
+        #: tensor below was measured, but not at the encoding the plan now gives it)
+        self._out: dict[int, float | None] = {}
+        self._out_stale: set[int] = set()
         self._recompute()
         doc.subscribe(self._on_doc)
 
@@ -86,9 +96,12 @@ class LayerTreeModel(QAbstractItemModel):
             stack.extend(node.children)
         mix: dict[int, dict[str, int]] = {}
         unmeasured: set[int] = set()  # nodes with a lossy tensor below that has no error yet
+        out: dict[int, float | None] = {}
+        stale: set[int] = set()
         for node in reversed(order):
             nb = params = 0
             worst: float | None = None
+            worst_out: float | None = None
             encs: dict[str, int] = {}
             if node.tensor is not None:  # a node may hold a tensor and have children too
                 err = doc.error(node.tensor.name)
@@ -99,9 +112,18 @@ class LayerTreeModel(QAbstractItemModel):
                 encs[node.tensor.dtype if integer else entry.encoding] = 1
                 if err is None and not integer and entry.encoding != entry.source_dtype:
                     unmeasured.add(id(node))
+                oe = doc.output_error(node.tensor.name)
+                worst_out = oe.get("out_err") if oe else None
+                if oe is None and doc.output_measured(node.tensor.name):
+                    stale.add(id(node))
             for child in node.children:
                 if id(child) in unmeasured:
                     unmeasured.add(id(node))
+                if id(child) in stale:
+                    stale.add(id(node))
+                co = out[id(child)]
+                if co is not None and (worst_out is None or co > worst_out):
+                    worst_out = co
                 cb, cp, ce = acc[id(child)]
                 nb += cb
                 params += cp
@@ -111,9 +133,11 @@ class LayerTreeModel(QAbstractItemModel):
                     encs[k] = encs.get(k, 0) + v
             acc[id(node)] = [nb, params, worst]
             mix[id(node)] = encs
+            out[id(node)] = worst_out
         self._agg = {k: (v[0], 8.0 * v[0] / v[1] if v[1] else 0.0, v[2]) for k, v in acc.items()}
         self._mix = mix
         self._unmeasured = unmeasured
+        self._out, self._out_stale = out, stale
 
     def _on_doc(self, what: str) -> None:
         self._recompute()
@@ -213,7 +237,7 @@ class LayerTreeModel(QAbstractItemModel):
             f.setBold(True)
             return f
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-                "parameters", "size", "bpw", "error"):
+                "parameters", "size", "bpw", "error", "output error"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -235,6 +259,8 @@ class LayerTreeModel(QAbstractItemModel):
             if worst is None:
                 return ""
             return "exact" if worst == 0 else f"{worst:.2e}"
+        if col == "output error":
+            return self._display_output(node)
         if col == "gguf name":
             return t.gguf_name or "" if t is not None else ""
         if t is None:
@@ -256,6 +282,21 @@ class LayerTreeModel(QAbstractItemModel):
                 else entry.encoding
         return ""
 
+    def _display_output(self, node) -> str:
+        worst = self._out.get(id(node))
+        t = node.tensor
+        if t is not None:
+            oe = self._doc.output_error(t.name)
+            if oe is None:
+                return NOT_MEASURED if id(node) in self._out_stale else ""
+            if oe.get("out_err") is None:
+                return NO_BLOCK
+        elif id(node) in self._out_stale:
+            return NOT_MEASURED if worst is None else f"≥ {worst:.2e}"
+        if worst is None:
+            return ""
+        return "exact" if worst == 0 else f"{worst:.2e}"
+
     def _sort_key(self, node, col: str) -> Any:
         nbytes, bpw, worst = self._agg.get(id(node), (0, 0.0, None))
         t = node.tensor
@@ -267,6 +308,9 @@ class LayerTreeModel(QAbstractItemModel):
             return bpw
         if col == "error":
             return -1.0 if worst is None else worst
+        if col == "output error":
+            v = self._out.get(id(node))
+            return -1.0 if v is None else v
         return self._display(node, col) or ""
 
     def _tooltip(self, node, col: str) -> str | None:
@@ -274,6 +318,8 @@ class LayerTreeModel(QAbstractItemModel):
         if t is None and col == "error" and id(node) in self._unmeasured:
             return ("some quantized tensors below have no measurement for their encoding yet "
                     "(Run ▸ Quantize or What-if); the value is the worst of those measured")
+        if col == "output error":
+            return self._output_tooltip(node)
         if t is None:
             if col == "size":
                 nbytes = self._agg.get(id(node), (0, 0.0, None))[0]
@@ -296,6 +342,30 @@ class LayerTreeModel(QAbstractItemModel):
             extra = f"\nGGUF: {t.gguf_name}" if t.gguf_name else ""
             return f"{t.name}\nrole: {t.role}{extra}"
         return None
+
+    def _output_tooltip(self, node) -> str | None:
+        doc, t = self._doc, node.tensor
+        src = doc.measurements.output_source
+        if t is None:
+            if id(node) in self._out_stale:
+                return ("some tensors below were measured, but not at the encoding the plan now "
+                        "gives them; the value is the worst of those measured")
+            return f"worst below, measured on {src}" if src else None
+        oe = doc.output_error(t.name)
+        enc = doc.plan.entry(t.name).encoding
+        if oe is None:
+            if id(node) in self._out_stale:
+                return (f"not measured at {enc} (the plan changed since): Run ▸ What-if with "
+                        "output error")
+            return ("not measured: Run ▸ What-if with output error (on the calibration file) "
+                    "or Optimize with the kl objective")
+        lines = [f"{enc} alone, on {src}:"]
+        if oe.get("out_err") is None:
+            lines.append("no block output (embedding or output head)")
+        else:
+            lines.append(f"block output error: {oe['out_err']:.4g}")
+        lines.append(f"output KL: {oe['kl']:.4g}")
+        return "\n".join(lines)
 
     def setData(self, index: AnyIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid():

@@ -120,18 +120,34 @@ class JobsMixin:
         self.cluster_dlg = dlg
         dlg.open()
 
-    def run_quantize(self) -> JobWorker | None:
+    def run_quantize(self, *, gptq: Any = None) -> JobWorker | None:
+        """Quantize the plan in memory and measure it; with ``gptq`` (GPTQSettings from Run ▸
+        Quantize with GPTQ…) the block linears get GPTQ's bytes, as quantize --method gptq."""
         from .process_job import process_factory
 
         doc = self.doc
         if doc is None:
             return None
         plan = doc.plan
+        if gptq is not None:  # GPTQ measures its own Hessians: no importance matrix
+            factory = process_factory("qtstudio.gui.gptq_support:gptq_quantize_file_job",
+                                      doc.model.path, plan, gptq)
+            return self.start_job("Quantize with GPTQ", factory,
+                                  lambda report: self._on_quantized(doc, plan, report))
         return self.start_job(
             "Quantize", process_factory("qtstudio.jobs.quantize:quantize_job", doc.model.path,
                                         plan, imatrix=self._imatrix_entries(),
                                         **self._cluster()),
             lambda report: self._on_quantized(doc, plan, report))
+
+    def gptq_quantize_dialog(self) -> None:
+        if self.doc is None:
+            return
+        from .gptq_dialog import GPTQQuantizeDialog
+
+        dlg = GPTQQuantizeDialog(self)
+        self.gptq_dlg = dlg
+        dlg.open()
 
     def _on_quantized(self, doc: PlanDocument, plan, report) -> None:
         from .analysis import report_metrics
@@ -142,8 +158,15 @@ class JobsMixin:
             n += 1
         doc.last_report = report
         doc.notify("measurements")
-        self.statusBar().showMessage(f"Quantized {n} tensors; errors are in the tree and the "
-                                     "Error plot", 8000)
+        msg = f"Quantized {n} tensors; errors are in the tree and the Error plot"
+        gptq = [t for t in getattr(report, "tensors", None) or []
+                if isinstance(t, dict) and t.get("method") == "gptq"]
+        if gptq:
+            g = sum(t["output_error_gptq"] for t in gptq)
+            p = sum(t["output_error_plain"] for t in gptq)
+            msg += (f". GPTQ: {len(gptq)} tensors, calibration output error {g:.4g} against "
+                    f"{p:.4g} for plain rounding")
+        self.statusBar().showMessage(msg, 12000)
 
     def run_benchmark(self) -> JobWorker | None:
         from .process_job import process_factory
@@ -165,7 +188,10 @@ class JobsMixin:
         self.analysis.show_tab("Benchmark")
         self.statusBar().showMessage(f"Benchmarked {len(results)} layers", 6000)
 
-    def run_whatif(self) -> JobWorker | None:
+    def run_whatif(self, *, output: bool = False) -> JobWorker | None:
+        """Every candidate's weight error for the selection; with ``output`` also each
+        tensor's block output error and KL alone at each candidate, measured on the calibration
+        file (the default corpus when none is chosen) in a job process."""
         from qtstudio.jobs.whatif import whatif_job
 
         doc = self.doc
@@ -177,15 +203,38 @@ class JobsMixin:
             return None
         cands = {n: doc.candidates(n) for n in names}
         cluster = self._cluster()
+        if output:
+            from .process_job import process_factory
+
+            # integer ids and masks have no output error to speak of; F32 is the reference
+            cands = {n: [e for e in c if not e.startswith("I")] for n, c in cands.items()}
+            factory = process_factory(
+                "qtstudio.jobs.whatif:whatif_data_job", doc.model.path, cands,
+                getattr(self, "calibration_file", None), ctx=getattr(self, "eval_ctx", 512),
+                **cluster)
+            return self.start_job("What-if with output error", factory,
+                                  lambda res: self._on_whatif(doc, names, res[0], res[1]))
         return self.start_job(
             "What-if", lambda cancel: whatif_job(doc.model, cands, cancel=cancel, **cluster),
             lambda res: self._on_whatif(doc, names, res))
 
-    def _on_whatif(self, doc: PlanDocument, names: list[str], results) -> None:
+    def _on_whatif(self, doc: PlanDocument, names: list[str], results, sens=None) -> None:
         for (name, enc), metrics in results.items():
             doc.measurements.set_error(name, enc, metrics)
+        if sens is not None:
+            self._take_output_errors(doc, sens)
         doc.notify("measurements")
         self.analysis.show_whatif(names)
+        if hasattr(self, "sensitivity_plot"):
+            self.sensitivity_plot.show_whatif(doc, names)
+            if sens is not None:
+                self.show_sensitivity(sens)
+
+    def _take_output_errors(self, doc: PlanDocument, sens) -> None:
+        """A sensitivity measurement's output errors into the document (the tree's column)."""
+        from qtstudio.jobs.whatif import output_errors
+
+        doc.measurements.set_output(output_errors(sens), sens.data)
 
     def run_evaluate(self) -> JobWorker | None:
         doc = self.doc
@@ -271,5 +320,7 @@ class JobsMixin:
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
         if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):
+            self._take_output_errors(doc, result.sensitivity)
+            doc.notify("measurements")
             self.show_sensitivity(result.sensitivity)  # kl objective: sensitivity along depth
         self.statusBar().showMessage(summary.status_text(), 12000)

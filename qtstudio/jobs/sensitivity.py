@@ -65,6 +65,8 @@ class SensitivityResult:
     #: seconds spent measuring each block (this run; absent for cached blocks)
     block_seconds: dict[int, float] = field(default_factory=dict)
     elapsed: float = 0.0
+    #: the calibration data measured on (its file or corpus name)
+    data: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "key": self.key, "measured": self.measured,
@@ -159,7 +161,8 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
     eng = open_engine(model)
     by_gguf = {t.gguf_name or t.name: t for t in table.tensors}
     n = eng.n_blocks
-    result = SensitivityResult(table, method, key, store.folder if store else None)
+    result = SensitivityResult(table, method, key, store.folder if store else None,
+                               data=str(data.source))
 
     def depth_of(g: str) -> int:
         if g.startswith("blk."):

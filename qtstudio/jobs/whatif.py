@@ -149,3 +149,113 @@ def whatif_curve(errors: WhatIfErrors, names: list[str], model: Any,
             rows.append((enc.name, bits / params, err_sum / params, n))
     rows.sort(key=lambda r: r[1])
     return rows
+
+
+# ---- output error: the what-if measured on calibration data ------------------------------
+#: {(tensor name, encoding name): {"out_err": relative block output error or None (the
+#: embedding and head have no block output), "kl": mean KL with that tensor alone quantized}}
+OutputErrors = dict[tuple[str, str], dict[str, float | None]]
+
+
+def output_table(model: Any, candidates: dict[str, list[str]]) -> Any:
+    """A cost table over the chosen quantizable tensors and the encodings each accepts, for the
+    sensitivity job (norms and other float-only tensors are left out, as the optimizer leaves
+    them). Its candidate list is the union of the encodings, so what-ifs with the same
+    encodings over different selections share the measurement cache (an optimize keys its own:
+    its options follow the target format's fallbacks, these are the encodings as asked)."""
+    from qtstudio.core.optimize import CostTable, Option, TensorCosts
+
+    tensors, union = [], {}
+    for name, encs in candidates.items():
+        info = model.tensor(name)
+        if not info.quantizable:
+            continue
+        shape = tuple(int(s) for s in info.shape)
+        opts = {}
+        for e in encs:
+            enc = get_encoding(e)
+            if enc.accepts_shape(shape) and enc.name not in opts:
+                opts[enc.name] = Option(enc.name, int(enc.nbytes(shape)), (enc.name,))
+                union[enc.name] = None
+        if opts:
+            tensors.append(TensorCosts(name, shape, int(info.params),
+                                       sorted(opts.values(), key=lambda o: (o.nbytes, o.encoding)),
+                                       gguf_name=info.gguf_name))
+    if not tensors:
+        raise ValueError(f"{model.path}: no selected quantizable tensor can take any of the "
+                         "encodings")
+    return CostTable(tensors, 0, int(model.total_params), sorted(union), target_format=None,
+                     objective="kl", source=str(model.path))
+
+
+def output_error_job(model: Any, candidates: dict[str, list[str]],
+                     data: str | Path | None = None, *, ctx: int = 512,
+                     chunks: int | None = None, cache: bool | Path = True,
+                     allow_requantize: bool = False, threads: int | None = None,
+                     cancel: CancelToken | None = None) -> Generator[Progress, None, Any]:
+    """The sensitivity measurement (method kl) of each chosen tensor alone at each encoding, on
+    ``data`` (a text file; None: the default corpus). Returns the SensitivityResult: per option
+    its KL (``error``) and ``out_err``; :func:`output_errors` flattens it."""
+    from .eval import calibration_start
+    from .sensitivity import sensitivity_job
+
+    cancel = cancel or CancelToken()
+    table = output_table(model, candidates)
+    cd = yield from calibration_start(model, data, ctx=ctx, chunks=chunks, threads=None,
+                                      cancel=cancel)
+    sens = yield from sensitivity_job(model, table, cd, method="kl", cache=cache,
+                                      threads=threads, allow_requantize=allow_requantize,
+                                      cancel=cancel)
+    return sens
+
+
+def output_errors(sens: Any) -> OutputErrors:
+    """(tensor, encoding) -> {"out_err", "kl"} of a SensitivityResult (what-if or optimize)."""
+    out: OutputErrors = {}
+    for t in sens.table.tensors:
+        oe = sens.out_err.get(t.name, {})
+        for o in t.options:
+            out[(t.name, o.encoding)] = {"out_err": oe.get(o.encoding), "kl": float(o.error)}
+    return out
+
+
+def output_curve(output: OutputErrors, names: list[str], model: Any,
+                 encodings: Iterable[str]) -> dict[str, dict[str, float | int | None]]:
+    """Per encoding over ``names``: the parameter-weighted relative block output error (over
+    the tensors that have a block output), the summed KL (the additive prediction for giving all
+    of them that encoding) and how many tensors were measured."""
+    rows: dict[str, dict[str, float | int | None]] = {}
+    for enc_name in encodings:
+        enc = get_encoding(enc_name)
+        params = err = kl = 0.0
+        n = 0
+        for name in names:
+            m = output.get((name, enc.name))
+            if m is None:
+                continue
+            n += 1
+            kl += float(m["kl"] or 0.0)
+            if m["out_err"] is not None:
+                p = model.tensor(name).params
+                params += p
+                err += float(m["out_err"]) * p
+        if n:
+            rows[enc.name] = {"out_err": err / params if params else None, "kl": kl,
+                              "tensors": n}
+    return rows
+
+
+def whatif_data_job(model: Any, candidates: dict[str, list[str]],
+                    data: str | Path | None = None, *, ctx: int = 512,
+                    chunks: int | None = None, cache: bool | Path = True,
+                    allow_requantize: bool = False, max_elements: int = WHATIF_MAX_ELEMENTS,
+                    executor: Executor | str | None = None, cancel: CancelToken | None = None,
+                    ) -> Generator[Progress, None, tuple[WhatIfErrors, Any]]:
+    """The window's what-if with output error: the weight errors, then the measurement on
+    ``data``. Returns (weight errors, SensitivityResult)."""
+    errors = yield from whatif_job(model, candidates, max_elements=max_elements, cancel=cancel,
+                                   executor=executor)
+    sens = yield from output_error_job(model, candidates, data, ctx=ctx, chunks=chunks,
+                                       cache=cache, allow_requantize=allow_requantize,
+                                       cancel=cancel)
+    return errors, sens
