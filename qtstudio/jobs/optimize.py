@@ -163,6 +163,7 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
                  data=None, ctx: int = 512, chunks: int | None = None,
                  sensitivity_method: str = "kl", check: bool = True, cache=True,
                  allow_requantize: bool = False, quant=None, gptq_tokens=None,
+                 check_memo: dict | None = None,
                  ) -> Generator[Progress, None, OptimizeResult]:
     """Yield progress; return the :class:`OptimizeResult` (its ``.recipe()`` is the answer).
 
@@ -190,7 +191,7 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
             data=data, ctx=ctx, chunks=chunks, method=sensitivity_method, check=check,
             cache=cache, float_encoding=float_encoding, target_format=target_format,
             threads=threads, allow_requantize=allow_requantize, node_limit=node_limit,
-            cancel=cancel, quant=quant, gptq_tokens=gptq_tokens))
+            cancel=cancel, quant=quant, gptq_tokens=gptq_tokens, check_memo=check_memo))
     if objective == "imatrix" and not imatrix:
         raise ValueError("the imatrix objective needs an importance matrix (--imatrix FILE)")
     if threads is not None and threads < 1:

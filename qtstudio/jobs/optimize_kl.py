@@ -62,10 +62,12 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
                     target_format: str | None = "gguf", threads: int | None = None,
                     allow_requantize: bool = False, node_limit: int = NODE_LIMIT,
                     cancel: CancelToken | None = None, quant: QuantMethod | None = None,
-                    gptq_tokens: np.ndarray | None = None,
+                    gptq_tokens: np.ndarray | None = None, check_memo: dict | None = None,
                     ) -> Generator[Progress, None, OptimizeResult]:
     """``quant``: plain rounding (default) or GPTQ; ``gptq_tokens``: GPTQ's calibration windows
-    (default: ``quant.data`` cut as ``quantize --method gptq`` cuts it)."""
+    (default: ``quant.data`` cut as ``quantize --method gptq`` cuts it). ``check_memo``: a dict
+    kept by a caller that optimizes one model on the same data and method at several sizes
+    (the benchmark); a contender's check is evaluated once per plan across those runs."""
     if (target_bpw is None) == (target_bytes is None):
         raise ValueError("give exactly one of a target bits per weight and a target size")
     quant = quant or QuantMethod()
@@ -98,7 +100,7 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
     result.method = quant
     if check:
         yield from _check_and_correct(model, result, cd, target_format, allow_requantize,
-                                      threads, cancel, start, gptq)
+                                      threads, cancel, start, gptq, check_memo)
     result.elapsed = time.perf_counter() - start
     yield Progress("done", "", total, total, 1, 1, result.elapsed, f"{result.avg_bpw:.4f} bpw")
     return result
@@ -133,10 +135,28 @@ def _rivals(model: Model, result: OptimizeResult, target_format: str | None
     return out
 
 
+def _check_one(model: Model, plan, cd: CalibrationData, gptq, allow_requantize: bool,
+               threads: int | None, cancel: CancelToken):
+    """(eval result, GPTQ digests or None) of one contender, run to the end here: the check
+    reports one step per contender, not the eval's own steps."""
+    if gptq is not None:
+        ev = gptq.eval_job(plan, cd, allow_requantize=allow_requantize, cancel=cancel)
+    else:
+        ev = eval_job(model, plan, cd, allow_requantize=allow_requantize, threads=threads,
+                      cancel=cancel)
+    while True:
+        try:
+            next(ev)
+        except StopIteration as stop:
+            out = stop.value
+            break
+    return out if gptq is not None else (out, None)
+
+
 def _check_and_correct(model: Model, result: OptimizeResult, cd: CalibrationData,
                        target_format: str | None, allow_requantize: bool,
                        threads: int | None, cancel: CancelToken, start: float,
-                       gptq=None) -> Generator[Progress, None, None]:
+                       gptq=None, memo: dict | None = None) -> Generator[Progress, None, None]:
     contenders = [("kl plan", result.recipe(), result.total_bytes, result.picks)]
     contenders += _rivals(model, result, target_format)
     params = result.table.total_params
@@ -146,20 +166,14 @@ def _check_and_correct(model: Model, result: OptimizeResult, cd: CalibrationData
         plan = resolve_plan(model, rec, target_format=target_format)
         yield Progress("check", label, k, len(contenders), 0, 0, time.perf_counter() - start,
                        f"eval check {k + 1}/{len(contenders)}: {label}")
-        gptq_info = None
-        if gptq is not None:
-            ev = gptq.eval_job(plan, cd, allow_requantize=allow_requantize, cancel=cancel)
+        key = tuple((e.name, e.encoding) for e in plan.entries)
+        if memo is not None and key in memo:
+            r, gptq_info = memo[key]
         else:
-            ev = eval_job(model, plan, cd, allow_requantize=allow_requantize, threads=threads,
-                          cancel=cancel)
-        while True:
-            try:
-                next(ev)
-            except StopIteration as stop:
-                r = stop.value
-                break
-        if gptq is not None:
-            r, gptq_info = r
+            r, gptq_info = _check_one(model, plan, cd, gptq, allow_requantize, threads,
+                                      cancel)
+            if memo is not None:
+                memo[key] = (r, gptq_info)
         entry = {"label": label, "nbytes": plan.total_bytes,
                  "bpw": round(8.0 * plan.total_bytes / params, 4) if params else 0.0,
                  "kl_mean": r.kl_mean}
