@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -99,11 +100,21 @@ def test_recipe_method_with_missing_data_file_names_it(lm, tmp_path, capsys):
     assert not any(r.get("method") == "gptq" for r in rows)
 
 
-def _gguf_tensor_digests(path) -> dict[str, str]:
+def _gguf_tensor_digests(path, heads: dict[str, int]) -> dict[str, str]:
+    """sha256 of each tensor's bytes as the checkpoint orders its rows: GGUF interleaves each
+    rotary head's two halves of q/k rows (``heads``: GGUF suffix -> head count), undone here
+    on whole rows of blocks."""
     from gguf import GGUFReader
 
-    return {t.name: hashlib.sha256(bytes(t.data.tobytes())).hexdigest()
-            for t in GGUFReader(str(path)).tensors}
+    out = {}
+    for t in GGUFReader(str(path)).tensors:
+        data = np.asarray(t.data)
+        n = next((h for suffix, h in heads.items() if t.name.endswith(suffix)), None)
+        if n is not None:
+            rows = data.shape[0]
+            data = data.reshape(n, rows // n // 2, 2, -1).swapaxes(1, 2).reshape(rows, -1)
+        out[t.name] = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    return out
 
 
 @pytest.mark.slow
@@ -129,7 +140,10 @@ def test_optimize_gptq_recipe_reproduces_the_checked_bytes(lm, cal, tmp_path, mo
     # export --recipe: GPTQ from the recipe's data and parameters, the very bytes checked
     gguf = tmp_path / "m.gguf"
     assert main(["export", str(lm), "--recipe", str(out), "-o", str(gguf), "--quiet"]) == 0
-    written = _gguf_tensor_digests(gguf)
+    cfg = json.loads((lm / "config.json").read_text())
+    heads = {"attn_q.weight": cfg["num_attention_heads"],
+             "attn_k.weight": cfg.get("num_key_value_heads") or cfg["num_attention_heads"]}
+    written = _gguf_tensor_digests(gguf, heads)
     with open_model(lm) as m:
         gguf_name = {t.name: t.gguf_name for t in m.tensors}
     assert len(kept["tensors"]) >= 10
@@ -139,7 +153,7 @@ def test_optimize_gptq_recipe_reproduces_the_checked_bytes(lm, cal, tmp_path, mo
     plain = tmp_path / "p.gguf"
     assert main(["export", str(lm), "--recipe", str(out), "--method", "plain", "-o",
                  str(plain), "--quiet"]) == 0
-    plain_written = _gguf_tensor_digests(plain)
+    plain_written = _gguf_tensor_digests(plain, heads)
     assert all(plain_written[gguf_name[n]] != d for n, d in kept["tensors"].items())
     # quantize --recipe reports those tensors as GPTQ's
     rep = tmp_path / "q.json"
