@@ -268,7 +268,7 @@ class JobsMixin:
         after["overrides"] = dict(recipe.overrides)
         after["float_encoding"] = recipe.float_encoding
         after["notes"] = recipe.notes
-        after["method"] = recipe.method.to_dict()  # GPTQ: export reproduces the checked bytes
+        after["method"] = recipe.method.to_dict()  # a saved recipe carries GPTQ to export
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
         if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):
