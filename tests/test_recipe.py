@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qtstudio.core.recipe import RECIPE_VERSION, Recipe, RecipeError, Rule
+from qtstudio.core.recipe import RECIPE_VERSION, QuantMethod, Recipe, RecipeError, Rule
 from qtstudio.formats import open_model
 from tests.helpers.raw_checkpoints import write_hf_llama
 
@@ -38,12 +38,38 @@ def test_round_trip(tmp_path):
     ({"version": 1, "float_encoding": "Q4_0"}, "float_encoding must be F32, F16 or BF16"),
     ({"version": 1, "overrides": {"a": 3}}, "'overrides' must map"),
     ([1, 2], "must be a JSON object"),
+    ({"version": 1, "method": "awq"}, "method must be one of plain, gptq"),
+    ({"version": 1, "method": {"name": "gptq", "damp_percent": 1.5}}, "damp_percent must be"),
+    ({"version": 1, "method": {"name": "gptq", "ctx": 1}}, "ctx must be an integer of at least 2"),
+    ({"version": 1, "method": {"name": "gptq", "desc_act": "yes"}}, "desc_act must be true"),
+    ({"version": 1, "method": {"name": "gptq", "bits": 4}}, r"method: unknown fields \['bits'\]"),
+    ({"version": 1, "method": {"damp_percent": 0.1}}, "method needs a name"),
+    ({"version": 1, "method": [1]}, "method must be a name or an object"),
 ])
 def test_validation_messages(tmp_path, doc, message):
     p = tmp_path / "r.json"
     p.write_text(json.dumps(doc))
     with pytest.raises(RecipeError, match=message):
         Recipe.load(p)
+
+
+def test_method_round_trip_and_old_recipes(tmp_path):
+    gptq = QuantMethod("gptq", damp_percent=0.05, block_size=64, desc_act=True,
+                       data="/data/cal.txt", ctx=256, windows=32)
+    r = Recipe(overrides={"w": "Q4_K"}, method=gptq)
+    r.save(tmp_path / "g.json")
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["method"] == {"name": "gptq", "damp_percent": 0.05, "block_size": 64,
+                             "desc_act": True, "data": "/data/cal.txt", "ctx": 256,
+                             "windows": 32}
+    assert Recipe.load(tmp_path / "g.json").method == gptq
+    # plain rounding writes no method field, so readers from before it load the file; a recipe
+    # without the field (every older one) is plain rounding
+    plain = Recipe(overrides={"w": "Q4_K"}).to_dict()
+    assert "method" not in plain
+    del doc["method"]
+    assert Recipe.from_dict(doc).method == QuantMethod()
+    assert Recipe.from_dict({"version": 1, "method": "gptq"}).method.name == "gptq"
 
 
 def test_bad_json_file(tmp_path):

@@ -14,7 +14,13 @@ from .errors import CliError
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output
-from .recipe_args import add_recipe_args, check_threads, human_bytes, resolve_gguf_plan
+from .recipe_args import (
+    add_recipe_args,
+    check_threads,
+    human_bytes,
+    resolve_gguf_plan,
+)
+from .recipe_method import apply_recipe_method, defer_gptq_defaults
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=8, metavar="N",
                    help="NNEF: tokens per sequence the graph is fixed to (default 8)")
     add_gptq_args(p, hf=True)
+    defer_gptq_defaults(p)
     p.set_defaults(func=run)
 
 
@@ -56,6 +63,7 @@ def _cli_error(message: str) -> Exception:
 def run(args: argparse.Namespace) -> int:
     # NNEF may write a folder; GGUF only a file. Either way never onto an input.
     check_output(args.output, args, allow_dir=args.format == "nnef")
+    apply_recipe_method(args)
     if args.format == "nnef":
         if args.ray:
             raise ValueError("--ray: only for --format gguf")

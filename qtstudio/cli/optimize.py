@@ -6,8 +6,10 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
+from qtstudio.core.recipe import QuantMethod, RecipeError
 from qtstudio.formats import open_model
 from qtstudio.jobs.optimize import optimize_job
 
@@ -15,6 +17,9 @@ from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
 from .recipe_args import human_bytes
+
+#: GPTQ calibration windows without --chunks (quantize --method gptq's --calib-windows default)
+DEFAULT_GPTQ_WINDOWS = 64
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +56,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="kl objective: skip the eval check against uniform and preset plans")
     p.add_argument("--no-cache", action="store_true",
                    help="kl objective: measure again instead of using the sensitivity cache")
+    p.add_argument("--method", choices=("plain", "gptq"), default="plain",
+                   help="how the planned types are filled: plain rounding (default) or gptq "
+                        "(kl objective only: sensitivities and the check use GPTQ bytes on "
+                        "--data; the recipe records it for quantize/export --recipe)")
+    p.add_argument("--gptq-damp", type=float, default=0.01, metavar="F",
+                   help="gptq: dampening, fraction of the mean Hessian diagonal (default 0.01)")
+    p.add_argument("--gptq-block-size", type=int, default=128, metavar="N",
+                   help="gptq: columns per lazy-update batch (default 128)")
+    p.add_argument("--desc-act", action="store_true",
+                   help="gptq: act order, columns by decreasing activation energy")
     p.add_argument("--allow-requantize", action="store_true",
                    help="measure tensors of a quantized GGUF from their decoded values")
     p.add_argument("--float-type", default="F32", metavar="TYPE",
@@ -89,6 +104,11 @@ def print_result(r: OptimizeResult) -> None:
           f"{r.table.objective} error {_fmt_err(r.total_error)}{rel}; "
           + ("proven optimal" if r.proven_optimal
              else f"best found (lower bound {_fmt_err(r.lower_bound)})"))
+    m = r.method
+    if m is not None and not m.is_plain:
+        print(f"method: {m.name} on {m.data} (up to {m.windows} windows of {m.ctx} tokens, "
+              f"damp {m.damp_percent:g}, block {m.block_size}, act order "
+              f"{'on' if m.desc_act else 'off'}): sensitivities and the check use its bytes")
     if r.checks:
         print("eval check on the calibration data (mean KL):")
         for c in r.checks:
@@ -99,11 +119,39 @@ def print_result(r: OptimizeResult) -> None:
                   f"{c['kl_mean']:.4g}{pred}{mark}")
         if r.chosen != "kl plan":
             print(f"the check kept {r.chosen}: it measured lower KL than the solved plan")
+        if r.gptq_bytes:
+            print(f"GPTQ bytes of the kept plan: sha256 {r.gptq_bytes['digest'][:16]}... "
+                  f"({len(r.gptq_bytes['tensors'])} tensors)")
     print("uniform baselines:")
     for b in r.baselines:
         verdict = ("fits" if b.fits else "over target")
         print(f"  {b.candidate:<8} {b.nbytes:>11} bytes {b.bpw:>7.3f} bpw  error "
               f"{_fmt_err(b.error):>10}  {verdict}")
+
+
+def _quant_method(args: argparse.Namespace) -> QuantMethod:
+    """The recipe's method from --method and the GPTQ flags (refused without GPTQ)."""
+    if args.method != "gptq":
+        stray = [flag for flag, used in (
+            ("--desc-act", args.desc_act), ("--gptq-damp", args.gptq_damp != 0.01),
+            ("--gptq-block-size", args.gptq_block_size != 128)) if used]
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: only with --method gptq")
+        return QuantMethod()
+    if args.objective != "kl":
+        raise ValueError("--method gptq needs --objective kl: the mse and imatrix objectives "
+                         "measure plain rounding's weight error")
+    if not args.data:
+        raise ValueError("--method gptq needs --data FILE: GPTQ's Hessians come from that "
+                         "calibration text, and the recipe names it so quantize/export "
+                         "--recipe reproduce the bytes")
+    try:
+        return QuantMethod("gptq", damp_percent=args.gptq_damp,
+                           block_size=args.gptq_block_size, desc_act=args.desc_act,
+                           data=str(Path(args.data).resolve()), ctx=args.ctx,
+                           windows=args.chunks or DEFAULT_GPTQ_WINDOWS)
+    except RecipeError as exc:
+        raise ValueError(str(exc).replace("method ", "--method gptq: ", 1)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
                       cache=not args.no_cache, allow_requantize=args.allow_requantize)
     elif args.data:
         raise ValueError("--data is used by --objective kl only")
+    quant = _quant_method(args)
+    if not quant.is_plain:
+        kwargs["quant"] = quant
     with open_model(args.model) as model, cluster_executor(args) as ex:
         result = run_cli_job(
             lambda cancel: optimize_job(

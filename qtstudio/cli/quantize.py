@@ -14,6 +14,7 @@ from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
 from .recipe_args import add_recipe_args, build_recipe, check_threads
+from .recipe_method import apply_recipe_method, defer_gptq_defaults
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_arg(p)
     add_gptq_args(p)
+    defer_gptq_defaults(p)
     p.set_defaults(func=run)
 
 
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args)
     check_output(args.report, args)
     check_ray_arg(args)
+    apply_recipe_method(args)
     use_gptq = check_gptq_args(args)
     if use_gptq and args.ray:
         raise ValueError("--ray: --method gptq runs in this process (its blocks are not cluster "

@@ -563,6 +563,10 @@ class OptimizeResult:
     recipe_override: Recipe | None = None
     #: kl objective: the SensitivityResult the solver ran on
     sensitivity: Any = None
+    #: how the plan's types are filled (a recipe QuantMethod; None: plain rounding)
+    method: Any = None
+    #: GPTQ method with the check: {"digest", "tensors"} sha256 of the kept plan's GPTQ bytes
+    gptq_bytes: dict[str, Any] | None = None
 
     @property
     def avg_bpw(self) -> float:
@@ -594,8 +598,9 @@ class OptimizeResult:
             return self.recipe_override
         overrides = {t.name: t.options[p].encoding
                      for t, p in zip(self.table.tensors, self.picks, strict=True)}
+        extra = {} if self.method is None else {"method": self.method}
         return Recipe(overrides=overrides, float_encoding=self.table.float_encoding,
-                      notes=self.notes())
+                      notes=self.notes(), **extra)
 
     def notes(self) -> str:
         t = self.table
@@ -647,6 +652,7 @@ class OptimizeResult:
                          "error": b.error, "fits": b.fits} for b in self.baselines],
             "tensors": self.rows(),
             "checks": self.checks, "chosen": self.chosen,
+            "method": self.recipe().method.to_dict(), "gptq_bytes": self.gptq_bytes,
             "recipe": self.recipe().to_dict(),
         }
 

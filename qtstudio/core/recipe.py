@@ -2,7 +2,11 @@
 
 A recipe holds an optional preset (a llama-quantize mixture), ordered rules (first match wins,
 as llama-quantize's ``--tensor-type``), per-tensor overrides, the storage for tensors that stay
-float, and free-form notes. It round-trips to JSON and to llama-quantize ``--tensor-type`` lines.
+float, the quantization method (plain rounding, or GPTQ with its parameters and calibration
+data), and free-form notes. It round-trips to JSON and to llama-quantize ``--tensor-type`` lines.
+
+The method is optional in JSON: a recipe without one (every recipe written before it existed)
+means plain rounding, and a plain recipe is written without the field, so older readers load it.
 """
 
 from __future__ import annotations
@@ -116,6 +120,71 @@ class Rule:
         return cls(pattern, enc.strip(), "regex", target)
 
 
+METHODS = ("plain", "gptq")
+_METHOD_FIELDS = {"name", "damp_percent", "block_size", "desc_act", "data", "ctx", "windows"}
+
+
+@dataclass(frozen=True)
+class QuantMethod:
+    """How the planned types are filled: ``plain`` rounding, or ``gptq`` (error-compensating, on
+    calibration activations). The GPTQ fields are its dampening, lazy-batch size and act order,
+    and the calibration text (``data``, a path) cut into ``windows`` windows of ``ctx`` tokens:
+    together they decide its bytes."""
+
+    name: str = "plain"
+    damp_percent: float = 0.01
+    block_size: int = 128
+    desc_act: bool = False
+    data: str | None = None
+    ctx: int = 512
+    windows: int = 64
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise RecipeError(f"method must be one of {', '.join(METHODS)}, got "
+                              f"{_short(self.name)}")
+        if isinstance(self.damp_percent, bool) or not isinstance(self.damp_percent,
+                                                                  (int, float)) \
+                or not 0 < self.damp_percent < 1:
+            raise RecipeError(f"method damp_percent must be a number in (0, 1), got "
+                              f"{_short(self.damp_percent)}")
+        for fld, low in (("block_size", 1), ("ctx", 2), ("windows", 1)):
+            v = getattr(self, fld)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise RecipeError(f"method {fld} must be an integer of at least {low}, got "
+                                  f"{_short(v)}")
+        if not isinstance(self.desc_act, bool):
+            raise RecipeError(f"method desc_act must be true or false, got "
+                              f"{_short(self.desc_act)}")
+        if self.data is not None and not isinstance(self.data, str):
+            raise RecipeError(f"method data must be a file path, got {_short(self.data)}")
+        object.__setattr__(self, "damp_percent", float(self.damp_percent))
+
+    @property
+    def is_plain(self) -> bool:
+        return self.name == "plain"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.is_plain:
+            return {"name": "plain"}
+        return {"name": self.name, "damp_percent": self.damp_percent,
+                "block_size": self.block_size, "desc_act": self.desc_act, "data": self.data,
+                "ctx": self.ctx, "windows": self.windows}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> QuantMethod:
+        if isinstance(d, str):
+            return cls(d)
+        if not isinstance(d, dict):
+            raise RecipeError(f"method must be a name or an object, got {_short(d)}")
+        unknown = set(d) - _METHOD_FIELDS
+        if unknown:
+            raise RecipeError(f"method: unknown fields {sorted(unknown)}")
+        if "name" not in d:
+            raise RecipeError(f"method needs a name ({' or '.join(METHODS)}): {_short(d)}")
+        return cls(**d)
+
+
 @dataclass
 class Recipe:
     """Everything that decides a plan, except the model."""
@@ -132,6 +201,8 @@ class Recipe:
     output_tensor_type: str | None = None
     token_embedding_type: str | None = None
     pure: bool = False
+    #: how the planned types are filled (plain rounding or GPTQ)
+    method: QuantMethod = field(default_factory=QuantMethod)
     version: int = RECIPE_VERSION
 
     def __post_init__(self) -> None:
@@ -145,6 +216,8 @@ class Recipe:
                 raise RecipeError(f"{fld} must be a name (a string), got {_short(val)}")
         if not isinstance(self.pure, bool):
             raise RecipeError(f"pure must be true or false, got {_short(self.pure)}")
+        if not isinstance(self.method, QuantMethod):
+            self.method = QuantMethod.from_dict(self.method)
         if self.preset is not None:
             from .presets import PRESETS
             key = self.preset.upper()
@@ -174,7 +247,7 @@ class Recipe:
 
     # --- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format": "qtstudio-recipe",
             "version": self.version,
             "preset": self.preset,
@@ -187,6 +260,9 @@ class Recipe:
             "pure": self.pure,
             "notes": self.notes,
         }
+        if not self.method.is_plain:
+            d["method"] = self.method.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Recipe:
@@ -200,7 +276,7 @@ class Recipe:
                               f"(up to {RECIPE_VERSION})")
         known = {"format", "version", "preset", "rules", "overrides", "float_encoding",
                  "default_encoding", "output_tensor_type", "token_embedding_type", "pure",
-                 "notes"}
+                 "notes", "method"}
         unknown = set(d) - known
         if unknown:
             raise RecipeError(f"unknown recipe fields: {', '.join(sorted(unknown))}")
@@ -224,6 +300,7 @@ class Recipe:
             output_tensor_type=d.get("output_tensor_type"),
             token_embedding_type=d.get("token_embedding_type"),
             pure=d.get("pure", False),
+            method=QuantMethod.from_dict(d.get("method", "plain")),
             version=version,
         )
 

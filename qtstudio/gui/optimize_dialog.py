@@ -4,6 +4,10 @@ The floor (every tensor at its smallest candidate) comes from the optimizer's co
 reads no weights, so it is shown while the user picks candidates and an impossible target is
 refused here, with the optimizer's own message, before any job starts. The measuring and solving
 run in the window's background job (see ``MainWindow.run_optimize``).
+
+The method (plain rounding or GPTQ) goes with the kl objective only: GPTQ's sensitivities and the
+eval check need calibration activations, so it is offered once a calibration file is chosen
+(File ▸ Calibration file…), and the result's recipe records it for export.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDoubleSpinBox,
@@ -31,6 +36,7 @@ from qtstudio.core.optimize import (
     budget_for_bpw,
     cost_table,
 )
+from qtstudio.core.recipe import QuantMethod
 
 from .dialog_parts import action_buttons, body_layout
 from .document import FLOAT_ENCODINGS, PlanDocument
@@ -126,6 +132,15 @@ class OptimizeDialog(QDialog):
         else:
             self.objective.setCurrentIndex(1)
 
+        self.method = QComboBox(objectName="optimizeMethod")
+        self.method.addItem("plain rounding", "plain")
+        self.method.addItem("GPTQ: error-compensating, on the calibration text", "gptq")
+        self.desc_act = QCheckBox("act order (columns by decreasing activation energy)",
+                                  objectName="optimizeDescAct")
+        method_row = QVBoxLayout()
+        method_row.addWidget(self.method)
+        method_row.addWidget(self.desc_act)
+
         self.floor = QLabel("", objectName="optimizeFloor")
         self.floor.setWordWrap(True)
         self.problem = QLabel("", objectName="optimizeProblem")
@@ -142,6 +157,7 @@ class OptimizeDialog(QDialog):
         form.addRow("Target", target_row)
         form.addRow("Candidates", self.candidates)
         form.addRow("Objective", self.objective)
+        form.addRow("Method", method_row)
         form.addRow("Reachable", self.floor)
         buttons, self.run_btn = action_buttons(self, "Optimize", "optimizeButton", self.start)
         body_layout(self, form, self.problem, buttons)
@@ -151,7 +167,10 @@ class OptimizeDialog(QDialog):
         self.candidates.itemChanged.connect(lambda _i: self.refresh_floor())
         self.unit.currentTextChanged.connect(self._unit_changed)
         self.value.valueChanged.connect(lambda _v: self.problem.hide())
+        self.objective.currentIndexChanged.connect(lambda _i: self.refresh_method())
+        self.method.currentIndexChanged.connect(lambda _i: self.refresh_method())
         self.refresh_floor()
+        self.refresh_method()
         # Start from the current plan's size when the candidates can reach it, else 4.5 bpw
         # (a common mid-size choice), kept inside what they can reach.
         start = doc.plan.avg_bpw
@@ -207,6 +226,37 @@ class OptimizeDialog(QDialog):
         self.value.setValue(nbytes * 8.0 / params if after is None else nbytes / after)
         self._last_unit = unit
 
+    # ---- method ------------------------------------------------------------------------------
+    def _calibration_file(self) -> str | None:
+        path = getattr(self._window, "calibration_file", None)
+        return None if path is None else str(path)
+
+    def refresh_method(self) -> None:
+        """GPTQ only with the kl objective and a calibration file; act order only with GPTQ."""
+        gptq = self.method.model().item(1)
+        if self.objective.currentData() != "kl":
+            gptq.setEnabled(False)
+            gptq.setToolTip("GPTQ goes with the kl objective (mse and imatrix measure plain "
+                            "rounding's weight error)")
+        elif self._calibration_file() is None:
+            gptq.setEnabled(False)
+            gptq.setToolTip("Choose a calibration file first (File ▸ Calibration file…): "
+                            "GPTQ's Hessians come from it")
+        else:
+            gptq.setEnabled(True)
+            gptq.setToolTip(f"GPTQ on {self._calibration_file()}: sensitivities and the eval "
+                            "check use GPTQ bytes; the recipe records the method for export")
+        if not gptq.isEnabled() and self.method.currentData() == "gptq":
+            self.method.setCurrentIndex(0)
+        self.desc_act.setEnabled(self.method.currentData() == "gptq")
+
+    def quant_method(self) -> QuantMethod | None:
+        """The chosen method for the optimizer (None: plain rounding)."""
+        if self.method.currentData() != "gptq":
+            return None
+        return QuantMethod("gptq", desc_act=self.desc_act.isChecked(),
+                           data=self._calibration_file())
+
     # ---- floor and checks ----------------------------------------------------------------------
     def refresh_floor(self) -> None:
         cands = self.checked_candidates()
@@ -259,7 +309,9 @@ class OptimizeDialog(QDialog):
             self.problem.show()
             self._window.statusBar().showMessage(problem, 8000)
             return
+        quant = self.quant_method()
+        extra = {} if quant is None else {"quant": quant}
         if self._window.run_optimize(candidates=self.checked_candidates(),
                                      objective=self.objective.currentData(),
-                                     **self.target_kwargs()) is not None:
+                                     **extra, **self.target_kwargs()) is not None:
             self.accept()

@@ -279,7 +279,7 @@ class JobsMixin:
 
     def run_optimize(self, *, target_bpw: float | None = None, target_bytes: int | None = None,
                      candidates: list[str] | None = None,
-                     objective: str | None = None) -> JobWorker | None:
+                     objective: str | None = None, quant=None) -> JobWorker | None:
         """Measure and solve in a job process; the answer becomes one undoable plan edit."""
         from qtstudio.core.optimize import DEFAULT_CANDIDATES
 
@@ -296,7 +296,7 @@ class JobsMixin:
             float_encoding=doc.recipe.float_encoding,
             # the kl objective measures on the chosen calibration file (None: default corpus)
             **({"data": getattr(self, "calibration_file", None)} if objective == "kl" else {}),
-            **self._cluster())
+            quant=quant, **self._cluster())
         return self.start_job("Optimize", factory,
                               lambda result: self._on_optimized(doc, before, result))
 
@@ -317,6 +317,7 @@ class JobsMixin:
         after["overrides"] = dict(recipe.overrides)
         after["float_encoding"] = recipe.float_encoding
         after["notes"] = recipe.notes
+        after["method"] = recipe.method.to_dict()  # a saved recipe carries GPTQ to export
         doc.optimize_summary = summary
         self.push_recipe(after, f"Optimize to {summary.target_text}")
         if getattr(result, "sensitivity", None) is not None and hasattr(self, "show_sensitivity"):

@@ -159,13 +159,16 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
              ctx: int = 512, chunks: int | None = None, imatrix=None,
              allow_requantize: bool = False, threads: int | None = None,
              cancel: CancelToken | None = None, batch_tokens: int = 4096,
-             llama_cpp_activations: bool = True) -> Generator[Progress, None, EvalResult]:
+             llama_cpp_activations: bool = True, weight_fn=None,
+             ) -> Generator[Progress, None, EvalResult]:
     """Evaluate ``plan`` on ``data`` (a text file, None for the default corpus, or prepared
     CalibrationData). Yields Progress per block of each pass and per head chunk.
 
     ``llama_cpp_activations``: the quantized pass also rounds each matmul's input as
     llama.cpp's CPU backend does for the planned weight type (Q8_0 / Q8_K blocks, half
     precision), so the KL is the one llama.cpp will show; False measures the weights alone.
+    ``weight_fn``: the quantized pass's values when they are not the plan's plain rounding
+    (GPTQ bytes, :mod:`qtstudio.jobs.optimize_gptq`).
     """
     import torch
 
@@ -174,8 +177,8 @@ def eval_job(model: Model, plan: Plan, data: str | Path | CalibrationData | None
     kind = engine_kind(model)
     cd = yield from calibration_start(model, data, ctx=ctx, chunks=chunks, threads=threads,
                                       cancel=cancel)
-    weight_fn = plan_weight_fn(model, plan, imatrix=imatrix, allow_requantize=allow_requantize,
-                               threads=threads)
+    weight_fn = weight_fn or plan_weight_fn(model, plan, imatrix=imatrix,
+                                            allow_requantize=allow_requantize, threads=threads)
     ref = open_engine(model, batch_tokens=batch_tokens)
     rounding = plan_activation_rounding(plan) if llama_cpp_activations else None
     qnt = open_engine(model, weight_fn=weight_fn, batch_tokens=batch_tokens,

@@ -171,20 +171,25 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
                  executor: Executor | str | None = None,
                  data=None, ctx: int = 512, chunks: int | None = None,
                  sensitivity_method: str = "kl", check: bool = True, cache=True,
-                 allow_requantize: bool = False,
+                 allow_requantize: bool = False, quant=None, gptq_tokens=None,
+                 check_memo: dict | None = None,
                  ) -> Generator[Progress, None, OptimizeResult]:
     """Yield progress; return the :class:`OptimizeResult` (its ``.recipe()`` is the answer).
 
     Exactly one of ``target_bpw`` (over all parameters, as plans count it) and ``target_bytes``.
     ``objective`` defaults to "imatrix" when an importance matrix is given, else "mse".
     Raises :class:`~qtstudio.core.optimize.InfeasibleTargetError` before measuring anything when the
-    target is below the smallest reachable size.
+    target is below the smallest reachable size. ``quant`` (a recipe QuantMethod) other than
+    plain rounding takes the kl objective, which measures and checks with that method.
     """
     if (target_bpw is None) == (target_bytes is None):
         raise ValueError("give exactly one of a target bits per weight and a target size")
     objective = objective or ("imatrix" if imatrix else "mse")
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if quant is not None and not quant.is_plain and objective != "kl":
+        raise ValueError(f"--method {quant.name} needs --objective kl: the {objective} "
+                         "objective measures plain rounding's weight error")
     if objective == "kl":
         # measured output sensitivity on calibration data (``data``: a text file, None for the
         # embedded corpus, or prepared CalibrationData), checked by a real eval
@@ -195,7 +200,7 @@ def optimize_job(model: Model, *, target_bpw: float | None = None,
             data=data, ctx=ctx, chunks=chunks, method=sensitivity_method, check=check,
             cache=cache, float_encoding=float_encoding, target_format=target_format,
             threads=threads, allow_requantize=allow_requantize, node_limit=node_limit,
-            cancel=cancel))
+            cancel=cancel, quant=quant, gptq_tokens=gptq_tokens, check_memo=check_memo))
     if objective == "imatrix" and not imatrix:
         raise ValueError("the imatrix objective needs an importance matrix (--imatrix FILE)")
     if threads is not None and threads < 1:

@@ -12,6 +12,11 @@
    against the reference on the calibration windows) and the one with the least measured KL is
    kept. The result therefore never has more calibration KL than any rival that was checked, and
    it reports the predicted (additive) KL beside the measured one.
+
+With ``quant=QuantMethod("gptq", ...)`` every planned type is filled by GPTQ: step 1 measures
+each candidate's GPTQ values (qtstudio.jobs.optimize_gptq.GPTQCandidates), step 3 runs every
+contender through sequential GPTQ before its eval, and the recipe records the method, so
+``quantize``/``export --recipe`` reproduce the checked bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from qtstudio.calib.data import CalibrationData
 from qtstudio.core.model import Model
@@ -32,7 +39,7 @@ from qtstudio.core.optimize import (
     uniform_picks,
 )
 from qtstudio.core.plan import resolve_plan
-from qtstudio.core.recipe import Recipe
+from qtstudio.core.recipe import QuantMethod, Recipe
 
 from . import CancelToken, Progress
 from .eval import calibration_start, eval_job
@@ -54,10 +61,21 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
                     cache: bool | Path = True, float_encoding: str = "F32",
                     target_format: str | None = "gguf", threads: int | None = None,
                     allow_requantize: bool = False, node_limit: int = NODE_LIMIT,
-                    cancel: CancelToken | None = None,
+                    cancel: CancelToken | None = None, quant: QuantMethod | None = None,
+                    gptq_tokens: np.ndarray | None = None, check_memo: dict | None = None,
                     ) -> Generator[Progress, None, OptimizeResult]:
+    """``quant``: plain rounding (default) or GPTQ; ``gptq_tokens``: GPTQ's calibration windows
+    (default: ``quant.data`` cut as ``quantize --method gptq`` cuts it). ``check_memo``: a dict
+    kept by a caller that optimizes one model on the same data and method at several sizes
+    (the benchmark); a contender's check is evaluated once per plan across those runs."""
     if (target_bpw is None) == (target_bytes is None):
         raise ValueError("give exactly one of a target bits per weight and a target size")
+    quant = quant or QuantMethod()
+    gptq = None
+    if not quant.is_plain:
+        from .optimize_gptq import GPTQSetup
+
+        gptq = GPTQSetup(model, quant, gptq_tokens, threads)
     cancel = cancel or CancelToken()
     start = time.perf_counter()
     table = cost_table(model, candidates, float_encoding=float_encoding,
@@ -70,7 +88,8 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
                                       cancel=cancel)
     sens = yield from sensitivity_job(model, table, cd, method=method, cache=cache,
                                       threads=threads, allow_requantize=allow_requantize,
-                                      cancel=cancel)
+                                      cancel=cancel,
+                                      candidates=gptq.candidates() if gptq else None)
     cancel.check()
     total = len(table.tensors)
     yield Progress("solve", "", total, total, 1, 1, time.perf_counter() - start,
@@ -78,9 +97,10 @@ def optimize_kl_job(model: Model, *, target_bpw: float | None = None,
     result = optimize(table, budget, node_limit=node_limit)
     result.sensitivity = sens
     result.chosen = "kl plan"
+    result.method = quant
     if check:
         yield from _check_and_correct(model, result, cd, target_format, allow_requantize,
-                                      threads, cancel, start)
+                                      threads, cancel, start, gptq, check_memo)
     result.elapsed = time.perf_counter() - start
     yield Progress("done", "", total, total, 1, 1, result.elapsed, f"{result.avg_bpw:.4f} bpw")
     return result
@@ -96,7 +116,7 @@ def _rivals(model: Model, result: OptimizeResult, target_format: str | None
         picks = uniform_picks(result.table, b.candidate)
         rec = Recipe(overrides={t.name: t.options[p].encoding
                                 for t, p in zip(result.table.tensors, picks, strict=True)},
-                     float_encoding=result.table.float_encoding,
+                     float_encoding=result.table.float_encoding, method=result.method,
                      notes=f"optimize kl: uniform {b.candidate} won the eval check")
         out.append((f"uniform {b.candidate}", rec, b.nbytes, picks))
     presets = []
@@ -109,16 +129,34 @@ def _rivals(model: Model, result: OptimizeResult, target_format: str | None
         # spelled out per tensor, like every optimizer answer (the window applies overrides)
         plan = resolve_plan(model, rec, target_format=target_format)
         rec = Recipe(overrides={e.name: e.encoding for e in plan.entries if e.quantizable},
-                     float_encoding=result.table.float_encoding,
+                     float_encoding=result.table.float_encoding, method=result.method,
                      notes=f"optimize kl: preset {name}'s mixture won the eval check")
         out.append((f"preset {name}", rec, nbytes, None))
     return out
 
 
+def _check_one(model: Model, plan, cd: CalibrationData, gptq, allow_requantize: bool,
+               threads: int | None, cancel: CancelToken):
+    """(eval result, GPTQ digests or None) of one contender, run to the end here: the check
+    reports one step per contender, not the eval's own steps."""
+    if gptq is not None:
+        ev = gptq.eval_job(plan, cd, allow_requantize=allow_requantize, cancel=cancel)
+    else:
+        ev = eval_job(model, plan, cd, allow_requantize=allow_requantize, threads=threads,
+                      cancel=cancel)
+    while True:
+        try:
+            next(ev)
+        except StopIteration as stop:
+            out = stop.value
+            break
+    return out if gptq is not None else (out, None)
+
+
 def _check_and_correct(model: Model, result: OptimizeResult, cd: CalibrationData,
                        target_format: str | None, allow_requantize: bool,
                        threads: int | None, cancel: CancelToken, start: float,
-                       ) -> Generator[Progress, None, None]:
+                       gptq=None, memo: dict | None = None) -> Generator[Progress, None, None]:
     contenders = [("kl plan", result.recipe(), result.total_bytes, result.picks)]
     contenders += _rivals(model, result, target_format)
     params = result.table.total_params
@@ -128,25 +166,28 @@ def _check_and_correct(model: Model, result: OptimizeResult, cd: CalibrationData
         plan = resolve_plan(model, rec, target_format=target_format)
         yield Progress("check", label, k, len(contenders), 0, 0, time.perf_counter() - start,
                        f"eval check {k + 1}/{len(contenders)}: {label}")
-        ev = eval_job(model, plan, cd, allow_requantize=allow_requantize, threads=threads,
-                      cancel=cancel)
-        while True:
-            try:
-                next(ev)
-            except StopIteration as stop:
-                r = stop.value
-                break
+        key = tuple((e.name, e.encoding) for e in plan.entries)
+        if memo is not None and key in memo:
+            r, gptq_info = memo[key]
+        else:
+            r, gptq_info = _check_one(model, plan, cd, gptq, allow_requantize, threads,
+                                      cancel)
+            if memo is not None:
+                memo[key] = (r, gptq_info)
         entry = {"label": label, "nbytes": plan.total_bytes,
                  "bpw": round(8.0 * plan.total_bytes / params, 4) if params else 0.0,
                  "kl_mean": r.kl_mean}
+        if gptq_info is not None:
+            entry["gptq_digest"] = gptq_info["digest"]
         if label == "kl plan":
             entry["predicted_kl"] = result.total_error
         result.checks.append(entry)
         if best is None or r.kl_mean < best[0]:
-            best = (r.kl_mean, label, rec, plan.total_bytes, picks)
+            best = (r.kl_mean, label, rec, plan.total_bytes, picks, gptq_info)
     assert best is not None
-    _, label, rec, nbytes, picks = best
+    _, label, rec, nbytes, picks, gptq_info = best
     result.chosen = label
+    result.gptq_bytes = gptq_info
     if label != "kl plan":
         result.total_bytes = nbytes
         if picks is not None:

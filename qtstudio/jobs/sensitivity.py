@@ -90,6 +90,27 @@ def _candidate_values(enc_name: str, w: np.ndarray, threads: int | None) -> np.n
                                threads=threads).reshape(w.shape)
 
 
+class PlainCandidates:
+    """The candidate values a tensor takes: plain decode(quantize(w)). Subclasses fill them
+    another way (GPTQ, :mod:`qtstudio.jobs.optimize_gptq`) and may look at the float inputs of
+    each block (``start_block``) and of the head (``start_head``) before its tensors are asked.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        #: what makes these values differ from plain ones, for the cache key
+        self.cache_extra: dict[str, Any] = {}
+
+    def start_block(self, eng, i: int, h, weights) -> None:
+        """Block i is next; ``h`` its float input, ``weights`` its float weights."""
+
+    def start_head(self, eng, h_final) -> None:
+        """The head is next; ``h_final`` the float output of the last block."""
+
+    def values(self, gguf_name: str, encoding: str, w: np.ndarray) -> np.ndarray:
+        return _candidate_values(encoding, w, self.threads)
+
+
 class _KL:
     """Mean KL over scored positions of the reference logits against perturbed activations."""
 
@@ -131,10 +152,12 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
                     method: str = "kl", cache: bool | Path = True,
                     threads: int | None = None, allow_requantize: bool = False,
                     keep_bytes: int = KEEP_BYTES, cancel: CancelToken | None = None,
+                    candidates: PlainCandidates | None = None,
                     ) -> Generator[Progress, None, SensitivityResult]:
     """Fill every option's ``error`` of ``table`` with its measured KL (in place).
 
     ``cache``: True for the default cache root, a folder for another root, False for none.
+    ``candidates``: how a tensor's candidate values are made (default plain rounding).
     """
     import torch
 
@@ -150,8 +173,10 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
     cancel = cancel or CancelToken()
     start = time.perf_counter()
     tokens = data.windows.tokens
+    cand = candidates or PlainCandidates(threads)
     key = measurement_key(model.path, tokens, table.candidates, method,
-                          {"float": table.float_encoding, "format": table.target_format})
+                          {"float": table.float_encoding, "format": table.target_format,
+                           **cand.cache_extra})
     store = None
     if cache is not False:
         root = None if cache is True else Path(cache)
@@ -256,7 +281,7 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
         kl: dict[str, float] = {}
         for o in emb.options:
             cancel.check()
-            ov = {"token_embd.weight": _candidate_values(o.encoding, w, threads)}
+            ov = {"token_embd.weight": cand.values("token_embd.weight", o.encoding, w)}
             hq = downstream(0, eng.embed(tokens, ov))
             kl[o.encoding] = klm.mean(hq, eng.load_head(ov))
         del w
@@ -271,11 +296,13 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
         ref_out = eng.run_block(i, h, weights=wts)
         ref_sq = float(ref_out.double().pow(2).sum())
         scale = None
+        if names:
+            cand.start_block(eng, i, h, wts)
         if method == "block" and names:
             # one downstream KL of the block's tensors (all of them, cached or not, so a
             # resumed run gets the same scale) at their smallest option together
-            ov = {g: _candidate_values(by_gguf[g].options[0].encoding,
-                                       model.load(by_gguf[g].name), threads) for g in in_block}
+            ov = {g: cand.values(g, by_gguf[g].options[0].encoding,
+                                 model.load(by_gguf[g].name)) for g in in_block}
             out = eng.run_block(i, h, weights=wts, overrides=ov)
             joint = float((out - ref_out).double().pow(2).sum())
             kl_joint = klm.mean(downstream(i + 1, out))
@@ -287,7 +314,7 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
             kl, oe = {}, {}
             for o in t.options:
                 cancel.check()
-                ov = {g: _candidate_values(o.encoding, w, threads)}
+                ov = {g: cand.values(g, o.encoding, w)}
                 out = eng.run_block(i, h, weights=wts, overrides=ov)
                 sq = float((out - ref_out).double().pow(2).sum())
                 oe[o.encoding] = sq / ref_sq if ref_sq > 0 else 0.0
@@ -309,9 +336,10 @@ def sensitivity_job(model: Model, table: CostTable, data: CalibrationData, *,
     if head is not None and head.name in todo:
         w = model.load(head.name)
         kl = {}
+        cand.start_head(eng, hs_final)
         for o in head.options:
             cancel.check()
-            ov = {"output.weight": _candidate_values(o.encoding, w, threads)}
+            ov = {"output.weight": cand.values("output.weight", o.encoding, w)}
             kl[o.encoding] = klm.mean(hs_final, eng.load_head(ov))
         yield finish(head, kl, {})
     missing = [t.name for t in table.tensors if not t.measured]
