@@ -124,34 +124,40 @@ class BlockGrid:
         self.kind = kind
         self.header = header    # uint8 [rows, block_bytes] (the codec's bytes)
         self.table = table      # float32 [rows, block // sub, levels]
-        if kind.uniform:
-            self._v0 = table[:, :, 0]
-            self._step = table[:, :, 1] - table[:, :, 0]
-        self._cache: tuple[int, torch.Tensor] | None = None
+        self._cache: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def _levels_of(self, sub: int) -> torch.Tensor:
+    def _sub(self, sub: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sub-block ``sub``'s levels [rows, levels] and what rounding onto them needs: the
+        first level and the inverse step (evenly spaced), or the levels sorted and their order
+        (a lookup table, whose order flips with the sign of the scale)."""
         if self._cache is None or self._cache[0] != sub:
-            self._cache = (sub, self.table[:, sub, :].contiguous())
-        return self._cache[1]
+            levels = self.table[:, sub, :].contiguous()
+            if self.kind.uniform:
+                step = levels[:, 1] - levels[:, 0]
+                inv = torch.where(step == 0, torch.zeros_like(step), 1.0 / step)
+                self._cache = (sub, levels, levels[:, 0].contiguous(), inv)
+            else:
+                ordered, order = torch.sort(levels, dim=1, stable=True)
+                self._cache = (sub, levels, ordered, order)
+        return self._cache[1:]
 
     def round(self, k: int, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest level of column ``k`` of the block for each row: (integers, values)."""
-        sub = k // self.kind.sub
-        levels = self._levels_of(sub)
+        levels, a, b = self._sub(k // self.kind.sub)
+        col = w[:, None]
         if self.kind.uniform:
-            step = self._step[:, sub]
-            safe = torch.where(step == 0, torch.ones_like(step), step)
-            q = torch.round((w - self._v0[:, sub]) / safe).clamp_(0, self.kind.levels - 1)
-            q = torch.where(step == 0, torch.zeros_like(q), q).long()
-            # division rounds too: the neighbour may be the nearer level by a hair
-            lo = (q - 1).clamp(min=0)
-            hi = (q + 1).clamp(max=self.kind.levels - 1)
-            cand = torch.stack([lo, q, hi], dim=1)
+            top = self.kind.levels - 1
+            q = ((w - a) * b).round_().clamp_(0, top).long()
+            # off by one at most (the decoder rounds too): look at both neighbours
+            cand = torch.stack([(q - 1).clamp_(min=0), q, (q + 1).clamp_(max=top)], dim=1)
             vals = torch.gather(levels, 1, cand)
-            best = (vals - w[:, None]).abs().argmin(dim=1, keepdim=True)
-            return torch.gather(cand, 1, best)[:, 0], torch.gather(vals, 1, best)[:, 0]
-        best = (levels - w[:, None]).abs().argmin(dim=1, keepdim=True)
-        return best[:, 0], torch.gather(levels, 1, best)[:, 0]
+        else:
+            pos = torch.searchsorted(a, col).clamp_(1, self.kind.levels - 1)
+            cand = torch.cat([pos - 1, pos], dim=1)
+            vals = torch.gather(a, 1, cand)
+            cand = torch.gather(b, 1, cand)
+        best = (vals - col).abs_().argmin(dim=1, keepdim=True)
+        return torch.gather(cand, 1, best)[:, 0], torch.gather(vals, 1, best)[:, 0]
 
     def pack(self, q: np.ndarray) -> np.ndarray:
         out = self.header.copy()
@@ -160,19 +166,25 @@ class BlockGrid:
 
 
 def _level_table(enc: Encoding, kind: GGMLGridType, header: np.ndarray) -> torch.Tensor:
+    """Every level's value per row and sub-block, decoded from the header. A value depends on
+    its sub-block's header fields and its own integer only, so one probe block carries
+    ``sub`` different levels per sub-block: ceil(levels / sub) decodes in all."""
     rows = header.shape[0]
     nsub = kind.block // kind.sub
     table = np.empty((rows, nsub, kind.levels), np.float32)
     if kind.name == "Q8_0":
-        # 256 decodes would be slow; fp16 d times an int8 is exact in float32, as decoded
+        # fp16 d times an int8 is exact in float32, as decoded
         d = header[:, 0:2].copy().view("<f2").astype(np.float32)  # [rows, 1]
         table[:, 0, :] = d * (np.arange(256, dtype=np.float32) - 128)
         return torch.from_numpy(table)
     probe = header.copy()
-    cols = np.arange(nsub) * kind.sub
-    for level in range(kind.levels):
-        kind.pack(probe, np.full((rows, kind.block), level, np.int32))
-        table[:, :, level] = enc.dequantize_rows(probe, kind.block)[:, cols]
+    for first in range(0, kind.levels, kind.sub):
+        n = min(kind.sub, kind.levels - first)
+        pattern = np.zeros(kind.sub, np.int32)
+        pattern[:n] = first + np.arange(n)
+        kind.pack(probe, np.broadcast_to(np.tile(pattern, nsub), (rows, kind.block)))
+        dec = enc.dequantize_rows(probe, kind.block).reshape(rows, nsub, kind.sub)
+        table[:, :, first:first + n] = dec[:, :, :n]
     return torch.from_numpy(table)
 
 
