@@ -23,15 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from qtstudio.core.encodings import get_encoding
+from qtstudio.calib import CalibrationError, DecoderEngine, WeightFn, engine_kind, plan_weight_fn
 from qtstudio.core.metrics import MetricsAccumulator
-from qtstudio.core.model import Model
+from qtstudio.core.model import Model, TensorInfo
 from qtstudio.core.plan import Plan
 from qtstudio.core.qtensor import QTensor
 from qtstudio.quant.ggml_grid import GRID_TYPES, GGMLGridScheme
-from qtstudio.quant.gptq import GPTQOptions, GPTQResult, gptq, hessian_error
+from qtstudio.quant.gptq import GPTQOptions, GPTQResult, gptq, hessian_error, prepare_hessian
 from qtstudio.quant.hessian import HessianAccumulator
-from qtstudio.quant.llama_blocks import SEQUENTIAL_GROUPS, LlamaBlocks, linear_name
 
 from . import CancelToken, Progress
 from .quantize import QuantizeReport, quantize_job
@@ -90,21 +89,68 @@ def ggml_schemes(plan: Plan, threads: int | None = None) -> SchemeFor:
     return scheme
 
 
+#: linears whose inputs are computed one group after another (the earlier group quantized);
+#: GGUF names, as the calibration engine calls them, inside ``blk.N.``
+SEQUENTIAL_GROUPS = (("attn_q", "attn_k", "attn_v"), ("attn_output",), ("ffn_gate", "ffn_up"),
+                     ("ffn_down",))
+
+
+def check_gptq_model(model: Model) -> None:
+    """A CalibrationError naming the file unless calibration's decoder engine runs ``model``."""
+    _decoder_engine(model, None)
+
+
+def _decoder_engine(model: Model, weight_fn: WeightFn | None) -> DecoderEngine:
+    if engine_kind(model) != "decoder":
+        raise CalibrationError(model.path, f"GPTQ runs decoder language models (llama, "
+                                           f"mistral, qwen2); this one is "
+                                           f"{model.architecture or 'of unknown architecture'}")
+    return DecoderEngine(model, weight_fn=weight_fn)
+
+
+def _head_hessian(engine: DecoderEngine, h: torch.Tensor) -> HessianAccumulator:
+    """Inputs of the output matrix (final norm applied), chunk by chunk of tokens."""
+    head = engine.load_head()
+    acc = HessianAccumulator(int(h.shape[-1]))
+    flat = h.reshape(-1, h.shape[-1])
+    for t0 in range(0, flat.shape[0], engine.batch_tokens):
+        engine.logits(flat[t0:t0 + engine.batch_tokens], head,
+                      observer=lambda _name, x: acc.add(x))
+    return acc
+
+
 def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
                     sink: ResultSink, *, options: GPTQOptions | None = None,
-                    fixed_weights: Callable[[str, np.ndarray], np.ndarray] | None = None,
-                    cancel: CancelToken | None = None,
+                    weight_fn: WeightFn | None = None, cancel: CancelToken | None = None,
                     ) -> Generator[Progress, None, list[float]]:
-    """Run GPTQ block after block; returns the seconds each block took (the head last, if any).
+    """Run GPTQ block after block on calibration's decoder engine (any source it reads: Hugging
+    Face folders, torch state dicts, GGUF files); returns the seconds each block took (the head
+    last, if GPTQ'd). ``scheme_for`` and ``sink`` take checkpoint tensor names. GPTQ works on
+    the stored layout: a GGUF llama's q/k rows are interleaved, but GPTQ treats rows
+    independently and its Hessian is over input columns, so the row order does not matter.
 
-    ``fixed_weights(name, w)`` gives the values a tensor GPTQ does not touch will have (its
-    plain quantization), so later blocks see the inputs the exported model computes."""
+    ``weight_fn`` (calibration's kind) gives the values the tensors GPTQ does not touch will
+    have (their plain quantization), so later blocks see the inputs the exported model
+    computes. Memory: one block's weights, one Hessian per input, the hidden states."""
     cancel = cancel or CancelToken()
     options = options or GPTQOptions()
-    engine = LlamaBlocks(model)
-    n_layers = engine.shape.n_layers
-    head_scheme = scheme_for(engine.head_name, tuple(model.tensor(engine.head_name).shape)) \
-        if engine.head_name != "model.embed_tokens.weight" else None
+    access = _decoder_engine(model, None).access
+
+    def scheme_of(gguf: str) -> Any:
+        if not access.has(gguf):
+            return None
+        info = access.info(gguf)
+        return scheme_for(info.name, tuple(info.shape))
+
+    def values(info: TensorInfo, w: np.ndarray) -> np.ndarray:
+        if weight_fn is None or scheme_for(info.name, tuple(info.shape)) is not None:
+            return w
+        return weight_fn(info, w)
+
+    engine = _decoder_engine(model, values)
+    n_layers = engine.n_blocks
+    head = engine.head_name
+    head_scheme = scheme_of(head) if head == "output.weight" else None
     total = n_layers + (1 if head_scheme is not None else 0)
     start = time.perf_counter()
     seconds: list[float] = []
@@ -115,69 +161,55 @@ def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
         cancel.check()
         t0 = time.perf_counter()
         weights = engine.load_block(i)
-        for short in [s for g in SEQUENTIAL_GROUPS for s in g]:
-            name = linear_name(i, short)
-            if scheme_for(name, tuple(weights[short].shape)) is None and fixed_weights:
-                weights[short] = torch.from_numpy(
-                    np.ascontiguousarray(fixed_weights(name, weights[short].numpy())))
+        done: dict[str, np.ndarray] = {}   # GGUF name -> GPTQ values, stored layout
         for group in SEQUENTIAL_GROUPS:
-            names = {s: linear_name(i, s) for s in group}
-            schemes = {s: scheme_for(n, tuple(weights[s].shape)) for s, n in names.items()}
-            todo = [s for s in group if schemes[s] is not None]
+            names = [f"blk.{i}.{k}.weight" for k in group]
+            todo = [(n, sch) for n in names if (sch := scheme_of(n)) is not None]
             if not todo:
                 continue
-            acc = HessianAccumulator(weights[group[0]].shape[1])
+            acc = HessianAccumulator(int(access.info(names[0]).shape[-1]))
 
-            def observe(short: str, x: torch.Tensor, group=group, acc=acc) -> None:
-                if short == group[0]:
+            def observe(name: str, x: torch.Tensor, first=names[0], acc=acc) -> None:
+                if name == first:
                     acc.add(x)
-            engine.run_block(weights, h, observe)
-            for s in todo:
+            engine.run_block(i, h, weights=weights, overrides=done, observer=observe)
+            prepared = prepare_hessian(acc.hessian(), options)
+            for name, sch in todo:
                 cancel.check()
-                yield Progress("gptq", names[s], i, total, 0, 0, time.perf_counter() - start,
-                               f"block {i}: {s}")
-                w = weights[s].numpy()
-                res = gptq(w, acc.hessian(), schemes[s], options, cancel=cancel)
-                sink(names[s], res, schemes[s], acc.hessian())
-                weights[s] = torch.from_numpy(res.values)
-        h = engine.run_block(weights, h)
+                info = access.info(name)
+                yield Progress("gptq", info.name, i, total, 0, 0, time.perf_counter() - start,
+                               f"block {i}: {name.split('.')[2]}")
+                w = np.ascontiguousarray(model.load(info.name), np.float32)
+                res = gptq(w, prepared, sch, options, cancel=cancel)
+                sink(info.name, res, sch, acc.hessian())
+                done[name] = res.values
+            del prepared
+        h = engine.run_block(i, h, weights=weights, overrides=done)
         seconds.append(time.perf_counter() - t0)
-        del weights
+        del weights, done
     if head_scheme is not None:
         cancel.check()
         t0 = time.perf_counter()
-        yield Progress("gptq", engine.head_name, n_layers, total, 0, 0,
+        info = access.info(head)
+        yield Progress("gptq", info.name, n_layers, total, 0, 0,
                        time.perf_counter() - start, "output head")
-        x = engine.head_input(h)
-        acc = HessianAccumulator(x.shape[-1])
-        acc.add(x)
-        w = np.ascontiguousarray(model.load(engine.head_name), np.float32)
+        acc = _head_hessian(engine, h)
+        w = np.ascontiguousarray(model.load(info.name), np.float32)
         res = gptq(w, acc.hessian(), head_scheme, options, cancel=cancel)
-        sink(engine.head_name, res, head_scheme, acc.hessian())
+        sink(info.name, res, head_scheme, acc.hessian())
         seconds.append(time.perf_counter() - t0)
     return seconds
-
-
-def _plain_values(plan: Plan, threads: int | None) -> Callable[[str, np.ndarray], np.ndarray]:
-    encodings = {e.name: e.encoding for e in plan.entries}
-
-    def values(name: str, w: np.ndarray) -> np.ndarray:
-        enc = get_encoding(encodings.get(name, "F32"))
-        if enc.name == "F32" or w.ndim != 2:
-            return w
-        return enc.dequantize_rows(enc.quantize_rows(np.ascontiguousarray(w, np.float32),
-                                                     threads=threads), w.shape[1])
-    return values
 
 
 def gptq_job(model: Model, plan: Plan, tokens: np.ndarray, *,
              options: GPTQOptions | None = None, threads: int | None = None,
              cancel: CancelToken | None = None, workdir: str | Path | None = None,
-             ) -> Generator[Progress, None, GPTQRun]:
+             allow_requantize: bool = False) -> Generator[Progress, None, GPTQRun]:
     """GPTQ every block linear (and the output head) whose planned encoding has a ggml grid;
     returns the bytes (a :class:`GPTQStore`; call ``cleanup`` when done) and per tensor the
     Hessian-weighted output error of GPTQ against plain rounding to the same type."""
     start = time.perf_counter()
+    plain = plan_weight_fn(model, plan, allow_requantize=allow_requantize, threads=threads)
     store = GPTQStore(workdir)
     run = GPTQRun(store=store, windows=int(tokens.shape[0]), ctx=int(tokens.shape[1]))
 
@@ -187,18 +219,18 @@ def gptq_job(model: Model, plan: Plan, tokens: np.ndarray, *,
         store.put(name, qt)
         imp = np.ascontiguousarray(torch.diagonal(h).numpy(), np.float32)
         enc = scheme.encoding
-        plain = enc.dequantize_rows(enc.quantize_rows(w, imatrix=imp, threads=threads),
-                                    w.shape[1])
+        rounded = enc.dequantize_rows(enc.quantize_rows(w, imatrix=imp, threads=threads),
+                                      w.shape[1])
         hn = h.numpy()
         run.tensors.append({"name": name, "encoding": enc.name, "shape": list(w.shape),
                             "output_error_gptq": hessian_error(w, res.values, hn),
-                            "output_error_plain": hessian_error(w, plain, hn),
+                            "output_error_plain": hessian_error(w, rounded, hn),
                             "dead_columns": res.dead_columns})
 
     try:
         run.block_seconds = yield from sequential_gptq(
             model, tokens, ggml_schemes(plan, threads), sink, options=options,
-            fixed_weights=_plain_values(plan, threads), cancel=cancel)
+            weight_fn=plain, cancel=cancel)
     except BaseException:
         store.cleanup()
         raise
@@ -260,7 +292,7 @@ def gptq_export_job(model: Model, plan: Plan, out_path: str | Path, tokens: np.n
     from qtstudio.export.gguf import export_gguf_job
 
     run = yield from gptq_job(model, plan, tokens, options=options, threads=threads,
-                              cancel=cancel)
+                              cancel=cancel, allow_requantize=allow_requantize)
     try:
         report = yield from export_gguf_job(model, plan, out_path, threads=threads,
                                             cancel=cancel, allow_requantize=allow_requantize,

@@ -11,7 +11,7 @@ column onto it and compensates the error in the columns still to come. This modu
   (and llama.cpp, whose decoders ours match bit for bit) reads back;
 - packs the chosen integers into the block's quant fields, next to the kept header.
 
-Supported: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K.
+Supported: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
 """
 
 from __future__ import annotations
@@ -88,6 +88,30 @@ def _pack_q6_k(b: np.ndarray, q: np.ndarray) -> None:
             hi[:, 0] | (hi[:, 1] << 2) | (hi[:, 2] << 4) | (hi[:, 3] << 6)).astype(np.uint8)
 
 
+def _k_2bit_planes(q: np.ndarray) -> np.ndarray:
+    """64 bytes: per 128-value half n, byte 32n + l holds value 128n + 32j + l at bits 2j."""
+    r = (q.reshape(-1, 2, 4, 32) & 3).astype(np.uint8)  # [rows, half, j, l]
+    shifts = (2 * np.arange(4, dtype=np.uint8))[None, None, :, None]
+    return np.bitwise_or.reduce(r << shifts, axis=2).reshape(-1, 64)
+
+
+def _pack_q2_k(b: np.ndarray, q: np.ndarray) -> None:
+    b[:, 16:80] = _k_2bit_planes(q)  # scales 0:16, quants, then d and dmin
+
+
+def _pack_q3_k(b: np.ndarray, q: np.ndarray) -> None:
+    # hmask 0:32: bit 4n + j of byte l is the third bit of value 128n + 32j + l; quants
+    # 32:96 as Q2_K's; scales and d follow
+    hi = ((q.reshape(-1, 8, 32) >> 2) & 1).astype(np.uint8)
+    b[:, 0:32] = np.bitwise_or.reduce(hi << np.arange(8, dtype=np.uint8)[None, :, None], axis=1)
+    b[:, 32:96] = _k_2bit_planes(q)
+
+
+def _pack_iq4_xs(b: np.ndarray, q: np.ndarray) -> None:
+    # d, scales_h, scales_l in 0:8; then per 32-value sub-block Q4_0's 16 nibble bytes
+    b[:, 8:136] = _nibbles_32(q.reshape(-1, 32)).reshape(-1, 128)
+
+
 @dataclass(frozen=True)
 class GGMLGridType:
     """What GPTQ needs to know about one ggml type's values."""
@@ -110,6 +134,9 @@ GRID_TYPES: dict[str, GGMLGridType] = {t.name: t for t in (
     GGMLGridType("Q4_K", 256, 32, 16, True, _pack_q4_k),
     GGMLGridType("Q5_K", 256, 32, 32, True, _pack_q5_k),
     GGMLGridType("Q6_K", 256, 16, 64, True, _pack_q6_k),
+    GGMLGridType("Q2_K", 256, 16, 4, True, _pack_q2_k),
+    GGMLGridType("Q3_K", 256, 16, 8, True, _pack_q3_k),
+    GGMLGridType("IQ4_XS", 256, 32, 16, False, _pack_iq4_xs),
 )}
 
 
