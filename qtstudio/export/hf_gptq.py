@@ -123,8 +123,9 @@ def export_hf_gptq_job(model: Model, tokens: np.ndarray, out_dir: str | Path, *,
             quantized.add(name)
             report.tensors.append(name)
 
-        report.block_seconds = yield from sequential_gptq(
-            model, tokens, scheme_for, sink, options=options, cancel=cancel)
+        timings = yield from sequential_gptq(model, tokens, scheme_for, sink, options=options,
+                                             cancel=cancel)
+        report.block_seconds = [t.seconds for t in timings]
         for info in model.tensors:
             if info.name in quantized:
                 continue

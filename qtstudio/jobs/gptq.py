@@ -68,10 +68,23 @@ class GPTQStore(Mapping[str, QTensor]):
 
 
 @dataclass
+class BlockTiming:
+    """Where one block's time went: the calibration forward passes that measure the Hessians
+    (one per group of linears sharing an input, and the pass to the next block) and GPTQ itself
+    (factorisations and the column loops)."""
+
+    block: int                 # the output head counts as block n_layers
+    seconds: float = 0.0
+    measure_seconds: float = 0.0
+    gptq_seconds: float = 0.0
+
+
+@dataclass
 class GPTQRun:
     store: GPTQStore
     tensors: list[dict[str, Any]] = field(default_factory=list)
     block_seconds: list[float] = field(default_factory=list)
+    block_timings: list[BlockTiming] = field(default_factory=list)
     windows: int = 0
     ctx: int = 0
     elapsed: float = 0.0
@@ -122,10 +135,10 @@ def _head_hessian(engine: DecoderEngine, h: torch.Tensor) -> HessianAccumulator:
 def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
                     sink: ResultSink, *, options: GPTQOptions | None = None,
                     weight_fn: WeightFn | None = None, cancel: CancelToken | None = None,
-                    ) -> Generator[Progress, None, list[float]]:
+                    ) -> Generator[Progress, None, list[BlockTiming]]:
     """Run GPTQ block after block on calibration's decoder engine (any source it reads: Hugging
-    Face folders, torch state dicts, GGUF files); returns the seconds each block took (the head
-    last, if GPTQ'd). ``scheme_for`` and ``sink`` take checkpoint tensor names. GPTQ works on
+    Face folders, torch state dicts, GGUF files); returns each block's timing (the head last,
+    if GPTQ'd). ``scheme_for`` and ``sink`` take checkpoint tensor names. GPTQ works on
     the stored layout: a GGUF llama's q/k rows are interleaved, but GPTQ treats rows
     independently and its Hessian is over input columns, so the row order does not matter.
 
@@ -153,13 +166,14 @@ def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
     head_scheme = scheme_of(head) if head == "output.weight" else None
     total = n_layers + (1 if head_scheme is not None else 0)
     start = time.perf_counter()
-    seconds: list[float] = []
+    timings: list[BlockTiming] = []
     yield Progress("gptq", "embedding", 0, total, 0, 0, 0.0,
                    f"{tokens.shape[0]} windows of {tokens.shape[1]} tokens")
     h = engine.embed(tokens)
     for i in range(n_layers):
         cancel.check()
         t0 = time.perf_counter()
+        timing = BlockTiming(i)
         weights = engine.load_block(i)
         done: dict[str, np.ndarray] = {}   # GGUF name -> GPTQ values, stored layout
         for group in SEQUENTIAL_GROUPS:
@@ -172,8 +186,12 @@ def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
             def observe(name: str, x: torch.Tensor, first=names[0], acc=acc) -> None:
                 if name == first:
                     acc.add(x)
+            t1 = time.perf_counter()
             engine.run_block(i, h, weights=weights, overrides=done, observer=observe)
+            t2 = time.perf_counter()
+            timing.measure_seconds += t2 - t1
             prepared = prepare_hessian(acc.hessian(), options)
+            timing.gptq_seconds += time.perf_counter() - t2
             for name, sch in todo:
                 cancel.check()
                 info = access.info(name)
@@ -181,11 +199,15 @@ def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
                                f"block {i}: {name.split('.')[2]}")
                 w = np.ascontiguousarray(model.load(info.name), np.float32)
                 res = gptq(w, prepared, sch, options, cancel=cancel)
+                timing.gptq_seconds += res.seconds
                 sink(info.name, res, sch, acc.hessian())
                 done[name] = res.values
             del prepared
+        t1 = time.perf_counter()
         h = engine.run_block(i, h, weights=weights, overrides=done)
-        seconds.append(time.perf_counter() - t0)
+        timing.measure_seconds += time.perf_counter() - t1
+        timing.seconds = time.perf_counter() - t0
+        timings.append(timing)
         del weights, done
     if head_scheme is not None:
         cancel.check()
@@ -194,11 +216,12 @@ def sequential_gptq(model: Model, tokens: np.ndarray, scheme_for: SchemeFor,
         yield Progress("gptq", info.name, n_layers, total, 0, 0,
                        time.perf_counter() - start, "output head")
         acc = _head_hessian(engine, h)
+        measured = time.perf_counter() - t0
         w = np.ascontiguousarray(model.load(info.name), np.float32)
         res = gptq(w, acc.hessian(), head_scheme, options, cancel=cancel)
         sink(info.name, res, head_scheme, acc.hessian())
-        seconds.append(time.perf_counter() - t0)
-    return seconds
+        timings.append(BlockTiming(n_layers, time.perf_counter() - t0, measured, res.seconds))
+    return timings
 
 
 def gptq_job(model: Model, plan: Plan, tokens: np.ndarray, *,
@@ -223,14 +246,16 @@ def gptq_job(model: Model, plan: Plan, tokens: np.ndarray, *,
                                       w.shape[1])
         hn = h.numpy()
         run.tensors.append({"name": name, "encoding": enc.name, "shape": list(w.shape),
+                            "gptq_seconds": res.seconds,
                             "output_error_gptq": hessian_error(w, res.values, hn),
                             "output_error_plain": hessian_error(w, rounded, hn),
                             "dead_columns": res.dead_columns})
 
     try:
-        run.block_seconds = yield from sequential_gptq(
+        run.block_timings = yield from sequential_gptq(
             model, tokens, ggml_schemes(plan, threads), sink, options=options,
             weight_fn=plain, cancel=cancel)
+        run.block_seconds = [t.seconds for t in run.block_timings]
     except BaseException:
         store.cleanup()
         raise

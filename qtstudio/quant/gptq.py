@@ -25,6 +25,7 @@ factorisation serves the whole matrix.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +73,7 @@ class GPTQResult:
     group_of: np.ndarray      # group id of each original column
     dead_columns: int
     damp: float               # the value added to the diagonal
+    seconds: float = 0.0      # the algorithm's own time (the factorisation too, when done here)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ def gptq(weight: np.ndarray, hessian: np.ndarray | torch.Tensor | PreparedHessia
     """Quantize ``weight`` [rows, cols] onto ``scheme``'s grids, compensating with ``hessian``
     (``sum x x^T`` over the calibration inputs, [cols, cols], or one prepared for ``options``
     by :func:`prepare_hessian`)."""
+    start = time.perf_counter()
     opt = options or GPTQOptions()
     opt.validate()
     cancel = cancel or CancelToken()
@@ -193,7 +196,8 @@ def gptq(weight: np.ndarray, hessian: np.ndarray | torch.Tensor | PreparedHessia
     inv = torch.argsort(perm)
     return GPTQResult(values=v_t[inv].T.contiguous().numpy(),
                       q=q_t[inv].T.contiguous().numpy(), grids=grids, perm=perm_np,
-                      group_of=group_of, dead_columns=int(ph.dead.sum()), damp=damp)
+                      group_of=group_of, dead_columns=int(ph.dead.sum()), damp=damp,
+                      seconds=time.perf_counter() - start)
 
 
 def _current_columns(wt: torch.Tensor, w1: torch.Tensor, err1: torch.Tensor,
