@@ -154,6 +154,23 @@ def test_quantize_cli_on_a_gguf_source_reports_gptq_against_plain(lm, sources, t
     assert all(r["output_error_gptq"] < r["output_error_plain"] for r in rows)
 
 
+def test_a_quantized_gguf_source_needs_allow_requantize(lm, sources, tmp_path, capsys):
+    from qtstudio.export.gguf import export_gguf
+
+    with open_model(sources["hf"]) as m:
+        export_gguf(m, resolve_plan(m, Recipe(preset="Q8_0"), target_format="gguf"),
+                    tmp_path / "q8.gguf")
+    out = tmp_path / "out.gguf"
+    args = ["export", str(tmp_path / "q8.gguf"), "--preset", "Q4_K_M", "--method", "gptq",
+            "--data", str(lm / "calib.txt"), "--calib-ctx", "32", "--calib-windows", "2",
+            "-o", str(out), "--quiet"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "--allow-requantize" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*args, "--allow-requantize"]) == 0 and out.is_file()
+
+
 def _unpack(words, bits, axis_len):
     """int32 words [k, cols] -> levels [k * 32 / bits, cols] (independent of the exporter)."""
     w = torch.as_tensor(words).to(torch.int64) & 0xFFFFFFFF

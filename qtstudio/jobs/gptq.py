@@ -1,6 +1,7 @@
-"""The GPTQ job: calibration windows through the model block by block, every planned linear of a
-block quantized by GPTQ on the inputs it really sees (blocks before it already quantized), the
-bytes kept on disk until the exporter or the report takes them.
+"""The GPTQ job: calibration windows through the model block by block (calibration's
+DecoderEngine, so every source it reads: Hugging Face folders, torch state dicts, GGUF files),
+every planned linear of a block quantized by GPTQ on the inputs it really sees (blocks before it
+already quantized), the bytes kept on disk until the exporter or the report takes them.
 
 Memory: one decoder block's float weights, one Hessian per group of linears sharing an input,
 and the calibration set's hidden states; the quantized bytes go to a temporary folder, not RAM.
@@ -91,8 +92,9 @@ class GPTQRun:
 
 
 def ggml_schemes(plan: Plan, threads: int | None = None) -> SchemeFor:
-    """GPTQ for every planned tensor whose encoding has a ggml grid; the rest goes plain."""
-    encodings = {e.name: e.encoding for e in plan.entries}
+    """GPTQ for every planned tensor whose encoding has a ggml grid; the rest goes plain. A
+    tensor already stored in its planned type keeps its bytes (as the export keeps them)."""
+    encodings = {e.name: e.encoding for e in plan.entries if e.source_dtype != e.encoding}
 
     def scheme(name: str, shape: tuple[int, ...]) -> GGMLGridScheme | None:
         enc = encodings.get(name)
