@@ -41,8 +41,15 @@ from tests.helpers.oracles import quiet_stderr
 from tests.helpers.trained_lm import corpus_text, trained_llama
 
 PRESET = {"Q2_K": "Q2_K", "Q3_K": "Q3_K_S", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M",
-          "Q6_K": "Q6_K", "Q4_0": "Q4_0", "Q5_0": "Q5_0", "Q8_0": "Q8_0", "IQ4_NL": "IQ4_NL",
-          "IQ4_XS": "IQ4_XS"}
+          "Q6_K": "Q6_K", "Q4_0": "Q4_0", "Q5_0": "Q5_0", "Q8_0": "Q8_0"}
+
+
+def pure_recipe(t: str) -> Recipe:
+    """Every matrix in type ``t`` (a preset with --pure, or the type itself where llama.cpp
+    has no preset of that name)."""
+    if t in PRESET:
+        return Recipe(preset=PRESET[t], pure=True)
+    return Recipe(default_encoding=t, output_tensor_type=t, token_embedding_type=t)
 CTX = 64
 
 
@@ -87,7 +94,7 @@ def trained_model(types: list[str]) -> None:
               f"{'measure s':>9} {'GPTQ s':>7} {'total s':>7}")
         first = None
         for t in types:
-            plan = resolve_plan(m, Recipe(preset=PRESET[t], pure=True), target_format="gguf")
+            plan = resolve_plan(m, pure_recipe(t), target_format="gguf")
             export_gguf(m, plan, root / "plain.gguf")
             t0 = time.perf_counter()
             rep = run_job(gptq_export_job(m, plan, root / "gptq.gguf", calib,

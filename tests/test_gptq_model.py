@@ -72,13 +72,18 @@ def _kl(ref, got):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K"])
-def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc):
+@pytest.mark.parametrize("enc,recipe", [
+    ("Q4_0", Recipe(preset="Q4_0", pure=True)), ("Q4_K", Recipe(preset="Q4_K_M", pure=True)),
+    ("Q3_K", Recipe(preset="Q3_K_S", pure=True)),
+    ("IQ4_XS", Recipe(default_encoding="IQ4_XS", output_tensor_type="IQ4_XS",
+                      token_embedding_type="IQ4_XS"))], ids=lambda v: getattr(v, "preset", v))
+def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc,
+                                                                     recipe):
     from qtstudio.export.gguf import export_gguf
 
     with open_model(lm / "model") as m:
-        plan = resolve_plan(m, Recipe(preset=enc if enc != "Q4_K" else "Q4_K_M", pure=True),
-                            target_format="gguf")
+        plan = resolve_plan(m, recipe, target_format="gguf")
+        assert {e.encoding for e in plan.entries if len(e.shape) == 2} == {enc}
         calib = calibration_windows(m, lm / "calib.txt", ctx=64, windows=32)
         held = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=6)
         run_job(gptq_export_job(m, plan, tmp_path / "gptq.gguf", calib,

@@ -267,12 +267,13 @@ def gptq_job(model: Model, plan: Plan, tokens: np.ndarray, *,
 
 def gptq_quantize_job(model: Model, plan: Plan, tokens: np.ndarray, *,
                       options: GPTQOptions | None = None, threads: int | None = None,
-                      cancel: CancelToken | None = None,
+                      cancel: CancelToken | None = None, allow_requantize: bool = True,
                       ) -> Generator[Progress, None, QuantizeReport]:
     """``quantize --method gptq``: the quantize report, GPTQ tensors measured from their bytes
-    (and with their output error against plain rounding), the others quantized as usual."""
+    (and with their output error against plain rounding), the others quantized as usual. A
+    report writes no file, so a quantized source is re-encoded as plain ``quantize`` does."""
     run = yield from gptq_job(model, plan, tokens, options=options, threads=threads,
-                              cancel=cancel)
+                              cancel=cancel, allow_requantize=allow_requantize)
     try:
         rest = Plan(entries=[e for e in plan.entries if e.name not in run.store],
                     target_format=plan.target_format, preset=plan.preset,
