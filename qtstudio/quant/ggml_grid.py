@@ -151,22 +151,20 @@ class BlockGrid:
         self.kind = kind
         self.header = header    # uint8 [rows, block_bytes] (the codec's bytes)
         self.table = table      # float32 [rows, block // sub, levels]
-        self._cache: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # per sub-block, what rounding onto its levels needs (made once: under act order the
+        # columns of a block come in any order): the levels [nsub, rows, levels], and the first
+        # level and inverse step (evenly spaced), or the levels sorted and their order (a
+        # lookup table, whose order flips with the sign of the scale)
+        self._levels = table.permute(1, 0, 2).contiguous()
+        if kind.uniform:
+            step = self._levels[:, :, 1] - self._levels[:, :, 0]
+            self._a = self._levels[:, :, 0].contiguous()
+            self._b = torch.where(step == 0, torch.zeros_like(step), 1.0 / step)
+        else:
+            self._a, self._b = torch.sort(self._levels, dim=2, stable=True)
 
     def _sub(self, sub: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sub-block ``sub``'s levels [rows, levels] and what rounding onto them needs: the
-        first level and the inverse step (evenly spaced), or the levels sorted and their order
-        (a lookup table, whose order flips with the sign of the scale)."""
-        if self._cache is None or self._cache[0] != sub:
-            levels = self.table[:, sub, :].contiguous()
-            if self.kind.uniform:
-                step = levels[:, 1] - levels[:, 0]
-                inv = torch.where(step == 0, torch.zeros_like(step), 1.0 / step)
-                self._cache = (sub, levels, levels[:, 0].contiguous(), inv)
-            else:
-                ordered, order = torch.sort(levels, dim=1, stable=True)
-                self._cache = (sub, levels, ordered, order)
-        return self._cache[1:]
+        return self._levels[sub], self._a[sub], self._b[sub]
 
     def round(self, k: int, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest level of column ``k`` of the block for each row: (integers, values)."""
