@@ -1,13 +1,17 @@
-"""GPTQ: time per block and held-out KL against plain rounding at the same size.
+"""GPTQ: where the time goes, and held-out KL against plain rounding at the same size.
 
-1. The trained tiny llama the tests build (tests/helpers/gptq_model.py): for each ggml type, a
-   pure plan exported twice (plain rounding, GPTQ with act order on 32 windows of 64 tokens),
-   both files run by llama.cpp (llama-cpp-python) on held-out text of the same grammar; KL of
-   each against transformers' float logits. Prints GPTQ seconds per decoder block.
-2. One square matrix (default 2048 x 2048, Hessian from 4096 correlated random rows): GPTQ
-   seconds per type, split into the Hessian product and the algorithm.
+1. The trained test llama (tests/helpers/trained_lm.py, cached): for each ggml type, a pure
+   plan (every tensor that type) exported twice, plain rounding and GPTQ (act order, 32
+   calibration windows of 64 tokens from corpus text it was not trained on); both files run by
+   llama.cpp (llama-cpp-python) on held-out text; KL of each against transformers' float
+   logits. Per type: measurement seconds (the calibration forward passes that collect the
+   Hessians) and GPTQ seconds (factorisations and column loops), and per block for the first.
+2. One matrix per shape (default 1024^2, 2048^2, 4096^2; ``--llama7b`` adds a 7B llama's
+   11008 x 4096 and 4096 x 11008), Hessian from 4096 correlated random rows: seconds for the
+   Hessian product, its factorisation (shared by linears with the same input) and the GPTQ
+   column loop, on ``--threads`` threads (default 1).
 
-    python benchmarks/bench_gptq.py [--size 2048] [--types Q4_0,Q4_K,Q6_K]
+    python benchmarks/bench_gptq.py [--types Q4_0,Q4_K] [--matrix-types Q4_K] [--llama7b]
 """
 
 from __future__ import annotations
@@ -23,20 +27,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qtstudio.calib import load_tokenizer, tokenize_windows
 from qtstudio.core.plan import resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.export.gguf import export_gguf
 from qtstudio.export.gguf_gptq import gptq_export_job
 from qtstudio.formats import open_model
 from qtstudio.jobs import run_job
-from qtstudio.quant.calib_data import calibration_windows
 from qtstudio.quant.ggml_grid import GGMLGridScheme
-from qtstudio.quant.gptq import GPTQOptions, gptq
+from qtstudio.quant.gptq import GPTQOptions, gptq, prepare_hessian
 from qtstudio.quant.hessian import HessianAccumulator
 from tests.helpers.oracles import quiet_stderr
+from tests.helpers.trained_lm import corpus_text, trained_llama
 
-PRESET = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q6_K": "Q6_K", "Q4_0": "Q4_0", "Q5_0": "Q5_0",
-          "Q8_0": "Q8_0", "IQ4_NL": "IQ4_NL"}
+PRESET = {"Q2_K": "Q2_K", "Q3_K": "Q3_K_S", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M",
+          "Q6_K": "Q6_K", "Q4_0": "Q4_0", "Q5_0": "Q5_0", "Q8_0": "Q8_0"}
+
+
+def pure_recipe(t: str) -> Recipe:
+    """Every matrix in type ``t`` (a preset with --pure, or the type itself where llama.cpp
+    has no preset of that name)."""
+    if t in PRESET:
+        return Recipe(preset=PRESET[t], pure=True)
+    return Recipe(default_encoding=t, output_tensor_type=t, token_embedding_type=t)
+CTX = 64
 
 
 def _llama_logits(path: Path, windows: np.ndarray) -> np.ndarray:
@@ -44,7 +58,8 @@ def _llama_logits(path: Path, windows: np.ndarray) -> np.ndarray:
 
     out = []
     with quiet_stderr():
-        llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
+        llm = llama_cpp.Llama(str(path), n_ctx=CTX, logits_all=True, verbose=False,
+                              n_threads=2)
         for w in windows:
             llm.reset()
             llm.eval([int(t) for t in w])
@@ -62,66 +77,96 @@ def _kl(ref: np.ndarray, got: np.ndarray) -> float:
 def trained_model(types: list[str]) -> None:
     import transformers
 
-    from tests.helpers.gptq_model import build_trained_llama, grammar_text
-
-    with tempfile.TemporaryDirectory() as tmp:
+    folder = trained_llama()
+    text = corpus_text()
+    hf = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with open_model(folder) as m, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        folder = build_trained_llama(root / "model")
-        (root / "calib.txt").write_text(grammar_text(1, 600), encoding="utf-8")
-        (root / "held.txt").write_text(grammar_text(2, 120), encoding="utf-8")
-        hf = transformers.LlamaForCausalLM.from_pretrained(folder).eval()
-        print("trained tiny llama: hidden 256, 2 blocks, intermediate 512, vocab 384; "
-              "calibration 32 x 64 tokens, held-out 6 x 48 tokens")
-        print(f"{'type':8} {'MiB':>6} {'KL plain':>10} {'KL GPTQ':>10} {'ratio':>6} "
-              f"{'s/block':>16} {'s total':>8}")
-        with open_model(folder) as m:
-            calib = calibration_windows(m, root / "calib.txt", ctx=64, windows=32)
-            held = calibration_windows(m, root / "held.txt", ctx=48, windows=6)
-            with torch.no_grad():
-                ref = hf(input_ids=torch.as_tensor(held)).logits.numpy()
-            for t in types:
-                plan = resolve_plan(m, Recipe(preset=PRESET[t], pure=True), target_format="gguf")
-                export_gguf(m, plan, root / "plain.gguf")
-                t0 = time.perf_counter()
-                rep = run_job(gptq_export_job(m, plan, root / "gptq.gguf", calib,
-                                              options=GPTQOptions(desc_act=True)))
-                total = time.perf_counter() - t0
-                kp = _kl(ref, _llama_logits(root / "plain.gguf", held))
-                kg = _kl(ref, _llama_logits(root / "gptq.gguf", held))
-                size = (root / "gptq.gguf").stat().st_size
-                assert size == (root / "plain.gguf").stat().st_size
-                blocks = ", ".join(f"{s:.2f}" for s in rep.gptq.block_seconds)
-                print(f"{t:8} {size / 2**20:6.3f} {kp:10.3g} {kg:10.3g} {kg / kp:6.3f} "
-                      f"{blocks:>16} {total:8.2f}", flush=True)
-
-
-def one_matrix(size: int, types: list[str]) -> None:
-    rng = np.random.default_rng(0)
-    mix = rng.standard_normal((size, size)).astype(np.float32) * (rng.random(size) ** 3)[None]
-    x = rng.standard_normal((4096, size)).astype(np.float32) @ mix * 0.1
-    w = (rng.standard_normal((size, size)) * 0.02).astype(np.float32)
-    t0 = time.perf_counter()
-    acc = HessianAccumulator(size)
-    acc.add(x)
-    th = time.perf_counter() - t0
-    print(f"\none {size}x{size} matrix, Hessian from 4096 rows: {th:.2f} s")
-    print(f"{'type':8} {'act order':>9} {'GPTQ s':>8}")
-    for t in types:
-        for act in (False, True):
+        tok = load_tokenizer(m)
+        calib = tokenize_windows(tok, text[300_000:340_000], CTX, chunks=32).tokens
+        held = tokenize_windows(tok, text[400_000:440_000], CTX, chunks=16).tokens
+        with torch.no_grad():
+            ref = hf(input_ids=torch.as_tensor(held)).logits.numpy()
+        print(f"trained test llama ({folder.name}): hidden 256, 2 blocks, intermediate 512, "
+              f"vocab 512; calibration {calib.shape[0]} x {CTX} tokens, held-out "
+              f"{held.shape[0]} x {CTX} tokens; KL by llama.cpp against transformers")
+        print(f"{'type':7} {'MiB':>6} {'KL plain':>10} {'KL GPTQ':>10} {'ratio':>6} "
+              f"{'measure s':>9} {'GPTQ s':>7} {'total s':>7}")
+        first = None
+        for t in types:
+            plan = resolve_plan(m, pure_recipe(t), target_format="gguf")
+            export_gguf(m, plan, root / "plain.gguf")
             t0 = time.perf_counter()
-            gptq(w, acc.hessian(), GGMLGridScheme(t, size), GPTQOptions(desc_act=act))
-            print(f"{t:8} {act!s:>9} {time.perf_counter() - t0:8.2f}", flush=True)
+            rep = run_job(gptq_export_job(m, plan, root / "gptq.gguf", calib,
+                                          options=GPTQOptions(desc_act=True)))
+            total = time.perf_counter() - t0
+            timings = rep.gptq.block_timings
+            first = first or (t, timings, rep.gptq.tensors)
+            kp = _kl(ref, _llama_logits(root / "plain.gguf", held))
+            kg = _kl(ref, _llama_logits(root / "gptq.gguf", held))
+            size = (root / "gptq.gguf").stat().st_size
+            assert size == (root / "plain.gguf").stat().st_size
+            print(f"{t:7} {size / 2**20:6.3f} {kp:10.3g} {kg:10.3g} {kg / kp:6.3f} "
+                  f"{sum(b.measure_seconds for b in timings):9.2f} "
+                  f"{sum(b.gptq_seconds for b in timings):7.2f} {total:7.2f}", flush=True)
+    if first is not None:
+        t, timings, tensors = first
+        print(f"\n{t}: per block (the head is block {len(timings) - 1})")
+        print(f"{'block':>5} {'measure s':>9} {'GPTQ s':>7} {'total s':>7}")
+        for b in timings:
+            print(f"{b.block:5} {b.measure_seconds:9.2f} {b.gptq_seconds:7.2f} "
+                  f"{b.seconds:7.2f}")
+        print(f"{t}: per tensor GPTQ seconds: " + ", ".join(
+            f"{r['name'].split('.')[-2]} {r['shape'][0]}x{r['shape'][1]} "
+            f"{r['gptq_seconds']:.2f}" for r in tensors[:7]))
+
+
+def one_matrix(shapes: list[tuple[int, int]], types: list[str], threads: int) -> None:
+    torch.set_num_threads(threads)
+    print(f"\none matrix, Hessian from 4096 correlated rows, {threads} thread(s), act order")
+    print("seconds wall / CPU of this process (the machine may be shared: CPU time is the work)")
+    print(f"{'type':7} {'rows x cols':>12} {'Hessian':>13} {'factor':>13} {'loop':>13}")
+    for rows, cols in shapes:
+        rng = np.random.default_rng(0)
+        mix = (rng.standard_normal((cols, cols)).astype(np.float32)
+               * (rng.random(cols, dtype=np.float32) ** 3)[None])
+        x = rng.standard_normal((4096, cols), dtype=np.float32) @ mix * 0.1
+        w = (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02)
+        del mix
+        t0, c0 = time.perf_counter(), time.process_time()
+        acc = HessianAccumulator(cols)
+        acc.add(x)
+        th = f"{time.perf_counter() - t0:6.2f}/{time.process_time() - c0:6.2f}"
+        del x
+        opt = GPTQOptions(desc_act=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        prepared = prepare_hessian(acc.hessian(), opt)
+        tf = f"{time.perf_counter() - t0:6.2f}/{time.process_time() - c0:6.2f}"
+        for t in types:
+            c0 = time.process_time()
+            res = gptq(w, prepared, GGMLGridScheme(t, cols, threads=threads), opt)
+            tl = f"{res.seconds:6.2f}/{time.process_time() - c0:6.2f}"
+            print(f"{t:7} {f'{rows}x{cols}':>12} {th:>13} {tf:>13} {tl:>13}", flush=True)
+        del prepared, acc
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=2048)
-    ap.add_argument("--types", default="Q4_0,Q4_K,Q5_K,Q6_K,IQ4_NL,Q8_0")
-    ap.add_argument("--matrix-types", default="Q4_0,Q4_K,Q6_K")
+    ap.add_argument("--types", default="Q2_K,Q3_K,Q4_0,Q4_K,Q5_K,Q6_K,IQ4_NL,IQ4_XS,Q8_0")
+    ap.add_argument("--matrix-types", default="Q4_K")
+    ap.add_argument("--sizes", default="1024,2048,4096", help="square matrices")
+    ap.add_argument("--llama7b", action="store_true",
+                    help="also a 7B llama's 11008x4096 (gate/up) and 4096x11008 (down)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    trained_model(args.types.split(","))
-    one_matrix(args.size, args.matrix_types.split(","))
+    if not args.skip_model:
+        torch.set_num_threads(2)
+        trained_model([t for t in args.types.split(",") if t])
+    shapes = [(int(s), int(s)) for s in args.sizes.split(",") if s]
+    if args.llama7b:
+        shapes += [(11008, 4096), (4096, 11008)]
+    one_matrix(shapes, args.matrix_types.split(","), args.threads)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""GPTQ on a trained tiny llama: the block forward against transformers, held-out KL of the GGUF
-exports run by llama.cpp (GPTQ below plain rounding at the same size), the Hugging Face GPTQ
-checkpoint unpacked independently, and the command line."""
+"""GPTQ on the trained test llama (tests/helpers/trained_lm.py): held-out KL of the GGUF exports
+run by llama.cpp (GPTQ below plain rounding at the same size), GGUF and torch state-dict sources
+through the command line, the Hugging Face GPTQ checkpoint unpacked independently, errors and
+cancel."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,45 +14,42 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+gguf_quants = pytest.importorskip("gguf.quants")
+from gguf import GGMLQuantizationType  # noqa: E402
+
+from qtstudio.calib import load_tokenizer, tokenize_windows  # noqa: E402
 from qtstudio.cli import main  # noqa: E402
 from qtstudio.core.plan import resolve_plan  # noqa: E402
 from qtstudio.core.recipe import Recipe  # noqa: E402
 from qtstudio.export.gguf_gptq import gptq_export_job  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
-from qtstudio.quant.calib_data import calibration_windows  # noqa: E402
 from qtstudio.quant.gptq import GPTQOptions  # noqa: E402
-from qtstudio.quant.llama_blocks import LlamaBlocks  # noqa: E402
-from tests.helpers.gptq_model import build_trained_llama, grammar_text  # noqa: E402
 from tests.helpers.oracles import quiet_stderr  # noqa: E402
+from tests.helpers.trained_lm import corpus_text, trained_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
+    """root/model: the cached trained llama; calibration and held-out text from the part of the
+    corpus it was not trained on (training reads the first 300 000 characters)."""
     root = tmp_path_factory.mktemp("gptq_lm")
-    build_trained_llama(root / "model")
-    (root / "calib.txt").write_text(grammar_text(1, 600), encoding="utf-8")
-    (root / "heldout.txt").write_text(grammar_text(2, 120), encoding="utf-8")
+    (root / "model").symlink_to(trained_llama(), target_is_directory=True)
+    text = corpus_text()
+    (root / "calib.txt").write_text(text[300_000:340_000], encoding="utf-8")
+    (root / "heldout.txt").write_text(text[400_000:440_000], encoding="utf-8")
     return root
+
+
+def calibration_windows(model, path, *, ctx, windows):
+    text = path.read_text(encoding="utf-8")
+    return tokenize_windows(load_tokenizer(model), text, ctx, chunks=windows).tokens
 
 
 def _hf_logits(folder, ids):
     m = transformers.LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     with torch.no_grad():
         return m(input_ids=torch.as_tensor(ids)).logits.numpy()
-
-
-def test_block_forward_matches_transformers_and_the_model_learned(lm):
-    assert float((lm / "model" / "train_loss.txt").read_text()) < 2.0  # from ln(384) = 5.95
-    with open_model(lm / "model") as m:
-        ids = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=2)
-        eng = LlamaBlocks(m)
-        h = eng.embed(ids)
-        for i in range(eng.shape.n_layers):
-            h = eng.run_block(eng.load_block(i), h)
-        ours = eng.logits(h).numpy()
-    ref = _hf_logits(lm / "model", ids)
-    assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
 
 
 def _llama_cpp_logits(path, windows):
@@ -73,13 +72,18 @@ def _kl(ref, got):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("enc", ["Q4_0", "Q4_K"])
-def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc):
+@pytest.mark.parametrize("enc,recipe", [
+    ("Q4_0", Recipe(preset="Q4_0", pure=True)), ("Q4_K", Recipe(preset="Q4_K_M", pure=True)),
+    ("Q3_K", Recipe(preset="Q3_K_S", pure=True)),
+    ("IQ4_XS", Recipe(default_encoding="IQ4_XS", output_tensor_type="IQ4_XS",
+                      token_embedding_type="IQ4_XS"))], ids=lambda v: getattr(v, "preset", v))
+def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc,
+                                                                     recipe):
     from qtstudio.export.gguf import export_gguf
 
     with open_model(lm / "model") as m:
-        plan = resolve_plan(m, Recipe(preset=enc if enc != "Q4_K" else "Q4_K_M", pure=True),
-                            target_format="gguf")
+        plan = resolve_plan(m, recipe, target_format="gguf")
+        assert {e.encoding for e in plan.entries if len(e.shape) == 2} == {enc}
         calib = calibration_windows(m, lm / "calib.txt", ctx=64, windows=32)
         held = calibration_windows(m, lm / "heldout.txt", ctx=48, windows=6)
         run_job(gptq_export_job(m, plan, tmp_path / "gptq.gguf", calib,
@@ -91,6 +95,85 @@ def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_pat
     kl_plain = _kl(ref, _llama_cpp_logits(tmp_path / "plain.gguf", held))
     assert kl_gptq < 0.9 * kl_plain, (kl_gptq, kl_plain)
     assert not list(tmp_path.glob("qtstudio-gptq-*"))
+
+
+@pytest.fixture(scope="module")
+def sources(lm, tmp_path_factory):
+    """The trained llama as an F32 GGUF file and as a torch state dict beside config.json."""
+    from qtstudio.export.gguf import export_gguf
+
+    root = tmp_path_factory.mktemp("gptq_sources")
+    with open_model(lm / "model") as m:
+        export_gguf(m, resolve_plan(m, Recipe(preset="F32"), target_format="gguf"),
+                    root / "f32.gguf")
+    pt = root / "pt"
+    pt.mkdir()
+    hf = transformers.LlamaForCausalLM.from_pretrained(lm / "model", dtype=torch.float32)
+    torch.save(hf.state_dict(), pt / "pytorch_model.bin")
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(lm / "model" / f, pt / f)
+    return {"hf": lm / "model", "gguf": root / "f32.gguf", "pt": pt}
+
+
+def _gptq_export(lm, src, out):
+    assert main(["export", str(src), "--preset", "Q4_K_M", "--method", "gptq", "--data",
+                 str(lm / "calib.txt"), "--calib-ctx", "48", "--calib-windows", "8", "-o",
+                 str(out), "--quiet"]) == 0
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(out))
+    return {t.name: (t.tensor_type.name, np.array(t.data)) for t in reader.tensors}
+
+
+@pytest.fixture(scope="module")
+def hf_gptq_gguf(lm, tmp_path_factory):
+    return _gptq_export(lm, lm / "model", tmp_path_factory.mktemp("gptq_hf") / "hf.gguf")
+
+
+@pytest.mark.parametrize("source", ["gguf", "pt"])
+def test_gguf_and_state_dict_sources_export_the_same_gptq_file(lm, sources, hf_gptq_gguf,
+                                                                tmp_path, source):
+    """The same float weights from another container give the same GPTQ bytes (a GGUF llama's
+    q/k rows are interleaved: GPTQ's rows are independent, so only their order differs, and
+    the GGUF writer puts both in the same order)."""
+    got = _gptq_export(lm, sources[source], tmp_path / "out.gguf")
+    assert got.keys() == hf_gptq_gguf.keys()
+    for name, (kind, data) in hf_gptq_gguf.items():
+        assert got[name][0] == kind, name
+        decoded = [gguf_quants.dequantize(d, GGMLQuantizationType[k])
+                   for k, d in (got[name], (kind, data))]
+        assert np.allclose(decoded[0], decoded[1], rtol=0, atol=1e-6 * np.abs(decoded[1]).max()
+                           + 1e-7), name
+    assert hf_gptq_gguf["blk.0.attn_q.weight"][0] == "Q4_K"
+
+
+def test_quantize_cli_on_a_gguf_source_reports_gptq_against_plain(lm, sources, tmp_path,
+                                                                  capsys):
+    report = tmp_path / "r.json"
+    assert main(["quantize", str(sources["gguf"]), "--preset", "Q3_K_M", "--method", "gptq",
+                 "--data", str(lm / "calib.txt"), "--calib-ctx", "48", "--calib-windows", "8",
+                 "--report", str(report), "--quiet"]) == 0
+    assert "GPTQ: 15 tensors" in capsys.readouterr().out  # 14 block linears and the head
+    rows = [r for r in json.loads(report.read_text())["tensors"] if r.get("method") == "gptq"]
+    assert {r["encoding"] for r in rows} >= {"Q3_K", "Q4_K"}  # Q3_K_M mixes them
+    assert all(r["output_error_gptq"] < r["output_error_plain"] for r in rows)
+
+
+def test_a_quantized_gguf_source_needs_allow_requantize(lm, sources, tmp_path, capsys):
+    from qtstudio.export.gguf import export_gguf
+
+    with open_model(sources["hf"]) as m:
+        export_gguf(m, resolve_plan(m, Recipe(preset="Q8_0"), target_format="gguf"),
+                    tmp_path / "q8.gguf")
+    out = tmp_path / "out.gguf"
+    args = ["export", str(tmp_path / "q8.gguf"), "--preset", "Q4_K_M", "--method", "gptq",
+            "--data", str(lm / "calib.txt"), "--calib-ctx", "32", "--calib-windows", "2",
+            "-o", str(out), "--quiet"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "--allow-requantize" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main([*args, "--allow-requantize"]) == 0 and out.is_file()
 
 
 def _unpack(words, bits, axis_len):

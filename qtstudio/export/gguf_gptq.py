@@ -26,7 +26,7 @@ def gptq_export_job(model: Model, plan: Plan, out_path: str | Path, tokens: np.n
     """``export --method gptq``: GPTQ, then the GGUF export with GPTQ's bytes for the tensors
     it quantized. Returns the export report (its ``gptq`` attribute holds the GPTQ run)."""
     run = yield from gptq_job(model, plan, tokens, options=options, threads=threads,
-                              cancel=cancel)
+                              cancel=cancel, allow_requantize=allow_requantize)
     try:
         report = yield from export_gguf_job(model, plan, out_path, threads=threads,
                                             cancel=cancel, allow_requantize=allow_requantize,

@@ -33,7 +33,6 @@ from qtstudio.formats.atomic import ExportError
 from qtstudio.jobs import CancelToken, Progress
 from qtstudio.quant.gptq import GPTQOptions, GPTQResult
 from qtstudio.quant.int_grid import IntGridConfig, IntGridScheme
-from qtstudio.quant.llama_blocks import LlamaBlocks
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "tokenizer.model", "generation_config.json")
@@ -90,7 +89,7 @@ def export_hf_gptq_job(model: Model, tokens: np.ndarray, out_dir: str | Path, *,
     appears whole at the end (built beside it, then renamed); a stop leaves nothing."""
     from safetensors.numpy import save_file
 
-    from qtstudio.jobs.gptq import sequential_gptq
+    from qtstudio.jobs.gptq import check_gptq_model, sequential_gptq
 
     options = options or GPTQOptions()
     cancel = cancel or CancelToken()
@@ -102,7 +101,7 @@ def export_hf_gptq_job(model: Model, tokens: np.ndarray, out_dir: str | Path, *,
     if not (src / "config.json").is_file():
         raise ExportError(f"{model.path}: a Hugging Face GPTQ checkpoint needs the source "
                           "folder's config.json")
-    LlamaBlocks(model)  # checks the architecture before any work
+    check_gptq_model(model)  # before any work
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -122,8 +121,9 @@ def export_hf_gptq_job(model: Model, tokens: np.ndarray, out_dir: str | Path, *,
             quantized.add(name)
             report.tensors.append(name)
 
-        report.block_seconds = yield from sequential_gptq(
-            model, tokens, scheme_for, sink, options=options, cancel=cancel)
+        timings = yield from sequential_gptq(model, tokens, scheme_for, sink, options=options,
+                                             cancel=cancel)
+        report.block_seconds = [t.seconds for t in timings]
         for info in model.tensors:
             if info.name in quantized:
                 continue

@@ -37,18 +37,19 @@ class GPTQSettings:
         return opt
 
     def tokens(self, model: Model):
-        from qtstudio.quant.calib_data import calibration_windows
+        from qtstudio.calib.data import prepare_data
 
-        return calibration_windows(model, self.data, ctx=self.ctx, windows=self.windows)
+        return prepare_data(model, "decoder", self.data, ctx=self.ctx,
+                            chunks=self.windows).windows.tokens
 
 
 def gptq_problem(model: Model) -> str | None:
-    """Why GPTQ cannot run on ``model`` (its block runner takes Hugging Face llama-family
-    folders), or None. Reads the config only, no weights."""
-    from qtstudio.quant.llama_blocks import LlamaBlocks
+    """Why GPTQ cannot run on ``model`` (calibration's decoder engine must run it), or None.
+    Reads the config only, no weights."""
+    from qtstudio.jobs.gptq import check_gptq_model
 
     try:
-        LlamaBlocks(model)
+        check_gptq_model(model)
     except Exception as exc:  # the runner's own message names the file and what is missing
         return str(exc) or type(exc).__name__
     return None
@@ -58,7 +59,7 @@ def gptq_gguf_job(model: Model, plan: Plan, out_path: str | Path, settings: GPTQ
                   metadata: Mapping[str, str] | None = None,
                   cancel: CancelToken | None = None) -> Generator[Progress, None, Any]:
     """A GGUF of the plan with GPTQ's bytes for the block linears (``export --method gptq``)."""
-    from qtstudio.jobs.gptq import gptq_export_job
+    from qtstudio.export.gguf_gptq import gptq_export_job
 
     options = settings.options()
     yield Progress("tokenize", "", 0, 1, 0, 0, 0.0, f"reading {settings.data}")

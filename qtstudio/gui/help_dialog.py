@@ -24,7 +24,8 @@ STEPS = (
                 "output error also measures them on the calibration file (the output error "
                 "column and the Sensitivity dock)."),
     ("Export", "File ▸ Export… writes GGUF (llama.cpp, by plain rounding or GPTQ), a Hugging "
-               "Face GPTQ folder or NNEF (tract), with editable GGUF metadata. Save the recipe (Ctrl+S) to repeat the plan with qtstudio-cli."),
+               "Face GPTQ folder or NNEF (tract), with editable GGUF metadata. Save the recipe "
+               "(Ctrl+S) to repeat the plan with qtstudio-cli."),
 )
 
 

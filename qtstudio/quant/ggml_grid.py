@@ -11,7 +11,7 @@ column onto it and compensates the error in the columns still to come. This modu
   (and llama.cpp, whose decoders ours match bit for bit) reads back;
 - packs the chosen integers into the block's quant fields, next to the kept header.
 
-Supported: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K.
+Supported: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
 """
 
 from __future__ import annotations
@@ -88,6 +88,30 @@ def _pack_q6_k(b: np.ndarray, q: np.ndarray) -> None:
             hi[:, 0] | (hi[:, 1] << 2) | (hi[:, 2] << 4) | (hi[:, 3] << 6)).astype(np.uint8)
 
 
+def _k_2bit_planes(q: np.ndarray) -> np.ndarray:
+    """64 bytes: per 128-value half n, byte 32n + l holds value 128n + 32j + l at bits 2j."""
+    r = (q.reshape(-1, 2, 4, 32) & 3).astype(np.uint8)  # [rows, half, j, l]
+    shifts = (2 * np.arange(4, dtype=np.uint8))[None, None, :, None]
+    return np.bitwise_or.reduce(r << shifts, axis=2).reshape(-1, 64)
+
+
+def _pack_q2_k(b: np.ndarray, q: np.ndarray) -> None:
+    b[:, 16:80] = _k_2bit_planes(q)  # scales 0:16, quants, then d and dmin
+
+
+def _pack_q3_k(b: np.ndarray, q: np.ndarray) -> None:
+    # hmask 0:32: bit 4n + j of byte l is the third bit of value 128n + 32j + l; quants
+    # 32:96 as Q2_K's; scales and d follow
+    hi = ((q.reshape(-1, 8, 32) >> 2) & 1).astype(np.uint8)
+    b[:, 0:32] = np.bitwise_or.reduce(hi << np.arange(8, dtype=np.uint8)[None, :, None], axis=1)
+    b[:, 32:96] = _k_2bit_planes(q)
+
+
+def _pack_iq4_xs(b: np.ndarray, q: np.ndarray) -> None:
+    # d, scales_h, scales_l in 0:8; then per 32-value sub-block Q4_0's 16 nibble bytes
+    b[:, 8:136] = _nibbles_32(q.reshape(-1, 32)).reshape(-1, 128)
+
+
 @dataclass(frozen=True)
 class GGMLGridType:
     """What GPTQ needs to know about one ggml type's values."""
@@ -110,6 +134,9 @@ GRID_TYPES: dict[str, GGMLGridType] = {t.name: t for t in (
     GGMLGridType("Q4_K", 256, 32, 16, True, _pack_q4_k),
     GGMLGridType("Q5_K", 256, 32, 32, True, _pack_q5_k),
     GGMLGridType("Q6_K", 256, 16, 64, True, _pack_q6_k),
+    GGMLGridType("Q2_K", 256, 16, 4, True, _pack_q2_k),
+    GGMLGridType("Q3_K", 256, 16, 8, True, _pack_q3_k),
+    GGMLGridType("IQ4_XS", 256, 32, 16, False, _pack_iq4_xs),
 )}
 
 
@@ -124,34 +151,38 @@ class BlockGrid:
         self.kind = kind
         self.header = header    # uint8 [rows, block_bytes] (the codec's bytes)
         self.table = table      # float32 [rows, block // sub, levels]
+        # per sub-block, what rounding onto its levels needs (made once: under act order the
+        # columns of a block come in any order): the levels [nsub, rows, levels], and the first
+        # level and inverse step (evenly spaced), or the levels sorted and their order (a
+        # lookup table, whose order flips with the sign of the scale)
+        self._levels = table.permute(1, 0, 2).contiguous()
         if kind.uniform:
-            self._v0 = table[:, :, 0]
-            self._step = table[:, :, 1] - table[:, :, 0]
-        self._cache: tuple[int, torch.Tensor] | None = None
+            step = self._levels[:, :, 1] - self._levels[:, :, 0]
+            self._a = self._levels[:, :, 0].contiguous()
+            self._b = torch.where(step == 0, torch.zeros_like(step), 1.0 / step)
+        else:
+            self._a, self._b = torch.sort(self._levels, dim=2, stable=True)
 
-    def _levels_of(self, sub: int) -> torch.Tensor:
-        if self._cache is None or self._cache[0] != sub:
-            self._cache = (sub, self.table[:, sub, :].contiguous())
-        return self._cache[1]
+    def _sub(self, sub: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self._levels[sub], self._a[sub], self._b[sub]
 
     def round(self, k: int, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest level of column ``k`` of the block for each row: (integers, values)."""
-        sub = k // self.kind.sub
-        levels = self._levels_of(sub)
+        levels, a, b = self._sub(k // self.kind.sub)
+        col = w[:, None]
         if self.kind.uniform:
-            step = self._step[:, sub]
-            safe = torch.where(step == 0, torch.ones_like(step), step)
-            q = torch.round((w - self._v0[:, sub]) / safe).clamp_(0, self.kind.levels - 1)
-            q = torch.where(step == 0, torch.zeros_like(q), q).long()
-            # division rounds too: the neighbour may be the nearer level by a hair
-            lo = (q - 1).clamp(min=0)
-            hi = (q + 1).clamp(max=self.kind.levels - 1)
-            cand = torch.stack([lo, q, hi], dim=1)
+            top = self.kind.levels - 1
+            q = ((w - a) * b).round_().clamp_(0, top).long()
+            # off by one at most (the decoder rounds too): look at both neighbours
+            cand = torch.stack([(q - 1).clamp_(min=0), q, (q + 1).clamp_(max=top)], dim=1)
             vals = torch.gather(levels, 1, cand)
-            best = (vals - w[:, None]).abs().argmin(dim=1, keepdim=True)
-            return torch.gather(cand, 1, best)[:, 0], torch.gather(vals, 1, best)[:, 0]
-        best = (levels - w[:, None]).abs().argmin(dim=1, keepdim=True)
-        return best[:, 0], torch.gather(levels, 1, best)[:, 0]
+        else:
+            pos = torch.searchsorted(a, col).clamp_(1, self.kind.levels - 1)
+            cand = torch.cat([pos - 1, pos], dim=1)
+            vals = torch.gather(a, 1, cand)
+            cand = torch.gather(b, 1, cand)
+        best = (vals - col).abs_().argmin(dim=1, keepdim=True)
+        return torch.gather(cand, 1, best)[:, 0], torch.gather(vals, 1, best)[:, 0]
 
     def pack(self, q: np.ndarray) -> np.ndarray:
         out = self.header.copy()
@@ -160,19 +191,25 @@ class BlockGrid:
 
 
 def _level_table(enc: Encoding, kind: GGMLGridType, header: np.ndarray) -> torch.Tensor:
+    """Every level's value per row and sub-block, decoded from the header. A value depends on
+    its sub-block's header fields and its own integer only, so one probe block carries
+    ``sub`` different levels per sub-block: ceil(levels / sub) decodes in all."""
     rows = header.shape[0]
     nsub = kind.block // kind.sub
     table = np.empty((rows, nsub, kind.levels), np.float32)
     if kind.name == "Q8_0":
-        # 256 decodes would be slow; fp16 d times an int8 is exact in float32, as decoded
+        # fp16 d times an int8 is exact in float32, as decoded
         d = header[:, 0:2].copy().view("<f2").astype(np.float32)  # [rows, 1]
         table[:, 0, :] = d * (np.arange(256, dtype=np.float32) - 128)
         return torch.from_numpy(table)
     probe = header.copy()
-    cols = np.arange(nsub) * kind.sub
-    for level in range(kind.levels):
-        kind.pack(probe, np.full((rows, kind.block), level, np.int32))
-        table[:, :, level] = enc.dequantize_rows(probe, kind.block)[:, cols]
+    for first in range(0, kind.levels, kind.sub):
+        n = min(kind.sub, kind.levels - first)
+        pattern = np.zeros(kind.sub, np.int32)
+        pattern[:n] = first + np.arange(n)
+        kind.pack(probe, np.broadcast_to(np.tile(pattern, nsub), (rows, kind.block)))
+        dec = enc.dequantize_rows(probe, kind.block).reshape(rows, nsub, kind.sub)
+        table[:, :, first:first + n] = dec[:, :, :n]
     return torch.from_numpy(table)
 
 

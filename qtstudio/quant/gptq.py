@@ -25,6 +25,7 @@ factorisation serves the whole matrix.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,24 +73,61 @@ class GPTQResult:
     group_of: np.ndarray      # group id of each original column
     dead_columns: int
     damp: float               # the value added to the diagonal
+    seconds: float = 0.0      # the algorithm's own time (the factorisation too, when done here)
 
 
-def _prepare_hessian(h: np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
-    h = torch.as_tensor(np.asarray(h) if not isinstance(h, torch.Tensor) else h)
-    if h.shape != (n, n):
-        raise GPTQError(f"Hessian must be {n}x{n} for a matrix of {n} columns, "
-                        f"got {tuple(h.shape)}")
+@dataclass(frozen=True)
+class PreparedHessian:
+    """A Hessian made ready for GPTQ: processing order, dead columns, dampening and the upper
+    Cholesky factor of its inverse. Linears that share an input (q/k/v, gate/up) share one,
+    so the factorisation, the cost that grows with the cube of the width, is done once."""
+
+    n: int
+    perm: torch.Tensor          # processing order (original column indices)
+    dead: torch.Tensor          # bool [n]: inputs that were always zero
+    importance: np.ndarray      # float32 [n]: diag(H) before dampening, 0 for dead columns
+    hinv: torch.Tensor          # float32 [n, n]: upper factor of H^-1, in processing order
+    damp: float
+    desc_act: bool
+    damp_percent: float
+
+
+def prepare_hessian(hessian: np.ndarray | torch.Tensor, options: GPTQOptions | None = None,
+                    ) -> PreparedHessian:
+    """Check, order, dampen and factorise ``hessian`` (``sum x x^T``, [cols, cols])."""
+    opt = options or GPTQOptions()
+    opt.validate()
+    h = torch.as_tensor(np.asarray(hessian) if not isinstance(hessian, torch.Tensor)
+                        else hessian)
+    if h.ndim != 2 or h.shape[0] != h.shape[1]:
+        raise GPTQError(f"a Hessian must be square, got {tuple(h.shape)}")
+    n = int(h.shape[0])
     h = h.to(torch.float64).clone()
     if not torch.isfinite(h).all():
         raise GPTQError("Hessian holds NaN or Inf (non-finite calibration activations)")
-    return h
+    # before dampening and with dead columns at 0: the codec's importance weights
+    importance = torch.diagonal(h).clamp(min=0).to(torch.float32).numpy().copy()
+    dead = torch.diagonal(h) <= 0
+    h[dead, dead] = 1.0
+    if opt.desc_act:
+        perm = torch.argsort(torch.diagonal(h), descending=True, stable=True)
+    else:
+        perm = torch.arange(n)
+    h = h[perm][:, perm]
+    damp = opt.damp_percent * float(torch.mean(torch.diagonal(h)))
+    h.diagonal().add_(damp)
+    return PreparedHessian(n=n, perm=perm, dead=dead, importance=importance,
+                           hinv=_inverse_cholesky_upper(h).to(torch.float32), damp=damp,
+                           desc_act=opt.desc_act, damp_percent=opt.damp_percent)
 
 
-def gptq(weight: np.ndarray, hessian: np.ndarray | torch.Tensor, scheme: GridScheme,
-         options: GPTQOptions | None = None, *, cancel: CancelToken | None = None,
-         ) -> GPTQResult:
+def gptq(weight: np.ndarray, hessian: np.ndarray | torch.Tensor | PreparedHessian,
+         scheme: GridScheme, options: GPTQOptions | None = None, *,
+         cancel: CancelToken | None = None) -> GPTQResult:
     """Quantize ``weight`` [rows, cols] onto ``scheme``'s grids, compensating with ``hessian``
-    (``sum x x^T`` over the calibration inputs, [cols, cols])."""
+    (``sum x x^T`` over the calibration inputs, [cols, cols], or one prepared for ``options``
+    by :func:`prepare_hessian`)."""
+    start = time.perf_counter()
     opt = options or GPTQOptions()
     opt.validate()
     cancel = cancel or CancelToken()
@@ -99,91 +137,115 @@ def gptq(weight: np.ndarray, hessian: np.ndarray | torch.Tensor, scheme: GridSch
     rows, n = w_np.shape
     if not np.isfinite(w_np).all():
         raise GPTQError("weight holds NaN or Inf")
-    h = _prepare_hessian(hessian, n)
-    w = torch.from_numpy(w_np.copy())
-
-    # before dampening and with dead columns at 0: the codec's importance weights
-    importance_all = torch.diagonal(h).clamp(min=0).to(torch.float32).numpy().copy()
-    dead = torch.diagonal(h) <= 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
-
-    if opt.desc_act:
-        perm = torch.argsort(torch.diagonal(h), descending=True, stable=True)
+    if isinstance(hessian, PreparedHessian):
+        if (hessian.desc_act, hessian.damp_percent) != (opt.desc_act, opt.damp_percent):
+            raise ValueError("the Hessian was prepared with other GPTQ options")
+        ph = hessian
     else:
-        perm = torch.arange(n)
+        ph = prepare_hessian(hessian, opt)
+    if ph.n != n:
+        raise GPTQError(f"Hessian must be {n}x{n} for a matrix of {n} columns, "
+                        f"got {ph.n}x{ph.n}")
+    w = torch.from_numpy(w_np.copy())
+    w[:, ph.dead] = 0.0
+    perm, hinv, importance_all, damp = ph.perm, ph.hinv, ph.importance, ph.damp
     perm_np = perm.numpy()
     group_of = np.asarray(scheme.group_of(perm_np))
-    w = w[:, perm].contiguous()
-    h = h[perm][:, perm]
+    w = w[:, perm]
 
-    damp = opt.damp_percent * float(torch.mean(torch.diagonal(h)))
-    h.diagonal().add_(damp)
-    hinv = _inverse_cholesky_upper(h).to(torch.float32)
-
-    q_levels = torch.zeros((rows, n), dtype=torch.int32)
-    values = torch.zeros((rows, n), dtype=torch.float32)
+    # transposed, [columns, rows]: a column is one contiguous row, and the tail update of a
+    # batch is one matrix product on contiguous memory
+    wt = w.T.contiguous()
+    q_t = torch.zeros((n, rows), dtype=torch.int32)
+    v_t = torch.zeros((n, rows), dtype=torch.float32)
     grids: dict[int, Any] = {}
     pos_of = np.empty(n, np.int64)  # processing position of each original column
     pos_of[perm_np] = np.arange(n)
     members: dict[int, np.ndarray] = {}
     for gid in np.unique(group_of):
         members[int(gid)] = np.flatnonzero(group_of == gid)  # original columns, ascending
+    first_of = {gid: int(pos_of[cols].min()) for gid, cols in members.items()}
+    index_in_group = np.empty(n, np.int64)
+    for cols in members.values():
+        index_in_group[cols] = np.arange(len(cols))
+    col_gid = group_of[perm_np]            # group of each processing position
+    col_k = index_in_group[perm_np]        # its index inside the group
     bs = opt.block_size
     for i1 in range(0, n, bs):
         cancel.check()
         i2 = min(i1 + bs, n)
-        w1 = w[:, i1:i2].clone()
+        w1 = wt[i1:i2].clone()
         err1 = torch.zeros_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            col = int(perm_np[i1 + i])
-            gid = int(group_of[col])
-            grid = grids.get(gid)
-            if grid is None:
+            gid = int(col_gid[i1 + i])
+            if first_of[gid] == i1 + i:
                 cols = members[gid]
-                current = _current_columns(w, w1, err1, hinv, pos_of[cols], i1, i2, i)
-                grid = grids[gid] = scheme.fix(gid, current, importance_all[cols])
-            k = int(np.searchsorted(members[gid], col))
-            x = w1[:, i]
-            q, v = grid.round(k, x)
-            q_levels[:, i1 + i] = q.to(torch.int32)
-            values[:, i1 + i] = v
-            d = hinv1[i, i]
-            e = (x - v) / d
-            w1[:, i:] -= e[:, None] * hinv1[i, i:][None, :]
-            err1[:, i] = e
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+                current = _current_columns(wt, w1, err1, hinv, pos_of[cols], i1, i2, i)
+                grids[gid] = scheme.fix(gid, current, importance_all[cols])
+            x = w1[i]
+            q, v = grids[gid].round(int(col_k[i1 + i]), x)
+            q_t[i1 + i] = q
+            v_t[i1 + i] = v
+            e = (x - v) / hinv1[i, i]
+            if i + 1 < i2 - i1:
+                w1[i + 1:].addr_(hinv1[i, i + 1:], e, alpha=-1.0)
+            err1[i] = e
+        if i2 < n:
+            wt[i2:].addmm_(hinv[i1:i2, i2:].T, err1, alpha=-1.0)
     inv = torch.argsort(perm)
-    return GPTQResult(values=values[:, inv].numpy(), q=q_levels[:, inv].numpy(), grids=grids,
-                      perm=perm_np, group_of=group_of, dead_columns=int(dead.sum()), damp=damp)
+    return GPTQResult(values=v_t[inv].T.contiguous().numpy(),
+                      q=q_t[inv].T.contiguous().numpy(), grids=grids, perm=perm_np,
+                      group_of=group_of, dead_columns=int(ph.dead.sum()), damp=damp,
+                      seconds=time.perf_counter() - start)
 
 
-def _current_columns(w: torch.Tensor, w1: torch.Tensor, err1: torch.Tensor, hinv: torch.Tensor,
-                     positions: np.ndarray, i1: int, i2: int, i: int) -> torch.Tensor:
-    """The group's columns as they stand now: batch columns from the batch copy, later ones
-    with the updates of this batch's already-rounded columns applied (they are pending)."""
-    out = torch.empty((w.shape[0], len(positions)), dtype=torch.float32)
-    for j, p in enumerate(positions):
-        p = int(p)
-        if i1 <= p < i2:
-            out[:, j] = w1[:, p - i1]
-        elif p >= i2:
-            out[:, j] = w[:, p] - (err1[:, :i] @ hinv[i1:i1 + i, p] if i else 0.0)
-        else:  # already rounded: cannot happen at a group's first column
-            raise AssertionError("group column rounded before its grid was fixed")
-    return out
+def _current_columns(wt: torch.Tensor, w1: torch.Tensor, err1: torch.Tensor,
+                     hinv: torch.Tensor, positions: np.ndarray, i1: int, i2: int, i: int,
+                     ) -> torch.Tensor:
+    """The group's columns [rows, len] as they stand now: batch columns from the batch copy,
+    later ones with the updates of this batch's already-rounded columns applied (pending)."""
+    if np.any(positions < i1 + i):
+        raise AssertionError("group column rounded before its grid was fixed")
+    pos = torch.from_numpy(positions)
+    inside = pos < i2
+    out = torch.empty((len(positions), wt.shape[1]), dtype=torch.float32)
+    out[inside] = w1[pos[inside] - i1]
+    later = pos[~inside]
+    if len(later):
+        rest = wt[later]
+        if i:
+            rest = rest - hinv[i1:i1 + i][:, later].T @ err1[:i]
+        out[~inside] = rest
+    return out.T
 
 
 def _inverse_cholesky_upper(h: torch.Tensor) -> torch.Tensor:
-    """Upper Cholesky factor of H^-1; raises GPTQError when H is not positive definite."""
-    try:
-        low = torch.linalg.cholesky(h)
-        hinv = torch.cholesky_inverse(low)
-        return torch.linalg.cholesky(hinv, upper=True)
-    except torch.linalg.LinAlgError:
+    """Upper Cholesky factor U of H^-1 (H^-1 = U^T U); GPTQError when H is not positive
+    definite. With J the order reversal and J H J = L L^T, H = (J L J)(J L J)^T, so
+    U = (J L J)^-1 = J L^-1 J: one factorisation and one triangular inverse."""
+    low, info = torch.linalg.cholesky_ex(torch.flip(h, (0, 1)))
+    if int(info) != 0 or not torch.isfinite(low).all():
         raise GPTQError("the dampened Hessian is not positive definite; raise the dampening "
-                        "(--gptq-damp) or give more calibration data") from None
+                        "(--gptq-damp) or give more calibration data")
+    return torch.flip(_lower_inverse(low), (0, 1))
+
+
+def _lower_inverse(low: torch.Tensor) -> torch.Tensor:
+    """Inverse of a lower triangular matrix by halves, [[A, 0], [B, C]]^-1 =
+    [[A^-1, 0], [-C^-1 B A^-1, C^-1]]: matrix products do the work (torch has no trtri)."""
+    n = low.shape[0]
+    if n <= 256:
+        eye = torch.eye(n, dtype=low.dtype)
+        return torch.linalg.solve_triangular(low, eye, upper=False)
+    k = n // 2
+    a = _lower_inverse(low[:k, :k])
+    c = _lower_inverse(low[k:, k:])
+    out = torch.zeros_like(low)
+    out[:k, :k] = a
+    out[k:, k:] = c
+    out[k:, :k] = -(c @ (low[k:, :k] @ a))
+    return out
 
 
 def hessian_error(weight: np.ndarray, values: np.ndarray, hessian: np.ndarray) -> float:

@@ -9,6 +9,7 @@ import json
 import gguf
 import numpy as np
 import pytest
+from qtstudio.quant.calib_data import calibration_windows
 
 from qtstudio.formats import open_model
 from qtstudio.gui.export_dialog import GGUF, GPTQ, HF_GPTQ, PLAIN
@@ -16,7 +17,6 @@ from qtstudio.gui.gptq_support import GPTQSettings
 from qtstudio.gui.tree_model import COL
 from qtstudio.jobs import run_job
 from qtstudio.jobs.gptq import gptq_export_job
-from qtstudio.quant.calib_data import calibration_windows
 
 pytestmark = pytest.mark.gui
 

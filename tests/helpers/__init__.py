@@ -3,6 +3,5 @@
 - ``raw_checkpoints``: llama-shaped safetensors folders written with numpy alone
 - ``tiny_models``: Hugging Face folders with real tokenizers (llama / mistral / qwen2, BERT)
 - ``trained_lm``: a small llama trained on the embedded corpus and cached, for KL / perplexity
-- ``gptq_model``: the GPTQ tests' trained model and calibration text
 - ``fuzz_targets``: mutated real files for every reader (tests/test_fuzz.py, the campaign script)
 """
