@@ -9,14 +9,14 @@ import json
 import gguf
 import numpy as np
 import pytest
-from qtstudio.quant.calib_data import calibration_windows
 
+from qtstudio.calib.data import prepare_data
+from qtstudio.export.gguf_gptq import gptq_export_job
 from qtstudio.formats import open_model
 from qtstudio.gui.export_dialog import GGUF, GPTQ, HF_GPTQ, PLAIN
 from qtstudio.gui.gptq_support import GPTQSettings
 from qtstudio.gui.tree_model import COL
 from qtstudio.jobs import run_job
-from qtstudio.jobs.gptq import gptq_export_job
 
 pytestmark = pytest.mark.gui
 
@@ -76,7 +76,7 @@ def test_gptq_gguf_from_the_dialog_is_the_jobs_file(window, lm, calib, qtbot, tm
     settings = GPTQSettings(str(calib), ctx=CTX, windows=WINDOWS, damp=0.02, block_size=64,
                             desc_act=True)
     with open_model(lm) as m:
-        tokens = calibration_windows(m, calib, ctx=CTX, windows=WINDOWS)
+        tokens = prepare_data(m, "decoder", calib, ctx=CTX, chunks=WINDOWS).windows.tokens
         report = run_job(gptq_export_job(m, plan, ref, tokens, options=settings.options(),
                                          metadata=meta))
     got, want = _tensors(out), _tensors(ref)
@@ -176,7 +176,7 @@ def test_quantize_with_gptq_shows_the_jobs_errors(window, lm, calib, qtbot):
     doc = window.doc
     settings = GPTQSettings(str(calib), ctx=CTX, windows=WINDOWS)
     with open_model(lm) as m:
-        tokens = calibration_windows(m, calib, ctx=CTX, windows=WINDOWS)
+        tokens = prepare_data(m, "decoder", calib, ctx=CTX, chunks=WINDOWS).windows.tokens
         report = run_job(gptq_quantize_job(m, doc.plan, tokens, options=settings.options()))
     rows = {t["name"]: t for t in report.tensors}
     gptq = [n for n, t in rows.items() if t.get("method") == "gptq"]
