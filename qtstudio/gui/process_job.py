@@ -59,8 +59,22 @@ def _portable(exc: BaseException) -> BaseException:
     return JobError(str(exc) or type(exc).__name__)
 
 
-def _child(conn, spec: JobSpec) -> None:
+def _own_env() -> dict[str, str]:
+    """The window's QTSTUDIO_* settings now (the cache folder and the others read at job time)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("QTSTUDIO_")}
+
+
+def _apply_env(env: dict[str, str]) -> None:
+    """Children fork from a server started with the first job: its environment is that moment's,
+    so the job takes the window's current QTSTUDIO_* settings instead."""
+    for k in [k for k in os.environ if k.startswith("QTSTUDIO_") and k not in env]:
+        del os.environ[k]
+    os.environ.update(env)
+
+
+def _child(conn, spec: JobSpec, env: dict[str, str]) -> None:
     """Child process body: run the job, forward progress, answer cancel requests."""
+    _apply_env(env)
     with contextlib.suppress(AttributeError, OSError):
         os.nice(_CHILD_NICENESS)  # the window's process must win the CPU
     token = CancelToken()
@@ -134,7 +148,7 @@ def run_in_process(spec: JobSpec, cancel: CancelToken) -> Generator[Progress, No
     warm_up()
     ctx = _context()
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, spec), daemon=True,
+    proc = ctx.Process(target=_child, args=(child, spec, _own_env()), daemon=True,
                        name=f"qtstudio-{spec.target.rpartition(':')[2]}")
     proc.start()
     child.close()
