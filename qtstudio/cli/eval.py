@@ -18,6 +18,7 @@ from qtstudio.jobs.demo_eval import evaluate_job
 
 from .job_runner import run_cli_job
 from .recipe_args import (
+    add_calibration_args,
     add_recipe_args,
     build_recipe,
     check_calibration_args,
@@ -31,14 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                     "opened, on calibration text (or: eval demo)")
     p.add_argument("model", help="checkpoint (file or folder), or 'demo' for the embedded MLP")
     add_recipe_args(p, preset_help="llama-quantize mixture, e.g. Q4_K_M (demo: default Q4_0)")
-    p.add_argument("--data", metavar="FILE",
-                   help="UTF-8 calibration text (encoders: one sentence per line); default: "
-                        "the Python documentation shipped with the standard library, which is "
-                        "weaker than text like your real inputs")
-    p.add_argument("--ctx", type=int, default=512, metavar="N",
-                   help="tokens per window (default 512); encoders: most tokens per sentence")
-    p.add_argument("--chunks", type=int, metavar="N",
-                   help="evaluate at most N windows (encoders: sentences)")
+    add_calibration_args(p, data_help="UTF-8 calibration text (encoders: one sentence per line); "
+                                      "default: the Python documentation shipped with the "
+                                      "standard library, which is weaker than text like your "
+                                      "real inputs",
+                         ctx_help="tokens per window (encoders: most tokens per sentence)",
+                         chunks_help="evaluate at most N windows (encoders: sentences)")
     p.add_argument("--imatrix", metavar="FILE",
                    help="importance matrix for the quantizers (GGUF imatrix or legacy .dat)")
     p.add_argument("--allow-requantize", action="store_true",

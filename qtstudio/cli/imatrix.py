@@ -11,19 +11,17 @@ import argparse
 from qtstudio.formats import open_model
 
 from .job_runner import run_cli_job
-from .recipe_args import check_calibration_args
+from .recipe_args import add_calibration_args, check_calibration_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("imatrix", help="importance matrix from calibration text (llama-imatrix "
                                        "semantics; GGUF or legacy .dat)")
     p.add_argument("model")
-    p.add_argument("--data", metavar="FILE",
-                   help="UTF-8 calibration text; default: the Python documentation shipped "
-                        "with the standard library (weaker than text like your real inputs)")
-    p.add_argument("--ctx", type=int, default=512, metavar="N",
-                   help="tokens per chunk (default 512)")
-    p.add_argument("--chunks", type=int, metavar="N", help="use at most N chunks")
+    add_calibration_args(p, data_help="UTF-8 calibration text; default: the Python documentation "
+                                      "shipped with the standard library (weaker than text like "
+                                      "your real inputs)",
+                         ctx_help="tokens per chunk", chunks_help="use at most N chunks")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file: GGUF imatrix (.gguf), or legacy format for .dat")
     p.add_argument("--threads", type=int, help="torch threads (default: all)")

@@ -16,7 +16,7 @@ from qtstudio.jobs.optimize import optimize_job
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import human_bytes
+from .recipe_args import add_calibration_args, human_bytes
 
 #: GPTQ calibration windows without --chunks (quantize --method gptq's --calib-windows default)
 DEFAULT_GPTQ_WINDOWS = 64
@@ -41,13 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "by column importance; the default with --imatrix) or kl (measured "
                         "output KL of each tensor's candidates on --data, summed; the plan is "
                         "then checked by a real eval against the presets that fit)")
-    p.add_argument("--data", metavar="FILE",
-                   help="kl objective: UTF-8 calibration text (default: the Python "
-                        "documentation shipped with the standard library, weaker than your own)")
-    p.add_argument("--ctx", type=int, default=512, metavar="N",
-                   help="kl objective: tokens per calibration window (default 512)")
-    p.add_argument("--chunks", type=int, metavar="N",
-                   help="kl objective: use at most N calibration windows")
+    add_calibration_args(p, prefix="kl objective: ",
+                         data_help="kl objective: UTF-8 calibration text (default: the Python "
+                                   "documentation shipped with the standard library, weaker "
+                                   "than your own)")
     p.add_argument("--sensitivity", choices=("kl", "block"), default="kl",
                    help="kl objective: measure each candidate by the model's output KL (kl, "
                         "default) or by its block's output error scaled to KL per block "

@@ -66,6 +66,17 @@ def check_threads(args: argparse.Namespace) -> None:
         raise ValueError("--threads must be at least 1")
 
 
+def add_calibration_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, data_help: str,
+                         prefix: str = "", ctx_help: str = "tokens per calibration window",
+                         chunks_help: str = "use at most N calibration windows") -> None:
+    """--data / --ctx / --chunks, spelled alike by every command that reads calibration text;
+    ``prefix`` says when --ctx and --chunks apply ("with --data: ")."""
+    p.add_argument("--data", metavar="FILE", help=data_help)
+    p.add_argument("--ctx", type=int, default=512, metavar="N",
+                   help=f"{prefix}{ctx_help} (default 512)")
+    p.add_argument("--chunks", type=int, metavar="N", help=prefix + chunks_help)
+
+
 def check_calibration_args(args: argparse.Namespace, unit: str) -> None:
     """--ctx, --chunks and --threads of a command that reads calibration text in ``unit``s
     (windows, chunks) of --ctx tokens."""

@@ -32,7 +32,7 @@ from qtstudio.jobs.whatif import (
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_json
-from .recipe_args import add_recipe_args, build_recipe
+from .recipe_args import add_calibration_args, add_recipe_args, build_recipe
 from .tensor_select import add_tensors_arg, select_tensors
 
 
@@ -51,13 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
                    help="with a recipe: apply this export format's fallbacks (default none)")
     g = p.add_argument_group("output error (--data)")
-    g.add_argument("--data", metavar="FILE",
-                   help="UTF-8 calibration text: also measure each tensor alone at each "
-                        "encoding on it (relative block output error and output KL)")
-    g.add_argument("--ctx", type=int, default=512, metavar="N",
-                   help="with --data: tokens per calibration window (default 512)")
-    g.add_argument("--chunks", type=int, metavar="N",
-                   help="with --data: use at most N calibration windows")
+    add_calibration_args(g, prefix="with --data: ",
+                         data_help="UTF-8 calibration text: also measure each tensor alone at "
+                                   "each encoding on it (relative block output error and output "
+                                   "KL)")
     g.add_argument("--no-cache", action="store_true",
                    help="with --data: measure again instead of using the sensitivity cache")
     g.add_argument("--allow-requantize", action="store_true",
