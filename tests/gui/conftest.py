@@ -103,14 +103,6 @@ def window(qtbot):
         qtbot.waitUntil(lambda: win.worker is None, timeout=20000)
 
 
-@pytest.fixture(scope="session")
-def trained_lm() -> Path:
-    """The trained test llama (tests/helpers/trained_lm.py), for numbers that mean something."""
-    from tests.helpers.trained_lm import trained_llama
-
-    return trained_llama()
-
-
 @pytest.fixture
 def calib_text(tmp_path):
     """Write the first ``chars`` characters of the default corpus as a calibration file."""

@@ -24,11 +24,6 @@ CTX, WINDOWS = 48, 6
 
 
 @pytest.fixture
-def lm(trained_lm):
-    return trained_lm
-
-
-@pytest.fixture
 def calib(calib_text):
     return calib_text(6000)
 

@@ -11,15 +11,11 @@ import pytest
 
 from qtstudio.cli import main
 from qtstudio.gui.tree_model import COL, NOT_MEASURED
+from qtstudio.jobs import run_job
 from qtstudio.jobs.whatif import output_curve, output_error_job, output_errors, whatif_curve
 
 CTX = 32
 BLOCK1 = "model.layers.1"
-
-
-@pytest.fixture
-def lm(trained_lm):
-    return trained_lm
 
 
 @pytest.fixture
@@ -30,14 +26,6 @@ def calib(calib_text):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QTSTUDIO_CACHE", str(tmp_path / "cache"))
-
-
-def _run(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 def _measured(window, lm, calib, qtbot, group: str):
@@ -67,13 +55,13 @@ def test_whatif_output_error_in_tree_table_and_cli(window, lm, calib, qtbot, tmp
     # the oracle: the job itself, run here on the same tensors, encodings and data
     cands = {n: [e for e in doc.candidates(n) if not e.startswith("I")] for n in names}
     # from the cache the window's run filled: nothing measured again, the very same numbers
-    sens = _run(output_error_job(doc.model, cands, str(calib), ctx=CTX))
+    sens = run_job(output_error_job(doc.model, cands, str(calib), ctx=CTX))
     quantizable = [n for n in names if doc.model.tensor(n).quantizable]
     assert sens.measured == [] and sorted(sens.reused) == sorted(quantizable)
     truth = output_errors(sens)
     assert doc.measurements.output == truth
     # measured afresh: equal up to the float summation order of the torch threads
-    fresh = output_errors(_run(output_error_job(doc.model, cands, str(calib), ctx=CTX,
+    fresh = output_errors(run_job(output_error_job(doc.model, cands, str(calib), ctx=CTX,
                                                 cache=False)))
     assert fresh.keys() == truth.keys()
     for k, v in truth.items():
@@ -183,7 +171,7 @@ def test_optimize_kl_result_fills_the_column_and_the_plot(window, lm, calib):
     window.open_model(lm)
     doc = window.doc
     before = doc.recipe_snapshot()
-    result = _run(optimize_kl_job(doc.model, target_bpw=4.5, data=str(calib), ctx=CTX,
+    result = run_job(optimize_kl_job(doc.model, target_bpw=4.5, data=str(calib), ctx=CTX,
                                   check=False, float_encoding=doc.recipe.float_encoding))
     window._on_optimized(doc, before, result)
     sens = result.sensitivity
