@@ -69,13 +69,6 @@ def check_gptq_args(args: argparse.Namespace) -> bool:
 def calibration_tokens(args: argparse.Namespace, model: Model) -> np.ndarray:
     """int64 [windows, ctx]: ``--data`` cut by the model's own tokenizer (Hugging Face files
     or GGUF metadata) into at most ``--calib-windows`` windows of ``--calib-ctx`` tokens."""
-    from pathlib import Path
+    from qtstudio.jobs.gptq import gptq_tokens
 
-    from qtstudio.calib.data import prepare_data
-    from qtstudio.jobs.gptq import check_gptq_model
-
-    if not Path(args.data).is_file():
-        raise ValueError(f"{args.data}: no such calibration file")
-    check_gptq_model(model)
-    return prepare_data(model, "decoder", args.data, ctx=args.calib_ctx,
-                        chunks=args.calib_windows).windows.tokens
+    return gptq_tokens(model, args.data, ctx=args.calib_ctx, windows=args.calib_windows)

@@ -37,10 +37,9 @@ class GPTQSettings:
         return opt
 
     def tokens(self, model: Model):
-        from qtstudio.calib.data import prepare_data
+        from qtstudio.jobs.gptq import gptq_tokens
 
-        return prepare_data(model, "decoder", self.data, ctx=self.ctx,
-                            chunks=self.windows).windows.tokens
+        return gptq_tokens(model, self.data, ctx=self.ctx, windows=self.windows)
 
 
 def gptq_problem(model: Model) -> str | None:

@@ -115,6 +115,18 @@ def check_gptq_model(model: Model) -> None:
     _decoder_engine(model, None)
 
 
+def gptq_tokens(model: Model, data: str | Path, *, ctx: int, windows: int) -> np.ndarray:
+    """int64 [windows, ctx]: GPTQ's calibration windows, ``data`` cut by the model's own
+    tokenizer (Hugging Face files or GGUF metadata). One definition for the CLI, the window and
+    the optimizer, so each cuts the same windows from the same settings."""
+    from qtstudio.calib.data import prepare_data
+
+    if not Path(data).is_file():
+        raise ValueError(f"{data}: no such calibration file")
+    check_gptq_model(model)
+    return prepare_data(model, "decoder", str(data), ctx=ctx, chunks=windows).windows.tokens
+
+
 def _decoder_engine(model: Model, weight_fn: WeightFn | None) -> DecoderEngine:
     if engine_kind(model) != "decoder":
         raise CalibrationError(model.path, f"GPTQ runs decoder language models (llama, "

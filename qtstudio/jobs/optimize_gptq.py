@@ -134,12 +134,11 @@ def gptq_eval_job(model: Model, plan: Plan, data: CalibrationData, tokens: np.nd
 def method_tokens(model: Model, method: QuantMethod) -> np.ndarray:
     """GPTQ's calibration windows for ``method``: its text cut as ``quantize --method gptq``
     cuts ``--data`` with ``--calib-ctx`` / ``--calib-windows``."""
-    from qtstudio.calib.data import prepare_data
+    from .gptq import gptq_tokens
 
     if method.data is None:
         raise ValueError("GPTQ needs calibration text: the method names no data file")
-    return prepare_data(model, "decoder", method.data, ctx=method.ctx,
-                        chunks=method.windows).windows.tokens
+    return gptq_tokens(model, method.data, ctx=method.ctx, windows=method.windows)
 
 
 class GPTQSetup:
