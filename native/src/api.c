@@ -16,12 +16,13 @@
 #define QT_MAX_THREADS 256
 /* Below this many values per thread, starting a thread costs more than it saves. */
 #define QT_MIN_VALUES_PER_THREAD (1 << 16)
-/* Outputs larger than the last-level cache (32 MiB here) are write-bandwidth bound: plain stores
- * first read every destination line in (read-for-ownership) only to overwrite it. Above this
- * size dequantize decodes into a small cache-resident buffer and streams it out instead, which
- * keeps the row kernels unchanged (qmatmul calls them into cache-resident buffers) and the
- * values bit-identical. Only levels whose streaming copy measured faster than plain stores
- * register one (AVX-512's whole-line stores; AVX2's half-line ones lost, see x86/avx2.c). */
+/* Outputs larger than the last-level cache (32 MiB covers the machines measured) are
+ * write-bandwidth bound: plain stores first read every destination line in (read-for-ownership)
+ * only to overwrite it. Above this size dequantize decodes into a small cache-resident buffer
+ * and streams it out instead, which keeps the row kernels unchanged (qmatmul calls them into
+ * cache-resident buffers) and the values bit-identical. Levels register a streaming copy, and
+ * mark the types whose decoders are too slow to gain from it (decode_bound), by measurement:
+ * see x86/avx2.c and x86/avx512.c. */
 #define QT_STREAM_MIN_BYTES ((size_t)32 << 20)
 /* Values decoded per step on the streaming path: 4 KiB, which stays in L1 between the decode
  * and the copy (measured faster than 16 KiB steps). */
@@ -219,7 +220,8 @@ qt_status qt_dequantize(int32_t type_id, const void *src, float *dst, int64_t nr
         return st;
     }
     const qt_type_desc *desc = job.desc;
-    if (job.table->stream_store != NULL && desc->block_elems <= QT_STREAM_CHUNK &&
+    if (job.table->stream_store != NULL && !job.table->decode_bound[type_id] &&
+        desc->block_elems <= QT_STREAM_CHUNK &&
         (size_t)nrows * job.dst_stride > QT_STREAM_MIN_BYTES) {
         job.stream = job.table->stream_store;
         job.chunk_values = (QT_STREAM_CHUNK / desc->block_elems) * desc->block_elems;

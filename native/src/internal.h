@@ -36,6 +36,9 @@ typedef struct qt_kernel_table {
     qt_codec codec[QT_TYPE_MAX];
     /* NULL on levels without streaming stores: dequantize then writes in place. */
     qt_stream_store_fn stream_store;
+    /* 1 for types whose decoder is slower than plain stores can drain (compute-bound): the
+     * bounce buffer's extra pass costs them more than the saved reads, so they write in place. */
+    uint8_t decode_bound[QT_TYPE_MAX];
 } qt_kernel_table;
 
 typedef struct qt_type_desc {

@@ -14,6 +14,7 @@
 #define QT_SIMD_X86_KDEQUANT_H
 
 #include <immintrin.h>
+#include <string.h>
 
 #include "blocks.h"
 #include "internal.h"
@@ -227,41 +228,42 @@ static void qk_dequantize_mxfp4(const void *vx, float *y, int64_t n) {
     }
 }
 
-/* Ternary digit k of each byte (five per byte, most significant first): the byte times 3^k,
- * kept to 8 bits, times 3, top bits; minus one gives -1, 0, +1. */
-static inline __m128i qk_trit(__m128i b, int pow3) {
-    const __m128i zero = _mm_setzero_si128();
-    const __m128i p = _mm_set1_epi16((short)pow3), three = _mm_set1_epi16(3);
-    const __m128i low8 = _mm_set1_epi16(0xFF);
-    __m128i lo = _mm_and_si128(_mm_mullo_epi16(_mm_unpacklo_epi8(b, zero), p), low8);
-    __m128i hi = _mm_and_si128(_mm_mullo_epi16(_mm_unpackhi_epi8(b, zero), p), low8);
-    lo = _mm_srli_epi16(_mm_mullo_epi16(lo, three), 8);
-    hi = _mm_srli_epi16(_mm_mullo_epi16(hi, three), 8);
-    return _mm_sub_epi8(_mm_packus_epi16(lo, hi), _mm_set1_epi8(1));
+/* TQ1_0 stores five base-3 digits per byte, most significant first, scaled so that digit k of
+ * byte b is the top trit of (uint8_t)(b * 3^k): 0 below 86, 1 below 171, else 2. Multiplying
+ * by 3 mod 256 is two byte adds, and the trit is two unsigned compares, so a digit costs a few
+ * byte ops instead of 16-bit multiplies. Returns the value (trit - 1) and steps b to b * 3. */
+static inline __m128i qk_trit_step(__m128i *b) {
+    const __m128i v = *b;
+    const __m128i ge86 = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(86)), v);
+    const __m128i ge171 = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8((char)171)), v);
+    *b = _mm_add_epi8(v, _mm_add_epi8(v, v));
+    /* compares give -1 for true: trit - 1 = -1 - ge86 - ge171 */
+    return _mm_sub_epi8(_mm_sub_epi8(_mm_set1_epi8(-1), ge86), ge171);
 }
 
 static void qk_dequantize_tq1_0(const void *vx, float *y, int64_t n) {
-    static const int pow3[5] = {1, 3, 9, 27, 81};
     const block_tq1_0 *x = vx;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = _cvtsh_ss(x[i].d);
-        const __m128i a0 = qk_load16(x[i].qs), a1 = qk_load16(x[i].qs + 16);
-        const __m128i b = qk_load16(x[i].qs + 32);
+        __m128i a0 = qk_load16(x[i].qs), a1 = qk_load16(x[i].qs + 16);
+        __m128i b = qk_load16(x[i].qs + 32);
         for (int k = 0; k < 5; k++, y += 32) {
-            qk_emit_i8(y, qk_trit(a0, pow3[k]), d);
-            qk_emit_i8(y + 16, qk_trit(a1, pow3[k]), d);
+            qk_emit_i8(y, qk_trit_step(&a0), d);
+            qk_emit_i8(y + 16, qk_trit_step(&a1), d);
         }
         for (int k = 0; k < 5; k++, y += 16) {
-            qk_emit_i8(y, qk_trit(b, pow3[k]), d);
+            qk_emit_i8(y, qk_trit_step(&b), d);
         }
-        /* The last 16 values: four digits of each qh byte, digit-major. */
-        uint8_t h[16];
-        for (int k = 0; k < 4; k++) {
-            for (int j = 0; j < 4; j++) {
-                h[4 * k + j] = (uint8_t)(x[i].qh[j] * pow3[k]);
-            }
-        }
-        qk_emit_i8(y, qk_trit(qk_load16(h), 1), d);
+        /* The last 16 values: four digits of each qh byte, digit-major (bytes 4k..4k+3 hold
+         * qh * 3^k). */
+        uint32_t qh4;
+        memcpy(&qh4, x[i].qh, 4);
+        const __m128i v0 = _mm_cvtsi32_si128((int)qh4);
+        const __m128i v1 = _mm_add_epi8(v0, _mm_add_epi8(v0, v0));
+        const __m128i v2 = _mm_add_epi8(v1, _mm_add_epi8(v1, v1));
+        const __m128i v3 = _mm_add_epi8(v2, _mm_add_epi8(v2, v2));
+        __m128i h = _mm_unpacklo_epi64(_mm_unpacklo_epi32(v0, v1), _mm_unpacklo_epi32(v2, v3));
+        qk_emit_i8(y, qk_trit_step(&h), d);
         y += 16;
     }
 }

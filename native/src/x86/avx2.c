@@ -517,14 +517,37 @@ static inline void qk_emit_i8(float *y, __m128i b, float s) {
 
 #include "../simd_x86_kdequant.h"
 
-/* No streaming copy at this level (stream_store stays NULL, so large dequantize outputs take
- * plain stores): 32-byte non-temporal stores measured 2.5-8x slower than plain stores for
- * 64-224 MiB outputs, on this AVX-512 EPYC forced to AVX2 (Q8_0 4096x14336 one thread: 2.2 vs
- * 5.4 GiB/s; Q4_K 4.5 vs 11.9) and on an AVX2-only EPYC, where they left Q8_0/Q4_K/Q5_K at
- * 0.44-0.59x ggml. The AVX-512 level's 64-byte ones fill a whole line per store and win there
- * (Q4_K 9.0 vs 7.3 GiB/s, Q4_0 12.5 vs 9.5). */
+/* ---------------------------------------------------------------- streaming copy */
+
+/* Large dequantize outputs leave through here (api.c): two 32-byte non-temporal stores per
+ * 64-byte line, back to back, so each line is written whole without first being read in.
+ * Measured on the AVX2-only EPYC (Zen 1), 4096x14336 -> float32, one thread, same process,
+ * streaming / plain stores: F16 1.32, BF16 1.31, Q4_0 1.30, Q4_1 1.24, Q8_0 1.34, Q2_K 1.19,
+ * Q3_K 1.15, Q4_K 1.32, Q5_K 1.19, Q6_K 1.24, IQ4_NL 1.35, IQ4_XS 1.47, TQ2_0 1.39, MXFP4 1.32,
+ * TQ1_0 1.09 (0.96 before its decoder lost the 16-bit multiplies); Q5_0 0.87 and Q5_1 0.91,
+ * whose decoders run below the write bandwidth, keep plain stores (decode_bound). On an
+ * AVX-512 EPYC forced to AVX2, 32-byte streams measured 2.5-8x slower than plain stores (Q8_0
+ * 4096x14336: 2.2 vs 5.4 GiB/s), so dispatch.c drops this copy from the AVX2 table there. */
+static void stream_store_avx2(float *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    while (i < n && ((uintptr_t)(dst + i) & 63u) != 0) {
+        dst[i] = src[i];
+        i++;
+    }
+    for (; i + 16 <= n; i += 16) {
+        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+        _mm256_stream_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i];
+    }
+}
 
 void qt_avx2_register(qt_kernel_table *t) {
+    t->stream_store = stream_store_avx2;
+    /* see stream_store_avx2 */
+    t->decode_bound[QT_T_Q5_0] = 1;
+    t->decode_bound[QT_T_Q5_1] = 1;
     t->codec[QT_T_F16] = (qt_codec){quantize_f16, dequantize_f16};
     t->codec[QT_T_BF16] = (qt_codec){quantize_bf16, dequantize_bf16};
     t->codec[QT_T_Q4_0] = (qt_codec){quantize_q4_0_avx2, dequantize_q4_0};

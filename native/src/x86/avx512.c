@@ -8,6 +8,7 @@
  * used for BF16: it flushes subnormals, which the reference (and ggml) keep.
  */
 #include <immintrin.h>
+#include <string.h>
 
 #include "../blocks.h"
 #include "../internal.h"
@@ -454,6 +455,8 @@ static void stream_store_avx512(float *dst, const float *src, int64_t n) {
 
 void qt_avx512_register(qt_kernel_table *t) {
     t->stream_store = stream_store_avx512;
+    /* every type streams at this level (its measurements predate the AVX2 list) */
+    memset(t->decode_bound, 0, sizeof t->decode_bound);
     t->codec[QT_T_F16] = (qt_codec){quantize_f16, dequantize_f16};
     t->codec[QT_T_BF16] = (qt_codec){quantize_bf16, dequantize_bf16};
     t->codec[QT_T_Q4_0] = (qt_codec){quantize_q4_0_avx512, dequantize_q4_0};
