@@ -55,7 +55,8 @@ const qt_type_desc *qt_type_desc_get(int32_t type_id);
  * that names its codecs quantize_<name> / dequantize_<name> lists them as X(ID, name) entries
  * of a list macro and expands that list with QT_INSTALL_CODEC inside its register function,
  * whose table parameter is t. */
-#define QT_INSTALL_CODEC(ID, name) t->codec[QT_T_##ID] = (qt_codec){quantize_##name, dequantize_##name};
+#define QT_INSTALL_CODEC(ID, name) \
+    t->codec[QT_T_##ID] = (qt_codec){quantize_##name, dequantize_##name};
 
 void qt_ref_register_float(qt_kernel_table *t);
 void qt_ref_register_legacy(qt_kernel_table *t);

@@ -322,7 +322,8 @@ static void dequantize_mxfp4(const void *vx, float *y, int64_t n) {
     }
 }
 
-#define IQ_CODECS(X) X(IQ4_NL, iq4_nl) X(IQ4_XS, iq4_xs) X(TQ1_0, tq1_0) X(TQ2_0, tq2_0) X(MXFP4, mxfp4)
+#define IQ_CODECS(X) \
+    X(IQ4_NL, iq4_nl) X(IQ4_XS, iq4_xs) X(TQ1_0, tq1_0) X(TQ2_0, tq2_0) X(MXFP4, mxfp4)
 
 void qt_ref_register_iq(qt_kernel_table *t) {
     IQ_CODECS(QT_INSTALL_CODEC)

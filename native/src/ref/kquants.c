@@ -504,8 +504,8 @@ static inline __attribute__((always_inline)) void k4_block(const uint8_t *scales
                                                            const uint8_t *qh, float *y) {
     const float d = qt_fp16_to_fp32(dh);
     const float dmin = qt_fp16_to_fp32(mh);
-    uint8_t u1 = 1, u2 = 2;
-    for (int c = 0; c < QK_K / 64; c++, ql += 32, u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2)) {
+    for (int c = 0; c < QK_K / 64; c++, ql += 32) {
+        const uint8_t u1 = (uint8_t)(1u << (2 * c)), u2 = (uint8_t)(2u << (2 * c));
         uint8_t sc, mn;
         qt_k4_scale_min(2 * c, scales, &sc, &mn);
         const float d1 = d * (float)sc, m1 = dmin * (float)mn;

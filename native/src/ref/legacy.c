@@ -65,8 +65,9 @@ static inline __attribute__((always_inline)) void sym_block(const float *x, int 
                                                             uint16_t *d_out, uint8_t *qs,
                                                             uint8_t *qh) {
     const float d = signed_absmax(x, 32) / (float)-half;
+    const float id = d ? 1.0f / d : 0.0f;
     *d_out = qt_fp32_to_fp16(d);
-    pack_levels(x, 0.0f, d ? 1.0f / d : 0.0f, (float)half + 0.5f, top, qs, qh);
+    pack_levels(x, 0.0f, id, (float)half + 0.5f, top, qs, qh);
 }
 
 /* Q4_1 / Q5_1: d = (max - min) / steps above the minimum m. */
@@ -76,9 +77,10 @@ static inline __attribute__((always_inline)) void asym_block(const float *x, int
     float mn, mx;
     min_max(x, 32, &mn, &mx);
     const float d = (mx - mn) / (float)steps;
+    const float id = d ? 1.0f / d : 0.0f;
     *d_out = qt_fp32_to_fp16(d);
     *m_out = qt_fp32_to_fp16(mn);
-    pack_levels(x, mn, d ? 1.0f / d : 0.0f, 0.5f, top, qs, qh);
+    pack_levels(x, mn, id, 0.5f, top, qs, qh);
 }
 
 /* One row of 32-value blocks, `encode` (using x and y[i]) writing each. */

@@ -32,8 +32,10 @@ static inline float qx_weight(int rmse_type, float v) {
 /* Symmetric levels l = clamp(nearest(iscale * x), -nmax, nmax - 1), stored as l + off, and when
  * sumlx is given the fit's weighted sums sum(w*x*l) and sum(w*l*l) (w NULL: x^2), in element
  * order. Inlined into each search, so the NULL cases cost nothing. */
-static inline void sym_levels(int n, int nmax, float iscale, const float *x, const float *w,
-                              int off, int8_t *L, float *sumlx, float *suml2) {
+static inline __attribute__((always_inline)) void sym_levels(int n, int nmax, float iscale,
+                                                             const float *x, const float *w,
+                                                             int off, int8_t *L, float *sumlx,
+                                                             float *suml2) {
     float slx = 0.0f, sl2 = 0.0f;
     for (int i = 0; i < n; i++) {
         const int l = QT_MAX(-nmax, QT_MIN(nmax - 1, qt_nearest_int(iscale * x[i])));
@@ -70,8 +72,12 @@ static inline __attribute__((always_inline)) void refine_levels(int n, const flo
             const float wi = w ? w[i] : x[i] * x[i];
             const int li = is_signed ? Ls[i] : Lu[i];
             float slx = sx - wi * x[i] * (float)li;
-            float sl2 = s2 - wi * (float)li * (float)li;
+            /* Q3's search only forms the remaining sum(w*l^2) for a positive slx */
+            float sl2 = qp_test ? s2 - wi * (float)li * (float)li : 0.0f;
             if (slx > 0 && (!qp_test || sl2 > 0)) {
+                if (!qp_test) {
+                    sl2 = s2 - wi * (float)li * (float)li;
+                }
                 const int nl = QT_MAX(lo, QT_MIN(hi, qt_nearest_int(x[i] * sl2 / slx)));
                 if (nl != li) {
                     slx += wi * x[i] * (float)nl;
