@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import sys
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.formats import open_model
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
@@ -17,7 +18,6 @@ from .outputs import check_output
 from .recipe_args import (
     add_recipe_args,
     check_threads,
-    human_bytes,
     resolve_gguf_plan,
 )
 from .recipe_method import apply_recipe_method, defer_gptq_defaults

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
 from qtstudio.core.recipe import QuantMethod, RecipeError
 from qtstudio.formats import open_model
@@ -16,7 +17,7 @@ from qtstudio.jobs.optimize import optimize_job
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import add_calibration_args, human_bytes
+from .recipe_args import add_calibration_args
 
 #: GPTQ calibration windows without --chunks (quantize --method gptq's --calib-windows default)
 DEFAULT_GPTQ_WINDOWS = 64

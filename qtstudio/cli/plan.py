@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.plan import Plan, resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 
 from .outputs import check_output, write_text
-from .recipe_args import add_recipe_args, build_recipe, human_bytes
+from .recipe_args import add_recipe_args, build_recipe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

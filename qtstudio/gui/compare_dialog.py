@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .format import human_bytes
+from qtstudio.core.human_numbers import human_bytes
+
 from .plots import LogAxis, free_anchor, set_empty
 
 COLUMNS = ("plan", "kind", "size", "bpw", "relative error")

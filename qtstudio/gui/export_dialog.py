@@ -406,7 +406,7 @@ class ExportDialog(QDialog):
         path = getattr(report, "path", None)
         warnings = list(getattr(report, "warnings", []) or [])
         written = getattr(report, "bytes_written", 0)
-        from .format import human_bytes
+        from qtstudio.core.human_numbers import human_bytes
 
         msg = f"Exported {path}" + (f" ({human_bytes(written)})" if written else "")
         if warnings:

@@ -30,10 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qtstudio.core.human_numbers import human_bytes
+
 from .delegates import EncodingDelegate
 from .document import PlanDocument
 from .filter_proxy import LayerFilterProxy
-from .format import human_bytes, plural
+from .format import plural
 from .hint_bar import HintBar
 from .open_paths import MODEL_FILTER, model_path_for
 from .rules_panel import RulesPanel

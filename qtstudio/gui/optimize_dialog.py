@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from qtstudio.core.encodings import encodings
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.optimize import (
     DEFAULT_CANDIDATES,
     budget_for_bpw,
@@ -41,7 +42,7 @@ from qtstudio.core.recipe import QuantMethod
 
 from .dialog_parts import action_buttons, body_layout
 from .document import FLOAT_ENCODINGS, PlanDocument
-from .format import SIZE_UNITS, human_bytes
+from .format import SIZE_UNITS
 
 #: target units: label -> bytes per unit (None: bits per weight); binary, as every size the
 #: window shows

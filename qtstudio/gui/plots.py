@@ -25,8 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qtstudio.core.human_numbers import human_bytes
+
 from .document import PlanDocument
-from .format import human_bytes, human_seconds, plural
+from .format import human_seconds, plural
 from .theme import encoding_color, plot_colors
 from .worker import JobWorker
 
