@@ -599,7 +599,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
 
     def apply_preset(self, name: str | None) -> None:
         if self.doc is not None:
-            self.push_recipe(self.doc.with_preset(name), f"Preset {name or 'none'}")
+            self.push_recipe(self.doc.with_fields(preset=name), f"Preset {name or 'none'}")
 
     def _fill_presets(self) -> None:
         from qtstudio.core.presets import PRESETS
