@@ -16,7 +16,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_parts import WindowDialog
 from .document import PlanDocument
 from .nnef_support import nnef_problem
 
@@ -210,12 +210,9 @@ class GPTQBox(QGroupBox):
                             desc_act=self.desc_act.isChecked())
 
 
-class ExportDialog(QDialog):
+class ExportDialog(WindowDialog):
     def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Export quantized model")
-        self.setObjectName("exportDialog")
-        self._window = window
+        super().__init__(window, "Export quantized model", "exportDialog", parent)
         self._doc = doc
         self.format = QComboBox(objectName="exportFormat")
         self.format.addItem(GGUF)
