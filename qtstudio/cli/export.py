@@ -15,11 +15,7 @@ from .errors import CliError
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output
-from .recipe_args import (
-    add_recipe_args,
-    check_threads,
-    resolve_gguf_plan,
-)
+from .recipe_args import add_recipe_args, check_threads, resolve_gguf_plan
 from .recipe_method import apply_recipe_method, defer_gptq_defaults
 
 
