@@ -17,7 +17,7 @@ from qtstudio.jobs.optimize import optimize_job
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import add_calibration_args
+from .recipe_args import add_calibration_args, add_target_arg, target_format
 
 #: GPTQ calibration windows without --chunks (quantize --method gptq's --calib-windows default)
 DEFAULT_GPTQ_WINDOWS = 64
@@ -68,8 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measure tensors of a quantized GGUF from their decoded values")
     p.add_argument("--float-type", default="F32", metavar="TYPE",
                    help="storage for tensors that stay float (F32, F16, BF16; default F32)")
-    p.add_argument("--target", default="gguf", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="file format whose fallbacks the sizes follow (default gguf)")
+    add_target_arg(p, default="gguf",
+                   help_text="file format whose fallbacks the sizes follow (default gguf)")
     p.add_argument("--sample-elements", type=int, default=None, metavar="N",
                    help="values measured per tensor at most; larger tensors are measured on "
                         "evenly spaced rows (default 2097152; 0 measures every row)")
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 model, target_bpw=args.target_bpw, target_bytes=target_bytes,
                 candidates=candidates, imatrix=imatrix, objective=args.objective,
                 float_encoding=args.float_type,
-                target_format=None if args.target == "none" else args.target,
+                target_format=target_format(args),
                 threads=args.threads, cancel=cancel, executor=ex, **kwargs),
             quiet=args.quiet, on_stop="no recipe written")
     if imatrix is not None:

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from qtstudio.core.model import Model
-from qtstudio.core.plan import Plan, resolve_plan
+from qtstudio.core.plan import TARGET_FORMATS, Plan, resolve_plan
 from qtstudio.core.recipe import Recipe, Rule
 
 
@@ -64,6 +64,17 @@ def resolve_gguf_plan(args: argparse.Namespace, model: Model, *, has_imatrix: bo
 def check_threads(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise ValueError("--threads must be at least 1")
+
+
+def add_target_arg(p: argparse.ArgumentParser, *, default: str, help_text: str) -> None:
+    """--target: the export format whose fallbacks the plan follows, or ``none``."""
+    p.add_argument("--target", default=default, choices=[*TARGET_FORMATS, "none"],
+                   help=help_text)
+
+
+def target_format(args: argparse.Namespace) -> str | None:
+    """--target as resolve_plan's ``target_format`` (None for ``none``)."""
+    return None if args.target == "none" else args.target
 
 
 def add_calibration_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, data_help: str,
