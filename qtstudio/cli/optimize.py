@@ -15,6 +15,7 @@ from qtstudio.formats import open_model
 from qtstudio.jobs.optimize import optimize_job
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
+from .gptq_args import tuned_gptq_flags
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
 from .recipe_args import add_calibration_args, add_target_arg, target_format
@@ -130,9 +131,7 @@ def print_result(r: OptimizeResult) -> None:
 def _quant_method(args: argparse.Namespace) -> QuantMethod:
     """The recipe's method from --method and the GPTQ flags (refused without GPTQ)."""
     if args.method != "gptq":
-        stray = [flag for flag, used in (
-            ("--desc-act", args.desc_act), ("--gptq-damp", args.gptq_damp != 0.01),
-            ("--gptq-block-size", args.gptq_block_size != 128)) if used]
+        stray = tuned_gptq_flags(args)
         if stray:
             raise ValueError(f"{', '.join(stray)}: only with --method gptq")
         return QuantMethod()
