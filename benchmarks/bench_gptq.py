@@ -37,7 +37,7 @@ from qtstudio.jobs import run_job
 from qtstudio.quant.ggml_grid import GGMLGridScheme
 from qtstudio.quant.gptq import GPTQOptions, gptq, prepare_hessian
 from qtstudio.quant.hessian import HessianAccumulator
-from tests.helpers.oracles import quiet_stderr
+from tests.helpers.oracles import llama_window_logits, mean_kl
 from tests.helpers.trained_lm import corpus_text, trained_llama
 
 PRESET = {"Q2_K": "Q2_K", "Q3_K": "Q3_K_S", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M",
@@ -51,27 +51,6 @@ def pure_recipe(t: str) -> Recipe:
         return Recipe(preset=PRESET[t], pure=True)
     return Recipe(default_encoding=t, output_tensor_type=t, token_embedding_type=t)
 CTX = 64
-
-
-def _llama_logits(path: Path, windows: np.ndarray) -> np.ndarray:
-    import llama_cpp
-
-    out = []
-    with quiet_stderr():
-        llm = llama_cpp.Llama(str(path), n_ctx=CTX, logits_all=True, verbose=False,
-                              n_threads=2)
-        for w in windows:
-            llm.reset()
-            llm.eval([int(t) for t in w])
-            out.append(np.array(llm.scores[: len(w)], dtype=np.float64))
-        llm.close()
-    return np.stack(out)
-
-
-def _kl(ref: np.ndarray, got: np.ndarray) -> float:
-    lp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1)
-    lq = torch.log_softmax(torch.as_tensor(got, dtype=torch.float64), -1)
-    return float((lp.exp() * (lp - lq)).sum(-1).mean())
 
 
 def trained_model(types: list[str]) -> None:
@@ -102,8 +81,8 @@ def trained_model(types: list[str]) -> None:
             total = time.perf_counter() - t0
             timings = rep.gptq.block_timings
             first = first or (t, timings, rep.gptq.tensors)
-            kp = _kl(ref, _llama_logits(root / "plain.gguf", held))
-            kg = _kl(ref, _llama_logits(root / "gptq.gguf", held))
+            kp = mean_kl(ref, llama_window_logits(root / "plain.gguf", held, ctx=CTX))
+            kg = mean_kl(ref, llama_window_logits(root / "gptq.gguf", held, ctx=CTX))
             size = (root / "gptq.gguf").stat().st_size
             assert size == (root / "plain.gguf").stat().st_size
             print(f"{t:7} {size / 2**20:6.3f} {kp:10.3g} {kg:10.3g} {kg / kp:6.3f} "

@@ -114,3 +114,18 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert "stopped by Ctrl-C; no report written" in err
     assert "Traceback" not in err
     assert not report.exists()
+
+
+def test_plan_target_picks_the_format_whose_fallbacks_apply(tmp_path, capsys):
+    save_file({"a.weight": np.zeros((4, 96), np.float32)}, tmp_path / "m.safetensors")
+    got = {}
+    for target in ("gguf", "nnef", "safetensors", "none"):
+        t = _json(capsys, ["plan", str(tmp_path / "m.safetensors"), "--rule", "a=Q4_0",
+                           "--target", target, "--json"])["tensors"][0]
+        got[target] = (t["encoding"], t.get("fallback_from"))
+    # safetensors stores no block types: Q4_0 falls back to F16 there only
+    assert got == {"gguf": ("Q4_0", None), "nnef": ("Q4_0", None),
+                   "safetensors": ("F16", "Q4_0"), "none": ("Q4_0", None)}
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", str(tmp_path / "m.safetensors"), "--target", "onnx"])
+    assert exc.value.code == 2 and "invalid choice: 'onnx'" in capsys.readouterr().err

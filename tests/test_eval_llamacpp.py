@@ -31,7 +31,7 @@ from qtstudio.formats import open_model  # noqa: E402
 from qtstudio.formats.imatrix import load_imatrix  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.jobs.eval import eval_job  # noqa: E402
-from tests.helpers.oracles import quiet_stderr  # noqa: E402
+from tests.helpers.oracles import llama_window_logits, quiet_stderr  # noqa: E402
 from tests.helpers.trained_lm import corpus_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -48,18 +48,6 @@ def _llama(path):
     with quiet_stderr():
         return llama_cpp.Llama(str(path), n_ctx=CTX, logits_all=True, verbose=False,
                                n_threads=2, n_batch=CTX)
-
-
-def _llama_window_logits(path, windows):
-    llm = _llama(path)
-    out = []
-    with quiet_stderr():
-        for w in windows:
-            llm.reset()
-            llm.eval(w.tolist())
-            out.append(np.array(llm.scores[: len(w)], dtype=np.float64))
-        llm.close()
-    return np.stack(out)
 
 
 def _log_softmax(x):
@@ -84,7 +72,7 @@ def f32_gguf(lm, tmp_path_factory):
 
 
 def test_reference_logits_equal_llama_cpp(lm, f32_gguf, windows):
-    got = _llama_window_logits(f32_gguf, windows)
+    got = llama_window_logits(f32_gguf, windows, ctx=CTX)
     with open_model(lm) as m:
         eng = open_engine(m)
         h = eng.embed(windows)
@@ -107,11 +95,11 @@ def test_tokens_equal_llama_cpp(lm, f32_gguf, data):
 
 
 def test_kl_agrees_with_llama_cpp_and_grows(lm, f32_gguf, windows, data, tmp_path):
-    ref = _log_softmax(_llama_window_logits(f32_gguf, windows)[:, :-1])
+    ref = _log_softmax(llama_window_logits(f32_gguf, windows, ctx=CTX)[:, :-1])
     ours, theirs = {}, {}
     for preset in ("Q8_0", "Q4_K_M", "Q2_K"):
         q = _export(lm, tmp_path / f"{preset}.gguf", Recipe(preset=preset))
-        lq = _log_softmax(_llama_window_logits(q, windows)[:, :-1])
+        lq = _log_softmax(llama_window_logits(q, windows, ctx=CTX)[:, :-1])
         theirs[preset] = float((np.exp(ref) * (ref - lq)).sum(-1).mean())
         with open_model(lm) as m:
             r = run_job(eval_job(m, resolve_plan(m, Recipe(preset=preset)), data, ctx=CTX,

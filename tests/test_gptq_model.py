@@ -25,7 +25,7 @@ from qtstudio.export.gguf_gptq import gptq_export_job  # noqa: E402
 from qtstudio.formats import open_model  # noqa: E402
 from qtstudio.jobs import run_job  # noqa: E402
 from qtstudio.quant.gptq import GPTQOptions  # noqa: E402
-from tests.helpers.oracles import quiet_stderr  # noqa: E402
+from tests.helpers.oracles import llama_window_logits, mean_kl  # noqa: E402
 from tests.helpers.trained_lm import corpus_text, trained_llama  # noqa: E402
 
 
@@ -52,25 +52,6 @@ def _hf_logits(folder, ids):
         return m(input_ids=torch.as_tensor(ids)).logits.numpy()
 
 
-def _llama_cpp_logits(path, windows):
-    llama_cpp = pytest.importorskip("llama_cpp")
-    out = []
-    with quiet_stderr():
-        llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)
-        for w in windows:
-            llm.reset()
-            llm.eval([int(t) for t in w])
-            out.append(np.array(llm.scores[: len(w)], dtype=np.float64))
-        llm.close()
-    return np.stack(out)
-
-
-def _kl(ref, got):
-    lp = torch.log_softmax(torch.as_tensor(ref, dtype=torch.float64), -1)
-    lq = torch.log_softmax(torch.as_tensor(got, dtype=torch.float64), -1)
-    return float((lp.exp() * (lp - lq)).sum(-1).mean())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("enc,recipe", [
     ("Q4_0", Recipe(preset="Q4_0", pure=True)), ("Q4_K", Recipe(preset="Q4_K_M", pure=True)),
@@ -79,6 +60,7 @@ def _kl(ref, got):
                       token_embedding_type="IQ4_XS"))], ids=lambda v: getattr(v, "preset", v))
 def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_path, enc,
                                                                      recipe):
+    pytest.importorskip("llama_cpp")
     from qtstudio.export.gguf import export_gguf
 
     with open_model(lm / "model") as m:
@@ -91,8 +73,8 @@ def test_gptq_gguf_runs_in_llama_cpp_with_less_heldout_kl_than_plain(lm, tmp_pat
         export_gguf(m, plan, tmp_path / "plain.gguf")
     assert (tmp_path / "gptq.gguf").stat().st_size == (tmp_path / "plain.gguf").stat().st_size
     ref = _hf_logits(lm / "model", held)
-    kl_gptq = _kl(ref, _llama_cpp_logits(tmp_path / "gptq.gguf", held))
-    kl_plain = _kl(ref, _llama_cpp_logits(tmp_path / "plain.gguf", held))
+    kl_gptq = mean_kl(ref, llama_window_logits(tmp_path / "gptq.gguf", held, ctx=64))
+    kl_plain = mean_kl(ref, llama_window_logits(tmp_path / "plain.gguf", held, ctx=64))
     assert kl_gptq < 0.9 * kl_plain, (kl_gptq, kl_plain)
     assert not list(tmp_path.glob("qtstudio-gptq-*"))
 
@@ -243,8 +225,8 @@ def test_hf_gptq_checkpoint_decodes_to_a_model_better_than_rounding(lm, tmp_path
     gptq_w = {n[:-len("qweight")] + "weight": _decode_checkpoint(t, n[:-len(".qweight")])
               for n in names}
     ref = _hf_logits(lm / "model", held)
-    kl_gptq = _kl(ref, _logits_with(lm / "model", held, gptq_w))
-    kl_plain = _kl(ref, _logits_with(lm / "model", held, plain))
+    kl_gptq = mean_kl(ref, _logits_with(lm / "model", held, gptq_w))
+    kl_plain = mean_kl(ref, _logits_with(lm / "model", held, plain))
     assert kl_gptq < 0.5 * kl_plain, (kl_gptq, kl_plain)
 
 
@@ -275,6 +257,9 @@ def test_cli_errors_are_one_line(lm, tmp_path, capsys):
           str(tmp_path / "r.json")], "needs --data"),
         (["quantize", model, "--preset", "Q4_0", "--data", str(lm / "calib.txt"), "--report",
           str(tmp_path / "r.json")], "only with --method gptq"),
+        (["quantize", model, "--preset", "Q4_0", "--gptq-block-size", "64", "--data",
+          str(lm / "calib.txt"), "--report", str(tmp_path / "r.json")],
+         "--data, --gptq-block-size: only with --method gptq"),
         (["quantize", model, "--preset", "Q4_0", "--method", "gptq", "--data",
           str(tmp_path / "missing.txt"), "--report", str(tmp_path / "r.json")],
          "no such calibration file"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import gguf
 import numpy as np
@@ -16,7 +17,7 @@ from qtstudio.core.recipe import Recipe, Rule
 from qtstudio.formats import open_model
 from qtstudio.jobs import Cancelled, CancelToken, run_job
 from qtstudio.jobs.benchmark import CODEC, QMATMUL, benchmark_job
-from qtstudio.jobs.whatif import sample_rows, whatif_curve, whatif_job
+from qtstudio.jobs.whatif import output_curve, sample_rows, whatif_curve, whatif_job
 from tests.helpers.raw_checkpoints import write_hf_llama
 
 
@@ -119,6 +120,26 @@ def test_whatif_errors_grow_as_bits_drop(random_weights):
     want = (errors[("a.weight", "Q4_0")]["rel_error"] * pa
             + errors[("b.weight", "Q4_0")]["rel_error"] * pb) / (pa + pb)
     assert by["Q4_0"][2] == pytest.approx(want) and by["Q4_0"][3] == 2
+
+
+def test_output_curve_weights_block_error_by_parameters_and_sums_kl():
+    params = {"a": 1000, "b": 3000, "head": 5000}
+    model = SimpleNamespace(tensor=lambda n: SimpleNamespace(params=params[n]))
+    output = {("a", "Q4_0"): {"out_err": 0.1, "kl": 0.01},
+              ("b", "Q4_0"): {"out_err": 0.3, "kl": 0.02},
+              ("head", "Q4_0"): {"out_err": None, "kl": 0.05},  # no block output
+              ("head", "Q8_0"): {"out_err": None, "kl": 0.004},
+              ("a", "Q8_0"): {"out_err": 0.02, "kl": None}}
+    rows = output_curve(output, ["a", "b", "head"], model, ["Q4_0", "Q8_0", "Q2_K"])
+    assert set(rows) == {"Q4_0", "Q8_0"}  # Q2_K: nothing measured
+    q4 = rows["Q4_0"]
+    assert q4["out_err"] == pytest.approx((0.1 * 1000 + 0.3 * 3000) / 4000)
+    assert q4["kl"] == pytest.approx(0.08) and q4["tensors"] == 3
+    # the head's KL counts, its missing block error does not; a missing KL counts as 0
+    assert rows["Q8_0"] == {"out_err": pytest.approx(0.02), "kl": pytest.approx(0.004),
+                            "tensors": 2}
+    assert output_curve({("head", "Q4_0"): {"out_err": None, "kl": 0.05}}, ["head"], model,
+                        ["Q4_0"])["Q4_0"]["out_err"] is None
 
 
 def test_whatif_leaves_out_encodings_a_tensor_cannot_take(random_weights):

@@ -356,6 +356,29 @@ class MaskBuffers(torch.nn.Module):
         return y.masked_fill(x > 1.5, 3.0)
 
 
+class Clamps(torch.nn.Module):
+    """Every way torch spells a clamp: both bounds, one bound (clamp_min, clamp_max, a None
+    bound), a tensor bound, and hardtanh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.lin = torch.nn.Linear(32, 32)
+        self.register_buffer("floor", torch.linspace(-1.0, 0.0, 32))
+
+    def forward(self, x):
+        y = self.lin(x)
+        return (torch.clamp(y, -0.5, 0.5) + torch.clamp_min(y, 0.1) + torch.clamp_max(y, -0.2)
+                + torch.clamp(y, min=self.floor) + y.clamp(max=0.25)
+                + torch.nn.functional.hardtanh(y, -0.3, 0.3))
+
+
+def test_clamps_run_in_tract(tmp_path):
+    r = export_nnef(Clamps().eval(), "Q4_0", (torch.randn(4, 32),), tmp_path / "c.nnef",
+                    verify=True)
+    _check(r)
+
+
 def test_boolean_buffers_and_masked_fill(tmp_path):
     r = export_nnef(MaskBuffers().eval(), "Q4_0", (torch.randn(4, 32),), tmp_path / "b.nnef",
                     verify=True)

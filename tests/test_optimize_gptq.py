@@ -75,6 +75,8 @@ def test_gptq_cache_key_differs_from_plain(lm, cal, tmp_path):
     (["--objective", "kl", "--method", "gptq"], "--method gptq needs --data FILE"),
     (["--objective", "mse", "--method", "gptq"], "--method gptq needs --objective kl"),
     (["--objective", "kl", "--desc-act"], "--desc-act: only with --method gptq"),
+    (["--objective", "kl", "--gptq-block-size", "64", "--desc-act", "--gptq-damp", "0.1"],
+     "--desc-act, --gptq-damp, --gptq-block-size: only with --method gptq"),
     (["--objective", "kl", "--method", "gptq", "--gptq-damp", "2", "--data", "CAL"],
      "damp_percent must be a number in"),
 ])

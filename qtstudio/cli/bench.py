@@ -10,7 +10,7 @@ from qtstudio.jobs.benchmark import CODEC, BenchResult, benchmark_job
 
 from .job_runner import run_cli_job
 from .outputs import check_output, write_json
-from .recipe_args import add_recipe_args, build_recipe
+from .recipe_args import add_recipe_args, add_target_arg, build_recipe, target_format
 from .tensor_select import add_tensors_arg, select_tensors
 
 INTEGER_DTYPES = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"})
@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "steadiest on a busy machine)")
     p.add_argument("--repeats", type=int, default=3, metavar="N",
                    help="timed runs per layer after a warm-up; the best counts (default 3)")
-    p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="apply this export format's fallbacks first (default none)")
+    add_target_arg(p, default="none",
+                   help_text="apply this export format's fallbacks first (default none)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.json, args)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
-        plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
-                            else args.target)
+        plan = resolve_plan(model, recipe, target_format=target_format(args))
         # integer tensors (position ids, masks) are data, not weights: nothing to multiply
         names = select_tensors(model, args.tensors,
                                lambda t: len(t.shape) >= 2 and t.dtype not in INTEGER_DTYPES,

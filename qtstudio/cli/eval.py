@@ -12,6 +12,7 @@ import json
 import math
 
 from qtstudio.core import demo
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.plan import resolve_plan
 from qtstudio.formats import open_model
 from qtstudio.jobs.demo_eval import evaluate_job
@@ -22,7 +23,6 @@ from .recipe_args import (
     add_recipe_args,
     build_recipe,
     check_calibration_args,
-    human_bytes,
     resolve_gguf_plan,
 )
 

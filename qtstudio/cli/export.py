@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import sys
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.formats import open_model
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
@@ -14,12 +15,7 @@ from .errors import CliError
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output
-from .recipe_args import (
-    add_recipe_args,
-    check_threads,
-    human_bytes,
-    resolve_gguf_plan,
-)
+from .recipe_args import add_recipe_args, check_threads, resolve_gguf_plan
 from .recipe_method import apply_recipe_method, defer_gptq_defaults
 
 

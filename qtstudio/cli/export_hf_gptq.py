@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.export.hf_gptq import export_hf_gptq_job
 from qtstudio.formats import open_model
 from qtstudio.formats.atomic import ExportError
@@ -17,7 +18,6 @@ from qtstudio.quant.int_grid import IntGridConfig
 from .errors import CliError
 from .gptq_args import calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
-from .recipe_args import human_bytes
 
 
 def run_hf_gptq_cli(args: argparse.Namespace) -> int:

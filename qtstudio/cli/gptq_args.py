@@ -46,13 +46,18 @@ def gptq_options(args: argparse.Namespace) -> GPTQOptions:
     return opt
 
 
+def tuned_gptq_flags(args: argparse.Namespace) -> list[str]:
+    """The GPTQ tuning flags given away from their defaults (an error without --method gptq,
+    here and in optimize)."""
+    return [flag for flag, used in (
+        ("--desc-act", args.desc_act), ("--gptq-damp", args.gptq_damp != 0.01),
+        ("--gptq-block-size", args.gptq_block_size != 128)) if used]
+
+
 def check_gptq_args(args: argparse.Namespace) -> bool:
     """True when GPTQ is asked for; errors for GPTQ options without it or without data."""
     if args.method != "gptq":
-        stray = [flag for flag, used in (
-            ("--data", args.data is not None), ("--desc-act", args.desc_act),
-            ("--gptq-damp", args.gptq_damp != 0.01),
-            ("--gptq-block-size", args.gptq_block_size != 128)) if used]
+        stray = (["--data"] if args.data is not None else []) + tuned_gptq_flags(args)
         if stray:
             raise ValueError(f"{', '.join(stray)}: only with --method gptq")
         return False

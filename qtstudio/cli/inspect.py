@@ -6,11 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from qtstudio.core.human_numbers import human_bytes, human_count
 from qtstudio.core.model import Model
 from qtstudio.core.tree import TreeNode
 from qtstudio.formats import open_model
-
-from .recipe_args import human_bytes, human_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

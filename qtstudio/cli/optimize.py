@@ -8,15 +8,17 @@ import math
 import sys
 from pathlib import Path
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.optimize import DEFAULT_CANDIDATES, OBJECTIVES, OptimizeResult, parse_size
 from qtstudio.core.recipe import QuantMethod, RecipeError
 from qtstudio.formats import open_model
 from qtstudio.jobs.optimize import optimize_job
 
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
+from .gptq_args import tuned_gptq_flags
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import add_calibration_args, human_bytes
+from .recipe_args import add_calibration_args, add_target_arg, target_format
 
 #: GPTQ calibration windows without --chunks (quantize --method gptq's --calib-windows default)
 DEFAULT_GPTQ_WINDOWS = 64
@@ -67,8 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measure tensors of a quantized GGUF from their decoded values")
     p.add_argument("--float-type", default="F32", metavar="TYPE",
                    help="storage for tensors that stay float (F32, F16, BF16; default F32)")
-    p.add_argument("--target", default="gguf", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="file format whose fallbacks the sizes follow (default gguf)")
+    add_target_arg(p, default="gguf",
+                   help_text="file format whose fallbacks the sizes follow (default gguf)")
     p.add_argument("--sample-elements", type=int, default=None, metavar="N",
                    help="values measured per tensor at most; larger tensors are measured on "
                         "evenly spaced rows (default 2097152; 0 measures every row)")
@@ -129,9 +131,7 @@ def print_result(r: OptimizeResult) -> None:
 def _quant_method(args: argparse.Namespace) -> QuantMethod:
     """The recipe's method from --method and the GPTQ flags (refused without GPTQ)."""
     if args.method != "gptq":
-        stray = [flag for flag, used in (
-            ("--desc-act", args.desc_act), ("--gptq-damp", args.gptq_damp != 0.01),
-            ("--gptq-block-size", args.gptq_block_size != 128)) if used]
+        stray = tuned_gptq_flags(args)
         if stray:
             raise ValueError(f"{', '.join(stray)}: only with --method gptq")
         return QuantMethod()
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 model, target_bpw=args.target_bpw, target_bytes=target_bytes,
                 candidates=candidates, imatrix=imatrix, objective=args.objective,
                 float_encoding=args.float_type,
-                target_format=None if args.target == "none" else args.target,
+                target_format=target_format(args),
                 threads=args.threads, cancel=cancel, executor=ex, **kwargs),
             quiet=args.quiet, on_stop="no recipe written")
     if imatrix is not None:

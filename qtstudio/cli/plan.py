@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.plan import Plan, resolve_plan
 from qtstudio.core.recipe import Recipe
 from qtstudio.formats import open_model
 
 from .outputs import check_output, write_text
-from .recipe_args import add_recipe_args, build_recipe, human_bytes
+from .recipe_args import add_recipe_args, add_target_arg, build_recipe, target_format
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="per-tensor encodings, fallbacks, sizes and memory estimate")
     p.add_argument("model")
     add_recipe_args(p)
-    p.add_argument("--target", default="gguf", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="file format the plan must fit (default gguf)")
+    add_target_arg(p, default="gguf",
+                   help_text="file format the plan must fit (default gguf)")
     p.add_argument("--out", metavar="FILE",
                    help="save the plan with its recipe as JSON (usable as --recipe FILE)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -55,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, args)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
-        target = None if args.target == "none" else args.target
-        plan = resolve_plan(model, recipe, target_format=target)
+        plan = resolve_plan(model, recipe, target_format=target_format(args))
         doc = plan_document(plan, recipe)
         if args.out:
             write_text(args.out, json.dumps(doc, indent=2) + "\n", args)

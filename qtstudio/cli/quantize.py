@@ -13,7 +13,13 @@ from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .gptq_args import add_gptq_args, calibration_tokens, check_gptq_args, gptq_options
 from .job_runner import run_cli_job
 from .outputs import check_output, write_text
-from .recipe_args import add_recipe_args, build_recipe, check_threads
+from .recipe_args import (
+    add_recipe_args,
+    add_target_arg,
+    build_recipe,
+    check_threads,
+    target_format,
+)
 from .recipe_method import apply_recipe_method, defer_gptq_defaults
 
 
@@ -24,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", required=True, metavar="FILE.json", help="where to write metrics")
     p.add_argument("--imatrix", metavar="FILE", help="llama.cpp importance matrix (.gguf/.dat)")
     p.add_argument("--threads", type=int, help="worker threads for the codecs (default: all)")
-    p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="apply this export format's fallbacks first (default none)")
+    add_target_arg(p, default="none",
+                   help_text="apply this export format's fallbacks first (default none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_arg(p)
     add_gptq_args(p)
@@ -50,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         imatrix = dict(load_imatrix(args.imatrix).entries)
     with open_model(args.model) as model:
         recipe = build_recipe(args, model)
-        plan = resolve_plan(model, recipe, target_format=None if args.target == "none"
-                            else args.target, has_imatrix=imatrix is not None)
+        plan = resolve_plan(model, recipe, target_format=target_format(args),
+                            has_imatrix=imatrix is not None)
         if use_gptq:
             from qtstudio.jobs.gptq import gptq_quantize_job
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from qtstudio.core.model import Model
-from qtstudio.core.plan import Plan, resolve_plan
+from qtstudio.core.plan import TARGET_FORMATS, Plan, resolve_plan
 from qtstudio.core.recipe import Recipe, Rule
 
 
@@ -66,6 +66,17 @@ def check_threads(args: argparse.Namespace) -> None:
         raise ValueError("--threads must be at least 1")
 
 
+def add_target_arg(p: argparse.ArgumentParser, *, default: str, help_text: str) -> None:
+    """--target: the export format whose fallbacks the plan follows, or ``none``."""
+    p.add_argument("--target", default=default, choices=[*TARGET_FORMATS, "none"],
+                   help=help_text)
+
+
+def target_format(args: argparse.Namespace) -> str | None:
+    """--target as resolve_plan's ``target_format`` (None for ``none``)."""
+    return None if args.target == "none" else args.target
+
+
 def add_calibration_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, data_help: str,
                          prefix: str = "", ctx_help: str = "tokens per calibration window",
                          chunks_help: str = "use at most N calibration windows") -> None:
@@ -105,18 +116,3 @@ def warn_unmatched_rules(recipe: Recipe, model: Model) -> list[str]:
     for line in lines:
         print(line, file=sys.stderr)
     return lines
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def human_count(n: int) -> str:
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(n)

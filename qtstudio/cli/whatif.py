@@ -32,7 +32,13 @@ from qtstudio.jobs.whatif import (
 from .cluster_args import add_ray_arg, check_ray_arg, cluster_executor
 from .job_runner import run_cli_job
 from .outputs import check_output, write_json
-from .recipe_args import add_calibration_args, add_recipe_args, build_recipe
+from .recipe_args import (
+    add_calibration_args,
+    add_recipe_args,
+    add_target_arg,
+    build_recipe,
+    target_format,
+)
 from .tensor_select import add_tensors_arg, select_tensors
 
 
@@ -48,8 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-elements", type=int, default=WHATIF_MAX_ELEMENTS, metavar="N",
                    help="values measured per tensor at most; larger tensors are measured on "
                         f"evenly spaced rows (default {WHATIF_MAX_ELEMENTS})")
-    p.add_argument("--target", default="none", choices=["gguf", "nnef", "safetensors", "none"],
-                   help="with a recipe: apply this export format's fallbacks (default none)")
+    add_target_arg(p, default="none",
+                   help_text="with a recipe: apply this export format's fallbacks (default none)")
     g = p.add_argument_group("output error (--data)")
     add_calibration_args(g, prefix="with --data: ",
                          data_help="UTF-8 calibration text: also measure each tensor alone at "
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         plan = None
         if args.preset or args.recipe or args.rule:
             plan = resolve_plan(model, build_recipe(args, model),
-                                target_format=None if args.target == "none" else args.target)
+                                target_format=target_format(args))
         names = select_tensors(model, args.tensors, lambda t: t.quantizable,
                                "quantizable tensor")
         candidates = {n: list(dict.fromkeys(

@@ -29,6 +29,8 @@ _FORMAT_FALLBACK = {
     "nnef": nnef_float_fallback,
     "safetensors": lambda enc: "F16",
 }
+#: the file formats a plan can be made to fit (``resolve_plan``'s ``target_format``)
+TARGET_FORMATS = tuple(_FORMAT_FALLBACK)
 
 
 @dataclass(frozen=True)

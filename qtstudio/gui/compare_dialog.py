@@ -13,7 +13,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDialog,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -26,19 +25,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .format import human_bytes
+from qtstudio.core.human_numbers import human_bytes
+
+from .dialog_parts import WindowDialog
 from .plots import LogAxis, free_anchor, set_empty
 
 COLUMNS = ("plan", "kind", "size", "bpw", "relative error")
 _KIND_COLOR = {"preset": "#1f77b4", "optimized": "#ff7f0e", "current": "#d62728"}
 
 
-class CompareDialog(QDialog):
+class CompareDialog(WindowDialog):
     def __init__(self, window: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Compare presets and optimized plans")
-        self.setObjectName("compareDialog")
-        self._window = window
+        super().__init__(window, "Compare presets and optimized plans", "compareDialog", parent)
         self.result: Any = None
         self.table = QTableWidget(0, len(COLUMNS), objectName="compareTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))

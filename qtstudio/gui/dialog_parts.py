@@ -1,13 +1,28 @@
-"""The button rows and the vertical body every dialog of the window builds the same way."""
+"""What every dialog of the window builds the same way: its frame, the button rows and the
+vertical body."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLayout, QPushButton, QVBoxLayout, QWidget
 
 #: a part of a dialog's body: a layout, a widget, or a widget with its stretch factor
 Part = QLayout | QWidget | tuple[QWidget, int]
+
+
+class WindowDialog(QDialog):
+    """A dialog the main window opens: its child (unless ``parent`` is given), titled, named for
+    the tests and style sheets that look it up, and keeping the window it acts on as
+    ``_window``."""
+
+    def __init__(self, window: Any, title: str, object_name: str,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent or window)
+        self.setWindowTitle(title)
+        self.setObjectName(object_name)
+        self._window = window
 
 
 def ok_cancel_buttons(dialog: QDialog) -> QDialogButtonBox:

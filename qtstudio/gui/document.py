@@ -141,15 +141,9 @@ class PlanDocument:
         d["rules"] = [r.to_dict() for r in rules]
         return d
 
-    def with_preset(self, preset: str | None) -> dict:
-        d = self.recipe_snapshot()
-        d["preset"] = preset
-        return d
-
-    def with_float_encoding(self, name: str) -> dict:
-        d = self.recipe_snapshot()
-        d["float_encoding"] = name
-        return d
+    def with_fields(self, **fields: Any) -> dict:
+        """The recipe with these of its fields replaced, e.g. ``with_fields(preset="Q4_K_M")``."""
+        return {**self.recipe_snapshot(), **fields}
 
     # ---- queries -----------------------------------------------------------------------------
     def candidates(self, name: str) -> list[str]:

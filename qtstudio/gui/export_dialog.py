@@ -16,7 +16,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .dialog_parts import WindowDialog
 from .document import PlanDocument
 from .nnef_support import nnef_problem
 
@@ -210,12 +210,9 @@ class GPTQBox(QGroupBox):
                             desc_act=self.desc_act.isChecked())
 
 
-class ExportDialog(QDialog):
+class ExportDialog(WindowDialog):
     def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Export quantized model")
-        self.setObjectName("exportDialog")
-        self._window = window
+        super().__init__(window, "Export quantized model", "exportDialog", parent)
         self._doc = doc
         self.format = QComboBox(objectName="exportFormat")
         self.format.addItem(GGUF)
@@ -406,7 +403,7 @@ class ExportDialog(QDialog):
         path = getattr(report, "path", None)
         warnings = list(getattr(report, "warnings", []) or [])
         written = getattr(report, "bytes_written", 0)
-        from .format import human_bytes
+        from qtstudio.core.human_numbers import human_bytes
 
         msg = f"Exported {path}" + (f" ({human_bytes(written)})" if written else "")
         if warnings:

@@ -1,23 +1,7 @@
-"""Human-readable numbers for the tables and the status bar."""
+"""Human-readable times and words for the tables and the status bar (sizes and counts:
+qtstudio.core.human_numbers, shared with the command line)."""
 
 from __future__ import annotations
-
-
-def human_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024.0 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024.0
-    return f"{n:.2f} TiB"
-
-
-def human_count(n: int) -> str:
-    n = int(n)
-    for unit, scale in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
 
 
 def human_seconds(s: float) -> str:

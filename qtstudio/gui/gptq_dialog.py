@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
+from .dialog_parts import WindowDialog
 from .export_dialog import GPTQBox
 from .gptq_support import gptq_problem
 
 
-class GPTQQuantizeDialog(QDialog):
+class GPTQQuantizeDialog(WindowDialog):
     def __init__(self, window: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Quantize with GPTQ")
-        self.setObjectName("gptqQuantizeDialog")
-        self._window = window
+        super().__init__(window, "Quantize with GPTQ", "gptqQuantizeDialog", parent)
         self.gptq = GPTQBox(getattr(window, "calibration_file", None))
         self.gptq.show_hf(False)
         #: why GPTQ cannot run on the open model (None: it can)

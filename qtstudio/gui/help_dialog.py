@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+
+from .dialog_parts import WindowDialog
 
 STEPS = (
     ("Open", "File ▸ Open model… takes a safetensors file, a shard index, a PyTorch file, a "
@@ -64,11 +66,9 @@ def help_html(window: Any) -> str:
     return "".join(parts)
 
 
-class HelpDialog(QDialog):
+class HelpDialog(WindowDialog):
     def __init__(self, window: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Getting started with qtstudio")
-        self.setObjectName("helpDialog")
+        super().__init__(window, "Getting started with qtstudio", "helpDialog", parent)
         self.text = QTextBrowser(objectName="helpText")
         self.text.setOpenExternalLinks(True)
         self.text.setHtml(help_html(window))

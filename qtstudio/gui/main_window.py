@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMenu,
+    QMenuBar,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -30,10 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qtstudio.core.human_numbers import human_bytes
+
 from .delegates import EncodingDelegate
 from .document import PlanDocument
 from .filter_proxy import LayerFilterProxy
-from .format import human_bytes, plural
+from .format import plural
 from .hint_bar import HintBar
 from .open_paths import MODEL_FILTER, model_path_for
 from .rules_panel import RulesPanel
@@ -46,6 +49,21 @@ from .worker import JobWorker, job_pool
 
 #: the Analysis dock never collapses below this (a plot with its axes and one line of text)
 ANALYSIS_MIN_HEIGHT = 200
+
+
+def _add_menu(bar: QMenuBar, title: str, *groups: list[QAction | QMenu]) -> QMenu:
+    """A menu of ``bar`` holding ``groups`` of actions and submenus, a separator between
+    groups."""
+    menu = bar.addMenu(title)
+    for i, group in enumerate(groups):
+        if i:
+            menu.addSeparator()
+        for item in group:
+            if isinstance(item, QMenu):
+                menu.addMenu(item)
+            else:
+                menu.addAction(item)
+    return menu
 
 
 class MainWindow(FilesMixin, JobsMixin, QMainWindow):
@@ -281,51 +299,32 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
         self.act_collapse = a("C&ollapse all", self.tree.collapseAll, "Ctrl+Shift+Left")
 
         mb = self.menuBar()
-        m = mb.addMenu("&File")
-        m.addActions([self.act_open, self.act_open_folder, self.act_open_demo])
-        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu = QMenu("Open &recent", self)
         self.recent_menu.aboutToShow.connect(self._fill_recent)
-        m.addSeparator()
-        m.addActions([self.act_open_recipe, self.act_save_recipe, self.act_save_recipe_as])
-        m.addSeparator()
-        m.addAction(self.act_load_imatrix)
-        m.addSeparator()
-        m.addAction(self.act_export)
-        m.addSeparator()
-        m.addAction(self.act_quit)
-
-        m = mb.addMenu("&Edit")
-        m.addActions([self.act_undo, self.act_redo])
-        m.addSeparator()
-        m.addActions([self.act_find, self.act_select_all, self.act_assign, self.act_clear,
-                      self.act_add_rule])
-        m.addSeparator()
-        m.addActions([self.act_import_lines, self.act_copy_lines])
+        _add_menu(mb, "&File",
+                  [self.act_open, self.act_open_folder, self.act_open_demo, self.recent_menu],
+                  [self.act_open_recipe, self.act_save_recipe, self.act_save_recipe_as],
+                  [self.act_load_imatrix], [self.act_export], [self.act_quit])
+        _add_menu(mb, "&Edit", [self.act_undo, self.act_redo],
+                  [self.act_find, self.act_select_all, self.act_assign, self.act_clear,
+                   self.act_add_rule],
+                  [self.act_import_lines, self.act_copy_lines])
 
         self.preset_menu = mb.addMenu("&Presets")
         self.preset_menu.aboutToShow.connect(self._fill_presets)
         self._fill_presets()
 
-        m = mb.addMenu("&Run")
-        m.addActions([self.act_quantize, self.act_quantize_gptq, self.act_optimize,
-                      self.act_compare, self.act_bench,
-                      self.act_whatif, self.act_whatif_output, self.act_eval])
-        m.addSeparator()
-        m.addAction(self.act_cluster)
-        m.addSeparator()
-        m.addAction(self.act_cancel)
-
-        m = mb.addMenu("&View")
-        m.addActions([self.act_expand, self.act_collapse])
-        m.addSeparator()
-        m.addAction(self.plan_dock.toggleViewAction())
-        m.addAction(self.analysis_dock.toggleViewAction())
-
-        m = mb.addMenu("&Help")
-        m.addAction(a("&Getting started", self.help_dialog, "F1",
-                      "The workflow, the documentation and the shortcuts", "actHelp"))
-        m.addSeparator()
-        m.addAction(a("&About qtstudio", self._about))
+        _add_menu(mb, "&Run",
+                  [self.act_quantize, self.act_quantize_gptq, self.act_optimize,
+                   self.act_compare, self.act_bench,
+                   self.act_whatif, self.act_whatif_output, self.act_eval],
+                  [self.act_cluster], [self.act_cancel])
+        _add_menu(mb, "&View", [self.act_expand, self.act_collapse],
+                  [self.plan_dock.toggleViewAction(), self.analysis_dock.toggleViewAction()])
+        _add_menu(mb, "&Help",
+                  [a("&Getting started", self.help_dialog, "F1",
+                     "The workflow, the documentation and the shortcuts", "actHelp")],
+                  [a("&About qtstudio", self._about)])
 
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
@@ -600,7 +599,7 @@ class MainWindow(FilesMixin, JobsMixin, QMainWindow):
 
     def apply_preset(self, name: str | None) -> None:
         if self.doc is not None:
-            self.push_recipe(self.doc.with_preset(name), f"Preset {name or 'none'}")
+            self.push_recipe(self.doc.with_fields(preset=name), f"Preset {name or 'none'}")
 
     def _fill_presets(self) -> None:
         from qtstudio.core.presets import PRESETS

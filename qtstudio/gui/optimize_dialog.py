@@ -20,7 +20,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from qtstudio.core.encodings import encodings
+from qtstudio.core.human_numbers import human_bytes
 from qtstudio.core.optimize import (
     DEFAULT_CANDIDATES,
     budget_for_bpw,
@@ -39,9 +39,9 @@ from qtstudio.core.optimize import (
 )
 from qtstudio.core.recipe import QuantMethod
 
-from .dialog_parts import action_buttons, body_layout
+from .dialog_parts import WindowDialog, action_buttons, body_layout
 from .document import FLOAT_ENCODINGS, PlanDocument
-from .format import SIZE_UNITS, human_bytes
+from .format import SIZE_UNITS
 
 #: target units: label -> bytes per unit (None: bits per weight); binary, as every size the
 #: window shows
@@ -78,12 +78,9 @@ class ReachableSizes:
                 self.fixed + int(stack.max(axis=0).sum()))
 
 
-class OptimizeDialog(QDialog):
+class OptimizeDialog(WindowDialog):
     def __init__(self, window: Any, doc: PlanDocument, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
-        self.setWindowTitle("Optimize bit allocation")
-        self.setObjectName("optimizeDialog")
-        self._window = window
+        super().__init__(window, "Optimize bit allocation", "optimizeDialog", parent)
         self._doc = doc
         self._sizes = ReachableSizes(doc.model, doc.recipe.float_encoding)
         #: (floor, ceiling) bytes for the checked candidates; None when they cannot be used

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .format import human_bytes
+from qtstudio.core.human_numbers import human_bytes
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qtstudio.core.human_numbers import human_bytes
+
 from .document import PlanDocument
-from .format import human_bytes, human_seconds, plural
+from .format import human_seconds, plural
 from .theme import encoding_color, plot_colors
 from .worker import JobWorker
 
@@ -142,6 +144,16 @@ def _plot(title: str, left: str, bottom: str, *, log_y: bool = False,
     return w
 
 
+def _plot_above_notes(panel: QWidget, *notes: QLabel) -> None:
+    """``panel``'s layout: its ``plot`` filling the space, under it ``notes`` (word-wrapped)."""
+    lay = QVBoxLayout(panel)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(panel.plot, 1)
+    for note in notes:
+        note.setWordWrap(True)
+        lay.addWidget(note)
+
+
 def _plot_above_action(panel: QWidget, button: str, note: str) -> tuple[QPushButton, QLabel]:
     """``panel``'s layout: its ``plot`` filling the space, under it a note and the button that
     computes what the plot shows. Returns (button, note)."""
@@ -170,14 +182,8 @@ class ErrorPlot(QWidget):
         self.plot.setLogMode(x=False, y=True)
         self.legend = QLabel("", objectName="errorLegend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.setWordWrap(True)
         self.note = QLabel("Run ▸ Quantize (Ctrl+R) to measure every tensor.")
-        self.note.setWordWrap(True)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.legend)
-        lay.addWidget(self.note)
+        _plot_above_notes(self, self.legend, self.note)
         set_empty(self.plot, True)
         self.series: dict[str, pg.PlotDataItem] = {}
 
@@ -237,16 +243,12 @@ class MemoryPlot(QWidget):
         self.plot.showGrid(x=False, y=True, alpha=0.25)
         self.legend = QLabel("", objectName="memoryLegend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.setWordWrap(True)
         ax = self.plot.getAxis("bottom")
         ax.setTicks([[(0, "before (source)"), (1, "after (plan)")]])
         self.plot.setXRange(-0.8, 1.8)
         #: the y axis unit, the same one the title's sizes use
         self.unit = "MiB"
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.legend)
+        _plot_above_notes(self, self.legend)
         set_empty(self.plot, True)
         self.bars: list[pg.BarGraphItem] = []
         self.stacks: dict[int, dict[str, float]] = {}
@@ -307,11 +309,7 @@ class HistogramPlot(QWidget):
         self.plot.addItem(self.hist)
         self.plot.addItem(self.grid)
         self.note = QLabel("Select a tensor to see its weights.")
-        self.note.setWordWrap(True)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.note)
+        _plot_above_notes(self, self.note)
         set_empty(self.plot, True)
         self._worker: JobWorker | None = None
         self._want: tuple[str, str] | None = None

@@ -252,24 +252,21 @@ class RulesPanel(FollowsPlan, QWidget):
             self.table.selectRow(dest)
 
     def _on_preset(self, _index: int) -> None:
-        if self._doc is None or self._updating:
-            return
         name = self.preset.currentData()
-        if name != self._doc.recipe.preset:
-            self.edit_requested.emit(self._doc.with_preset(name), f"Preset {name or 'none'}")
+        self._edit_field("preset", name, f"Preset {name or 'none'}")
 
     def _on_float(self, _index: int) -> None:
-        if self._doc is None or self._updating:
-            return
         name = self.float_type.currentText()
-        if name != self._doc.recipe.float_encoding:
-            self.edit_requested.emit(self._doc.with_float_encoding(name), f"Float tensors {name}")
+        self._edit_field("float_encoding", name, f"Float tensors {name}")
 
     def _on_default(self, _index: int) -> None:
+        name = self.default_type.currentData()
+        self._edit_field("default_encoding", name, f"Other tensors {name or 'stay float'}")
+
+    def _edit_field(self, field: str, value: str | None, text: str) -> None:
+        """A combo's choice as one undoable edit (``text``) of the recipe's ``field``; none while
+        the panel fills its combos or when the choice is the recipe's already."""
         if self._doc is None or self._updating:
             return
-        name = self.default_type.currentData()
-        if name != self._doc.recipe.default_encoding:
-            d = self._doc.recipe_snapshot()
-            d["default_encoding"] = name
-            self.edit_requested.emit(d, f"Other tensors {name or 'stay float'}")
+        if value != getattr(self._doc.recipe, field):
+            self.edit_requested.emit(self._doc.with_fields(**{field: value}), text)

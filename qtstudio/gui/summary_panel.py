@@ -14,8 +14,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qtstudio.core.human_numbers import human_bytes, human_count
+
 from .document import PlanDocument
-from .format import human_bytes, human_count, plural
+from .format import plural
 from .plan_view import FollowsPlan
 
 

@@ -13,8 +13,9 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 
+from qtstudio.core.human_numbers import human_bytes, human_count
+
 from .document import PlanDocument, is_integer_dtype
-from .format import human_bytes, human_count
 
 COLUMNS = ("name", "shape", "dtype", "parameters", "size", "encoding", "bpw", "error",
            "output error", "gguf name")

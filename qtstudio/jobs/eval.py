@@ -30,6 +30,12 @@ from . import CancelToken, Progress
 HEAD_CHUNK_VALUES = 4 * 1024 * 1024
 
 
+def _kl_statistic(key: str) -> property:
+    """One of kl_summary's statistics (``key``) of a result's per-position KL, as a property."""
+    return property(lambda self: kl_summary(self.kl)[key],
+                    doc=f"kl_summary(self.kl)[{key!r}]")
+
+
 @dataclass
 class EvalResult:
     """What a plan does to the model's outputs. ``to_dict()`` is the CLI's --json."""
@@ -59,21 +65,10 @@ class EvalResult:
     def tokens(self) -> int:
         return int(self.kl.size if self.kind != "encoder" else self.cosine.size)
 
-    @property
-    def kl_mean(self) -> float:
-        return kl_summary(self.kl)["kl_mean"]
-
-    @property
-    def kl_median(self) -> float:
-        return kl_summary(self.kl)["kl_median"]
-
-    @property
-    def kl_p99(self) -> float:
-        return kl_summary(self.kl)["kl_p99"]
-
-    @property
-    def kl_max(self) -> float:
-        return kl_summary(self.kl)["kl_max"]
+    kl_mean = _kl_statistic("kl_mean")
+    kl_median = _kl_statistic("kl_median")
+    kl_p99 = _kl_statistic("kl_p99")
+    kl_max = _kl_statistic("kl_max")
 
     @property
     def ppl_reference(self) -> float:

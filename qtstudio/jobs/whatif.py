@@ -134,21 +134,27 @@ def whatif_curve(errors: WhatIfErrors, names: list[str], model: Any,
     rows = []
     for enc_name in encodings:
         enc = get_encoding(enc_name)
-        params = bits = err_sum = 0.0
-        n = 0
-        for name in names:
-            m = errors.get((name, enc.name))
-            if not m or "rel_error" not in m:
-                continue
-            info = model.tensor(name)
-            params += info.params
-            bits += 8.0 * enc.nbytes(tuple(info.shape))
-            err_sum += m["rel_error"] * info.params
-            n += 1
-        if n:
-            rows.append((enc.name, bits / params, err_sum / params, n))
+        rel = [(name, m["rel_error"]) for name in names
+               if (m := errors.get((name, enc.name))) and "rel_error" in m]
+        if rel:
+            infos = [model.tensor(name) for name, _ in rel]
+            bits = sum(8.0 * enc.nbytes(tuple(info.shape)) for info in infos)
+            rows.append((enc.name, bits / sum(info.params for info in infos),
+                         _param_weighted(model, rel), len(rel)))
     rows.sort(key=lambda r: r[1])
     return rows
+
+
+def _param_weighted(model: Any, values: list[tuple[str, float]]) -> float | None:
+    """The mean of (tensor name, value) ``values`` weighted by each tensor's parameter count
+    (None for no tensors): a curve's error over a selection, as if measured on all its weights
+    at once."""
+    params = total = 0.0
+    for name, value in values:
+        p = model.tensor(name).params
+        params += p
+        total += float(value) * p
+    return total / params if params else None
 
 
 # ---- output error: the what-if measured on calibration data ------------------------------
@@ -227,21 +233,13 @@ def output_curve(output: OutputErrors, names: list[str], model: Any,
     rows: dict[str, dict[str, float | int | None]] = {}
     for enc_name in encodings:
         enc = get_encoding(enc_name)
-        params = err = kl = 0.0
-        n = 0
-        for name in names:
-            m = output.get((name, enc.name))
-            if m is None:
-                continue
-            n += 1
-            kl += float(m["kl"] or 0.0)
-            if m["out_err"] is not None:
-                p = model.tensor(name).params
-                params += p
-                err += float(m["out_err"]) * p
-        if n:
-            rows[enc.name] = {"out_err": err / params if params else None, "kl": kl,
-                              "tensors": n}
+        measured = [(name, m) for name in names
+                    if (m := output.get((name, enc.name))) is not None]
+        if measured:
+            out_err = [(name, m["out_err"]) for name, m in measured if m["out_err"] is not None]
+            rows[enc.name] = {"out_err": _param_weighted(model, out_err),
+                              "kl": sum(float(m["kl"] or 0.0) for _, m in measured),
+                              "tensors": len(measured)}
     return rows
 
 

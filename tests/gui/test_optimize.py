@@ -62,7 +62,7 @@ def test_floor_shown_and_infeasible_target_refused(window, hf_model):
     assert dlg.problem.isVisible()
     assert "below the smallest reachable size" in dlg.problem.text()
     # sizes in the window's one unit system (MiB/GiB as human_bytes prints them), never bytes
-    from qtstudio.gui.format import human_bytes
+    from qtstudio.core.human_numbers import human_bytes
 
     assert human_bytes(floor) in dlg.problem.text() and "bytes" not in dlg.problem.text()
     assert dlg.unit.findText("MB") == -1 and dlg.unit.findText("MiB") >= 0

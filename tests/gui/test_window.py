@@ -292,3 +292,33 @@ def test_layout_is_remembered(qtbot, small_model):
     assert not second.analysis_dock.isVisible()
     second.analysis_dock.show()
     second.close()
+
+
+def test_preset_float_and_default_combos_are_undoable_recipe_edits(window, small_model):
+    window.open_model(small_model)
+    doc, panel, stack = window.doc, window.rules, window.undo_stack
+
+    def choose(combo, text):
+        combo.setCurrentIndex(combo.findText(text))
+        combo.activated.emit(combo.currentIndex())
+
+    choose(panel.preset, "Q4_K_M")
+    assert doc.recipe.preset == "Q4_K_M" and stack.undoText() == "Preset Q4_K_M"
+    choose(panel.float_type, "F16")
+    assert doc.recipe.float_encoding == "F16" and stack.undoText() == "Float tensors F16"
+    choose(panel.default_type, "Q8_0")
+    assert doc.recipe.default_encoding == "Q8_0" and stack.undoText() == "Other tensors Q8_0"
+    choose(panel.default_type, "stay float")
+    assert doc.recipe.default_encoding is None and stack.undoText() == "Other tensors stay float"
+    # choosing what the recipe already says is no edit
+    steps = stack.count()
+    choose(panel.float_type, "F16")
+    choose(panel.preset, "Q4_K_M")
+    assert stack.count() == steps
+    # each edit changed its own field only: undo walks back one field at a time
+    window.act_undo.trigger()
+    assert doc.recipe.default_encoding == "Q8_0" and doc.recipe.float_encoding == "F16"
+    window.act_undo.trigger()
+    window.act_undo.trigger()
+    assert doc.recipe.float_encoding == "F32" and doc.recipe.preset == "Q4_K_M"
+    assert panel.float_type.currentText() == "F32"

@@ -233,6 +233,15 @@ def _gguf_string(s: bytes) -> bytes:
     return struct.pack("<Q", len(s)) + s
 
 
+def _read_gguf_string(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The string :func:`_gguf_string` wrote at ``pos``, and the position after it."""
+    (n,) = struct.unpack_from("<Q", data, pos)
+    end = pos + 8 + n
+    if end > len(data):
+        raise ValueError
+    return data[pos + 8:end], end
+
+
 @dataclass
 class _GGUFSpec:
     kvs: list[tuple[bytes, int, bytes]]  # key, value type, encoded value
@@ -299,9 +308,7 @@ def _parse_gguf_spec(data: bytes) -> _GGUFSpec | None:
         pos = 24
         kvs = []
         for _ in range(nkv):
-            (klen,) = struct.unpack_from("<Q", data, pos)
-            key = data[pos + 8:pos + 8 + klen]
-            pos += 8 + klen
+            key, pos = _read_gguf_string(data, pos)
             (vt,) = struct.unpack_from("<i", data, pos)
             pos += 4
             start = pos
@@ -309,9 +316,7 @@ def _parse_gguf_spec(data: bytes) -> _GGUFSpec | None:
             kvs.append((key, vt, data[start:pos]))
         tensors = []
         for _ in range(nt):
-            (nlen,) = struct.unpack_from("<Q", data, pos)
-            name = data[pos + 8:pos + 8 + nlen]
-            pos += 8 + nlen
+            name, pos = _read_gguf_string(data, pos)
             (nd,) = struct.unpack_from("<I", data, pos)
             if nd > 4:
                 return None
@@ -333,10 +338,7 @@ def _skip_value(data: bytes, pos: int, vt: int) -> int:
     if vt in _SIZES:
         return pos + _SIZES[vt]
     if vt == 8:
-        (n,) = struct.unpack_from("<Q", data, pos)
-        if n > len(data):
-            raise ValueError
-        return pos + 8 + n
+        return _read_gguf_string(data, pos)[1]
     if vt == 9:
         it, n = struct.unpack_from("<iQ", data, pos)
         pos += 12

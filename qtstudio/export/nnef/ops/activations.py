@@ -46,23 +46,25 @@ class ActivationsOps:
         return self.b.op(f"clamp({x.ident}, {float_literal(lo)}, {float_literal(hi)})", x.shape)
 
     def _op_clamp(self, node: fx.Node) -> Value:
-        x = self._tensor(node.args[0])
         lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
         hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+        return self._clamped(node, lo, hi)
+
+    def _op_clamp_min(self, node: fx.Node) -> Value:
+        return self._clamped(node, node.args[1], None)
+
+    def _op_clamp_max(self, node: fx.Node) -> Value:
+        return self._clamped(node, None, node.args[1])
+
+    def _clamped(self, node: fx.Node, lo: Any, hi: Any) -> Value:
+        """``node``'s input between ``lo`` and ``hi`` (numbers or tensors; None: unbounded)."""
+        x = self._tensor(node.args[0])
         expr = x.ident
         if lo is not None:
             expr = f"max({expr}, {self._operand(lo, x.rank)})"
         if hi is not None:
             expr = f"min({expr}, {self._operand(hi, x.rank)})"
         return self.b.op(expr, self._shape(node))
-
-    def _op_clamp_min(self, node: fx.Node) -> Value:
-        x = self._tensor(node.args[0])
-        return self.b.op(f"max({x.ident}, {self._operand(node.args[1], x.rank)})", x.shape)
-
-    def _op_clamp_max(self, node: fx.Node) -> Value:
-        x = self._tensor(node.args[0])
-        return self.b.op(f"min({x.ident}, {self._operand(node.args[1], x.rank)})", x.shape)
 
     def _op_softplus(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
