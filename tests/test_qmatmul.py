@@ -216,6 +216,18 @@ def test_legacy_gemv_on_random_blocks(enc: str, nblocks: int) -> None:
         for n in (1, 2):
             err = np.abs(qs.qmatmul(x[:n], w, isa=isa) - ref[:n])
             assert np.all(err <= bound[:n]), (isa, n, float((err / bound[:n]).max()))
+    # value bytes that decode to zero under those same scales: the product is exactly zero (a
+    # kernel that feeds shifted values to its integer dot takes the shift off exactly)
+    zero_values = {"Q4_0": (2, 0x88), "Q5_0": (2, 0xFF, 6, 0x00), "MXFP4": (1, 0x00),
+                   "Q8_0": (2, 0x00)}
+    if enc in zero_values:
+        spec = zero_values[enc]
+        for start, end, byte in zip(spec[::2], (*spec[2::2], bs), spec[1::2], strict=True):
+            data[:, :, start:end] = byte
+        wz = qs.QTensor(np.ascontiguousarray(data.reshape(m, nblocks * bs)), (m, k), enc)
+        assert not _oracle_weights(wz).any()
+        for isa in ISAS:
+            assert not qs.qmatmul(x[:1], wz, isa=isa).any(), isa
 
 
 @pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "F16"])

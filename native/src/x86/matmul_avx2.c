@@ -684,11 +684,12 @@ ALWAYS_INLINE __m256i iq4_grid_abs(void) {
                             104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
 }
 
-/* The MXFP4 grid: E2M1 values doubled (the block scale is halved to match), plus 12 so that
- * every value is a non-negative byte (0 .. 24) for maddubs' unsigned operand. */
-ALWAYS_INLINE __m256i mxfp4_grid_plus12(void) {
-    return _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14,
-                            15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+/* The MXFP4 grid: E2M1 values doubled (the block scale is halved to match), plus 16 so that
+ * every value is a non-negative byte below 32 (4 .. 28) for maddubs' unsigned operand, and
+ * the shift comes off like Q5_0's. */
+ALWAYS_INLINE __m256i mxfp4_grid_plus16(void) {
+    return _mm256_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4, 16, 17,
+                            18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4);
 }
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
@@ -711,9 +712,11 @@ ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
  * 32 values. Zen 1 runs every 256-bit op as two 128-bit micro-ops and was found limited by
  * their total count, so each block is kept to the fewest:
  * - values go to maddubs as they are stored where they are non-negative (nibbles, five-bit
- *   values, MXFP4 through a grid shifted by 12): no abs/sign pair. The shift (8, 16 or 12
- *   times the block scale) then acts like a negative minimum and, like Q4_1's minimum, meets
- *   the activations once per block through their group sums sa, in float: min_b * sa_b;
+ *   values, MXFP4 through a grid shifted by 16): no abs/sign pair. The shift (8 or 16)
+ *   times the activation sum comes off each block's integer sum, from the activation row's
+ *   gbias (-128 times each 16 values' sum), so the block's dot stays exact in integers (zero
+ *   weights give exactly zero); Q4_1/Q5_1's minimum meets the activations through their group
+ *   sums sa, in float: m_b * sa_b;
  * - the scales of eight blocks are converted at once: the eight fp16 (or E8M0) fields are
  *   gathered in a general-purpose register pair, which costs no vector micro-ops, and
  *   multiplied with the activation scales in one step; each block then broadcasts its own.
@@ -738,16 +741,24 @@ _Static_assert(offsetof(block_q4_0, qs) == 2 && offsetof(block_q8_0, qs) == 2 &&
                "legacy blocks start with the fp16 scale (MXFP4: its exponent byte), then the "
                "fp16 minimum where there is one");
 
-/* 1 for the kinds whose values go to maddubs unsigned (below 32, see leg_values): exactly
- * those with a minimum, stored (Q4_1, Q5_1) or from the shift. */
+/* 1 for the kinds whose values go to maddubs unsigned (below 32, see leg_values). */
 ALWAYS_INLINE int leg_unsigned(int kind) {
     return kind != LEG_Q8_0 && kind != LEG_IQ4_NL;
 }
 
-/* What the minimums are multiplied by at the end: Q4_1/Q5_1 store theirs, the shifted kinds
- * use their scale times minus the shift. */
-ALWAYS_INLINE float leg_min_factor(int kind) {
-    return kind == LEG_Q4_0 ? -8.0f : kind == LEG_Q5_0 ? -16.0f : kind == LEG_MXFP4 ? -12.0f : 1.0f;
+/* 1 for the kinds with a stored minimum (Q4_1, Q5_1). */
+ALWAYS_INLINE int leg_has_min(int kind) {
+    return kind == LEG_Q4_1 || kind == LEG_Q5_1;
+}
+
+/* Minus the shift times each 16 values' activation sum S (lane l), from g = -128 S: -8 S for
+ * Q4_0, -16 S for Q5_0 and MXFP4. */
+ALWAYS_INLINE __m256i leg_unshift(__m256i g, int kind) {
+    return _mm256_srai_epi32(g, kind == LEG_Q4_0 ? 4 : 3);
+}
+
+ALWAYS_INLINE int leg_shifted(int kind) {
+    return kind == LEG_Q4_0 || kind == LEG_Q5_0 || kind == LEG_MXFP4;
 }
 
 /* The fifth bits of eight values (one qh byte x) as eight bytes, 16 where the bit is set: a
@@ -782,7 +793,7 @@ ALWAYS_INLINE __m256i leg_values(const uint8_t *b, int kind) {
     case LEG_Q5_0: case LEG_Q5_1:
         return _mm256_or_si256(n, fifth_bits_table(b + LEG_QH(kind)));
     case LEG_MXFP4:
-        return _mm256_shuffle_epi8(mxfp4_grid_plus12(), n);
+        return _mm256_shuffle_epi8(mxfp4_grid_plus16(), n);
     default:
         return n;
     }
@@ -864,9 +875,8 @@ ALWAYS_INLINE float leg_scale(const uint8_t *b, int kind) {
     return kind == LEG_MXFP4 ? e8m0_half(b[0]) : h2f((uint16_t)leg_u16(b));
 }
 
-ALWAYS_INLINE float leg_min(const uint8_t *b, int kind) {
-    return kind == LEG_Q4_1 || kind == LEG_Q5_1 ? h2f((uint16_t)leg_u16(b + 2))
-                                                 : leg_scale(b, kind);
+ALWAYS_INLINE float leg_min(const uint8_t *b) {
+    return h2f((uint16_t)leg_u16(b + 2));
 }
 
 /* Four blocks' per-lane sums p[0..3] (p[t] lane l: values of block t's half l / 4) to one sum
@@ -886,7 +896,9 @@ ALWAYS_INLINE __m256i by_block4(const __m256i p[4], int wide) {
  * 8 * 31 * 127), which leaves one widening madd per four blocks on Zen 1's single vector
  * multiply pipe instead of one per block; the signed kinds' pair sums (up to 2 * 127 * 127)
  * are widened first. */
-ALWAYS_INLINE __m256i leg_products4(const uint8_t *b, size_t bs, const int8_t *a, int kind) {
+ALWAYS_INLINE __m256i leg_products4(const uint8_t *b, size_t bs, const qt_mm_act *act,
+                                    int64_t j, int kind) {
+    const int8_t *a = act->a + j;
     __m256i p[4];
     for (int t = 0; t < 4; t++) {
         if (leg_unsigned(kind)) {
@@ -896,8 +908,18 @@ ALWAYS_INLINE __m256i leg_products4(const uint8_t *b, size_t bs, const int8_t *a
             p[t] = leg_products(b + t * bs, a + 32 * t, kind);
         }
     }
-    return leg_unsigned(kind) ? _mm256_madd_epi16(by_block4(p, 0), _mm256_set1_epi16(1))
-                              : by_block4(p, 1);
+    if (!leg_unsigned(kind)) {
+        return by_block4(p, 1);
+    }
+    const __m256i sums = _mm256_madd_epi16(by_block4(p, 0), _mm256_set1_epi16(1));
+    if (!leg_shifted(kind)) {
+        return sums;
+    }
+    /* gbias of the eight 16-value groups, from block order to the lanes of sums */
+    const __m256i g = _mm256_permutevar8x32_epi32(
+        _mm256_loadu_si256((const __m256i *)(const void *)(act->gbias + j / 16)),
+        _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    return _mm256_add_epi32(sums, leg_unshift(g, kind));
 }
 
 ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k, int kind) {
@@ -909,22 +931,20 @@ ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8, b += 8 * bs) {
         prefetch_ahead(b, 8 * (int)bs);
-        __m256 d8, m8;
-        if (kind == LEG_Q4_1 || kind == LEG_Q5_1) {
+        __m256 d8;
+        if (leg_has_min(kind)) {
+            __m256 m8;
             leg_scale_min8(b, bs, &d8, &m8);
+            mins = _mm256_fmadd_ps(m8, lanes8_sum(act->sa + 2 * i), mins);
         } else {
             d8 = kind == LEG_MXFP4 ? leg_e8m0_8(b, bs) : leg_halfs8(b, bs);
-            m8 = d8;
-        }
-        if (leg_unsigned(kind)) {
-            mins = _mm256_fmadd_ps(m8, lanes8_sum(act->sa + 2 * i), mins);
         }
         /* block scales times activation scales, back in block order */
         float sc[8];
         const __m256 s8 = _mm256_mul_ps(d8, lanes8_first(act->da + 2 * i));
         _mm256_storeu_ps(sc, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s8), 0xD8)));
         for (int h = 0; h < 2; h++) {
-            const __m256i p = leg_products4(b + 4 * h * bs, bs, act->a + 32 * i + 128 * h, kind);
+            const __m256i p = leg_products4(b + 4 * h * bs, bs, act, 32 * (i + 4 * h), kind);
             acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
                                      _mm256_broadcast_ps((const __m128 *)(const void *)(sc + 4 * h)),
                                      acc[h]);
@@ -932,15 +952,21 @@ ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k
     }
     float tail_mins = 0.0f;
     for (; i < nb; i++, b += bs) {
-        const float sc = leg_scale(b, kind) * act->da[2 * i];
-        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(leg_products(b, act->a + 32 * i, kind)),
-                                 _mm256_set1_ps(sc), acc[0]);
-        if (leg_unsigned(kind)) {
-            tail_mins += leg_min(b, kind) * (act->sa[2 * i] + act->sa[2 * i + 1]);
+        __m256i p = leg_products(b, act->a + 32 * i, kind);
+        if (leg_shifted(kind)) {
+            /* lane l holds values 4l .. 4l + 3: minus the shift times their sum, from nsum4 */
+            const __m256i ns = _mm256_cvtepi16_epi32(
+                _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + 8 * i)));
+            p = _mm256_add_epi32(p, _mm256_slli_epi32(ns, kind == LEG_Q4_0 ? 3 : 4));
+        }
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                 _mm256_set1_ps(leg_scale(b, kind) * act->da[2 * i]), acc[0]);
+        if (leg_has_min(kind)) {
+            tail_mins += leg_min(b) * (act->sa[2 * i] + act->sa[2 * i + 1]);
         }
     }
     const float dots = hsum8(_mm256_add_ps(acc[0], acc[1]));
-    return leg_unsigned(kind) ? dots + leg_min_factor(kind) * (hsum8(mins) + tail_mins) : dots;
+    return leg_has_min(kind) ? dots + hsum8(mins) + tail_mins : dots;
 }
 
 /* One table entry per kind of a shared kernel. */
