@@ -180,6 +180,56 @@ def test_bf16_gemv_with_bf16_activations(k: int) -> None:
                   <= _exact_bound(x4, wd))
 
 
+LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4"]
+
+
+@pytest.mark.parametrize("enc", LEGACY)
+@pytest.mark.parametrize("nblocks", [8, 21, 75])
+def test_legacy_gemv_on_random_blocks(enc: str, nblocks: int) -> None:
+    # The fused GEMV of the 32-value block encodings takes eight blocks at a time (their scales
+    # and minimums converted together, the value shifts and minimums summed apart from the
+    # products) and the blocks past the last whole eight one by one: random value bytes and
+    # random scales (negative, subnormal; for MXFP4 exponents up to 100, with 0 and 1, whose
+    # scales are float32 subnormals, met by activations near 1e30) through both parts, at every
+    # level
+    e = qs.get_encoding(enc)
+    k, m = 32 * nblocks, 23
+    bs = e.row_bytes(32)
+    rng = np.random.default_rng(nblocks)
+    data = rng.integers(0, 256, size=(m, nblocks, bs), dtype=np.uint8)
+    if enc == "MXFP4":
+        e8 = rng.integers(0, 101, size=(m, nblocks), dtype=np.uint8)
+        e8[:, :4] = [0, 1, 2, 100]
+        e8[:3] = rng.integers(0, 2, size=(3, nblocks))  # rows of subnormal scales only
+        data[:, :, 0] = e8
+    else:
+        nhalf = 2 if enc in ("Q4_1", "Q5_1") else 1  # the scale, then the minimum
+        h = rng.standard_normal((m, nblocks, nhalf)) * 2.0 ** rng.integers(-20, 3, (m, nblocks, 1))
+        data[:, :, :2 * nhalf] = h.astype(np.float16).view(np.uint8).reshape(m, nblocks, 2 * nhalf)
+    w = qs.QTensor(np.ascontiguousarray(data.reshape(m, nblocks * bs)), (m, k), enc)
+    wd = _oracle_weights(w)
+    assert np.all(np.isfinite(wd))
+    x = (rng.standard_normal((2, k)) * (1e30 if enc == "MXFP4" else 1.0)).astype(np.float32)
+    ref = x.astype(np.float64) @ wd.T
+    bound = _fast_bound(x, wd, enc)
+    for isa in ISAS:
+        for n in (1, 2):
+            err = np.abs(qs.qmatmul(x[:n], w, isa=isa) - ref[:n])
+            assert np.all(err <= bound[:n]), (isa, n, float((err / bound[:n]).max()))
+    # value bytes that decode to zero under those same scales: the product is exactly zero (a
+    # kernel that feeds shifted values to its integer dot takes the shift off exactly)
+    zero_values = {"Q4_0": (2, 0x88), "Q5_0": (2, 0xFF, 6, 0x00), "MXFP4": (1, 0x00),
+                   "Q8_0": (2, 0x00)}
+    if enc in zero_values:
+        spec = zero_values[enc]
+        for start, end, byte in zip(spec[::2], (*spec[2::2], bs), spec[1::2], strict=True):
+            data[:, :, start:end] = byte
+        wz = qs.QTensor(np.ascontiguousarray(data.reshape(m, nblocks * bs)), (m, k), enc)
+        assert not _oracle_weights(wz).any()
+        for isa in ISAS:
+            assert not qs.qmatmul(x[:1], wz, isa=isa).any(), isa
+
+
 @pytest.mark.parametrize("enc", ["Q4_0", "Q4_K", "Q6_K", "TQ1_0", "TQ2_0", "F16"])
 def test_threads_and_levels_agree(enc: str) -> None:
     w = _weights(enc, 70, 512, seed=3)

@@ -41,10 +41,12 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     ),
     "qt_find_nonfinite": (c_int32, [POINTER(c_float), c_int64, c_int64, POINTER(c_int64)]),
     # qmatmul
+    # x and y as addresses: a GEMV call is short enough that building two ctypes pointers
+    # showed in its time (qtstudio/kernels/matmul.py checks both arrays first)
     "qt_qmatmul": (
         c_int32,
-        [c_int32, POINTER(c_float), c_void_p, POINTER(c_float), c_int64, c_int64, c_int64,
-         c_int32, c_int32, c_int32],
+        [c_int32, c_void_p, c_void_p, c_void_p, c_int64, c_int64, c_int64, c_int32, c_int32,
+         c_int32],
     ),
 }
 

@@ -7,6 +7,7 @@ become Python exceptions with a sentence a user can act on.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -106,6 +107,7 @@ def _resolve_isa(isa: Isa | str | None) -> int:
     return int(isa)
 
 
+@functools.cache  # constant for the process; qmatmul looks it up on every call
 def native_type(type_id: int) -> NativeType | None:
     t = TypeTraits()
     if lib.qt_type_get_traits(int(type_id), ctypes.byref(t)) != 0:

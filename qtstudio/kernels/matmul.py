@@ -30,8 +30,6 @@ at once are safe: the pool serves one of them and the others start threads of th
 
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 
 from . import _raw
@@ -87,10 +85,9 @@ def qmatmul_blocks(x: np.ndarray, data: np.ndarray, shape: tuple[int, int], ggml
                           f"{nt.name}")
     n = x.shape[0]
     y = np.empty((n, m), dtype=np.float32)
-    fptr = ctypes.POINTER(ctypes.c_float)
     _check(
-        _raw.lib.qt_qmatmul(nt.type_id, x.ctypes.data_as(fptr), data.ctypes.data,
-                            y.ctypes.data_as(fptr), n, m, k, mode, nthreads, level),
+        _raw.lib.qt_qmatmul(nt.type_id, x.ctypes.data, data.ctypes.data, y.ctypes.data, n, m, k,
+                            mode, nthreads, level),
         f"qmatmul with {nt.name} weights",
     )
     return y

@@ -386,17 +386,17 @@ static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
     }
 }
 
-/* Fifth bits of 32 values (bit j of qh -> byte j), as 0x10 or 0. */
-static inline __m256i q5_high_bits(const uint8_t *qh_bytes) {
-    uint32_t qh;
-    memcpy(&qh, qh_bytes, sizeof qh);
+/* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
+ALWAYS_INLINE __m256i fifth_bits(const uint8_t *qh) {
+    uint32_t h;
+    memcpy(&h, qh, sizeof h);
     const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32((int)qh),
+        _mm256_set1_epi32((int)h),
         _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
                          3, 3, 3, 3, 3, 3, 3));
-    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
-    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                            _mm256_set1_epi8(16));
 }
 
 /* Shared loop of the 32-value nibble types: make(block pair) -> two 32-byte value vectors. */
@@ -441,11 +441,11 @@ static void unpack_q4_1(const void *vx, int64_t n, uint8_t *u, float *s, float *
 }
 
 static void unpack_q5_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    NIBBLE_PAIRS(block_q5_0, add112, q5_high_bits(x[i].qh), q5_high_bits(x[i + 1].qh), D_OF,
+    NIBBLE_PAIRS(block_q5_0, add112, fifth_bits(x[i].qh), fifth_bits(x[i + 1].qh), D_OF,
                  ZERO_OF)
     if (i < nb) {
         uint8_t hb[32];
-        store256(hb, q5_high_bits(x[i].qh));
+        store256(hb, fifth_bits(x[i].qh));
         for (int j = 0; j < 16; j++) {
             u[j] = (uint8_t)(((x[i].qs[j] & 0xF) | hb[j]) + 112);
             u[j + 16] = (uint8_t)(((x[i].qs[j] >> 4) | hb[j + 16]) + 112);
@@ -456,10 +456,10 @@ static void unpack_q5_0(const void *vx, int64_t n, uint8_t *u, float *s, float *
 }
 
 static void unpack_q5_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    NIBBLE_PAIRS(block_q5_1, or80, q5_high_bits(x[i].qh), q5_high_bits(x[i + 1].qh), D_OF, M_OF)
+    NIBBLE_PAIRS(block_q5_1, or80, fifth_bits(x[i].qh), fifth_bits(x[i + 1].qh), D_OF, M_OF)
     if (i < nb) {
         uint8_t hb[32];
-        store256(hb, q5_high_bits(x[i].qh));
+        store256(hb, fifth_bits(x[i].qh));
         for (int j = 0; j < 16; j++) {
             u[j] = (uint8_t)((x[i].qs[j] & 0xF) | hb[j] | 0x80);
             u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) | hb[j + 16] | 0x80);
@@ -663,15 +663,6 @@ ALWAYS_INLINE __m256i dot_signed(__m256i w, __m256i a) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* One block: acc += (d * da) * (w . a) over its 32 values (group-32 encodings: both 16-value
- * halves of the block carry the same da). */
-ALWAYS_INLINE __m256 block_step(__m256 acc, __m256i w, float d, const qt_mm_act *act,
-                                int64_t j) {
-    const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
-    const __m256 sc = _mm256_set1_ps(d * act->da[j / 16]);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_signed(w, a)), sc, acc);
-}
-
 /* 32 nibbles of a legacy block in value order: byte t holds value t low, value t + 16 high. */
 ALWAYS_INLINE __m256i nibbles32(const uint8_t *qs) {
     const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)qs);
@@ -687,71 +678,19 @@ ALWAYS_INLINE __m256i iq4_grid(void) {
                             89, 113);
 }
 
-/* The MXFP4 grid: E2M1 values doubled (the block scale is halved to match), signed. */
-ALWAYS_INLINE __m256i mxfp4_grid(void) {
-    return _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3,
-                            4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+/* The magnitudes of the IQ4 grid. */
+ALWAYS_INLINE __m256i iq4_grid_abs(void) {
+    return _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127,
+                            104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
 }
 
-/* Blocks of one scale and 32 values: an fp16 d then the values (Q8_0: signed bytes; Q4_0:
- * nibbles stored q + 8; IQ4_NL: nibbles indexing its grid), or MXFP4's E8M0 exponent byte then
- * nibbles indexing the E2M1 grid. */
-enum { PLAIN_Q8_0, PLAIN_Q4_0, PLAIN_IQ4_NL, PLAIN_MXFP4 };
-_Static_assert(offsetof(block_q8_0, qs) == 2 && offsetof(block_q4_0, qs) == 2 &&
-                   offsetof(block_iq4_nl, qs) == 2 && offsetof(block_mxfp4, qs) == 1,
-               "plain 32-value blocks: the scale, then the values");
-
-ALWAYS_INLINE __m256i plain_values(const uint8_t *qs, int kind) {
-    if (kind == PLAIN_Q8_0) {
-        return load256(qs);
-    }
-    const __m256i n = nibbles32(qs);
-    return kind == PLAIN_Q4_0    ? _mm256_sub_epi8(n, _mm256_set1_epi8(8))
-           : kind == PLAIN_MXFP4 ? _mm256_shuffle_epi8(mxfp4_grid(), n)
-                                 : _mm256_shuffle_epi8(iq4_grid(), n);
+/* The MXFP4 grid: E2M1 values doubled (the block scale is halved to match), plus 16 so that
+ * every value is a non-negative byte below 32 (4 .. 28) for maddubs' unsigned operand, and
+ * the shift comes off like Q5_0's. */
+ALWAYS_INLINE __m256i mxfp4_grid_plus16(void) {
+    return _mm256_setr_epi8(16, 17, 18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4, 16, 17,
+                            18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4);
 }
-
-ALWAYS_INLINE float plain_scale(const uint8_t *b, int kind) {
-    if (kind == PLAIN_MXFP4) {
-        return e8m0_half(b[0]);
-    }
-    uint16_t d;
-    memcpy(&d, b, sizeof d);
-    return h2f(d);
-}
-
-ALWAYS_INLINE float fdot_plain32(const void *row, const qt_mm_act *act, int64_t k, int kind) {
-    const size_t bs = kind == PLAIN_Q8_0 ? sizeof(block_q8_0)
-                      : kind == PLAIN_Q4_0 ? sizeof(block_q4_0)
-                      : kind == PLAIN_MXFP4 ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
-    const size_t qoff = kind == PLAIN_MXFP4 ? 1 : 2;
-    const int64_t nb = k / 32;
-    const uint8_t *b = row;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    /* two blocks per step, each on its own sum (one sum waited on the FMA latency) */
-    for (; i + 2 <= nb; i += 2, b += 2 * bs) {
-        prefetch_ahead(b, 2 * (int)bs);
-        acc0 = block_step(acc0, plain_values(b + qoff, kind), plain_scale(b, kind), act, 32 * i);
-        acc1 = block_step(acc1, plain_values(b + bs + qoff, kind), plain_scale(b + bs, kind), act,
-                          32 * i + 32);
-    }
-    if (i < nb) {
-        acc0 = block_step(acc0, plain_values(b + qoff, kind), plain_scale(b, kind), act, 32 * i);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-/* One table entry per kind of a shared kernel. */
-#define FDOT_OF_KIND(name, impl, kind)                                                   \
-    static float name(const void *row, const qt_mm_act *act, int64_t k) {               \
-        return impl(row, act, k, kind);                                                  \
-    }
-
-FDOT_OF_KIND(fdot_q8_0, fdot_plain32, PLAIN_Q8_0)
-FDOT_OF_KIND(fdot_q4_0, fdot_plain32, PLAIN_Q4_0)
-FDOT_OF_KIND(fdot_iq4_nl, fdot_plain32, PLAIN_IQ4_NL)
-FDOT_OF_KIND(fdot_mxfp4, fdot_plain32, PLAIN_MXFP4)
 
 /* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
 ALWAYS_INLINE __m256 hadd_order(__m256 v) {
@@ -768,70 +707,281 @@ ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(act->a + j));
 }
 
-/* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
-ALWAYS_INLINE __m256i fifth_bits(const uint8_t *qh) {
+/* ---------------------------------------------------------------- legacy 32-value blocks
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and MXFP4: one scale (and Q4_1/Q5_1 one minimum) per
+ * 32 values. Zen 1 runs every 256-bit op as two 128-bit micro-ops and was found limited by
+ * their total count, so each block is kept to the fewest:
+ * - values go to maddubs as they are stored where they are non-negative (nibbles, five-bit
+ *   values, MXFP4 through a grid shifted by 16): no abs/sign pair. The shift (8 or 16)
+ *   times the activation sum comes off each block's integer sum, from the activation row's
+ *   gbias (-128 times each 16 values' sum), so the block's dot stays exact in integers (zero
+ *   weights give exactly zero); Q4_1/Q5_1's minimum meets the activations through their group
+ *   sums sa, in float: m_b * sa_b;
+ * - the scales of eight blocks are converted at once: the eight fp16 (or E8M0) fields are
+ *   gathered in a general-purpose register pair, which costs no vector micro-ops, and
+ *   multiplied with the activation scales in one step; each block then broadcasts its own.
+ * Q8_0 and IQ4_NL (values up to +-127, whose shifted form would overflow maddubs' 16-bit pair
+ * sums) keep the signed product. */
+enum { LEG_Q4_0, LEG_Q4_1, LEG_Q5_0, LEG_Q5_1, LEG_Q8_0, LEG_IQ4_NL, LEG_MXFP4 };
+
+/* Block size, offset of the values, and (Q5) of the fifth bits, per kind. */
+#define LEG_SIZE(kind)                                                                         \
+    ((kind) == LEG_Q4_0 ? sizeof(block_q4_0) : (kind) == LEG_Q4_1 ? sizeof(block_q4_1)         \
+     : (kind) == LEG_Q5_0 ? sizeof(block_q5_0) : (kind) == LEG_Q5_1 ? sizeof(block_q5_1)       \
+     : (kind) == LEG_Q8_0 ? sizeof(block_q8_0) : (kind) == LEG_IQ4_NL ? sizeof(block_iq4_nl)   \
+                          : sizeof(block_mxfp4))
+#define LEG_QS(kind)                                                                           \
+    ((kind) == LEG_Q4_1 ? offsetof(block_q4_1, qs) : (kind) == LEG_Q5_0 ? offsetof(block_q5_0, qs) \
+     : (kind) == LEG_Q5_1 ? offsetof(block_q5_1, qs) : (kind) == LEG_MXFP4 ? offsetof(block_mxfp4, qs) \
+                          : (size_t)2)
+#define LEG_QH(kind) ((kind) == LEG_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh))
+_Static_assert(offsetof(block_q4_0, qs) == 2 && offsetof(block_q8_0, qs) == 2 &&
+                   offsetof(block_iq4_nl, qs) == 2 && offsetof(block_q4_1, m) == 2 &&
+                   offsetof(block_q5_1, m) == 2,
+               "legacy blocks start with the fp16 scale (MXFP4: its exponent byte), then the "
+               "fp16 minimum where there is one");
+
+/* 1 for the kinds whose values go to maddubs unsigned (below 32, see leg_values). */
+ALWAYS_INLINE int leg_unsigned(int kind) {
+    return kind != LEG_Q8_0 && kind != LEG_IQ4_NL;
+}
+
+/* 1 for the kinds with a stored minimum (Q4_1, Q5_1). */
+ALWAYS_INLINE int leg_has_min(int kind) {
+    return kind == LEG_Q4_1 || kind == LEG_Q5_1;
+}
+
+/* Minus the shift times each 16 values' activation sum S (lane l), from g = -128 S: -8 S for
+ * Q4_0, -16 S for Q5_0 and MXFP4. */
+ALWAYS_INLINE __m256i leg_unshift(__m256i g, int kind) {
+    return _mm256_srai_epi32(g, kind == LEG_Q4_0 ? 4 : 3);
+}
+
+ALWAYS_INLINE int leg_shifted(int kind) {
+    return kind == LEG_Q4_0 || kind == LEG_Q5_0 || kind == LEG_MXFP4;
+}
+
+/* The fifth bits of eight values (one qh byte x) as eight bytes, 16 where the bit is set: a
+ * table read per qh byte costs four loads and no vector micro-ops, where spreading the bits
+ * with byte shuffles and compares (fifth_bits) cost about ten per block on Zen 1. */
+#define FIFTH8(x)                                                                              \
+    (((uint64_t)((x) & 1) << 4) | ((uint64_t)((x) >> 1 & 1) << 12) |                           \
+     ((uint64_t)((x) >> 2 & 1) << 20) | ((uint64_t)((x) >> 3 & 1) << 28) |                     \
+     ((uint64_t)((x) >> 4 & 1) << 36) | ((uint64_t)((x) >> 5 & 1) << 44) |                     \
+     ((uint64_t)((x) >> 6 & 1) << 52) | ((uint64_t)((x) >> 7 & 1) << 60))
+#define FIFTH8_4(n) FIFTH8(n), FIFTH8((n) + 1), FIFTH8((n) + 2), FIFTH8((n) + 3)
+#define FIFTH8_16(n) FIFTH8_4(n), FIFTH8_4((n) + 4), FIFTH8_4((n) + 8), FIFTH8_4((n) + 12)
+#define FIFTH8_64(n) FIFTH8_16(n), FIFTH8_16((n) + 16), FIFTH8_16((n) + 32), FIFTH8_16((n) + 48)
+static const uint64_t k_fifth8[256] = {FIFTH8_64(0), FIFTH8_64(64), FIFTH8_64(128),
+                                       FIFTH8_64(192)};
+
+ALWAYS_INLINE __m256i fifth_bits_table(const uint8_t *qh) {
     uint32_t h;
     memcpy(&h, qh, sizeof h);
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32((int)h),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
-                         3, 3, 3, 3, 3, 3, 3));
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
-                            _mm256_set1_epi8(16));
+    return _mm256_setr_epi64x((long long)k_fifth8[h & 0xff], (long long)k_fifth8[(h >> 8) & 0xff],
+                              (long long)k_fifth8[(h >> 16) & 0xff], (long long)k_fifth8[h >> 24]);
 }
 
-/* Unsigned values v of one block with an offset o: acc += d * da * (v - o) . a, the offset
- * coming back through the per-4 activation sums (shift = log2 o). */
-ALWAYS_INLINE __m256 block_step_offset(__m256 acc, __m256i v, int shift, uint16_t d,
-                                       const qt_mm_act *act, int64_t j) {
-    const __m128i ns = _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + j / 4));
-    const __m256i p = _mm256_add_epi32(dot_unsigned(v, act_bytes(act, j)),
-                                       _mm256_slli_epi32(_mm256_cvtepi16_epi32(ns), shift));
-    const __m256 sc = _mm256_set1_ps(h2f(d) * act->da[j / 16]);
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
-}
-
-static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q5_0 *x = row;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < k / 32; i++) {
-        if ((i & 1) == 0) {
-            prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        }
-        const __m256i v = _mm256_or_si256(nibbles32(x[i].qs), fifth_bits(x[i].qh));
-        acc = block_step_offset(acc, v, 4, x[i].d, act, 32 * i); /* stored q + 16 */
+/* The 32 values of block b in value order, as maddubs takes them: unsigned for the shifted
+ * kinds, signed for Q8_0 (IQ4_NL: see leg_products). */
+ALWAYS_INLINE __m256i leg_values(const uint8_t *b, int kind) {
+    if (kind == LEG_Q8_0) {
+        return load256(b + LEG_QS(kind));
     }
-    return hsum8(acc);
-}
-
-/* Q4_1 / Q5_1: value = d * q + m; the minimum meets the activations through sa. */
-ALWAYS_INLINE float fdot_q4_5_1(const void *row, const qt_mm_act *act, int64_t k, int five) {
-    const size_t bs = five ? sizeof(block_q5_1) : sizeof(block_q4_1);
-    const size_t qs_off = five ? offsetof(block_q5_1, qs) : offsetof(block_q4_1, qs);
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f;
-    for (int64_t i = 0; i < k / 32; i++) {
-        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
-        if ((i & 1) == 0) {
-            prefetch_ahead(b, 2 * (int)bs);
-        }
-        uint16_t d, m;
-        memcpy(&d, b, 2);
-        memcpy(&m, b + 2, 2);
-        __m256i v = nibbles32(b + qs_off);
-        if (five) {
-            v = _mm256_or_si256(v, fifth_bits(b + offsetof(block_q5_1, qh)));
-        }
-        acc = block_step(acc, v, h2f(d), act, 32 * i);
-        mins += h2f(m) * (act->sa[2 * i] + act->sa[2 * i + 1]);
+    const __m256i n = nibbles32(b + LEG_QS(kind));
+    switch (kind) {
+    case LEG_Q5_0: case LEG_Q5_1:
+        return _mm256_or_si256(n, fifth_bits_table(b + LEG_QH(kind)));
+    case LEG_MXFP4:
+        return _mm256_shuffle_epi8(mxfp4_grid_plus16(), n);
+    default:
+        return n;
     }
-    return hsum8(acc) + mins;
 }
 
-FDOT_OF_KIND(fdot_q4_1, fdot_q4_5_1, 0)
+/* Eight int32 lanes of block b's 32 products with the activations at a. */
+ALWAYS_INLINE __m256i leg_products(const uint8_t *b, const int8_t *a, int kind) {
+    const __m256i av = _mm256_loadu_si256((const __m256i *)(const void *)a);
+    if (kind == LEG_IQ4_NL) {
+        /* |w| from a second table instead of abs: measured a little faster on Zen 1 */
+        const __m256i n = nibbles32(b + LEG_QS(kind));
+        const __m256i p = _mm256_maddubs_epi16(_mm256_shuffle_epi8(iq4_grid_abs(), n),
+                                               _mm256_sign_epi8(av, _mm256_shuffle_epi8(iq4_grid(), n)));
+        return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    }
+    const __m256i w = leg_values(b, kind);
+    return leg_unsigned(kind) ? dot_unsigned(w, av) : dot_signed(w, av);
+}
 
-FDOT_OF_KIND(fdot_q5_1, fdot_q4_5_1, 1)
+ALWAYS_INLINE uint64_t leg_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Eight fp16 fields at p, p + bs, ... as floats, in the lane order of lanes8. */
+ALWAYS_INLINE __m256 leg_halfs8(const uint8_t *p, size_t bs) {
+#define H(t) leg_u16(p + (t) * bs)
+    const uint64_t lo = H(0) | H(1) << 16 | H(4) << 32 | H(5) << 48;
+    const uint64_t hi = H(2) | H(3) << 16 | H(6) << 32 | H(7) << 48;
+#undef H
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
+                                              _mm_cvtsi64_si128((long long)hi)));
+}
+
+/* The fp16 scale and minimum pairs starting eight Q4_1 / Q5_1 blocks, as floats in the lane
+ * order of lanes8: one 32-bit field per block, split by _mm256_shuffle_ps. */
+ALWAYS_INLINE void leg_scale_min8(const uint8_t *p, size_t bs, __m256 *d8, __m256 *m8) {
+#define DM(t) ((uint64_t)load_i32(p + (t) * bs) & 0xffffffffu)
+    const __m128i lo = _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)(DM(0) | DM(1) << 32)),
+                                          _mm_cvtsi64_si128((long long)(DM(2) | DM(3) << 32)));
+    const __m128i hi = _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)(DM(4) | DM(5) << 32)),
+                                          _mm_cvtsi64_si128((long long)(DM(6) | DM(7) << 32)));
+#undef DM
+    /* [d0 m0 d1 m1 | d2 m2 d3 m3] and the same for blocks 4-7 */
+    const __m256 a = _mm256_cvtph_ps(lo), c = _mm256_cvtph_ps(hi);
+    *d8 = _mm256_shuffle_ps(a, c, 0x88);
+    *m8 = _mm256_shuffle_ps(a, c, 0xDD);
+}
+
+/* Eight MXFP4 exponents as e8m0_half floats, in the lane order of lanes8. */
+ALWAYS_INLINE __m256 leg_e8m0_8(const uint8_t *p, size_t bs) {
+#define E(t) ((uint64_t)p[(t) * bs])
+    const uint64_t e8 = E(0) | E(1) << 8 | E(4) << 16 | E(5) << 24 | E(2) << 32 | E(3) << 40 |
+                        E(6) << 48 | E(7) << 56;
+#undef E
+    const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)e8));
+    /* 2^(e - 128): exponent field e - 1, or below e = 2 the subnormals 2^-128 and 2^-127 */
+    const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+    const __m256i sub = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
+    const __m256i small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+    return _mm256_castsi256_ps(_mm256_blendv_epi8(normal, sub, small));
+}
+
+/* Per-16 activation arrays of eight blocks (16 entries at v) to one value per block, in the
+ * lane order [0 1 4 5 | 2 3 6 7] that _mm256_shuffle_ps leaves (lanes8): the first half's
+ * entry (da: both halves are equal) or the sum of both (sa). */
+ALWAYS_INLINE __m256 lanes8_first(const float *v) {
+    return _mm256_shuffle_ps(_mm256_loadu_ps(v), _mm256_loadu_ps(v + 8), 0x88);
+}
+
+ALWAYS_INLINE __m256 lanes8_sum(const float *v) {
+    const __m256 lo = _mm256_loadu_ps(v), hi = _mm256_loadu_ps(v + 8);
+    return _mm256_add_ps(_mm256_shuffle_ps(lo, hi, 0x88), _mm256_shuffle_ps(lo, hi, 0xDD));
+}
+
+/* The scale of one block, for the blocks past the last whole eight. */
+ALWAYS_INLINE float leg_scale(const uint8_t *b, int kind) {
+    return kind == LEG_MXFP4 ? e8m0_half(b[0]) : h2f((uint16_t)leg_u16(b));
+}
+
+ALWAYS_INLINE float leg_min(const uint8_t *b) {
+    return h2f((uint16_t)leg_u16(b + 2));
+}
+
+/* Four blocks' per-lane sums p[0..3] (p[t] lane l: values of block t's half l / 4) to one sum
+ * per block and half: lanes 0-3 the four blocks' first halves, lanes 4-7 their second halves,
+ * in 32-bit lanes (wide) or, for 16-bit lanes, in adjacent pairs [A A B B C C D D] per 128
+ * bits. Unpacks and adds only, no multiply. */
+ALWAYS_INLINE __m256i by_block4(const __m256i p[4], int wide) {
+    __m256i (*const add)(__m256i, __m256i) = wide ? _mm256_add_epi32 : _mm256_add_epi16;
+    /* 16 bit: [A0 A1 B0 B1 A2 A3 B2 B3] + [A4 A5 B4 B5 A6 A7 B6 B7]; 32 bit: [A B A B] */
+    const __m256i ab = add(_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+    const __m256i cd = add(_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
+    return add(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
+/* Four blocks times their activations at a, one int32 per block and half (by_block4). The
+ * unsigned kinds add maddubs' pair sums in 16 bits (eight products of values below 32: at most
+ * 8 * 31 * 127), which leaves one widening madd per four blocks on Zen 1's single vector
+ * multiply pipe instead of one per block; the signed kinds' pair sums (up to 2 * 127 * 127)
+ * are widened first. */
+ALWAYS_INLINE __m256i leg_products4(const uint8_t *b, size_t bs, const qt_mm_act *act,
+                                    int64_t j, int kind) {
+    const int8_t *a = act->a + j;
+    __m256i p[4];
+    for (int t = 0; t < 4; t++) {
+        if (leg_unsigned(kind)) {
+            p[t] = _mm256_maddubs_epi16(leg_values(b + t * bs, kind),
+                                        _mm256_loadu_si256((const __m256i *)(const void *)(a + 32 * t)));
+        } else {
+            p[t] = leg_products(b + t * bs, a + 32 * t, kind);
+        }
+    }
+    if (!leg_unsigned(kind)) {
+        return by_block4(p, 1);
+    }
+    const __m256i sums = _mm256_madd_epi16(by_block4(p, 0), _mm256_set1_epi16(1));
+    if (!leg_shifted(kind)) {
+        return sums;
+    }
+    /* gbias of the eight 16-value groups, from block order to the lanes of sums */
+    const __m256i g = _mm256_permutevar8x32_epi32(
+        _mm256_loadu_si256((const __m256i *)(const void *)(act->gbias + j / 16)),
+        _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    return _mm256_add_epi32(sums, leg_unshift(g, kind));
+}
+
+ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k, int kind) {
+    const size_t bs = LEG_SIZE(kind);
+    const int64_t nb = k / 32;
+    const uint8_t *b = row;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 mins = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8, b += 8 * bs) {
+        prefetch_ahead(b, 8 * (int)bs);
+        __m256 d8;
+        if (leg_has_min(kind)) {
+            __m256 m8;
+            leg_scale_min8(b, bs, &d8, &m8);
+            mins = _mm256_fmadd_ps(m8, lanes8_sum(act->sa + 2 * i), mins);
+        } else {
+            d8 = kind == LEG_MXFP4 ? leg_e8m0_8(b, bs) : leg_halfs8(b, bs);
+        }
+        /* block scales times activation scales, back in block order */
+        float sc[8];
+        const __m256 s8 = _mm256_mul_ps(d8, lanes8_first(act->da + 2 * i));
+        _mm256_storeu_ps(sc, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s8), 0xD8)));
+        for (int h = 0; h < 2; h++) {
+            const __m256i p = leg_products4(b + 4 * h * bs, bs, act, 32 * (i + 4 * h), kind);
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                     _mm256_broadcast_ps((const __m128 *)(const void *)(sc + 4 * h)),
+                                     acc[h]);
+        }
+    }
+    float tail_mins = 0.0f;
+    for (; i < nb; i++, b += bs) {
+        __m256i p = leg_products(b, act->a + 32 * i, kind);
+        if (leg_shifted(kind)) {
+            /* lane l holds values 4l .. 4l + 3: minus the shift times their sum, from nsum4 */
+            const __m256i ns = _mm256_cvtepi16_epi32(
+                _mm_loadu_si128((const __m128i *)(const void *)(act->nsum4 + 8 * i)));
+            p = _mm256_add_epi32(p, _mm256_slli_epi32(ns, kind == LEG_Q4_0 ? 3 : 4));
+        }
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                 _mm256_set1_ps(leg_scale(b, kind) * act->da[2 * i]), acc[0]);
+        if (leg_has_min(kind)) {
+            tail_mins += leg_min(b) * (act->sa[2 * i] + act->sa[2 * i + 1]);
+        }
+    }
+    const float dots = hsum8(_mm256_add_ps(acc[0], acc[1]));
+    return leg_has_min(kind) ? dots + hsum8(mins) + tail_mins : dots;
+}
+
+/* One table entry per kind of a shared kernel. */
+#define FDOT_OF_KIND(name, impl, kind)                                                   \
+    static float name(const void *row, const qt_mm_act *act, int64_t k) {               \
+        return impl(row, act, k, kind);                                                  \
+    }
+
+FDOT_OF_KIND(fdot_q4_0, fdot_legacy, LEG_Q4_0)
+FDOT_OF_KIND(fdot_q4_1, fdot_legacy, LEG_Q4_1)
+FDOT_OF_KIND(fdot_q5_0, fdot_legacy, LEG_Q5_0)
+FDOT_OF_KIND(fdot_q5_1, fdot_legacy, LEG_Q5_1)
+FDOT_OF_KIND(fdot_q8_0, fdot_legacy, LEG_Q8_0)
+FDOT_OF_KIND(fdot_iq4_nl, fdot_legacy, LEG_IQ4_NL)
+FDOT_OF_KIND(fdot_mxfp4, fdot_legacy, LEG_MXFP4)
 
 /* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
  * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
