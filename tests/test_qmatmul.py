@@ -2,7 +2,7 @@
 
 Bounds (stated in qtstudio/kernels/matmul.py):
 - exact path: float32 summation only, |err| <= (k + 2) * 2^-24 * sum|x w|;
-- fast path: 8-bit activations per group of 32 values (16 for Q2_K, Q3_K, Q6_K, TQ*),
+- fast path: 8-bit activations per group of 32 values (256 for the K-quants, IQ4_XS, TQ*),
   |err| <= sum_g max|x_g| / 254 * sum_g |w| plus the float32 term.
 """
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import qtstudio as qs
 from qtstudio import kernels
 from qtstudio.kernels import _raw
-from qtstudio.kernels.matmul import ACT_GROUP_32
+from qtstudio.kernels.matmul import act_group
 
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q2_K", "Q3_K", "Q4_K",
              "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"]
@@ -52,7 +52,7 @@ def _exact_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
 
 def _fast_bound(x: np.ndarray, wd: np.ndarray, enc: str) -> np.ndarray:
     n, k = x.shape
-    g = 32 if enc in ACT_GROUP_32 else 16
+    g = act_group(enc)
     amax = np.abs(x.astype(np.float64)).reshape(n, k // g, g).max(axis=2)
     wsum = np.abs(wd).reshape(wd.shape[0], k // g, g).sum(axis=2)
     return 1.0001 * (amax / 254.0) @ wsum.T + 4 * _exact_bound(x, wd)
