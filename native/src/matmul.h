@@ -110,7 +110,8 @@ typedef struct qt_matmul_table {
     qt_mm_tile_f32_fn tile_f32;
 } qt_matmul_table;
 
-/* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general). */
+/* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general); their unpacked
+ * values u - 128 are never negative, whatever the bytes (kernels may rely on it). */
 int qt_mm_has_min(int32_t type_id);
 
 /* 1 for encodings whose unpacked values (u - 128) never leave [-32, 32], whatever the bytes. */

@@ -109,51 +109,75 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
     return total;
 }
 
-/* rb activation rows against one 16-row tile: lanes of lo are weight rows 0-7, hi 8-15. */
+/* One 16-value group g of the tile against rb activation rows: the integer sums per weight row
+ * (lanes of lo[r]: rows 0-7, hi[r]: rows 8-15), added to lo/hi. */
+ALWAYS_INLINE void tile_group(const uint8_t *tu, int64_t g, const qt_mm_act *acts, const int rb,
+                              int64_t k0, const int small, const int nonneg, __m256i *lo,
+                              __m256i *hi) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *wg = tu + g * 256;
+    __m256i wabs[8], wsgn[8];
+    for (int q = 0; q < 8; q++) {
+        wsgn[q] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(const void *)(wg + 32 * q)), flip);
+        wabs[q] = nonneg ? wsgn[q] : _mm256_abs_epi8(wsgn[q]);
+    }
+    for (int r = 0; r < rb; r++) {
+        const int8_t *a = acts[r].a + k0 + g * 16;
+        __m256i l = _mm256_setzero_si256(), h = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
+            const __m256i plo = _mm256_maddubs_epi16(
+                wabs[2 * c], nonneg ? av : _mm256_sign_epi8(av, wsgn[2 * c]));
+            const __m256i phi = _mm256_maddubs_epi16(
+                wabs[2 * c + 1], nonneg ? av : _mm256_sign_epi8(av, wsgn[2 * c + 1]));
+            if (small) {
+                /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
+                l = _mm256_add_epi16(l, plo);
+                h = _mm256_add_epi16(h, phi);
+            } else {
+                l = _mm256_add_epi32(l, _mm256_madd_epi16(plo, ones));
+                h = _mm256_add_epi32(h, _mm256_madd_epi16(phi, ones));
+            }
+        }
+        if (small) {
+            l = _mm256_madd_epi16(l, ones);
+            h = _mm256_madd_epi16(h, ones);
+        }
+        lo[r] = _mm256_add_epi32(lo[r], l);
+        hi[r] = _mm256_add_epi32(hi[r], h);
+    }
+}
+
+/* rb activation rows against one 16-row tile: lanes of flo are weight rows 0-7, fhi 8-15.
+ * pair: groups 2h and 2h + 1 share their scales (qt_mm_tile_fn), so their integer sums are
+ * added first and converted, scaled and added once per 32 values. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             const int small, float *out) {
+                             const int small, const int pair, const int nonneg, float *out) {
     __m256 flo[4], fhi[4];
     for (int r = 0; r < rb; r++) {
         flo[r] = _mm256_setzero_ps();
         fhi[r] = _mm256_setzero_ps();
     }
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t g = 0; g < ng; g++) {
-        const uint8_t *wg = tu + g * 256;
-        __m256i wabs[8], wsgn[8];
-        for (int q = 0; q < 8; q++) {
-            wsgn[q] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(const void *)(wg + 32 * q)), flip);
-            wabs[q] = _mm256_abs_epi8(wsgn[q]);
+    const int step = pair ? 2 : 1;
+    for (int64_t g = 0; g < ng; g += step) {
+        __m256i lo[4], hi[4];
+        for (int r = 0; r < rb; r++) {
+            lo[r] = _mm256_setzero_si256();
+            hi[r] = _mm256_setzero_si256();
+        }
+        for (int e = 0; e < step; e++) {
+            tile_group(tu, g + e, acts, rb, k0, small, nonneg, lo, hi);
         }
         const __m256 slo = _mm256_load_ps(ts + g * 16), shi = _mm256_load_ps(ts + g * 16 + 8);
         for (int r = 0; r < rb; r++) {
-            const int8_t *a = acts[r].a + k0 + g * 16;
-            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
-                const __m256i plo = _mm256_maddubs_epi16(wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c]));
-                const __m256i phi =
-                    _mm256_maddubs_epi16(wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1]));
-                if (small) {
-                    /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
-                    lo = _mm256_add_epi16(lo, plo);
-                    hi = _mm256_add_epi16(hi, phi);
-                } else {
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(plo, ones));
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(phi, ones));
-                }
-            }
-            if (small) {
-                lo = _mm256_madd_epi16(lo, ones);
-                hi = _mm256_madd_epi16(hi, ones);
-            }
             const __m256 d = _mm256_set1_ps(acts[r].da[k0 / 16 + g]);
-            flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(slo, d), flo[r]);
-            fhi[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(shi, d), fhi[r]);
+            flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(slo, d), flo[r]);
+            fhi[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(shi, d), fhi[r]);
         }
         if (has_min) {
+            /* pair: sa[g] holds the sums of both groups */
             const __m256 mlo = _mm256_load_ps(tm + g * 16), mhi = _mm256_load_ps(tm + g * 16 + 8);
             for (int r = 0; r < rb; r++) {
                 const __m256 sa = _mm256_set1_ps(acts[r].sa[k0 / 16 + g]);
@@ -171,31 +195,41 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
 
 ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                             int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
-                            const int small, float *out) {
+                            const int small, const int pair, const int nonneg, float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
     for (; i + 4 <= nrows; i += 4) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, pair, nonneg,
+                  out + i * QT_MM_TILE_ROWS);
     }
     for (; i < nrows; i++) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, pair, nonneg,
+                  out + i * QT_MM_TILE_ROWS);
     }
 }
 
 static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                       int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
     (void)pair;
-    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, out);
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, 0, 0, out);
 }
 
 /* Encodings whose unpacked values stay within +-32 (qt_mm_small_values): a group's products
  * are summed in 16-bit lanes and widened once, a quarter of the widening multiplies (the
- * multiply pipe is what the tile kernel waits on). */
+ * multiply pipe is what the tile kernel waits on). Those with minimums (has_min: Q4_1, Q5_1,
+ * Q2_K, Q4_K, Q5_K) store q >= 0 whatever the bytes, so maddubs takes the weights as they are,
+ * without the sign transfer to the activations (a 16 x 512 tile against 128 rows: 60.8 -> 47.5
+ * us; adding two groups' sums before scaling where the scales cover 32 values: 46.1 us). */
 static void tile_avx2_small(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                             int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
                             float *out) {
-    (void)pair;
-    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, out);
+    if (has_min && pair) {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 1, 1, out);
+    } else if (has_min) {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 0, 1, out);
+    } else {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 0, 0, out);
+    }
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
