@@ -49,6 +49,18 @@ typedef void (*qt_mm_unpack_fn)(const void *blocks, int64_t n, uint8_t *u, float
 typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int group, int8_t *a, float *da,
                                       float *sa, int32_t *gbias, int16_t *nsum4, int16_t *sum16);
 
+/* The per-16 entries of activation group g (every level's quantize_act): scale d, the
+ * group's integer sum. */
+static inline void qt_mm_store_group(int64_t g, float d, int32_t sum, float *da, float *sa,
+                                     int32_t *gbias, int16_t *sum16) {
+    da[g] = d;
+    sa[g] = d * (float)sum;
+    gbias[g] = -128 * sum;
+    if (sum16) {
+        sum16[g] = (int16_t)sum;
+    }
+}
+
 /* Dot of an unpacked span (kc values) with activation values [k0, k0+kc). */
 typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, int has_min,
                               const qt_mm_act *act, int64_t k0, int64_t kc);

@@ -327,12 +327,7 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
                 ag[j] = (int8_t)q;
                 sum += q;
             }
-            da[g] = d;
-            sa[g] = d * (float)sum;
-            gbias[g] = -128 * sum;
-            if (sum16) {
-                sum16[g] = (int16_t)sum;
-            }
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
                 for (int l = 0; l < 4; l++) {
                     nsum4[4 * g + l] =

@@ -58,12 +58,7 @@ static void quantize_act_avx2(const float *x, int64_t k, int group, int8_t *a, f
             __m128i t = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
             t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
             const int32_t sum = _mm_cvtsi128_si32(t);
-            da[g] = d;
-            sa[g] = d * (float)sum;
-            gbias[g] = -128 * sum;
-            if (sum16) {
-                sum16[g] = (int16_t)sum;
-            }
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
                 _mm_storel_epi64((__m128i *)(void *)(nsum4 + 4 * g),
                                  _mm_packs_epi32(_mm_sub_epi32(_mm_setzero_si128(), s4),

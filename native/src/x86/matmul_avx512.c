@@ -47,12 +47,7 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
             const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(id)));
             _mm_storeu_si128((__m128i *)(void *)(a + g * QT_MM_GROUP), _mm512_cvtepi32_epi8(q));
             const int32_t sum = _mm512_reduce_add_epi32(q);
-            da[g] = d;
-            sa[g] = d * (float)sum;
-            gbias[g] = -128 * sum;
-            if (sum16) {
-                sum16[g] = (int16_t)sum;
-            }
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
                 /* sums of 4 consecutive values: 4-lane dot with ones, then narrowed */
                 const __m128i q8 = _mm512_cvtepi32_epi8(q);
