@@ -969,7 +969,7 @@ ALWAYS_INLINE __m256 block_scaled(__m256 acc, __m256i sumi, float d) {
  * bits 2j..2j+1 of qs[32h + l]. */
 static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q2_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3);
+    const __m256i three = _mm256_set1_epi8(3), twelve = _mm256_set1_epi8(12);
     const __m128i low4 = _mm_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
@@ -982,15 +982,17 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
         macc = block_scaled(macc, mins, h2f(x[i].dmin) * da);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
-            const __m256i s8 = half_scales(scl, h, 0);
+            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            const __m256i s8 = half_scales(scl, h, 0), s8x4 = _mm256_slli_epi16(s8, 2);
+            /* digits of odd j in place (4x), those of even j with their scales times 4 */
+            const __m256i v[4] = {_mm256_and_si256(q, three), _mm256_and_si256(q, twelve),
+                                  _mm256_and_si256(q4, three), _mm256_and_si256(q4, twelve)};
             for (int j = 0; j < 4; j++) {
-                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                sumi = _mm256_add_epi32(
-                    sumi, scaled_step(v, act, j0 + 128 * h + 32 * j, step_scales16(s8, j)));
+                sumi = _mm256_add_epi32(sumi, scaled_step(v[j], act, j0 + 128 * h + 32 * j,
+                                                          step_scales16(j & 1 ? s8 : s8x4, j)));
             }
         }
-        acc = block_scaled(acc, sumi, h2f(x[i].d) * da);
+        acc = block_scaled(acc, sumi, 0.25f * h2f(x[i].d) * da);
     }
     return hsum8(_mm256_sub_ps(acc, macc));
 }
@@ -1157,11 +1159,20 @@ static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
         const __m128i ls = _mm_sub_epi16(_mm_or_si128(nib, _mm_slli_epi16(top, 4)), _mm_set1_epi16(32));
         const __m256i sc = _mm256_set_m128i(ls, ls);
         __m256i sumi = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g++) {
-            const __m256i w = _mm256_shuffle_epi8(grid, nibbles32(x[i].qs + 16 * g));
-            const __m256i a = act_bytes(act, j0 + 32 * g);
-            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, step_scales32(sc, g)));
+        for (int t = 0; t < 4; t++) {
+            /* groups 2t (low lane) and 2t + 1 (high lane) from one load: low nibbles are
+             * their values 0-15, high nibbles 16-31; the activations are gathered to match */
+            const __m256i q = load256(x[i].qs + 32 * t);
+            const __m256i sct = step_scales16(sc, t);
+            const int8_t *a = act->a + j0 + 64 * t;
+            for (int e = 0; e < 2; e++) {
+                const __m256i w = _mm256_shuffle_epi8(
+                    grid, _mm256_and_si256(e ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F)));
+                const __m256i av = _mm256_loadu2_m128i((const __m128i *)(const void *)(a + 32 + 16 * e),
+                                                       (const __m128i *)(const void *)(a + 16 * e));
+                const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sct));
+            }
         }
         acc = block_scaled(acc, sumi, h2f(x[i].d) * block_da(act, j0));
     }
