@@ -2,7 +2,7 @@
 
 Bounds (stated in qtstudio/kernels/matmul.py):
 - exact path: float32 summation only, |err| <= (k + 2) * 2^-24 * sum|x w|;
-- fast path: 8-bit activations per group of 32 values (16 for Q2_K, Q3_K, Q6_K, TQ*),
+- fast path: 8-bit activations per group of 32 values (256 for the K-quants, IQ4_XS, TQ*),
   |err| <= sum_g max|x_g| / 254 * sum_g |w| plus the float32 term.
 """
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import qtstudio as qs
 from qtstudio import kernels
 from qtstudio.kernels import _raw
-from qtstudio.kernels.matmul import ACT_GROUP_32
+from qtstudio.kernels.matmul import act_group
 
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q2_K", "Q3_K", "Q4_K",
              "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"]
@@ -52,7 +52,7 @@ def _exact_bound(x: np.ndarray, wd: np.ndarray) -> np.ndarray:
 
 def _fast_bound(x: np.ndarray, wd: np.ndarray, enc: str) -> np.ndarray:
     n, k = x.shape
-    g = 32 if enc in ACT_GROUP_32 else 16
+    g = act_group(enc)
     amax = np.abs(x.astype(np.float64)).reshape(n, k // g, g).max(axis=2)
     wsum = np.abs(wd).reshape(wd.shape[0], k // g, g).sum(axis=2)
     return 1.0001 * (amax / 254.0) @ wsum.T + 4 * _exact_bound(x, wd)
@@ -424,3 +424,33 @@ def test_random_weight_bytes_never_crash(enc: str, m: int, nblocks: int, n: int,
         # where the weights are tame the answer is still right
         tame = np.isfinite(bound) & (bound < 1e30)
         assert np.all(np.abs(y - ref)[tame] <= bound[tame])
+
+
+@pytest.mark.parametrize("enc", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0",
+                                 "TQ2_0"])
+def test_super_block_types_round_activations_as_ggml(enc: str) -> None:
+    # The fast path of the 256-value types rounds activations as llama.cpp's Q8_K does (one
+    # scale per 256 values), modelled independently by qtstudio.calib.weights: what remains is
+    # float32 summation, plus a value that lands on the other side of a .5 now and then (the
+    # two compute 1/d in different ways), each moving y by one step d * |w|.
+    import torch
+
+    from qtstudio.calib.weights import activation_rounding, round_activations
+
+    assert activation_rounding(enc) == "q8_256" and act_group(enc) == 256
+    m, k, n = 37, 2304, 3
+    w = _weights(enc, m, k, seed=7)
+    wd = _oracle_weights(w)
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((n, k)) * np.exp(rng.standard_normal((n, k)))).astype(np.float32)
+    xr = round_activations(torch.from_numpy(x), "q8_256").numpy().astype(np.float64)
+    ref = xr @ wd.T
+    d = np.abs(x.astype(np.float64)).reshape(n, k // 256, 256).max(axis=2) / 127.0
+    step = 2 * d.max(axis=1, keepdims=True) * np.abs(wd).max(axis=1)
+    ggml_bound = 8 * _exact_bound(x, wd) + step
+    coarse = np.abs(x.astype(np.float64) @ wd.T - ref).max()
+    for isa in ISAS:
+        err = np.abs(qs.qmatmul(x, w, isa=isa) - ref)
+        assert np.all(err <= ggml_bound), (enc, isa, float((err / ggml_bound).max()))
+        # far tighter than the activation rounding itself: the grouping really is ggml's
+        assert err.max() < coarse / 20, (enc, isa)

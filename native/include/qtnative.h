@@ -108,9 +108,9 @@ QT_API qt_status qt_find_nonfinite(const float *src, int64_t nrows, int64_t n_pe
  * y[n, m] = x[n, k] * w[m, k]^T: x row-major float32, w m rows of k values in encoding
  * type_id (qt_row_size(type_id, k) bytes each, ggml's layout), y row-major float32.
  *
- * QT_QMATMUL_FAST quantizes activations to 8 bits with one float scale per group (32 values
- * for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; 16 for the others) and
- * uses integer dot products; per output value the error against the float64 product of x and
+ * QT_QMATMUL_FAST quantizes activations to 8 bits with one float scale per group (256 values
+ * for Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, TQ1_0, TQ2_0, as ggml's Q8_K; 32 for the others, as
+ * its Q8_0) and uses integer dot products; per output value the error against the float64 product of x and
  * the dequantized weights is at most sum over groups of max|x_group| / 254 * sum|w_group| (the
  * activation rounding) plus float32 summation rounding. F32 and F16 weights always take the
  * exact path; BF16 weights in FAST mode with n < 4 on CPUs with AVX512_BF16 round activations

@@ -534,11 +534,13 @@ static int pick_threads(int32_t requested, int64_t n, int64_t m, int64_t k) {
     return t < 1 ? 1 : t;
 }
 
-/* Quantize activation rows [i0, i0+nb) into one scratch allocation and point acts at it. */
+/* Quantize activation rows [i0, i0+nb) into one scratch allocation and point acts at it: one
+ * scale per `group` values (qt_mm_act_group); pair: the weights' scales cover 32 values. */
 static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_t i0, int64_t nb,
-                               int64_t k, int group, int gemv, void **scratch, qt_mm_act *acts) {
+                               int64_t k, int group, int pair, int gemv, void **scratch,
+                               qt_mm_act *acts) {
     const size_t ng = (size_t)(k / QT_MM_GROUP), nq = (size_t)(k / 4);
-    const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 2 : 0);
+    const size_t per_row = (size_t)k + ng * 12 + (gemv ? nq * 2 + ng * 2 : 0);
     uint8_t *buf = malloc(per_row * (size_t)nb + 64);
     if (!buf) {
         return QT_ERR_NOMEM;
@@ -549,14 +551,17 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
     float *sa = da + ng * (size_t)nb;
     int32_t *gbias = (int32_t *)(void *)(sa + ng * (size_t)nb);
     int16_t *nsum4 = gemv ? (int16_t *)(void *)(gbias + ng * (size_t)nb) : NULL;
-    int8_t *a = gemv ? (int8_t *)(void *)(nsum4 + nq * (size_t)nb)
+    int16_t *sum16 = gemv ? nsum4 + nq * (size_t)nb : NULL;
+    int8_t *a = gemv ? (int8_t *)(void *)(sum16 + ng * (size_t)nb)
                      : (int8_t *)(void *)(gbias + ng * (size_t)nb);
     for (int64_t i = 0; i < nb; i++) {
         qt_mm_act *ac = &acts[i];
         int16_t *ns = gemv ? nsum4 + (size_t)i * nq : NULL;
+        int16_t *s16 = gemv ? sum16 + (size_t)i * ng : NULL;
         mt->quantize_act(x + (i0 + i) * k, k, group, a + (size_t)i * (size_t)k,
-                         da + (size_t)i * ng, sa + (size_t)i * ng, gbias + (size_t)i * ng, ns);
-        if (!gemv && group == 32) {
+                         da + (size_t)i * ng, sa + (size_t)i * ng, gbias + (size_t)i * ng, ns,
+                         s16);
+        if (!gemv && pair) {
             /* GEMM tiles of scale-group-32 encodings want one sum per 32 values (see
              * qt_mm_tile_fn): fold each odd group's sums into the even one. */
             float *s2 = sa + (size_t)i * ng;
@@ -573,6 +578,7 @@ static qt_status quantize_acts(const qt_matmul_table *mt, const float *x, int64_
         ac->sa = sa + (size_t)i * ng;
         ac->gbias = gbias + (size_t)i * ng;
         ac->nsum4 = ns;
+        ac->sum16 = s16;
     }
     return QT_OK;
 }
@@ -634,7 +640,7 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
                            : mt->unpack[type_id] == NULL)) {
         return QT_ERR_TYPE;
     }
-    if (!exact && !bf16_acts && k % qt_mm_scale_group(type_id) != 0) {
+    if (!exact && !bf16_acts && k % qt_mm_act_group(type_id) != 0) {
         return QT_ERR_SHAPE;
     }
     if (n == 0 || m == 0) {
@@ -691,7 +697,7 @@ qt_status qt_qmatmul(int32_t type_id, const float *x, const void *w, float *y, i
                 break;
             }
         } else {
-            st = quantize_acts(mt, x, i0, nb, k, qt_mm_scale_group(type_id),
+            st = quantize_acts(mt, x, i0, nb, k, qt_mm_act_group(type_id), proto.pair,
                                nb < MM_GEMM_MIN_ROWS, &scratch, acts);
             if (st != QT_OK) {
                 break;

@@ -3,12 +3,16 @@
  *
  * Fast path. A span of one weight row is "unpacked" into groups of 16 values, each value
  *   w_j = s_g * q_j + m_g     with q_j a signed 8-bit integer stored offset-binary (q + 128),
- * so one integer dot kernel serves every encoding. Activations are quantized per 16 values:
+ * so one integer dot kernel serves every encoding. Activations are quantized to
  *   x_j ~ da_g * a_j,  a_j in [-127, 127],
  * and a group contributes s_g * da_g * sum(q a) + m_g * da_g * sum(a). The 128 offset of the
  * stored weights is removed in integer arithmetic (exactly) before any float conversion.
- * Encodings whose scales cover 32 values (qt_mm_scale_group) quantize activations with one
- * scale per 32 values too, so the GEMM kernel can sum two groups in integers before scaling.
+ * The activation scale da covers qt_mm_act_group values, the block of the encoding's ggml
+ * vec_dot partner: 32 for the 32-value block encodings (Q8_0 / Q8_1 in ggml), 256 for the
+ * K-quants, IQ4_XS and TQ1_0 / TQ2_0 (Q8_K). da, sa and gbias are still stored per 16 values
+ * (equal da across an activation group), so per-16 kernels need not know the group, while
+ * fused kernels scale a whole super-block's integer sum once. Encodings whose weight scales
+ * cover 32 values (qt_mm_scale_group) let the GEMM kernel sum two 16-value groups in integers.
  *
  * Exact path. Weights are decoded to float32 with the codec's own dequantize function and
  * multiplied in float32; only summation rounding differs from a float64 product.
@@ -32,17 +36,30 @@ typedef struct qt_mm_act {
     const int16_t *nsum4;   /* [k/4] minus the sum of each 4 values; GEMV only, else NULL.
                              * Kept at 2 bytes per 4 values so a whole row's activation data
                              * stays in L1 while weight rows stream past. */
+    const int16_t *sum16;   /* [k/16] sum of each 16 values; GEMV only, else NULL */
 } qt_mm_act;
 
 /* Decode n values (a whole number of blocks) starting at blocks into the unpacked layout:
  * u[n] offset-binary integers, s[n/16] and m[n/16] group scales and minimums. */
 typedef void (*qt_mm_unpack_fn)(const void *blocks, int64_t n, uint8_t *u, float *s, float *m);
 
-/* Quantize k floats (k a multiple of group, 16 or 32) into an activation row with one scale per
- * group; da/sa/gbias stay per 16 values (equal da for both halves of a 32 group). nsum4 may
- * be NULL. */
+/* Quantize k floats (k a multiple of group, a multiple of 16) into an activation row with one
+ * scale per group; da/sa/gbias stay per 16 values (equal da across a group). nsum4 and sum16
+ * may be NULL. */
 typedef void (*qt_mm_quantize_act_fn)(const float *x, int64_t k, int group, int8_t *a, float *da,
-                                      float *sa, int32_t *gbias, int16_t *nsum4);
+                                      float *sa, int32_t *gbias, int16_t *nsum4, int16_t *sum16);
+
+/* The per-16 entries of activation group g (every level's quantize_act): scale d, the
+ * group's integer sum. */
+static inline void qt_mm_store_group(int64_t g, float d, int32_t sum, float *da, float *sa,
+                                     int32_t *gbias, int16_t *sum16) {
+    da[g] = d;
+    sa[g] = d * (float)sum;
+    gbias[g] = -128 * sum;
+    if (sum16) {
+        sum16[g] = (int16_t)sum;
+    }
+}
 
 /* Dot of an unpacked span (kc values) with activation values [k0, k0+kc). */
 typedef float (*qt_mm_dot_fn)(const uint8_t *u, const float *s, const float *m, int has_min,
@@ -105,7 +122,8 @@ typedef struct qt_matmul_table {
     qt_mm_tile_f32_fn tile_f32;
 } qt_matmul_table;
 
-/* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general). */
+/* 1 for encodings whose unpacked groups carry a minimum (m_g != 0 in general); their unpacked
+ * values u - 128 are never negative, whatever the bytes (kernels may rely on it). */
 int qt_mm_has_min(int32_t type_id);
 
 /* 1 for encodings whose unpacked values (u - 128) never leave [-32, 32], whatever the bytes. */
@@ -113,6 +131,9 @@ int qt_mm_small_values(int32_t type_id);
 
 /* 32 for encodings whose scales (and minimums) cover 32 values, else 16. */
 int qt_mm_scale_group(int32_t type_id);
+
+/* Values per activation scale: 256 for the 256-value super-block encodings, else 32. */
+int qt_mm_act_group(int32_t type_id);
 
 void qt_mm_ref_register(qt_matmul_table *t);
 #if defined(__x86_64__) || defined(_M_X64)

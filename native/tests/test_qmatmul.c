@@ -100,17 +100,17 @@ typedef struct enc {
     qt_type_traits tr;
     int is_float; /* F32/F16/BF16: both modes take the exact path, except BF16 (below) */
     int bf16_fast; /* BF16: FAST GEMV may round activations to bf16 (AVX512_BF16 CPUs) */
-    int group;    /* FAST-mode activation group (qtnative.h lists the 32-value ones) */
+    int group;    /* FAST-mode activation group (qtnative.h lists the 256-value ones) */
     int64_t kmin; /* smallest k every mode accepts */
 } enc;
 
 static int act_group(const char *name) {
-    static const char *const k32[] = {"Q4_0", "Q4_1",   "Q5_0", "Q5_1", "Q8_0",
-                                      "IQ4_NL", "MXFP4", "Q4_K", "Q5_K", "IQ4_XS"};
-    for (size_t i = 0; i < sizeof k32 / sizeof k32[0]; i++) {
-        if (strcmp(name, k32[i]) == 0) return 32;
+    static const char *const k256[] = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+                                       "IQ4_XS", "TQ1_0", "TQ2_0"};
+    for (size_t i = 0; i < sizeof k256 / sizeof k256[0]; i++) {
+        if (strcmp(name, k256[i]) == 0) return 256;
     }
-    return 16;
+    return 32;
 }
 
 /* qt_qmatmul accepts the type in both modes: a one-row call on all-zero weights. */

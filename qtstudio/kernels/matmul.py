@@ -15,11 +15,12 @@ weights ``W = dequantize(w)``:
   ``2**-126`` become 0), so ``|err| <= 2**-9 * sum_j |x w| + 2**-126 * (sum_j |w| + k)`` plus the
   float32 rounding term above. Elsewhere (other CPUs, four or more rows) BF16 runs exact.
 * ``exact=False`` (default for quantized encodings): activations are rounded to 8 bits with
-  one scale per group of G values (G = 32 for encodings whose scales cover 32 values: Q4_0,
-  Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, IQ4_XS; G = 16 for the others; ggml uses
-  32 or 256), then integer dot products run per group. Each activation moves by at most
-  ``max|x_group| / 254``, so ``|err| <= sum_groups max|x[i, group]| / 254 * sum_group |W[r, j]|``
-  plus the float32 rounding term above.
+  one scale per group of G values, G the block of the weight type's ggml vec_dot partner (as
+  ggml rounds them): G = 32 for the 32-value block encodings (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+  IQ4_NL, MXFP4), G = 256 for the 256-value super-block ones (Q2_K .. Q6_K, IQ4_XS, TQ1_0,
+  TQ2_0); see ``act_group``. Integer dot products then run per group. Each activation moves by
+  at most ``max|x_group| / 254``, so ``|err| <= sum_groups max|x[i, group]| / 254 *
+  sum_group |W[r, j]|`` plus the float32 rounding term above.
 
 Threads: ``threads=None`` uses one per core. Workers come from a pool that lives as long as the
 process; after a call they poll for the next one for up to 1 ms, so the back-to-back calls of an
@@ -36,9 +37,15 @@ from . import _raw
 from .api import NativeError, _check, _resolve_isa, _threads, native_type
 
 EXACT_ALWAYS = frozenset({"F32", "F16"})
-#: encodings whose fast path uses one activation scale per 32 values (16 for the others)
-ACT_GROUP_32 = frozenset({"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q4_K",
-                          "Q5_K", "IQ4_XS"})
+#: encodings whose fast path uses one activation scale per 256 values (32 for the others)
+ACT_GROUP_256 = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"})
+
+
+def act_group(encoding: str) -> int:
+    """Values per activation scale of the fast path for weights in this encoding."""
+    return 256 if encoding in ACT_GROUP_256 else 32
+
+
 _FAST, _EXACT = 0, 1
 
 

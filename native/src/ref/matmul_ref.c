@@ -311,10 +311,15 @@ int qt_mm_scale_group(int32_t type_id) {
     }
 }
 
+int qt_mm_act_group(int32_t type_id) {
+    const qt_type_desc *desc = qt_type_desc_get(type_id);
+    return desc != NULL && desc->block_elems == QK_K ? QK_K : 32;
+}
+
 /* --------------------------------------------------------------- scalar kernels */
 
 static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
-                         int32_t *gbias, int16_t *nsum4) {
+                         int32_t *gbias, int16_t *nsum4, int16_t *sum16) {
     for (int64_t b = 0; b < k / group; b++) {
         const float *xb = x + b * group;
         float amax = 0.0f;
@@ -334,9 +339,7 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
                 ag[j] = (int8_t)q;
                 sum += q;
             }
-            da[g] = d;
-            sa[g] = d * (float)sum;
-            gbias[g] = -128 * sum;
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
                 for (int l = 0; l < 4; l++) {
                     nsum4[4 * g + l] =

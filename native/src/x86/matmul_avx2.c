@@ -28,6 +28,46 @@ ALWAYS_INLINE __m256i dot4(__m256i u, __m256i a) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
+/* Same values as the scalar quantize_act: x * (127 / amax) rounded to nearest even (the
+ * default MXCSR mode, as nearbyintf), then the per-16 and per-4 sums. */
+static void quantize_act_avx2(const float *x, int64_t k, int group, int8_t *a, float *da,
+                              float *sa, int32_t *gbias, int16_t *nsum4, int16_t *sum16) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m128i ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+    for (int64_t b = 0; b < k / group; b++) {
+        const float *xb = x + b * group;
+        __m256 mx = _mm256_setzero_ps();
+        for (int j = 0; j < group; j += 8) {
+            mx = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)), mx); /* NaN: skipped */
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const __m256 id = _mm256_set1_ps(d > 0.0f ? 127.0f / amax : 0.0f);
+        for (int64_t g = b * group / 16; g < (b + 1) * group / 16; g++) {
+            const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g), id));
+            const __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g + 8), id));
+            const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xD8);
+            const __m128i q8 = _mm_packs_epi16(_mm256_castsi256_si128(w16),
+                                               _mm256_extracti128_si256(w16, 1));
+            _mm_storeu_si128((__m128i *)(void *)(a + 16 * g), q8);
+            /* sums of each 4 values, then of all 16 */
+            const __m128i s4 = _mm_madd_epi16(_mm_maddubs_epi16(ones8, q8), ones16);
+            __m128i t = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+            t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+            const int32_t sum = _mm_cvtsi128_si32(t);
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
+            if (nsum4) {
+                _mm_storel_epi64((__m128i *)(void *)(nsum4 + 4 * g),
+                                 _mm_packs_epi32(_mm_sub_epi32(_mm_setzero_si128(), s4),
+                                                 _mm_setzero_si128()));
+            }
+        }
+    }
+}
+
 static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_min,
                       const qt_mm_act *act, int64_t k0, int64_t kc) {
     const int8_t *a = act->a + k0;
@@ -64,51 +104,75 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
     return total;
 }
 
-/* rb activation rows against one 16-row tile: lanes of lo are weight rows 0-7, hi 8-15. */
+/* One 16-value group g of the tile against rb activation rows: the integer sums per weight row
+ * (lanes of lo[r]: rows 0-7, hi[r]: rows 8-15), added to lo/hi. */
+ALWAYS_INLINE void tile_group(const uint8_t *tu, int64_t g, const qt_mm_act *acts, const int rb,
+                              int64_t k0, const int small, const int nonneg, __m256i *lo,
+                              __m256i *hi) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *wg = tu + g * 256;
+    __m256i wabs[8], wsgn[8];
+    for (int q = 0; q < 8; q++) {
+        wsgn[q] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(const void *)(wg + 32 * q)), flip);
+        wabs[q] = nonneg ? wsgn[q] : _mm256_abs_epi8(wsgn[q]);
+    }
+    for (int r = 0; r < rb; r++) {
+        const int8_t *a = acts[r].a + k0 + g * 16;
+        __m256i l = _mm256_setzero_si256(), h = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
+            const __m256i plo = _mm256_maddubs_epi16(
+                wabs[2 * c], nonneg ? av : _mm256_sign_epi8(av, wsgn[2 * c]));
+            const __m256i phi = _mm256_maddubs_epi16(
+                wabs[2 * c + 1], nonneg ? av : _mm256_sign_epi8(av, wsgn[2 * c + 1]));
+            if (small) {
+                /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
+                l = _mm256_add_epi16(l, plo);
+                h = _mm256_add_epi16(h, phi);
+            } else {
+                l = _mm256_add_epi32(l, _mm256_madd_epi16(plo, ones));
+                h = _mm256_add_epi32(h, _mm256_madd_epi16(phi, ones));
+            }
+        }
+        if (small) {
+            l = _mm256_madd_epi16(l, ones);
+            h = _mm256_madd_epi16(h, ones);
+        }
+        lo[r] = _mm256_add_epi32(lo[r], l);
+        hi[r] = _mm256_add_epi32(hi[r], h);
+    }
+}
+
+/* rb activation rows against one 16-row tile: lanes of flo are weight rows 0-7, fhi 8-15.
+ * pair: groups 2h and 2h + 1 share their scales (qt_mm_tile_fn), so their integer sums are
+ * added first and converted, scaled and added once per 32 values. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             const int small, float *out) {
+                             const int small, const int pair, const int nonneg, float *out) {
     __m256 flo[4], fhi[4];
     for (int r = 0; r < rb; r++) {
         flo[r] = _mm256_setzero_ps();
         fhi[r] = _mm256_setzero_ps();
     }
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t g = 0; g < ng; g++) {
-        const uint8_t *wg = tu + g * 256;
-        __m256i wabs[8], wsgn[8];
-        for (int q = 0; q < 8; q++) {
-            wsgn[q] = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(const void *)(wg + 32 * q)), flip);
-            wabs[q] = _mm256_abs_epi8(wsgn[q]);
+    const int step = pair ? 2 : 1;
+    for (int64_t g = 0; g < ng; g += step) {
+        __m256i lo[4], hi[4];
+        for (int r = 0; r < rb; r++) {
+            lo[r] = _mm256_setzero_si256();
+            hi[r] = _mm256_setzero_si256();
+        }
+        for (int e = 0; e < step; e++) {
+            tile_group(tu, g + e, acts, rb, k0, small, nonneg, lo, hi);
         }
         const __m256 slo = _mm256_load_ps(ts + g * 16), shi = _mm256_load_ps(ts + g * 16 + 8);
         for (int r = 0; r < rb; r++) {
-            const int8_t *a = acts[r].a + k0 + g * 16;
-            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-            for (int c = 0; c < 4; c++) {
-                const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * c));
-                const __m256i plo = _mm256_maddubs_epi16(wabs[2 * c], _mm256_sign_epi8(av, wsgn[2 * c]));
-                const __m256i phi =
-                    _mm256_maddubs_epi16(wabs[2 * c + 1], _mm256_sign_epi8(av, wsgn[2 * c + 1]));
-                if (small) {
-                    /* |w| <= 32: the group's four pair sums stay below 8 * 32 * 127 < 2^15 */
-                    lo = _mm256_add_epi16(lo, plo);
-                    hi = _mm256_add_epi16(hi, phi);
-                } else {
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(plo, ones));
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(phi, ones));
-                }
-            }
-            if (small) {
-                lo = _mm256_madd_epi16(lo, ones);
-                hi = _mm256_madd_epi16(hi, ones);
-            }
             const __m256 d = _mm256_set1_ps(acts[r].da[k0 / 16 + g]);
-            flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(slo, d), flo[r]);
-            fhi[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(shi, d), fhi[r]);
+            flo[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(slo, d), flo[r]);
+            fhi[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(shi, d), fhi[r]);
         }
         if (has_min) {
+            /* pair: sa[g] holds the sums of both groups */
             const __m256 mlo = _mm256_load_ps(tm + g * 16), mhi = _mm256_load_ps(tm + g * 16 + 8);
             for (int r = 0; r < rb; r++) {
                 const __m256 sa = _mm256_set1_ps(acts[r].sa[k0 / 16 + g]);
@@ -126,31 +190,41 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
 
 ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                             int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
-                            const int small, float *out) {
+                            const int small, const int pair, const int nonneg, float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
     int64_t i = 0;
     for (; i + 4 <= nrows; i += 4) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, small, pair, nonneg,
+                  out + i * QT_MM_TILE_ROWS);
     }
     for (; i < nrows; i++) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, out + i * QT_MM_TILE_ROWS);
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, small, pair, nonneg,
+                  out + i * QT_MM_TILE_ROWS);
     }
 }
 
 static void tile_avx2(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                       int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0, float *out) {
     (void)pair;
-    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, out);
+    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 0, 0, 0, out);
 }
 
 /* Encodings whose unpacked values stay within +-32 (qt_mm_small_values): a group's products
  * are summed in 16-bit lanes and widened once, a quarter of the widening multiplies (the
- * multiply pipe is what the tile kernel waits on). */
+ * multiply pipe is what the tile kernel waits on). Those with minimums (has_min: Q4_1, Q5_1,
+ * Q2_K, Q4_K, Q5_K) store q >= 0 whatever the bytes, so maddubs takes the weights as they are,
+ * without the sign transfer to the activations (a 16 x 512 tile against 128 rows: 60.8 -> 47.5
+ * us; adding two groups' sums before scaling where the scales cover 32 values: 46.1 us). */
 static void tile_avx2_small(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                             int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
                             float *out) {
-    (void)pair;
-    tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, out);
+    if (has_min && pair) {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 1, 1, out);
+    } else if (has_min) {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 0, 1, out);
+    } else {
+        tile_all(tu, ts, tm, has_min, kc, acts, nrows, k0, 1, 0, 0, out);
+    }
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
@@ -692,11 +766,6 @@ ALWAYS_INLINE __m256i mxfp4_grid_plus16(void) {
                             18, 19, 20, 22, 24, 28, 16, 15, 14, 13, 12, 10, 8, 4);
 }
 
-/* _mm256_hadd_ps(a, b) leaves [a01 a23 b01 b23 | a45 a67 b45 b67]; back to a then b order. */
-ALWAYS_INLINE __m256 hadd_order(__m256 v) {
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
-}
-
 /* Eight int32 lanes of unsigned w (< 64) times signed a: maddubs pairs stay far from
  * saturation (2 * 63 * 127). */
 ALWAYS_INLINE __m256i dot_unsigned(__m256i w, __m256i a) {
@@ -983,187 +1052,97 @@ FDOT_OF_KIND(fdot_q8_0, fdot_legacy, LEG_Q8_0)
 FDOT_OF_KIND(fdot_iq4_nl, fdot_legacy, LEG_IQ4_NL)
 FDOT_OF_KIND(fdot_mxfp4, fdot_legacy, LEG_MXFP4)
 
-/* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
- * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
-static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_iq4_xs *x = row;
-    const __m256i grid = iq4_grid();
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const float d = h2f(x[i].d);
-        for (int g = 0; g < 8; g += 2) {
-            __m256 part[2];
-            for (int h = 0; h < 2; h++) {
-                const int gg = g + h;
-                const int ls = ((x[i].scales_l[gg / 2] >> (4 * (gg % 2))) & 0xF) |
-                               (((x[i].scales_h >> (2 * gg)) & 3) << 4);
-                const int64_t j = QK_K * i + 32 * gg;
-                const __m256i w = _mm256_shuffle_epi8(grid, nibbles32(x[i].qs + 16 * gg));
-                const __m256 sc = _mm256_set1_ps(d * (float)(ls - 32) * act->da[j / 16]);
-                part[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(dot_signed(w, act_bytes(act, j))), sc);
-            }
-            /* (a separate multiply and add measured faster here than FMA chains: 13.9 vs
-             * 9.0 GB/s one thread) */
-            acc0 = _mm256_add_ps(acc0, part[0]);
-            acc1 = _mm256_add_ps(acc1, part[1]);
-        }
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+/* ---------------------------------------------------------------- super-block GEMV dots
+ * Q2_K .. Q6_K, IQ4_XS, TQ1_0 and TQ2_0 take one activation scale per 256 values
+ * (qt_mm_act_group), so a super-block's products are summed in integers, its weight scales
+ * applied there with madd (scale times a pair of 16-bit sums), and the block converted and
+ * scaled once: d * da. Offsets and minimums meet the activations through the integer sums of
+ * each 16 values (sum16), with one madd per block. On cores where 256-bit multiplies share one
+ * pipe (AMD Zen 1), per-group float conversions and multiplies cost more than the integer dot
+ * itself. */
+
+/* The activation scale of the super-block starting at value j0. */
+ALWAYS_INLINE float block_da(const qt_mm_act *act, int64_t j0) {
+    return act->da[j0 / 16];
 }
 
-/* Small-digit blocks. Where a 16-value group's products fit 16 bits (stored digits below 16:
- * at most 16 * 15 * 127), a block's eight 32-value steps are summed down to one integer per
- * group with adds and unpacks, then converted and scaled once per block. On cores where
- * 256-bit multiplies share one pipe (AMD Zen 1: maddubs, madd and FMA), a madd, a conversion
- * and an FMA per step cost twice the maddubs itself. */
+ALWAYS_INLINE __m256i block_sums16(const qt_mm_act *act, int64_t j0) {
+    return load256(act->sum16 + j0 / 16);
+}
 
-/* Step s of a block (values 32s .. 32s + 31) times the activations: 16 int16 lanes, lanes 0-7
- * partial sums of group 2s, lanes 8-15 of group 2s + 1. */
+/* 16 int16 scales, lanes 0-7 groups 0-7 and lanes 8-15 groups 8-15, from 16 bytes. */
+ALWAYS_INLINE __m256i scales16_i8(__m128i b) {
+    return _mm256_cvtepi8_epi16(b);
+}
+
+/* Eight int16 scales in both 128-bit lanes, from the low (h = 0) or high half of 16 bytes. */
+ALWAYS_INLINE __m256i half_scales(__m128i b, int h, int is_signed) {
+    const __m128i v = h ? _mm_srli_si128(b, 8) : b;
+    const __m128i s = is_signed ? _mm_cvtepi8_epi16(v) : _mm_cvtepu8_epi16(v);
+    return _mm256_set_m128i(s, s);
+}
+
+/* From eight int16 scales in both lanes: scale 2t in the low lane and 2t + 1 in the high one,
+ * the groups of a 32-value step whose 16-value halves have their own scales. */
+ALWAYS_INLINE __m256i step_scales16(__m256i sc, int t) {
+    const char lo = (char)(4 * t), hi = (char)(4 * t + 2);
+    return _mm256_shuffle_epi8(
+        sc, _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1,
+                             lo, lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
+                             hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1));
+}
+
+/* Scale g of eight int16 scales in both lanes, in every lane: a 32-value group's own scale. */
+ALWAYS_INLINE __m256i step_scales32(__m256i sc, int g) {
+    const char b = (char)(2 * g);
+    return _mm256_shuffle_epi8(sc, _mm256_setr_epi8(b, b + 1, b, b + 1, b, b + 1, b, b + 1, b,
+                                                    b + 1, b, b + 1, b, b + 1, b, b + 1, b, b + 1,
+                                                    b, b + 1, b, b + 1, b, b + 1, b, b + 1, b,
+                                                    b + 1, b, b + 1, b, b + 1));
+}
+
+/* Unsigned values v of one 32-value step times its activations: 16 int16 pair sums. */
 ALWAYS_INLINE __m256i digit_products(__m256i v, const qt_mm_act *act, int64_t j) {
     return _mm256_maddubs_epi16(v, act_bytes(act, j));
 }
 
-/* Interleave two vectors' partial sums and add the halves: (A..., B...) -> (A, B, A, B, ...). */
-ALWAYS_INLINE __m256i fold16(__m256i a, __m256i b) {
-    return _mm256_add_epi16(_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+/* Unsigned values v (< 64) of one 32-value step times its activations, times int16 scales. */
+ALWAYS_INLINE __m256i scaled_step(__m256i v, const qt_mm_act *act, int64_t j, __m256i sc) {
+    return _mm256_madd_epi16(digit_products(v, act, j), sc);
 }
 
-/* The eight steps' products to one sum per group: the low 128 bits hold groups 0, 2, 8, 10,
- * 4, 6, 12, 14 and the high ones 1, 3, 9, 11, 5, 7, 13, 15 (the order in which
- * _mm256_shuffle_ps(v[0..7], v[8..15], 0x88 / 0xDD) leaves per-group scales). */
-ALWAYS_INLINE __m256i group_sums16(const __m256i p[8]) {
-    return fold16(fold16(fold16(p[0], p[2]), fold16(p[4], p[6])),
-                  fold16(fold16(p[1], p[3]), fold16(p[5], p[7])));
-}
-
-/* acc += sum over the block's groups of sums[g] * sc[g], sc_lo / sc_hi the scales of groups
- * 0-7 / 8-15 in order. */
-ALWAYS_INLINE __m256 scale_group_sums(__m256 acc, __m256i sums, __m256 sc_lo, __m256 sc_hi) {
-    const __m256 even = _mm256_shuffle_ps(sc_lo, sc_hi, 0x88);
-    const __m256 odd = _mm256_shuffle_ps(sc_lo, sc_hi, 0xDD);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums))),
-                          even, acc);
-    return _mm256_fmadd_ps(
-        _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1))), odd, acc);
-}
-
-/* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
- * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). The minimums meet the activations
- * through their per-16 sums (sa). Both blocks start d, dmin, scales[12]; then Q5_K has qh[32]
- * before qs[128]. */
-ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
-    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-    const __m256i mask = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
-    const __m256i dpick = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-    __m256 acc = _mm256_setzero_ps(), mins8 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
-        prefetch_ahead(b, (int)bs);
-        const int64_t j0 = QK_K * i;
-        uint16_t d16, dmin16;
-        uint32_t w[3];
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
-        memcpy(w, b + 4, sizeof w);
-        const uint32_t packed[4] = {w[0] & 0x3f3f3f3fu,
-                                    (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u),
-                                    w[1] & 0x3f3f3f3fu,
-                                    ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)};
-        const __m128i sm = _mm_loadu_si128((const __m128i *)(const void *)packed);
-        /* d * scale_g * da of group g's 32 values (group-32 activations: da[2g] = da[2g+1]) */
-        const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
-        const __m256 da_g = _mm256_permutevar8x32_ps(
-            _mm256_shuffle_ps(_mm256_loadu_ps(da), _mm256_loadu_ps(da + 8), 0x88), dpick);
-        const __m256 scales = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
-        float sd[8];
-        _mm256_storeu_ps(sd, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(d16)), scales), da_g));
-        /* dmin * min_g times the activation sum of group g (two per-16 sums) */
-        const __m256 sa_g = hadd_order(_mm256_hadd_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)));
-        const __m256 mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
-        mins8 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(dmin16)), mins), sa_g, mins8);
-        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
-        __m256i p[8];
-        for (int c = 0; c < 4; c++) {
-            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
-             * of group g is bit g of qh, moved to bit 4 */
-            const __m256i q = load256(b + qs_off + 32 * c);
-            __m256i half[2] = {_mm256_and_si256(q, mask),
-                               _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
-            for (int h = 0; h < 2; h++) {
-                const int g = 2 * c + h;
-                if (five) {
-                    const __m256i bit = _mm256_and_si256(
-                        g <= 4 ? _mm256_slli_epi16(qh, 4 - g) : _mm256_srli_epi16(qh, g - 4),
-                        sixteen);
-                    half[h] = _mm256_or_si256(half[h], bit);
-                    const __m256i pg = dot_unsigned(half[h], act_bytes(act, j0 + 32 * g));
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pg), _mm256_broadcast_ss(sd + g), acc);
-                } else {
-                    p[g] = digit_products(half[h], act, j0 + 32 * g);
-                }
-            }
-        }
-        if (!five) {
-            /* Q4_K: a 16-value half group's products (16 * 15 * 127) fit 16 bits; both halves
-             * of group g share its scale, so they are added before the conversion */
-            const __m256i sums = group_sums16(p);
-            const __m256i tot = _mm256_add_epi32(
-                _mm256_cvtepi16_epi32(_mm256_castsi256_si128(sums)),
-                _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sums, 1)));
-            const __m256 sc = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sd),
-                                                       _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), sc, acc);
-        }
-    }
-    return hsum8(_mm256_sub_ps(acc, mins8));
-}
-
-FDOT_OF_KIND(fdot_q4_K, fdot_q45_K, 0)
-
-FDOT_OF_KIND(fdot_q5_K, fdot_q45_K, 1)
-
-/* The scale of 16-value group 2j (lanes 0-3) and 2j + 1 (lanes 4-7) out of eight at v: two
- * broadcasts from memory, no lane-crossing permute (3 uops on AMD Zen 1). */
-ALWAYS_INLINE __m256 pair_of(const float *v, int j) {
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(v + 2 * j)),
-                                _mm_broadcast_ss(v + 2 * j + 1), 1);
+ALWAYS_INLINE __m256 block_scaled(__m256 acc, __m256i sumi, float d) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
 }
 
 /* Q2_K: 2-bit values, a 4-bit scale and a 4-bit minimum per 16 values; value 128h + 32j + l is
- * bits 2j..2j+1 of qs[32h + l]. The minimums meet the activations through their per-16 sums. */
+ * bits 2j..2j+1 of qs[32h + l]. */
 static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q2_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3);
+    const __m256i three = _mm256_set1_epi8(3), twelve = _mm256_set1_epi8(12);
     const __m128i low4 = _mm_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
+        const float da = block_da(act, j0);
         const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
         const __m128i scl = _mm_and_si128(sc, low4), mnl = _mm_and_si128(_mm_srli_epi16(sc, 4), low4);
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d)), dmin = _mm256_set1_ps(h2f(x[i].dmin));
-        __m256 sd[2];
+        const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mnl), block_sums16(act, j0));
+        macc = block_scaled(macc, mins, h2f(x[i].dmin) * da);
+        __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const __m128i s8 = h ? _mm_srli_si128(scl, 8) : scl;
-            const __m128i m8 = h ? _mm_srli_si128(mnl, 8) : mnl;
-            const float *da = act->da + j0 / 16 + 8 * h, *sa = act->sa + j0 / 16 + 8 * h;
-            sd[h] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(s8))),
-                                  _mm256_loadu_ps(da));
-            macc = _mm256_fmadd_ps(
-                _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8))),
-                _mm256_loadu_ps(sa), macc);
-        }
-        __m256i p[8];
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
+            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            const __m256i s8 = half_scales(scl, h, 0), s8x4 = _mm256_slli_epi16(s8, 2);
+            /* digits of odd j in place (4x), those of even j with their scales times 4 */
+            const __m256i v[4] = {_mm256_and_si256(q, three), _mm256_and_si256(q, twelve),
+                                  _mm256_and_si256(q4, three), _mm256_and_si256(q4, twelve)};
             for (int j = 0; j < 4; j++) {
-                const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                p[4 * h + j] = digit_products(v, act, j0 + 128 * h + 32 * j);
+                sumi = _mm256_add_epi32(sumi, scaled_step(v[j], act, j0 + 128 * h + 32 * j,
+                                                          step_scales16(j & 1 ? s8 : s8x4, j)));
             }
         }
-        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
+        acc = block_scaled(acc, sumi, 0.25f * h2f(x[i].d) * da);
     }
     return hsum8(_mm256_sub_ps(acc, macc));
 }
@@ -1171,15 +1150,13 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
 /* Q3_K: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l] plus 4 times bit 4h + j of
  * hmask[l], minus 4; one 6-bit scale (stored + 32) per 16 values, low nibbles in scales[0..7]
  * (groups 0-7 low, 8-15 high), top two bits of group g at bit 2(g / 4) of scales[8 + g % 4].
- * The stored values (below 8) are dotted; the -4 comes back once per block through the
- * activation group sums: 4 * sum_g d * scale_g * sa_g. */
+ * The stored values (below 8) are dotted; the -4 comes back through the group sums:
+ * 4 * sum_g scale_g * sum16_g. */
 static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q3_K *x = row;
     const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     const __m128i low4 = _mm_set1_epi8(0x0F);
-    const __m256i hshift[2] = {_mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2),
-                               _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)};
-    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
@@ -1190,23 +1167,18 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
         const __m128i l = _mm_cvtsi64_si128((long long)lo8);
         const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(l, low4),
                                                 _mm_and_si128(_mm_srli_epi16(l, 4), low4));
-        const __m256i his = _mm256_cvtepu8_epi32(_mm_set1_epi32((int)hi4));
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
-        __m256 sd[2];
-        for (int h = 0; h < 2; h++) {
-            const __m256i lo = _mm256_cvtepu8_epi32(h ? _mm_srli_si128(lows, 8) : lows);
-            const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(his, hshift[h]),
-                                                _mm256_set1_epi32(3));
-            const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
-                                                _mm256_set1_epi32(32));
-            const __m256 dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
-            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + j0 / 16 + 8 * h), offs);
-            sd[h] = _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + j0 / 16 + 8 * h));
-        }
+        /* byte g: scales[8 + g % 4] >> 2 (g / 4), its low two bits the top of scale g */
+        const __m128i his = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)hi4),
+                                                         _mm_setr_epi32(0, 2, 4, 6)),
+                                          _mm_set1_epi8(3));
+        const __m128i sc = _mm_sub_epi8(_mm_or_si128(lows, _mm_slli_epi16(his, 4)),
+                                        _mm_set1_epi8(32));
+        const __m256i offs = _mm256_madd_epi16(scales16_i8(sc), block_sums16(act, j0));
         const __m256i hm = load256(x[i].hmask);
-        __m256i p[8];
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offs, 2));
         for (int h = 0; h < 2; h++) {
             const __m256i q = load256(x[i].qs + 32 * h);
+            const __m256i s8 = half_scales(sc, h, 1);
             for (int j = 0; j < 4; j++) {
                 /* stored value (q & 3) + 4 * high bit: the real value plus 4 */
                 const int b = 4 * h + j; /* hmask bit, shifted to bit 2 */
@@ -1215,33 +1187,90 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
                                                     four);
                 const __m256i v = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), hb);
-                p[b] = digit_products(v, act, j0 + 128 * h + 32 * j);
+                sumi = _mm256_add_epi32(
+                    sumi, scaled_step(v, act, j0 + 128 * h + 32 * j, step_scales16(s8, j)));
             }
         }
-        acc = scale_group_sums(acc, group_sums16(p), sd[0], sd[1]);
+        acc = block_scaled(acc, sumi, h2f(x[i].d) * block_da(act, j0));
     }
-    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(4.0f), offs, acc));
+    return hsum8(acc);
 }
 
+/* Q4_K / Q5_K: eight 32-value groups per block, value = d * scale_g * q - dmin * min_g with
+ * 6-bit scales and minimums (Q5_K adds a fifth bit from qh). Both blocks start d, dmin,
+ * scales[12]; then Q5_K has qh[32] before qs[128]. */
+ALWAYS_INLINE float fdot_q45_K(const void *row, const qt_mm_act *act, int64_t k, int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs_off = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i mask = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 macc = _mm_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const uint8_t *b = (const uint8_t *)row + (size_t)i * bs;
+        prefetch_ahead(b, (int)bs);
+        const int64_t j0 = QK_K * i;
+        const float da = block_da(act, j0);
+        uint16_t d16, dmin16;
+        uint32_t w[3];
+        memcpy(&d16, b, 2);
+        memcpy(&dmin16, b + 2, 2);
+        memcpy(w, b + 4, sizeof w);
+        const __m128i sm = _mm_setr_epi32((int)(w[0] & 0x3f3f3f3fu),
+                                          (int)((w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u)),
+                                          (int)(w[1] & 0x3f3f3f3fu),
+                                          (int)(((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u)));
+        /* minimums times the activation sums of each 32 values */
+        const __m256i s16 = block_sums16(act, j0);
+        const __m128i s32 = _mm_hadd_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256(s16, 1));
+        const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)), s32);
+        macc = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_set1_ps(h2f(dmin16) * da), macc);
+        const __m256i sc = half_scales(sm, 0, 0);
+        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            /* 32 bytes: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth bit
+             * of group g is bit g of qh, moved to bit 4 */
+            const __m256i q = load256(b + qs_off + 32 * c);
+            __m256i half[2] = {_mm256_and_si256(q, mask),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 4), mask)};
+            for (int h = 0; h < 2; h++) {
+                const int g = 2 * c + h;
+                if (five) {
+                    half[h] = _mm256_or_si256(
+                        half[h], _mm256_and_si256(g <= 4 ? _mm256_slli_epi16(qh, 4 - g)
+                                                         : _mm256_srli_epi16(qh, g - 4),
+                                                  sixteen));
+                }
+                sumi = _mm256_add_epi32(
+                    sumi, scaled_step(half[h], act, j0 + 32 * g, step_scales32(sc, g)));
+            }
+        }
+        acc = block_scaled(acc, sumi, h2f(d16) * da);
+    }
+    __m128 m = _mm_add_ps(macc, _mm_movehl_ps(macc, macc));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum8(acc) - _mm_cvtss_f32(m);
+}
+
+FDOT_OF_KIND(fdot_q4_K, fdot_q45_K, 0)
+
+FDOT_OF_KIND(fdot_q5_K, fdot_q45_K, 1)
+
 /* Q6_K: values (ql nibble | two qh bits << 4) - 32, one int8 scale per 16 values. Each half
- * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 offset comes back once per
- * half through the activation group sums: 32 * sum_g d * scale_g * sa_g. */
+ * block of 128 values reads 64 ql bytes and 32 qh bytes; the -32 comes back through the group
+ * sums: 32 * sum_g scale_g * sum16_g. */
 static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
     const block_q6_K *x = row;
     const __m256i mask = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
-        const __m128i sc16 = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
+        const int64_t j0 = QK_K * i;
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
+        const __m256i offs = _mm256_madd_epi16(scales16_i8(sc), block_sums16(act, j0));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offs, 5));
         for (int h = 0; h < 2; h++) {
-            const int64_t g0 = (QK_K * i + 128 * h) / 16;
-            /* d * scale for the half's eight groups of 16 values, then times da */
-            const __m256 dsc = _mm256_mul_ps(
-                d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h ? _mm_srli_si128(sc16, 8) : sc16)));
-            offs = _mm256_fmadd_ps(dsc, _mm256_loadu_ps(act->sa + g0), offs);
-            float sd[8];
-            _mm256_storeu_ps(sd, _mm256_mul_ps(dsc, _mm256_loadu_ps(act->da + g0)));
+            const __m256i s8 = half_scales(sc, h, 1);
             const __m256i ql0 = load256(x[i].ql + 64 * h), ql1 = load256(x[i].ql + 64 * h + 32);
             const __m256i qh = load256(x[i].qh + 32 * h);
             const __m256i lows[4] = {_mm256_and_si256(ql0, mask), _mm256_and_si256(ql1, mask),
@@ -1250,63 +1279,99 @@ static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
             for (int t = 0; t < 4; t++) {
                 const __m256i hi2 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), three);
                 const __m256i v = _mm256_or_si256(lows[t], _mm256_slli_epi16(hi2, 4));
-                const int64_t j = QK_K * i + 128 * h + 32 * t;
-                /* lanes 0-3: values j .. j + 15 (group 2t of the half), lanes 4-7: the next */
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_unsigned(v, act_bytes(act, j))),
-                                      pair_of(sd, t), acc);
+                sumi = _mm256_add_epi32(
+                    sumi, scaled_step(v, act, j0 + 128 * h + 32 * t, step_scales16(s8, t)));
             }
         }
+        acc = block_scaled(acc, sumi, h2f(x[i].d) * block_da(act, j0));
     }
-    return hsum8(_mm256_fnmadd_ps(_mm256_set1_ps(32.0f), offs, acc));
+    return hsum8(acc);
 }
 
-/* ---------------------------------------------------------------- ternary GEMV dots */
-
-/* TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
- * values; the -1 comes back once per block through the activation group sums (d * sum sa).
- * odd_scale scales the groups of odd steps (2, 3, 6, 7 of each eight; TQ2_0 reads those
- * digits 4x, unshifted). */
-ALWAYS_INLINE __m256 ternary_block(__m256 acc, __m256 *offs, const __m256i p[8], uint16_t d16,
-                                   float odd_scale, const qt_mm_act *act, int64_t j0) {
-    const __m256 d = _mm256_set1_ps(h2f(d16));
-    const float *da = act->da + j0 / 16, *sa = act->sa + j0 / 16;
-    *offs = _mm256_fmadd_ps(d, _mm256_add_ps(_mm256_loadu_ps(sa), _mm256_loadu_ps(sa + 8)), *offs);
-    const __m256 ds = _mm256_mul_ps(d, _mm256_setr_ps(1.0f, 1.0f, odd_scale, odd_scale, 1.0f,
-                                                      1.0f, odd_scale, odd_scale));
-    return scale_group_sums(acc, group_sums16(p), _mm256_mul_ps(ds, _mm256_loadu_ps(da)),
-                            _mm256_mul_ps(ds, _mm256_loadu_ps(da + 8)));
-}
-
-/* TQ2_0: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l]. Digits of odd j are taken in
- * place (bits 2-3 of q or q >> 4: 4x the digit, still within 16-bit group sums) and their
- * groups scaled by 1/4, exactly, so each 32 bytes need one shift. */
-static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_tq2_0 *x = row;
-    const __m256i low = _mm256_set1_epi8(3), high = _mm256_set1_epi8(12);
-    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+/* IQ4_XS: eight 32-value groups per block, each laid out like an IQ4_NL block, with a 6-bit
+ * scale (low 4 bits in scales_l, high 2 in scales_h) stored + 32. */
+static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_iq4_xs *x = row;
+    const __m256i grid = iq4_grid();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
-        __m256i p[8];
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
-            const __m256i v[4] = {_mm256_and_si256(q, low), _mm256_and_si256(q, high),
-                                  _mm256_and_si256(q4, low), _mm256_and_si256(q4, high)};
-            for (int j = 0; j < 4; j++) {
-                p[4 * h + j] = digit_products(v[j], act, j0 + 128 * h + 32 * j);
+        /* the eight scales as int16: nibble g % 2 of scales_l[g / 2], then bits 2g..2g+1 of
+         * scales_h moved to the top of a lane (times 2^(14 - 2g)) and back down */
+        const __m128i l = _mm_cvtsi32_si128(load_i32(x[i].scales_l));
+        const __m128i nib = _mm_cvtepu8_epi16(_mm_unpacklo_epi8(
+            _mm_and_si128(l, _mm_set1_epi8(0x0F)), _mm_and_si128(_mm_srli_epi16(l, 4), _mm_set1_epi8(0x0F))));
+        const __m128i top = _mm_srli_epi16(
+            _mm_mullo_epi16(_mm_set1_epi16((short)x[i].scales_h),
+                            _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+            14);
+        const __m128i ls = _mm_sub_epi16(_mm_or_si128(nib, _mm_slli_epi16(top, 4)), _mm_set1_epi16(32));
+        const __m256i sc = _mm256_set_m128i(ls, ls);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int t = 0; t < 4; t++) {
+            /* groups 2t (low lane) and 2t + 1 (high lane) from one load: low nibbles are
+             * their values 0-15, high nibbles 16-31; the activations are gathered to match */
+            const __m256i q = load256(x[i].qs + 32 * t);
+            const __m256i sct = step_scales16(sc, t);
+            const int8_t *a = act->a + j0 + 64 * t;
+            for (int e = 0; e < 2; e++) {
+                const __m256i w = _mm256_shuffle_epi8(
+                    grid, _mm256_and_si256(e ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F)));
+                const __m256i av = _mm256_loadu2_m128i((const __m128i *)(const void *)(a + 32 + 16 * e),
+                                                       (const __m128i *)(const void *)(a + 16 * e));
+                const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sct));
             }
         }
-        acc = ternary_block(acc, &offs, p, x[i].d, 0.25f, act, j0);
+        acc = block_scaled(acc, sumi, h2f(x[i].d) * block_da(act, j0));
     }
-    return hsum8(_mm256_sub_ps(acc, offs));
+    return hsum8(acc);
+}
+
+/* ---------------------------------------------------------------- ternary GEMV dots
+ * TQ1_0 / TQ2_0 store digits q in {0, 1, 2} for the values q - 1 and one fp16 scale per 256
+ * values: a whole block's products stay within 16 bits (8 steps * 2 * 2 * 127 per lane), and
+ * the -1 comes back as the block's activation sums (sum16). */
+ALWAYS_INLINE __m256 ternary_block(__m256 acc, __m256i sum16, uint16_t d, const qt_mm_act *act,
+                                   int64_t j0) {
+    const __m256i s = _mm256_madd_epi16(_mm256_sub_epi16(sum16, block_sums16(act, j0)),
+                                        _mm256_set1_epi16(1));
+    return block_scaled(acc, s, h2f(d) * block_da(act, j0));
+}
+
+/* TQ2_0: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l]. Digits of odd j are taken in
+ * place (bits 2-3 of q or q >> 4: 4x the digit, their sums still within 16 bits), so each 32
+ * bytes need one shift; the block's sums then come back as 4 * even + odd, scaled by d / 4. */
+static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
+    const block_tq2_0 *x = row;
+    const __m256i low = _mm256_set1_epi8(3), high = _mm256_set1_epi8(12);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
+        const int64_t j0 = QK_K * i;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = load256(x[i].qs + 32 * h), q4 = _mm256_srli_epi16(q, 4);
+            const int64_t j = j0 + 128 * h;
+            s0 = _mm256_add_epi16(s0, digit_products(_mm256_and_si256(q, low), act, j));
+            s1 = _mm256_add_epi16(s1, digit_products(_mm256_and_si256(q, high), act, j + 32));
+            s0 = _mm256_add_epi16(s0, digit_products(_mm256_and_si256(q4, low), act, j + 64));
+            s1 = _mm256_add_epi16(s1, digit_products(_mm256_and_si256(q4, high), act, j + 96));
+        }
+        const __m256i even = _mm256_sub_epi16(s0, block_sums16(act, j0));
+        const __m256i sumi = _mm256_add_epi32(_mm256_madd_epi16(even, _mm256_set1_epi16(4)),
+                                              _mm256_madd_epi16(s1, _mm256_set1_epi16(1)));
+        acc = block_scaled(acc, sumi, 0.25f * h2f(x[i].d) * block_da(act, j0));
+    }
+    return hsum8(acc);
 }
 
 /* The base-3 digit (3 * b) >> 8 of each byte b (1 from b = 86 on, 2 from b = 171 on), from
  * s = b ^ 0x80 (b - 128 as a signed byte). The flip survives the digit planes' multiplies by 3:
  * 3 (b + 128) = 3 b + 128 (mod 256), so it is applied once per loaded byte. */
-ALWAYS_INLINE __m256i top_trits(__m256i s) {
-    const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, _mm256_set1_epi8(85 - 128)),
-                                      _mm256_cmpgt_epi8(s, _mm256_set1_epi8(170 - 128)));
+ALWAYS_INLINE __m256i top_trits(__m256i s, __m256i t1, __m256i t2) {
+    const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, t1), _mm256_cmpgt_epi8(s, t2));
     return _mm256_sub_epi8(_mm256_setzero_si256(), c);
 }
 
@@ -1325,14 +1390,23 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq1_0 *x = row;
     const __m256i qh_pow3 = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
     const __m256i flip = _mm256_set1_epi8((char)0x80);
-    __m256 acc = _mm256_setzero_ps(), offs = _mm256_setzero_ps();
+    /* the thresholds 85 and 170 (flipped), hidden from the compiler: it turns s > 85 - 128
+     * into min + compare-equal, an instruction more on the busiest pipes (measured 8%) */
+    __m256i t1 = _mm256_set1_epi8(85 - 128), t2 = _mm256_set1_epi8(170 - 128);
+    __asm__("" : "+x"(t1), "+x"(t2));
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
         prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
-        __m256i p[8];
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
         __m256i b = _mm256_xor_si256(load256(x[i].qs), flip);
         for (int s = 0; s < 5; s++, b = times3_256(b)) {
-            p[s] = digit_products(top_trits(b), act, j0 + 32 * s);
+            const __m256i p = digit_products(top_trits(b, t1, t2), act, j0 + 32 * s);
+            if (s & 1) {
+                s1 = _mm256_add_epi16(s1, p);
+            } else {
+                s0 = _mm256_add_epi16(s0, p);
+            }
         }
         __m128i t[5];
         t[0] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32)),
@@ -1349,11 +1423,16 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
         const __m256i tail[3] = {_mm256_set_m128i(t[1], t[0]), _mm256_set_m128i(t[3], t[2]),
                                  _mm256_set_m128i(h16, t[4])};
         for (int s = 5; s < 8; s++) {
-            p[s] = digit_products(top_trits(tail[s - 5]), act, j0 + 32 * s);
+            const __m256i p = digit_products(top_trits(tail[s - 5], t1, t2), act, j0 + 32 * s);
+            if (s & 1) {
+                s1 = _mm256_add_epi16(s1, p);
+            } else {
+                s0 = _mm256_add_epi16(s0, p);
+            }
         }
-        acc = ternary_block(acc, &offs, p, x[i].d, 1.0f, act, j0);
+        acc = ternary_block(acc, _mm256_add_epi16(s0, s1), x[i].d, act, j0);
     }
-    return hsum8(_mm256_sub_ps(acc, offs));
+    return hsum8(acc);
 }
 
 /* ---------------------------------------------------------------- float-storage GEMV
@@ -1448,6 +1527,7 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot_float[QT_T_F32] = fdot_f32w;
     t->fdot_float[QT_T_F16] = fdot_f16w;
     t->fdot_float[QT_T_BF16] = fdot_bf16w;
+    t->quantize_act = quantize_act_avx2;
     t->dot = dot_avx2;
     t->tile = tile_avx2;
     t->tile_small = tile_avx2_small;

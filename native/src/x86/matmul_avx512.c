@@ -29,13 +29,13 @@ static inline __m512 lane_da(const qt_mm_act *act, int64_t j) {
 /* ---------------------------------------------------------------- activations */
 
 static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float *da, float *sa,
-                         int32_t *gbias, int16_t *nsum4) {
+                         int32_t *gbias, int16_t *nsum4, int16_t *sum16) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     const int per = group / QT_MM_GROUP;
     for (int64_t b = 0; b < k / group; b++) {
         __m512 mx = _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * group));
-        if (per == 2) {
-            mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * group + 16)));
+        for (int h = 1; h < per; h++) {
+            mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * group + 16 * h)));
         }
         const float amax = _mm512_reduce_max_ps(mx);
         const float d = amax / 127.0f;
@@ -47,9 +47,7 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
             const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(id)));
             _mm_storeu_si128((__m128i *)(void *)(a + g * QT_MM_GROUP), _mm512_cvtepi32_epi8(q));
             const int32_t sum = _mm512_reduce_add_epi32(q);
-            da[g] = d;
-            sa[g] = d * (float)sum;
-            gbias[g] = -128 * sum;
+            qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
                 /* sums of 4 consecutive values: 4-lane dot with ones, then narrowed */
                 const __m128i q8 = _mm512_cvtepi32_epi8(q);
