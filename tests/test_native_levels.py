@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from qtstudio import kernels
 
-LEVELS = [i.name.lower() for i in kernels.available_isas()]
+from .conftest import tested_levels
+
+LEVELS = tested_levels()
 SIMD_LEVELS = [lvl for lvl in LEVELS if lvl != "scalar"]
 DECODABLE = [t for t in kernels.native_types() if t.can_dequantize]
 QUANTIZABLE = [t for t in kernels.native_types() if t.can_quantize]
