@@ -12,7 +12,7 @@ DATA = Path(__file__).parent / "data"
 TEST_LEVELS_ENV = "QTSTUDIO_TEST_LEVELS"
 
 
-def tested_levels() -> list[str]:
+def levels_under_test() -> list[str]:
     """ISA level names for the per-level tests; a requested level the library lacks is an error,
     so a CI step meant for one level can never pass by testing none."""
     from qtstudio import kernels

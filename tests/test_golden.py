@@ -7,12 +7,12 @@ import pytest
 
 from qtstudio import kernels
 
-from .conftest import DATA, tested_levels
+from .conftest import DATA, levels_under_test
 
 MANIFEST = json.loads((DATA / "ggml_quants.json").read_text())
 TYPES = MANIFEST["types"]
 CASES = MANIFEST["cases"]
-LEVELS = tested_levels()
+LEVELS = levels_under_test()
 
 
 def _params():
