@@ -16,53 +16,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline void qt_emu_store_i32(int32_t out[16], simde__m512i a) {
-    simde_mm512_storeu_si512((void *)out, a);
-}
-
-/* VPMOVDW: low 16 bits of each 32-bit lane. */
-static inline simde__m256i qt_emu_mm512_cvtepi32_epi16(simde__m512i a) {
-    int32_t in[16];
-    uint16_t out[16];
-    qt_emu_store_i32(in, a);
-    for (int j = 0; j < 16; j++) {
-        out[j] = (uint16_t)(uint32_t)in[j];
+/* Sixteen lanes converted one by one with C's conversion: to an unsigned narrower type it keeps
+ * the low bits (VPMOVDW/VPMOVDB truncate), from int8/uint8 it sign/zero-extends
+ * (VPMOVSXBD/VPMOVZXBD). */
+#define QT_EMU_CONVERT16(name, vout, vin, out_t, in_t, store, load)                             \
+    static inline vout name(vin a) {                                                           \
+        in_t in[16];                                                                           \
+        out_t out[16];                                                                         \
+        store((void *)in, a);                                                                  \
+        for (int j = 0; j < 16; j++) {                                                         \
+            out[j] = (out_t)in[j];                                                             \
+        }                                                                                      \
+        return load((const void *)out);                                                        \
     }
-    return simde_mm256_loadu_si256((const void *)out);
-}
-
-/* VPMOVDB: low 8 bits of each 32-bit lane. */
-static inline simde__m128i qt_emu_mm512_cvtepi32_epi8(simde__m512i a) {
-    int32_t in[16];
-    uint8_t out[16];
-    qt_emu_store_i32(in, a);
-    for (int j = 0; j < 16; j++) {
-        out[j] = (uint8_t)(uint32_t)in[j];
-    }
-    return simde_mm_loadu_si128((const void *)out);
-}
-
-/* VPMOVSXBD: sixteen signed bytes to int32. */
-static inline simde__m512i qt_emu_mm512_cvtepi8_epi32(simde__m128i a) {
-    int8_t in[16];
-    int32_t out[16];
-    simde_mm_storeu_si128((void *)in, a);
-    for (int j = 0; j < 16; j++) {
-        out[j] = in[j];
-    }
-    return simde_mm512_loadu_si512((const void *)out);
-}
-
-/* VPMOVZXBD: sixteen unsigned bytes to int32. */
-static inline simde__m512i qt_emu_mm512_cvtepu8_epi32(simde__m128i a) {
-    uint8_t in[16];
-    int32_t out[16];
-    simde_mm_storeu_si128((void *)in, a);
-    for (int j = 0; j < 16; j++) {
-        out[j] = in[j];
-    }
-    return simde_mm512_loadu_si512((const void *)out);
-}
+QT_EMU_CONVERT16(qt_emu_mm512_cvtepi32_epi16, simde__m256i, simde__m512i, uint16_t, int32_t,
+                 simde_mm512_storeu_si512, simde_mm256_loadu_si256)
+QT_EMU_CONVERT16(qt_emu_mm512_cvtepi32_epi8, simde__m128i, simde__m512i, uint8_t, int32_t,
+                 simde_mm512_storeu_si512, simde_mm_loadu_si128)
+QT_EMU_CONVERT16(qt_emu_mm512_cvtepi8_epi32, simde__m512i, simde__m128i, int32_t, int8_t,
+                 simde_mm_storeu_si128, simde_mm512_loadu_si512)
+QT_EMU_CONVERT16(qt_emu_mm512_cvtepu8_epi32, simde__m512i, simde__m128i, int32_t, uint8_t,
+                 simde_mm_storeu_si128, simde_mm512_loadu_si512)
+#undef QT_EMU_CONVERT16
 
 /* VCVTNEPS2BF16 (SDM pseudo-code): zero and denormal inputs become a signed zero, NaN is
  * truncated with the quiet bit set, everything else rounds to nearest even on the bit image
@@ -212,7 +187,7 @@ static inline void qt_emu_mm256_mask_storeu_epi16(void *p, uint16_t k, simde__m2
 static inline int32_t qt_emu_mm512_reduce_add_epi32(simde__m512i a) {
     int32_t v[16];
     uint32_t t[8];
-    qt_emu_store_i32(v, a);
+    simde_mm512_storeu_si512((void *)v, a);
     for (int j = 0; j < 8; j++) t[j] = (uint32_t)v[j + 8] + (uint32_t)v[j];
     for (int j = 0; j < 4; j++) t[j] = t[j + 4] + t[j];
     for (int j = 0; j < 2; j++) t[j] = t[j] + t[j + 2];
