@@ -141,47 +141,37 @@ static inline void qt_emu_masked_copy(void *dst, const void *src, uint64_t k, in
     }
 }
 
-static inline simde__m512i qt_emu_mm512_maskz_loadu_epi32(uint16_t k, const void *p) {
-    int32_t v[16] = {0};
-    qt_emu_masked_copy(v, p, k, 16, 4);
-    return simde_mm512_loadu_si512((const void *)v);
-}
+/* Zeroing masked load / masked store of `lanes` lanes of lane_t. */
+#define QT_EMU_MASKZ_LOAD_AT(width, name, vt, mask_t, lane_t, lanes, sfx)                      \
+    static inline vt qt_emu_##name(mask_t k, const void *p) {                                  \
+        lane_t v[lanes] = {0};                                                                 \
+        qt_emu_masked_copy(v, p, k, lanes, (int)sizeof(lane_t));                               \
+        return simde_##width##_loadu_##sfx((const void *)v);                                   \
+    }
+#define QT_EMU_MASK_STORE_AT(width, name, vt, mask_t, lane_t, lanes, sfx)                      \
+    static inline void qt_emu_##name(void *p, mask_t k, vt a) {                                \
+        lane_t v[lanes];                                                                       \
+        simde_##width##_storeu_##sfx((void *)v, a);                                            \
+        qt_emu_masked_copy(p, v, k, lanes, (int)sizeof(lane_t));                               \
+    }
+#define QT_EMU_MASKZ_LOAD(...) QT_EMU_MASKZ_LOAD_AT(mm512, __VA_ARGS__)
+#define QT_EMU_MASKZ_LOAD256(...) QT_EMU_MASKZ_LOAD_AT(mm256, __VA_ARGS__)
+#define QT_EMU_MASK_STORE(...) QT_EMU_MASK_STORE_AT(mm512, __VA_ARGS__)
+#define QT_EMU_MASK_STORE256(...) QT_EMU_MASK_STORE_AT(mm256, __VA_ARGS__)
+QT_EMU_MASKZ_LOAD(mm512_maskz_loadu_epi32, simde__m512i, uint16_t, int32_t, 16, si512)
+QT_EMU_MASKZ_LOAD(mm512_maskz_loadu_ps, simde__m512, uint16_t, float, 16, ps)
+QT_EMU_MASKZ_LOAD(mm512_maskz_loadu_epi16, simde__m512i, uint32_t, int16_t, 32, si512)
+QT_EMU_MASKZ_LOAD256(mm256_maskz_loadu_epi16, simde__m256i, uint16_t, int16_t, 16, si256)
 
-static inline simde__m512 qt_emu_mm512_maskz_loadu_ps(uint16_t k, const void *p) {
-    float v[16] = {0};
-    qt_emu_masked_copy(v, p, k, 16, 4);
-    return simde_mm512_loadu_ps(v);
-}
-
-static inline simde__m512i qt_emu_mm512_maskz_loadu_epi16(uint32_t k, const void *p) {
-    int16_t v[32] = {0};
-    qt_emu_masked_copy(v, p, k, 32, 2);
-    return simde_mm512_loadu_si512((const void *)v);
-}
-
-static inline simde__m256i qt_emu_mm256_maskz_loadu_epi16(uint16_t k, const void *p) {
-    int16_t v[16] = {0};
-    qt_emu_masked_copy(v, p, k, 16, 2);
-    return simde_mm256_loadu_si256((const void *)v);
-}
-
-static inline void qt_emu_mm512_mask_storeu_epi32(void *p, uint16_t k, simde__m512i a) {
-    int32_t v[16];
-    simde_mm512_storeu_si512((void *)v, a);
-    qt_emu_masked_copy(p, v, k, 16, 4);
-}
-
-static inline void qt_emu_mm512_mask_storeu_ps(void *p, uint16_t k, simde__m512 a) {
-    float v[16];
-    simde_mm512_storeu_ps(v, a);
-    qt_emu_masked_copy(p, v, k, 16, 4);
-}
-
-static inline void qt_emu_mm256_mask_storeu_epi16(void *p, uint16_t k, simde__m256i a) {
-    int16_t v[16];
-    simde_mm256_storeu_si256((void *)v, a);
-    qt_emu_masked_copy(p, v, k, 16, 2);
-}
+QT_EMU_MASK_STORE(mm512_mask_storeu_epi32, simde__m512i, uint16_t, int32_t, 16, si512)
+QT_EMU_MASK_STORE(mm512_mask_storeu_ps, simde__m512, uint16_t, float, 16, ps)
+QT_EMU_MASK_STORE256(mm256_mask_storeu_epi16, simde__m256i, uint16_t, int16_t, 16, si256)
+#undef QT_EMU_MASKZ_LOAD_AT
+#undef QT_EMU_MASK_STORE_AT
+#undef QT_EMU_MASKZ_LOAD
+#undef QT_EMU_MASKZ_LOAD256
+#undef QT_EMU_MASK_STORE
+#undef QT_EMU_MASK_STORE256
 
 /* GCC's sequence: halves added (256, then 128 bits), then lanes {0,1}+{2,3}, then 0+1. */
 static inline int32_t qt_emu_mm512_reduce_add_epi32(simde__m512i a) {
