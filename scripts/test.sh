@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs, then run the whole test suite:
-# lint, the architecture contract, the C library under sanitizers, and pytest.
+# lint, the architecture contract, the C library under sanitizers, pytest, and the level tests
+# on an emulated AVX-512 level where the CPU lacks it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,19 @@ bash scripts/test_native.sh
 
 echo "== pytest"
 "$PY" -m pytest "$@"
+
+if ! bash scripts/has_avx512.sh; then
+  # The level tests once more, on the AVX-512 level emulated with SIMDe (this CPU lacks it, or
+  # some of its extensions): golden vectors, SIMD == scalar, the K-quant searches, qmatmul.
+  echo "== AVX-512 level emulated (SIMDe): golden and level tests"
+  EMU="${EMU_LIB_BUILD_DIR:-build/native-emu-release}"
+  cmake -S . -B "$EMU" -G Ninja -DQT_EMULATE_AVX512=ON -DCMAKE_BUILD_TYPE=Release \
+    -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
+  cmake --build "$EMU" --target qtnative >/dev/null
+  QTSTUDIO_NATIVE_LIB="$PWD/$EMU/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=avx512 \
+    "$PY" -m pytest -q -m "not slow" tests/test_golden.py tests/test_native_levels.py \
+    tests/test_kquant_levels.py tests/test_qmatmul.py
+fi
 
 if [ "${QTSTUDIO_SKIP_FRESH:-0}" != "1" ]; then
   echo "== fresh install (plain wheel in a new venv: README examples, window under Xvfb)"

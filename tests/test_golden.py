@@ -7,12 +7,12 @@ import pytest
 
 from qtstudio import kernels
 
-from .conftest import DATA
+from .conftest import DATA, levels_under_test
 
 MANIFEST = json.loads((DATA / "ggml_quants.json").read_text())
 TYPES = MANIFEST["types"]
 CASES = MANIFEST["cases"]
-LEVELS = [i.name.lower() for i in kernels.available_isas()]
+LEVELS = levels_under_test()
 
 
 def _params():

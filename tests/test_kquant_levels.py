@@ -17,11 +17,13 @@ import pytest
 
 from qtstudio import kernels
 
+from .conftest import levels_under_test
+
 TYPES = {
     "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "IQ4_NL": 20, "IQ4_XS": 23,
     "TQ1_0": 34, "TQ2_0": 35, "MXFP4": 39, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7,
 }  # fmt: skip
-LEVELS = [i.name.lower() for i in kernels.available_isas()]
+LEVELS = levels_under_test()
 # 1 super-block (partial lane batch), 3, 17 (crosses the 16-super-block chunk), 21.
 ROW_LENGTHS = (256, 768, 256 * 17, 256 * 21)
 

@@ -26,10 +26,12 @@ from qtstudio import kernels
 from qtstudio.kernels import _raw
 from qtstudio.kernels.matmul import act_group
 
+from .conftest import levels_under_test
+
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "MXFP4", "Q2_K", "Q3_K", "Q4_K",
              "Q5_K", "Q6_K", "IQ4_XS", "TQ1_0", "TQ2_0"]
 FLOATS = ["F32", "F16", "BF16"]
-ISAS = [i.name.lower() for i in kernels.available_isas()]
+ISAS = levels_under_test()
 U = 2.0**-24
 
 

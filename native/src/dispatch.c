@@ -82,6 +82,15 @@ static int level_runs_here(int32_t level) {
 static void build_tables(void) {
 #ifdef QT_X86
     g_features = probe_x86();
+#ifdef QT_EMULATE_AVX512
+    /* Test build (SIMDe, AVX2 instructions underneath): the level registers wherever AVX2
+     * does, with every AVX-512 extension the kernels use (matmul reads VNNI and BF16 here). */
+    const uint32_t avx2_base = QT_CPU_AVX | QT_CPU_AVX2 | QT_CPU_FMA | QT_CPU_F16C;
+    if ((g_features & avx2_base) == avx2_base) {
+        g_features |= QT_CPU_AVX512F | QT_CPU_AVX512BW | QT_CPU_AVX512VL | QT_CPU_AVX512VNNI |
+                      QT_CPU_AVX512BF16;
+    }
+#endif
 #elif defined(__aarch64__)
     g_features = QT_CPU_NEON;
 #endif

@@ -480,9 +480,21 @@ static void LANE_FN(sym_batches)(int ngroups, int n, int nmax, const float *x, c
     }
 }
 
+/* Any NaN or infinity among count values. */
+static int LANE_FN(any_nonfinite)(const float *x, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        if ((qt_f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return 1;
+    }
+    return 0;
+}
+
 static void LANE_FN(sym)(int ngroups, int n, int nmax, const float *x, const float *w, int8_t *L,
                          float *scale) {
-    if (n > LANE_MAXN) {
+    /* Non-finite input goes to the reference: where two NaNs with different payloads meet in
+     * one group's sums, which payload survives a commutative add or multiply is the compiler's
+     * choice (GCC commutes them freely), and Q6_K turns that payload into scale bytes. The
+     * emulated AVX-512 level showed it (12 Q6_K rows of test_codecs at -O3, none at -O0). */
+    if (n > LANE_MAXN || LANE_FN(any_nonfinite)(x, (int64_t)ngroups * n)) {
         qt_scalar_search_ops.sym(ngroups, n, nmax, x, w, L, scale);
         return;
     }

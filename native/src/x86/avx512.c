@@ -7,8 +7,9 @@
  * block whose inputs or scales are not finite. AVX512_BF16's conversion instruction is not
  * used for BF16: it flushes subnormals, which the reference (and ggml) keep.
  */
-#include <immintrin.h>
 #include <string.h>
+
+#include "../simd_x86_avx512_intrin.h"
 
 #include "../blocks.h"
 #include "../internal.h"

@@ -1,6 +1,6 @@
 /* AVX-512 K-quant and IQ4 quantizers: sixteen groups searched at once, one per lane, bit-exact
  * with the scalar reference (see ../kquants_lanes.h). Uses AVX-512F only. */
-#include <immintrin.h>
+#include "../simd_x86_avx512_intrin.h"
 
 #include "../blocks.h"
 #include "../internal.h"

@@ -1,6 +1,6 @@
 /* AVX-512 matmul kernels: VNNI integer dots for the fast path, FMA for the exact path.
  * Registered only when the CPU has AVX-512 VNNI (vpdpbusd); other AVX-512 parts keep AVX2's. */
-#include <immintrin.h>
+#include "../simd_x86_avx512_intrin.h"
 
 #include "../blocks.h"
 #include "../matmul.h"
