@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qtstudio.kernels._traits import TypeTraits
+
 DEFAULT_TYPES = (
     "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
     "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4",
@@ -42,19 +44,6 @@ DEFAULT_TYPES = (
 OPS = ("quantize", "dequantize", "gemv", "gemm")
 # Quantizers of these types search scales and run at well under 1 GiB/s: timed on fewer rows.
 SLOW_QUANT = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"}
-
-
-class _Traits(ctypes.Structure):
-    # qt_type_traits in native/include/qtnative.h
-    _fields_ = [
-        ("type_id", c_int32),
-        ("block_elems", c_int32),
-        ("block_bytes", c_int32),
-        ("uses_imatrix", c_int32),
-        ("can_quantize", c_int32),
-        ("can_dequantize", c_int32),
-        ("name", c_char_p),
-    ]
 
 
 class NativeLib:
@@ -69,7 +58,7 @@ class NativeLib:
             "qt_version": (c_char_p, []),
             "qt_active_isa": (c_int32, []),
             "qt_isa_name": (c_char_p, [c_int32]),
-            "qt_type_get_traits": (c_int32, [c_int32, POINTER(_Traits)]),
+            "qt_type_get_traits": (c_int32, [c_int32, POINTER(TypeTraits)]),
             "qt_row_size": (c_size_t, [c_int32, c_int64]),
             "qt_quantize": (c_int32, [c_int32, c_void_p, c_void_p, c_int64, c_int64, c_void_p,
                                       c_int32, c_int32]),
@@ -83,7 +72,7 @@ class NativeLib:
             fn.restype = restype
             fn.argtypes = argtypes
         self.types: dict[str, int] = {}
-        tr = _Traits()
+        tr = TypeTraits()
         for type_id in range(64):
             if self.lib.qt_type_get_traits(type_id, ctypes.byref(tr)) == 0 and tr.name:
                 self.types[tr.name.decode()] = type_id
