@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs, then run the whole test suite:
 # lint, the architecture contract, the C library under sanitizers, pytest, and the level tests
-# on an emulated AVX-512 level where the CPU lacks it.
+# on an emulated AVX-512 level where the CPU lacks it and on an emulated NEON level on x86-64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,6 +78,19 @@ if ! bash scripts/has_avx512.sh; then
   QTSTUDIO_NATIVE_LIB="$PWD/$EMU/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=avx512 \
     "$PY" -m pytest -q -m "not slow" tests/test_golden.py tests/test_native_levels.py \
     tests/test_kquant_levels.py tests/test_qmatmul.py
+fi
+
+if [ "$(uname -m)" = "x86_64" ]; then
+  # The NEON level's codecs once more on x86-64, built against SIMDe's NEON: golden vectors,
+  # SIMD == scalar, the K-quant searches (its qmatmul is the portable code tested above).
+  echo "== NEON level emulated (SIMDe): golden and level tests"
+  NEON="${NEON_LIB_BUILD_DIR:-build/native-neon-emu-release}"
+  cmake -S . -B "$NEON" -G Ninja -DQT_EMULATE_NEON=ON -DCMAKE_BUILD_TYPE=Release \
+    -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
+  cmake --build "$NEON" --target qtnative >/dev/null
+  QTSTUDIO_NATIVE_LIB="$PWD/$NEON/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=neon \
+    "$PY" -m pytest -q -m "not slow" tests/test_golden.py tests/test_native_levels.py \
+    tests/test_kquant_levels.py
 fi
 
 if [ "${QTSTUDIO_SKIP_FRESH:-0}" != "1" ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the C library and its test programs with AddressSanitizer and UBSan, run every ISA level;
-# on a CPU without AVX-512, the AVX-512 level emulated (SIMDe); then the qmatmul test once more
-# under ThreadSanitizer (its worker threads).
+# on a CPU without AVX-512, the AVX-512 level emulated (SIMDe); on x86-64, the NEON level
+# emulated (SIMDe); then the qmatmul test once more under ThreadSanitizer (its worker threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${BUILD_DIR:-build/native-asan}"
@@ -22,6 +22,17 @@ if ! bash scripts/has_avx512.sh; then
   cmake --build "$EMU_BUILD" >/dev/null
   QTSTUDIO_ISA=avx512 "$EMU_BUILD/native/test_codecs" || exit 1
   QTSTUDIO_ISA=avx512 "$EMU_BUILD/native/test_qmatmul" || exit 1
+fi
+# On x86-64 the NEON sources are otherwise never compiled: build them against SIMDe's NEON and
+# run the codec tests at QTSTUDIO_ISA=neon, same sanitizers. (The NEON level has no qmatmul
+# kernels of its own: its qmatmul is the portable code test_qmatmul runs at the scalar level.)
+if [ "$(uname -m)" = "x86_64" ]; then
+  NEON_BUILD="${NEON_BUILD_DIR:-build/native-neon-emu}"
+  cmake -S . -B "$NEON_BUILD" -G Ninja -DQT_SANITIZE=ON -DQT_BUILD_TESTS=ON -DQT_EMULATE_NEON=ON \
+    -DPython3_EXECUTABLE="$(command -v "${PYTHON:-python3}")" \
+    -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build "$NEON_BUILD" --target test_codecs >/dev/null
+  QTSTUDIO_ISA=neon "$NEON_BUILD/native/test_codecs" || exit 1
 fi
 TSAN_BUILD="${TSAN_BUILD_DIR:-build/native-tsan}"
 cmake -S . -B "$TSAN_BUILD" -G Ninja -DQT_TSAN=ON -DQT_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -70,7 +70,7 @@ static int level_runs_here(int32_t level) {
         return (f & need) == need;
     }
 #endif
-#if defined(__aarch64__)
+#ifdef QT_NEON_LEVEL
     case QT_ISA_NEON:
         return 1;
 #endif
@@ -121,12 +121,14 @@ static void build_tables(void) {
         g_active = QT_ISA_AVX512;
     }
 #endif
-#if defined(__aarch64__)
+#ifdef QT_NEON_LEVEL
     g_tables[QT_ISA_NEON] = base;
     qt_neon_register(&g_tables[QT_ISA_NEON]);
     qt_neon_register_kquants(&g_tables[QT_ISA_NEON]);
     g_level_ok[QT_ISA_NEON] = 1;
-    g_active = QT_ISA_NEON;
+#ifndef QT_EMULATE_NEON
+    g_active = QT_ISA_NEON; /* emulated, it is picked only by name (QTSTUDIO_ISA, level) */
+#endif
 #endif
     const char *env = getenv("QTSTUDIO_ISA");
     if (env != NULL && env[0] != '\0') {

@@ -69,7 +69,9 @@ void qt_avx512_register(qt_kernel_table *t);
 void qt_avx2_register_kquants(qt_kernel_table *t);
 void qt_avx512_register_kquants(qt_kernel_table *t);
 #endif
-#if defined(__aarch64__)
+/* The NEON level: AArch64, or emulated over SIMDe on x86-64 for tests (QT_EMULATE_NEON). */
+#if defined(__aarch64__) || defined(QT_EMULATE_NEON)
+#define QT_NEON_LEVEL 1
 void qt_neon_register(qt_kernel_table *t);
 void qt_neon_register_kquants(qt_kernel_table *t);
 #endif

@@ -51,7 +51,7 @@ static void build_mm_tables(void) {
         g_mm_ok[QT_ISA_AVX512] = 1;
     }
 #endif
-#if defined(__aarch64__)
+#ifdef QT_NEON_LEVEL
     /* No NEON matmul kernels yet: the NEON level runs the portable ones. */
     g_mm[QT_ISA_NEON] = base;
     g_mm_ok[QT_ISA_NEON] = 1;

@@ -271,9 +271,14 @@ static void check_argument_errors(void) {
     CHECK(qt_isa_supported(-1) == QT_ERR_ISA, "isa -1");
     CHECK(qt_isa_supported(QT_ISA_COUNT) == QT_ERR_ISA, "isa past the end");
     CHECK(qt_isa_supported(QT_ISA_SCALAR) == QT_OK, "scalar always runs");
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(QT_EMULATE_NEON)
     CHECK(qt_isa_supported(QT_ISA_NEON) == QT_ERR_ISA, "no NEON on x86");
     CHECK(qt_quantize(2, x, q, 1, 32, NULL, 1, QT_ISA_NEON) == QT_ERR_ISA, "NEON level on x86");
+#endif
+#ifdef QT_EMULATE_NEON
+    CHECK(qt_isa_supported(QT_ISA_NEON) == QT_OK, "emulated NEON level registered");
+    CHECK(qt_active_isa() != QT_ISA_NEON || getenv("QTSTUDIO_ISA") != NULL,
+          "emulated NEON is never the default level");
 #endif
     CHECK(strcmp(qt_isa_name(99), "unknown") == 0, "name of level 99");
 

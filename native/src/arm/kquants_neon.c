@@ -3,11 +3,11 @@
  *
  * Every comparison and select is spelled out as compare + bit-select rather than vminq/vmaxq,
  * whose treatment of NaN and signed zeros differs from the C ternaries of the reference. */
-#if defined(__aarch64__)
-#include <arm_neon.h>
+#include "../internal.h"
+#ifdef QT_NEON_LEVEL
+#include "../simd_arm_neon_intrin.h"
 
 #include "../blocks.h"
-#include "../internal.h"
 #include "../ref/kquants.h"
 #include "../ref/quant_search.h"
 

@@ -6,11 +6,11 @@
  * -ffp-contract=off), and F16 conversion relies on the default FPCR (round to nearest even,
  * no flush to zero), which is what Linux and macOS give every thread.
  */
-#if defined(__aarch64__)
-#include <arm_neon.h>
+#include "../internal.h"
+#ifdef QT_NEON_LEVEL
+#include "../simd_arm_neon_intrin.h"
 
 #include "../blocks.h"
-#include "../internal.h"
 
 /* ---------------------------------------------------------------- F16 / BF16 */
 
@@ -192,4 +192,4 @@ void qt_neon_register(qt_kernel_table *t) {
     t->codec[QT_T_Q8_0].dequantize = dequantize_q8_0;
 }
 
-#endif /* __aarch64__ */
+#endif /* QT_NEON_LEVEL */
