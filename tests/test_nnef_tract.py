@@ -379,6 +379,35 @@ def test_clamps_run_in_tract(tmp_path):
     _check(r)
 
 
+class OptionalArguments(torch.nn.Module):
+    """Ops whose optional arguments change the result, each given away from its default:
+    leaky_relu's slope, tanh gelu, hardtanh bounds by keyword, a stepped slice, sum with
+    keepdim, layer_norm's eps, split/unbind/stack/cat along a named dim, scaled add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.lin = torch.nn.Linear(32, 32)
+
+    def forward(self, x):
+        fn = torch.nn.functional
+        y = self.lin(x)
+        a = fn.leaky_relu(y, negative_slope=0.3) + fn.gelu(y, approximate="tanh")
+        a = a + fn.hardtanh(y, min_val=-0.2, max_val=0.6) + fn.softplus(y)
+        a = fn.layer_norm(a, (32,), eps=0.5)
+        s = a[:, 1::3]                                    # [4, 11]
+        lo, hi = torch.split(a, 16, dim=1)
+        rows = torch.stack(torch.unbind(lo, dim=0), dim=1)  # [16, 4]
+        t = torch.add(lo, hi, alpha=0.5).sum(dim=1, keepdim=True)  # [4, 1]
+        return torch.cat([s, t, rows.t()], dim=-1)
+
+
+def test_optional_arguments_run_in_tract(tmp_path):
+    r = export_nnef(OptionalArguments().eval(), "Q4_0", (torch.randn(4, 32),),
+                    tmp_path / "o.nnef", verify=True)
+    _check(r)
+
+
 def test_boolean_buffers_and_masked_fill(tmp_path):
     r = export_nnef(MaskBuffers().eval(), "Q4_0", (torch.randn(4, 32),), tmp_path / "b.nnef",
                     verify=True)

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p
 
 from ._loader import load_library
-
-
-class TypeTraits(ctypes.Structure):
-    _fields_ = [
-        ("type_id", c_int32),
-        ("block_elems", c_int32),
-        ("block_bytes", c_int32),
-        ("uses_imatrix", c_int32),
-        ("can_quantize", c_int32),
-        ("can_dequantize", c_int32),
-        ("name", c_char_p),
-    ]
-
+from ._traits import TypeTraits
 
 lib = load_library()
 

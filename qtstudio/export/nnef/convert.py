@@ -42,6 +42,7 @@ from .ops.common import (
     UnsupportedOpError,
     WeightPolicy,
     kind_of,
+    node_arg,
     op_name,
 )
 from .ops.layout import LayoutOps
@@ -339,7 +340,7 @@ class Converter(ActivationsOps, ReductionsOps, NormsOps, LinalgOps, LayoutOps, A
             else:
                 exprs.append(self._operand(arg, rank, in_kind))
         ea, eb = exprs
-        alpha = node.kwargs.get("alpha", node.args[2] if len(node.args) > 2 else None)
+        alpha = node_arg(node, 2, "alpha")
         if alpha is not None and alpha != 1 and name in ("add", "sub", "rsub"):
             eb = self.b.op(f"mul({eb}, {float_literal(alpha)})", out).ident
         vb = values[1]

@@ -12,14 +12,14 @@ from typing import Any
 from torch import fx
 
 from ..builder import Value, float_literal
-from .common import UnsupportedOpError
+from .common import UnsupportedOpError, node_arg
 
 
 class ActivationsOps:
     # ----------------------------------------------------------------------------- activations
     def _op_gelu(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
-        approx = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
+        approx = node_arg(node, 1, "approximate", "none")
         s = x.shape
         if approx == "tanh":
             cube = self.b.op(f"mul({x.ident}, mul({x.ident}, {x.ident}))", s)
@@ -36,18 +36,18 @@ class ActivationsOps:
 
     def _op_leaky_relu(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
-        slope = node.args[1] if len(node.args) > 1 else 0.01
+        slope = node_arg(node, 1, "negative_slope", 0.01)
         return self.b.op(f"leaky_relu({x.ident}, alpha = {float_literal(slope)})", x.shape)
 
     def _op_hardtanh(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
-        lo = node.args[1] if len(node.args) > 1 else -1.0
-        hi = node.args[2] if len(node.args) > 2 else 1.0
+        lo = node_arg(node, 1, "min_val", -1.0)
+        hi = node_arg(node, 2, "max_val", 1.0)
         return self.b.op(f"clamp({x.ident}, {float_literal(lo)}, {float_literal(hi)})", x.shape)
 
     def _op_clamp(self, node: fx.Node) -> Value:
-        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
-        hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+        lo = node_arg(node, 1, "min")
+        hi = node_arg(node, 2, "max")
         return self._clamped(node, lo, hi)
 
     def _op_clamp_min(self, node: fx.Node) -> Value:
@@ -68,18 +68,22 @@ class ActivationsOps:
 
     def _op_softplus(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
-        beta = node.args[1] if len(node.args) > 1 else 1.0
+        beta = node_arg(node, 1, "beta", 1.0)
         if beta != 1:
             raise UnsupportedOpError(f"{node.name}: softplus with beta != 1 is not supported")
         return self.b.op(f"softplus({x.ident})", x.shape)
 
-    def _op_where(self, node: fx.Node) -> Value:
+    def _select(self, node: fx.Node, cond: Any, when_true: Any, when_false: Any) -> Value:
+        """select(cond, when_true, when_false) at the node's output shape."""
         out = self._shape(node)
         rank = len(out)
-        c = self._mask(node.args[0], rank)
-        a = self._operand(node.args[1], rank)
-        b = self._operand(node.args[2], rank)
+        c = self._mask(cond, rank)
+        a = self._operand(when_true, rank)
+        b = self._operand(when_false, rank)
         return self.b.op(f"select({c}, {a}, {b})", out)
+
+    def _op_where(self, node: fx.Node) -> Value:
+        return self._select(node, node.args[0], node.args[1], node.args[2])
 
     def _mask(self, arg: Any, rank: int) -> str:
         """A logical tensor of the given rank (stored masks are 0/1 floats)."""
@@ -90,9 +94,5 @@ class ActivationsOps:
         return self._align(v, rank).ident
 
     def _op_masked_fill(self, node: fx.Node) -> Value:
-        out = self._shape(node)
-        rank = len(out)
-        x = self._operand(node.args[0], rank)
-        m = self._mask(node.args[1], rank)
-        fill = self._operand(node.args[2], rank)
-        return self.b.op(f"select({m}, {fill}, {x})", out)
+        x, mask, fill = node.args[:3]
+        return self._select(node, mask, fill, x)

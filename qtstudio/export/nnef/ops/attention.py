@@ -12,20 +12,18 @@ import torch
 from torch import fx
 
 from ..builder import Value, float_literal, ints
-from .common import UnsupportedOpError
+from .common import UnsupportedOpError, node_arg
 
 
 class AttentionOps:
     # ----------------------------------------------------------------------------- attention
     def _op_scaled_dot_product_attention(self, node: fx.Node) -> Value:
-        args = list(node.args) + [None] * (4 - min(len(node.args), 4))
-        kw = node.kwargs
-        q, k, v = (self._tensor(a) for a in args[:3])
-        mask_arg = args[3] if len(node.args) > 3 else kw.get("attn_mask")
-        dropout = node.args[4] if len(node.args) > 4 else kw.get("dropout_p", 0.0)
-        causal = node.args[5] if len(node.args) > 5 else kw.get("is_causal", False)
-        scale = kw.get("scale", node.args[6] if len(node.args) > 6 else None)
-        gqa = kw.get("enable_gqa", node.args[7] if len(node.args) > 7 else False)
+        q, k, v = (self._tensor(a) for a in node.args[:3])
+        mask_arg = node_arg(node, 3, "attn_mask")
+        dropout = node_arg(node, 4, "dropout_p", 0.0)
+        causal = node_arg(node, 5, "is_causal", False)
+        scale = node_arg(node, 6, "scale")
+        gqa = node_arg(node, 7, "enable_gqa", False)
         if dropout:
             raise UnsupportedOpError(f"{node.name}: attention dropout must be 0 for export")
         if scale is None:

@@ -57,6 +57,13 @@ def kind_of(t: Any) -> str:
     return "scalar"
 
 
+def node_arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    """Argument `index` of an aten call, given by position or by its schema name `name`; absent
+    or None gives `default` (torch.export passes optional arguments either way)."""
+    value = node.args[index] if len(node.args) > index else node.kwargs.get(name)
+    return default if value is None else value
+
+
 def op_name(node: fx.Node) -> str:
     if node.target is operator.getitem:
         return "getitem"

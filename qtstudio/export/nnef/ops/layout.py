@@ -11,7 +11,7 @@ import torch
 from torch import fx
 
 from ..builder import Value, ints
-from .common import kind_of
+from .common import kind_of, node_arg
 
 
 class LayoutOps:
@@ -44,11 +44,11 @@ class LayoutOps:
 
     def _op_slice(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
-        dim = (node.args[1] if len(node.args) > 1 else 0) % x.rank
+        dim = node_arg(node, 1, "dim", 0) % x.rank
         size = x.shape[dim]
-        start = node.args[2] if len(node.args) > 2 and node.args[2] is not None else 0
-        end = node.args[3] if len(node.args) > 3 and node.args[3] is not None else size
-        step = node.args[4] if len(node.args) > 4 else 1
+        start = node_arg(node, 2, "start", 0)
+        end = node_arg(node, 3, "end", size)
+        step = node_arg(node, 4, "step", 1)
         start, end, _ = slice(start, end, step).indices(size)
         out = self._shape(node)
         if out == x.shape:
@@ -74,7 +74,7 @@ class LayoutOps:
 
     def _op_cat(self, node: fx.Node) -> Value:
         out = self._shape(node)
-        dim = (node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)) % len(out)
+        dim = node_arg(node, 1, "dim", 0) % len(out)
         parts = []
         kind = "scalar"
         for a in node.args[0]:
@@ -90,7 +90,7 @@ class LayoutOps:
 
     def _op_stack(self, node: fx.Node) -> Value:
         out = self._shape(node)
-        dim = (node.args[1] if len(node.args) > 1 else 0) % len(out)
+        dim = node_arg(node, 1, "dim", 0) % len(out)
         parts = []
         for a in node.args[0]:
             v = self._tensor(a)
@@ -111,7 +111,7 @@ class LayoutOps:
 
     def _op_split(self, node: fx.Node) -> list[Value]:
         results = self.t.values[node.name]
-        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        dim = node_arg(node, 2, "dim", 0)
         rank = results[0].dim()
         return self._split(node, [int(r.shape[dim % rank]) for r in results], dim)
 
@@ -120,7 +120,7 @@ class LayoutOps:
 
     def _op_unbind(self, node: fx.Node) -> list[Value]:
         x = self._tensor(node.args[0])
-        dim = (node.args[1] if len(node.args) > 1 else 0) % x.rank
+        dim = node_arg(node, 1, "dim", 0) % x.rank
         outs = []
         for part in self._split(node, [1] * x.shape[dim], dim):
             shape = part.shape[:dim] + part.shape[dim + 1:]

@@ -22,7 +22,7 @@ from ..builder import (
     float_literal,
     ints,
 )
-from .common import UnsupportedOpError
+from .common import UnsupportedOpError, node_arg
 
 
 class LinalgOps:
@@ -30,7 +30,7 @@ class LinalgOps:
     def _op_linear(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
         w_arg = node.args[1]
-        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+        bias = node_arg(node, 2, "bias")
         out = self._shape(node)
         n_out, n_in = (int(d) for d in (self.t.values[w_arg.name].shape
                                         if isinstance(w_arg, fx.Node) else w_arg.shape))

@@ -12,7 +12,7 @@ import torch
 from torch import fx
 
 from ..builder import Value, float_literal, ints
-from .common import UnsupportedOpError
+from .common import UnsupportedOpError, node_arg
 
 
 class NormsOps:
@@ -37,9 +37,9 @@ class NormsOps:
     def _op_layer_norm(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
         normalized = list(node.args[1])
-        weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
-        bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
-        eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+        weight = node_arg(node, 2, "weight")
+        bias = node_arg(node, 3, "bias")
+        eps = node_arg(node, 4, "eps", 1e-5)
         axes = list(range(x.rank - len(normalized), x.rank))
         return self._affine(self._normalize(x, axes, eps, True), weight, bias)
 
@@ -49,8 +49,8 @@ class NormsOps:
     def _op_rms_norm(self, node: fx.Node) -> Value:
         x = self._tensor(node.args[0])
         normalized = list(node.args[1])
-        weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
-        eps = node.args[3] if len(node.args) > 3 else node.kwargs.get("eps")
+        weight = node_arg(node, 2, "weight")
+        eps = node_arg(node, 3, "eps")
         if eps is None:
             eps = float(torch.finfo(torch.float32).eps)
         axes = list(range(x.rank - len(normalized), x.rank))

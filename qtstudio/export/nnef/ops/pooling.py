@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import fx
 
 from ..builder import Value, ints
-from .common import UnsupportedOpError
+from .common import UnsupportedOpError, node_arg
 
 
 class PoolingOps:
@@ -25,8 +25,8 @@ class PoolingOps:
         x = self._tensor(node.args[0])
         k = list(node.args[1])
         spatial = len(k)
-        stride = list(node.args[2]) if len(node.args) > 2 and node.args[2] else k
-        pad = list(node.args[3]) if len(node.args) > 3 else [0] * spatial
+        stride = list(node_arg(node, 2, "stride", ())) or k
+        pad = list(node_arg(node, 3, "padding", [0] * spatial))
         if len(stride) == 1:
             stride = stride * spatial
         if len(pad) == 1:

@@ -11,6 +11,7 @@ from typing import Any
 from torch import fx
 
 from ..builder import Value, ints
+from .common import node_arg
 
 
 class ReductionsOps:
@@ -25,8 +26,8 @@ class ReductionsOps:
 
     def _reduce(self, node: fx.Node, op: str) -> Value:
         x = self._tensor(node.args[0])
-        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        dims = node_arg(node, 1, "dim")
+        keep = node_arg(node, 2, "keepdim", False)
         axes = self._axes(dims, x.rank)
         kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
         r = self.b.op(f"{op}({x.ident}, axes = {ints(axes)})", kept)
