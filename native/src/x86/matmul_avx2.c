@@ -2,17 +2,6 @@
  * unsigned and a signed operand and saturates pairs at 16 bits: feeding it |w| and a*sign(w)
  * keeps every pair within 2 * 128 * 127 < 32768, so the sums stay exact. */
 #include <immintrin.h>
-#include <stddef.h>
-
-#include "../matmul.h"
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-static inline int32_t load_i32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -20,6 +9,15 @@ static inline float hsum8(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
+#define MM_W 8
+#define MM_VF __m256
+#define MM_VF_ZERO() _mm256_setzero_ps()
+#define MM_VF_LOADU(p) _mm256_loadu_ps(p)
+#define MM_VF_ADD(a, b) _mm256_add_ps(a, b)
+#define MM_VF_FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define MM_VF_HSUM(v) hsum8(v)
+#include "matmul_x86_common.h"
 
 /* Eight int32 lanes, lane l = sum of the four products of values 4l..4l+3. */
 ALWAYS_INLINE __m256i dot4(__m256i u, __m256i a) {
@@ -60,9 +58,7 @@ static void quantize_act_avx2(const float *x, int64_t k, int group, int8_t *a, f
             const int32_t sum = _mm_cvtsi128_si32(t);
             qt_mm_store_group(g, d, sum, da, sa, gbias, sum16);
             if (nsum4) {
-                _mm_storel_epi64((__m128i *)(void *)(nsum4 + 4 * g),
-                                 _mm_packs_epi32(_mm_sub_epi32(_mm_setzero_si128(), s4),
-                                                 _mm_setzero_si128()));
+                store_nsum4(nsum4, g, s4);
             }
         }
     }
@@ -84,24 +80,17 @@ static float dot_avx2(const uint8_t *u, const float *s, const float *m, int has_
         const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(sd, dd)), rep4);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
     }
-    float total = hsum8(acc);
-    for (; j < kc; j += QT_MM_GROUP) {
-        int32_t d = 0;
-        for (int t = 0; t < QT_MM_GROUP; t++) d += ((int32_t)u[j + t] - 128) * a[j + t];
-        total += (float)d * (s[j / 16] * da[j / 16]);
+    const float total = dot_tail_groups(hsum8(acc), u, s, a, da, j, kc);
+    return has_min ? add_min_terms(total, m, act->sa + k0 / 16, kc / QT_MM_GROUP) : total;
+}
+
+/* out[r * 16 + 0..15] += [lo[r], hi[r]] for the rb activation rows of a tile. */
+ALWAYS_INLINE void add_tile_rows(float *out, const __m256 *lo, const __m256 *hi, const int rb) {
+    for (int r = 0; r < rb; r++) {
+        float *o = out + r * QT_MM_TILE_ROWS;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), lo[r]));
+        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), hi[r]));
     }
-    if (has_min) {
-        const float *sa = act->sa + k0 / 16;
-        const int64_t ng = kc / QT_MM_GROUP;
-        __m256 mac = _mm256_setzero_ps();
-        int64_t g = 0;
-        for (; g + 8 <= ng; g += 8) {
-            mac = _mm256_fmadd_ps(_mm256_loadu_ps(m + g), _mm256_loadu_ps(sa + g), mac);
-        }
-        total += hsum8(mac);
-        for (; g < ng; g++) total += m[g] * sa[g];
-    }
-    return total;
 }
 
 /* One 16-value group g of the tile against rb activation rows: the integer sums per weight row
@@ -181,11 +170,7 @@ ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm
             }
         }
     }
-    for (int r = 0; r < rb; r++) {
-        float *o = out + r * QT_MM_TILE_ROWS;
-        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), flo[r]));
-        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), fhi[r]));
-    }
+    add_tile_rows(out, flo, fhi, rb);
 }
 
 ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
@@ -228,16 +213,10 @@ static void tile_avx2_small(const uint8_t *tu, const float *ts, const float *tm,
 }
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int64_t j = 0;
-    for (; j + 32 <= n; j += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 16), _mm256_loadu_ps(x + j + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 24), _mm256_loadu_ps(x + j + 24), a3);
-    }
-    float total = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    int64_t j = dot_f32_steps(w, x, n, a);
+    float total = dot_f32_sum(a);
     for (; j < n; j++) total += w[j] * x[j];
     return total;
 }
@@ -258,11 +237,7 @@ ALWAYS_INLINE void tile_f32_rows(const float *tw, int64_t kc, const float *x, in
             hi[r] = _mm256_fmadd_ps(wh, xv, hi[r]);
         }
     }
-    for (int r = 0; r < rb; r++) {
-        float *o = out + r * QT_MM_TILE_ROWS;
-        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), lo[r]));
-        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), hi[r]));
-    }
+    add_tile_rows(out, lo, hi, rb);
 }
 
 static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, int64_t nrows,
@@ -277,14 +252,7 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
 }
 
 /* ---------------------------------------------------------------- unpackers
- * Same output as the scalar ones in ref/matmul_ref.c; scales go through F16C, which converts
- * half to float exactly as the scalar helper does. */
-
-#include "../blocks.h"
-
-static inline float h2f(uint16_t h) {
-    return _cvtsh_ss(h);
-}
+ * Same output as the scalar ones in ref/matmul_ref.c. */
 
 static inline __m256i load256(const void *p) {
     return _mm256_loadu_si256((const __m256i *)p);
@@ -292,6 +260,17 @@ static inline __m256i load256(const void *p) {
 
 static inline void store256(void *p, __m256i v) {
     _mm256_storeu_si256((__m256i *)p, v);
+}
+
+/* A super-block's 16 group scales all d (ternary) and its 16 minimums zero. */
+ALWAYS_INLINE void store_d16(float *s, float d) {
+    _mm256_storeu_ps(s, _mm256_set1_ps(d));
+    _mm256_storeu_ps(s + 8, _mm256_set1_ps(d));
+}
+
+ALWAYS_INLINE void store_zero16(float *m) {
+    _mm256_storeu_ps(m, _mm256_setzero_ps());
+    _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
 }
 
 /* 32 nibble-packed values (byte j: value j low, value j+16 high) of two blocks: a holds block
@@ -310,61 +289,96 @@ static inline __m256i two_qs(const uint8_t *q0, const uint8_t *q1) {
         _mm_loadu_si128((const __m128i *)(const void *)q1), 1);
 }
 
-static void unpack_q4_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q4_0 *x = vx;
-    const int64_t nb = n / 32;
-    const __m256i off = _mm256_set1_epi8(120); /* q - 8 + 128 */
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, u += 64) {
-        __m256i b0, b1;
-        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
-        store256(u, _mm256_add_epi8(b0, off));
-        store256(u + 32, _mm256_add_epi8(b1, off));
-        const float d0 = h2f(x[i].d), d1 = h2f(x[i + 1].d);
-        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
-        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
-    }
-    for (; i < nb; i++, u += 32) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = (uint8_t)((x[i].qs[j] & 0xF) + 120);
-            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) + 120);
-        }
-        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
+static inline __m256i or80(__m256i v) {
+    return _mm256_or_si256(v, _mm256_set1_epi8((char)0x80));
 }
 
-static void unpack_iq4_nl(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_iq4_nl *x = vx;
-    const int64_t nb = n / 32;
-    /* The non-linear grid, offset by 128 (stored offset-binary). */
-    const __m256i grid = _mm256_setr_epi8(
+/* The IQ4 grid offset by 128 (offset-binary), in both 128-bit lanes for a byte shuffle. */
+ALWAYS_INLINE __m256i iq4_grid_u(void) {
+    return _mm256_setr_epi8(
         1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
         (char)197, (char)217, (char)241, 1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
         (char)153, (char)166, (char)181, (char)197, (char)217, (char)241);
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, u += 64) {
-        __m256i b0, b1;
-        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
-        store256(u, _mm256_shuffle_epi8(grid, b0));
-        store256(u + 32, _mm256_shuffle_epi8(grid, b1));
-        const float d0 = h2f(x[i].d), d1 = h2f(x[i + 1].d);
-        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
-        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
-    }
-    if (i < nb) {
-        /* odd block count: the last block one byte at a time through the same table */
-        uint8_t table[32], q[32];
-        store256(table, grid);
-        for (int j = 0; j < 16; j++) {
-            q[j] = x[i].qs[j] & 0xF;
-            q[j + 16] = x[i].qs[j] >> 4;
-        }
-        for (int j = 0; j < 32; j++) u[j] = table[q[j]];
-        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
+}
+
+/* E2M1 values doubled, offset by 128. */
+ALWAYS_INLINE __m256i e2m1_grid_u(void) {
+    return _mm256_setr_epi8((char)128, (char)129, (char)130, (char)131, (char)132, (char)134,
+                            (char)136, (char)140, (char)128, 127, 126, 125, 124, 122, 120, 116,
+                            (char)128, (char)129, (char)130, (char)131, (char)132, (char)134,
+                            (char)136, (char)140, (char)128, 127, 126, 125, 124, 122, 120, 116);
+}
+
+/* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
+ALWAYS_INLINE __m256i fifth_bits(const uint8_t *qh) {
+    uint32_t h;
+    memcpy(&h, qh, sizeof h);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)h),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                         3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                            _mm256_set1_epi8(16));
+}
+
+/* The 32 unpacked values of nibble-packed block b (kind LEG_*, not Q8_0) from its nibbles in
+ * value order: grid lookup, fifth bit, then the offset to offset-binary. */
+ALWAYS_INLINE __m256i leg_unpacked(__m256i nib, const uint8_t *b, int kind) {
+    switch (kind) {
+    case LEG_IQ4_NL:
+        return _mm256_shuffle_epi8(iq4_grid_u(), nib);
+    case LEG_MXFP4:
+        return _mm256_shuffle_epi8(e2m1_grid_u(), nib);
+    case LEG_Q4_0:
+        return _mm256_add_epi8(nib, _mm256_set1_epi8(120)); /* q - 8 + 128 */
+    case LEG_Q5_0:
+        return _mm256_add_epi8(_mm256_or_si256(nib, fifth_bits(b + LEG_QH(kind))),
+                               _mm256_set1_epi8(112)); /* q - 16 + 128 */
+    case LEG_Q5_1:
+        return or80(_mm256_or_si256(nib, fifth_bits(b + LEG_QH(kind))));
+    default: /* Q4_1 */
+        return or80(nib);
     }
 }
+
+/* Every nibble-packed 32-value type, two blocks per step; an odd last block goes through the
+ * same step with its 16 bytes loaded twice, keeping the first half. */
+ALWAYS_INLINE void unpack_legacy(const void *vx, int64_t n, uint8_t *u, float *s, float *m,
+                                 int kind) {
+    const size_t bs = LEG_SIZE(kind), qs = LEG_QS(kind);
+    const uint8_t *b = vx;
+    const int64_t nb = n / 32;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, u += 64, b += 2 * bs) {
+        __m256i v0, v1;
+        nibbles_2blocks(two_qs(b + qs, b + bs + qs), &v0, &v1);
+        store256(u, leg_unpacked(v0, b, kind));
+        store256(u + 32, leg_unpacked(v1, b + bs, kind));
+        const float s0 = leg_scale(b, kind), s1 = leg_scale(b + bs, kind);
+        const float m0 = leg_has_min(kind) ? leg_min(b) : 0.0f;
+        const float m1 = leg_has_min(kind) ? leg_min(b + bs) : 0.0f;
+        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(s0, s0, s1, s1));
+        _mm_storeu_ps(m + 2 * i, _mm_setr_ps(m0, m0, m1, m1));
+    }
+    if (i < nb) {
+        __m256i v0, v1;
+        nibbles_2blocks(two_qs(b + qs, b + qs), &v0, &v1);
+        store256(u, leg_unpacked(v0, b, kind));
+        s[2 * i] = s[2 * i + 1] = leg_scale(b, kind);
+        m[2 * i] = m[2 * i + 1] = leg_has_min(kind) ? leg_min(b) : 0.0f;
+    }
+}
+
+/* One table entry per kind of a shared kernel. */
+#define UNPACK_OF_KIND(name, impl, kind)                                                       \
+    static void name(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {              \
+        impl(vx, n, u, s, m, kind);                                                            \
+    }
+
+UNPACK_OF_KIND(unpack_q4_0, unpack_legacy, LEG_Q4_0) UNPACK_OF_KIND(unpack_q4_1, unpack_legacy, LEG_Q4_1)
+UNPACK_OF_KIND(unpack_q5_0, unpack_legacy, LEG_Q5_0) UNPACK_OF_KIND(unpack_q5_1, unpack_legacy, LEG_Q5_1)
+UNPACK_OF_KIND(unpack_iq4_nl, unpack_legacy, LEG_IQ4_NL) UNPACK_OF_KIND(unpack_mxfp4, unpack_legacy, LEG_MXFP4)
 
 static void unpack_q8_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q8_0 *x = vx;
@@ -376,16 +390,10 @@ static void unpack_q8_0(const void *vx, int64_t n, uint8_t *u, float *s, float *
     }
 }
 
-/* The 8 six-bit scales and minimums of a Q4_K/Q5_K super-block (bytes 0-3: scales 0-3 and
- * top bits of scales 4-7; bytes 4-7: minimums 0-3 and top bits of minimums 4-7; bytes 8-11:
- * low nibbles of scales/minimums 4-7), each written twice, once per 16-value group. */
+/* The 8 scales and minimums of a Q4_K/Q5_K super-block (k4_scale_bytes) times d and dmin,
+ * each written twice, once per 16-value group. */
 static inline void k4_scales(const uint8_t *scales, float d, float dmin, float *s, float *m) {
-    uint32_t w[3];
-    memcpy(w, scales, sizeof w);
-    const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-    const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+    const __m128i b = k4_scale_bytes(scales);
     const __m256i twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     const __m256 scf = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
     const __m256 mnf = _mm256_mul_ps(_mm256_set1_ps(dmin),
@@ -398,38 +406,35 @@ static inline void k4_scales(const uint8_t *scales, float d, float dmin, float *
                                                mnf, _mm256_add_epi32(twice, _mm256_set1_epi32(4)))));
 }
 
-static void unpack_q4_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q4_K *x = vx;
-    const __m256i mask = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
-    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
-        k4_scales(x[i].scales, h2f(x[i].d), h2f(x[i].dmin), s, m);
+/* Q4_K / Q5_K (five: the fifth bits from qh): both blocks start d, dmin, scales[12]. */
+ALWAYS_INLINE void unpack_q45_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m,
+                                int five) {
+    const size_t bs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t qs = five ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i mask = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+    const uint8_t *b = vx;
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16, b += bs) {
+        k4_scales(b + 4, h2f(leg_u16(b)), h2f(leg_u16(b + 2)), s, m);
+        const __m256i qh = five ? load256(b + offsetof(block_q5_K, qh)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++, u += 64) {
-            const __m256i q = load256(x[i].qs + 32 * c);
-            store256(u, _mm256_or_si256(_mm256_and_si256(q, mask), flip));
-            store256(u + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), flip));
+            const __m256i q = load256(b + qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q, mask);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            if (five) {
+                /* fifth bits: bit 2c (low nibbles) and 2c+1 (high) of qh, moved to bit 4 */
+                lo = _mm256_or_si256(
+                    lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit));
+                hi = _mm256_or_si256(
+                    hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit));
+            }
+            store256(u, or80(lo));
+            store256(u + 32, or80(hi));
         }
     }
 }
 
-static void unpack_q5_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_q5_K *x = vx;
-    const __m256i mask = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);
-    const __m256i bit = _mm256_set1_epi8(0x10);
-    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
-        k4_scales(x[i].scales, h2f(x[i].d), h2f(x[i].dmin), s, m);
-        const __m256i qh = load256(x[i].qh);
-        for (int c = 0; c < 4; c++, u += 64) {
-            const __m256i q = load256(x[i].qs + 32 * c);
-            /* fifth bits: bit 2c (low nibbles) and 2c+1 (high) of qh, moved to bit 4 */
-            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit);
-            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, mask), h0);
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h1);
-            store256(u, _mm256_or_si256(lo, flip));
-            store256(u + 32, _mm256_or_si256(hi, flip));
-        }
-    }
-}
+UNPACK_OF_KIND(unpack_q4_K, unpack_q45_K, 0)
+UNPACK_OF_KIND(unpack_q5_K, unpack_q45_K, 1)
 
 static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q6_K *x = vx;
@@ -441,8 +446,7 @@ static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
         _mm256_storeu_ps(s, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
         _mm256_storeu_ps(s + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(
                                                      _mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-        _mm256_storeu_ps(m, _mm256_setzero_ps());
-        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+        store_zero16(m);
         for (int h = 0; h < 2; h++, u += 128) {
             const __m256i l0 = load256(x[i].ql + 64 * h), l1 = load256(x[i].ql + 64 * h + 32);
             const __m256i qh = load256(x[i].qh + 32 * h);
@@ -460,135 +464,9 @@ static void unpack_q6_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
     }
 }
 
-/* Bit t of the 32-bit qh (value t's fifth bit) as 16 in byte t, else 0. */
-ALWAYS_INLINE __m256i fifth_bits(const uint8_t *qh) {
-    uint32_t h;
-    memcpy(&h, qh, sizeof h);
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32((int)h),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
-                         3, 3, 3, 3, 3, 3, 3));
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
-                            _mm256_set1_epi8(16));
-}
-
-/* Shared loop of the 32-value nibble types: make(block pair) -> two 32-byte value vectors. */
-#define NIBBLE_PAIRS(TYPE, OFFSET_OP, HIGH0, HIGH1, SCALE, MIN)                                 \
-    const TYPE *x = vx;                                                                        \
-    const int64_t nb = n / 32;                                                                 \
-    int64_t i = 0;                                                                             \
-    for (; i + 2 <= nb; i += 2, u += 64) {                                                     \
-        __m256i b0, b1;                                                                        \
-        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);                               \
-        store256(u, OFFSET_OP(_mm256_or_si256(b0, HIGH0)));                                    \
-        store256(u + 32, OFFSET_OP(_mm256_or_si256(b1, HIGH1)));                               \
-        const float s0 = SCALE(x[i]), s1 = SCALE(x[i + 1]);                                    \
-        const float m0 = MIN(x[i]), m1 = MIN(x[i + 1]);                                        \
-        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(s0, s0, s1, s1));                                 \
-        _mm_storeu_ps(m + 2 * i, _mm_setr_ps(m0, m0, m1, m1));                                 \
-    }
-
-static inline __m256i or80(__m256i v) {
-    return _mm256_or_si256(v, _mm256_set1_epi8((char)0x80));
-}
-
-static inline __m256i add112(__m256i v) {
-    return _mm256_add_epi8(v, _mm256_set1_epi8(112)); /* q - 16 + 128 */
-}
-
-#define D_OF(b) h2f((b).d)
-#define M_OF(b) h2f((b).m)
-#define ZERO_OF(b) 0.0f
-
-static void unpack_q4_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const __m256i none = _mm256_setzero_si256();
-    NIBBLE_PAIRS(block_q4_1, or80, none, none, D_OF, M_OF)
-    if (i < nb) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = (uint8_t)((x[i].qs[j] & 0xF) | 0x80);
-            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) | 0x80);
-        }
-        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
-        m[2 * i] = m[2 * i + 1] = h2f(x[i].m);
-    }
-}
-
-static void unpack_q5_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    NIBBLE_PAIRS(block_q5_0, add112, fifth_bits(x[i].qh), fifth_bits(x[i + 1].qh), D_OF,
-                 ZERO_OF)
-    if (i < nb) {
-        uint8_t hb[32];
-        store256(hb, fifth_bits(x[i].qh));
-        for (int j = 0; j < 16; j++) {
-            u[j] = (uint8_t)(((x[i].qs[j] & 0xF) | hb[j]) + 112);
-            u[j + 16] = (uint8_t)(((x[i].qs[j] >> 4) | hb[j + 16]) + 112);
-        }
-        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
-}
-
-static void unpack_q5_1(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    NIBBLE_PAIRS(block_q5_1, or80, fifth_bits(x[i].qh), fifth_bits(x[i + 1].qh), D_OF, M_OF)
-    if (i < nb) {
-        uint8_t hb[32];
-        store256(hb, fifth_bits(x[i].qh));
-        for (int j = 0; j < 16; j++) {
-            u[j] = (uint8_t)((x[i].qs[j] & 0xF) | hb[j] | 0x80);
-            u[j + 16] = (uint8_t)((x[i].qs[j] >> 4) | hb[j + 16] | 0x80);
-        }
-        s[2 * i] = s[2 * i + 1] = h2f(x[i].d);
-        m[2 * i] = m[2 * i + 1] = h2f(x[i].m);
-    }
-}
-
-/* E2M1 values doubled, offset by 128. */
-#define E2M1_GRID                                                                              \
-    _mm256_setr_epi8((char)128, (char)129, (char)130, (char)131, (char)132, (char)134, (char)136, \
-                     (char)140, (char)128, 127, 126, 125, 124, 122, 120, 116, (char)128,        \
-                     (char)129, (char)130, (char)131, (char)132, (char)134, (char)136, (char)140, \
-                     (char)128, 127, 126, 125, 124, 122, 120, 116)
-
-static inline float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static void unpack_mxfp4(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
-    const block_mxfp4 *x = vx;
-    const int64_t nb = n / 32;
-    const __m256i grid = E2M1_GRID;
-    uint8_t table[32];
-    store256(table, grid);
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, u += 64) {
-        __m256i b0, b1;
-        nibbles_2blocks(two_qs(x[i].qs, x[i + 1].qs), &b0, &b1);
-        store256(u, _mm256_shuffle_epi8(grid, b0));
-        store256(u + 32, _mm256_shuffle_epi8(grid, b1));
-        const float d0 = e8m0_half(x[i].e), d1 = e8m0_half(x[i + 1].e);
-        _mm_storeu_ps(s + 2 * i, _mm_setr_ps(d0, d0, d1, d1));
-        _mm_storeu_ps(m + 2 * i, _mm_setzero_ps());
-    }
-    if (i < nb) {
-        for (int j = 0; j < 16; j++) {
-            u[j] = table[x[i].qs[j] & 0xF];
-            u[j + 16] = table[x[i].qs[j] >> 4];
-        }
-        s[2 * i] = s[2 * i + 1] = e8m0_half(x[i].e);
-        m[2 * i] = m[2 * i + 1] = 0.0f;
-    }
-}
-
 static void unpack_iq4_xs(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_iq4_xs *x = vx;
-    const __m256i grid = _mm256_setr_epi8(
-        1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
-        (char)197, (char)217, (char)241, 1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
-        (char)153, (char)166, (char)181, (char)197, (char)217, (char)241);
+    const __m256i grid = iq4_grid_u();
     for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
         const float d = h2f(x[i].d);
         for (int ib = 0; ib < 8; ib += 2, u += 64) {
@@ -602,22 +480,35 @@ static void unpack_iq4_xs(const void *vx, int64_t n, uint8_t *u, float *s, float
                            (((x[i].scales_h >> (2 * ib)) & 3) << 4);
             s[2 * ib] = s[2 * ib + 1] = d * (float)(ls - 32);
         }
-        _mm256_storeu_ps(m, _mm256_setzero_ps());
-        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+        store_zero16(m);
+    }
+}
+
+/* The eight 2-bit planes of a Q2_K / Q3_K / TQ2_0 super-block (value 128h + 32j + l is bits
+ * 2j..2j+1 of qs[32h + l]) to u, each plus the byte off and, Q3_K (hm not NULL), minus 4 where
+ * its bit 4h + j of hmask[l] is clear. */
+ALWAYS_INLINE void unpack_planes2(const uint8_t *qs, const uint8_t *hm, __m256i off, uint8_t *u) {
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    for (int h = 0; h < 2; h++) {
+        const __m256i q = load256(qs + 32 * h);
+        for (int j = 0; j < 4; j++, u += 32) {
+            __m256i v = _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), off);
+            if (hm) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
+                v = _mm256_sub_epi8(v, _mm256_and_si256(_mm256_cmpeq_epi8(
+                                        _mm256_and_si256(load256(hm), bit), _mm256_setzero_si256()),
+                                    four));
+            }
+            store256(u, v);
+        }
     }
 }
 
 static void unpack_q2_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q2_K *x = vx;
-    const __m256i three = _mm256_set1_epi8(3);
-    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16, u += QK_K) {
         const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
-            for (int j = 0; j < 4; j++, u += 32) {
-                store256(u, or80(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three)));
-            }
-        }
+        unpack_planes2(x[i].qs, NULL, _mm256_set1_epi8((char)0x80), u);
         for (int g = 0; g < 16; g++) {
             s[g] = d * (float)(x[i].scales[g] & 0xF);
             m[g] = -(dmin * (float)(x[i].scales[g] >> 4));
@@ -627,47 +518,25 @@ static void unpack_q2_K(const void *vx, int64_t n, uint8_t *u, float *s, float *
 
 static void unpack_q3_K(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_q3_K *x = vx;
-    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
-    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16, u += QK_K) {
         const float d = h2f(x[i].d);
-        const __m256i hm = load256(x[i].hmask);
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
-            for (int j = 0; j < 4; j++, u += 32) {
-                const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + j)));
-                /* 4 where the high bit is clear: the value is q - 4 */
-                const __m256i low = _mm256_and_si256(
-                    _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256()), four);
-                const __m256i v = or80(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three));
-                store256(u, _mm256_sub_epi8(v, low));
-            }
-        }
+        unpack_planes2(x[i].qs, x[i].hmask, _mm256_set1_epi8((char)0x80), u);
         const uint8_t *b = x[i].scales;
         for (int g = 0; g < 16; g++) {
             const int lo = g < 8 ? (b[g] & 0xF) : (b[g - 8] >> 4);
             const int hi = (b[8 + (g & 3)] >> (2 * (g >> 2))) & 3;
             s[g] = d * (float)((lo | (hi << 4)) - 32);
         }
-        _mm256_storeu_ps(m, _mm256_setzero_ps());
-        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+        store_zero16(m);
     }
 }
 
 static void unpack_tq2_0(const void *vx, int64_t n, uint8_t *u, float *s, float *m) {
     const block_tq2_0 *x = vx;
-    const __m256i three = _mm256_set1_epi8(3), off = _mm256_set1_epi8(127); /* q - 1 + 128 */
-    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16) {
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load256(x[i].qs + 32 * h);
-            for (int j = 0; j < 4; j++, u += 32) {
-                store256(u, _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), off));
-            }
-        }
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
-        _mm256_storeu_ps(s, d);
-        _mm256_storeu_ps(s + 8, d);
-        _mm256_storeu_ps(m, _mm256_setzero_ps());
-        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+    for (int64_t i = 0; i < n / QK_K; i++, s += 16, m += 16, u += QK_K) {
+        unpack_planes2(x[i].qs, NULL, _mm256_set1_epi8(127), u); /* q - 1 + 128 */
+        store_d16(s, h2f(x[i].d));
+        store_zero16(m);
     }
 }
 
@@ -708,28 +577,13 @@ static void unpack_tq1_0(const void *vx, int64_t n, uint8_t *u, float *s, float 
                 *u++ = (uint8_t)((((unsigned)q * 3u) >> 8) + 127u);
             }
         }
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d));
-        _mm256_storeu_ps(s, d);
-        _mm256_storeu_ps(s + 8, d);
-        _mm256_storeu_ps(m, _mm256_setzero_ps());
-        _mm256_storeu_ps(m + 8, _mm256_setzero_ps());
+        store_d16(s, h2f(x[i].d));
+        store_zero16(m);
     }
 }
 
 /* ---------------------------------------------------------------- fused GEMV dots
- * Q4_0 / Q8_0 rows straight from their blocks: one 32-value block per 256-bit step, one scale
- * (weight d times the activation group's da) per block. Weights are prefetched PF_AHEAD bytes
- * early: one core streaming one row otherwise has too few misses in flight (measured on the
- * AVX-512 kernels, 22 -> 37 GB/s for Q8_0). */
-#define PF_AHEAD 8192
-
-ALWAYS_INLINE void prefetch_ahead(const void *p, int bytes) {
-    const char *c = (const char *)p + PF_AHEAD;
-    for (int o = 0; o < bytes; o += 64) {
-        _mm_prefetch(c + o, _MM_HINT_T0);
-    }
-    _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
-}
+ * Rows straight from their blocks, weights prefetched PF_AHEAD bytes early (prefetch_ahead). */
 
 /* Eight int32 lanes of signed w times signed a (|w|, |a| <= 127 keeps maddubs exact). */
 ALWAYS_INLINE __m256i dot_signed(__m256i w, __m256i a) {
@@ -791,33 +645,9 @@ ALWAYS_INLINE __m256i act_bytes(const qt_mm_act *act, int64_t j) {
  *   multiplied with the activation scales in one step; each block then broadcasts its own.
  * Q8_0 and IQ4_NL (values up to +-127, whose shifted form would overflow maddubs' 16-bit pair
  * sums) keep the signed product. */
-enum { LEG_Q4_0, LEG_Q4_1, LEG_Q5_0, LEG_Q5_1, LEG_Q8_0, LEG_IQ4_NL, LEG_MXFP4 };
-
-/* Block size, offset of the values, and (Q5) of the fifth bits, per kind. */
-#define LEG_SIZE(kind)                                                                         \
-    ((kind) == LEG_Q4_0 ? sizeof(block_q4_0) : (kind) == LEG_Q4_1 ? sizeof(block_q4_1)         \
-     : (kind) == LEG_Q5_0 ? sizeof(block_q5_0) : (kind) == LEG_Q5_1 ? sizeof(block_q5_1)       \
-     : (kind) == LEG_Q8_0 ? sizeof(block_q8_0) : (kind) == LEG_IQ4_NL ? sizeof(block_iq4_nl)   \
-                          : sizeof(block_mxfp4))
-#define LEG_QS(kind)                                                                           \
-    ((kind) == LEG_Q4_1 ? offsetof(block_q4_1, qs) : (kind) == LEG_Q5_0 ? offsetof(block_q5_0, qs) \
-     : (kind) == LEG_Q5_1 ? offsetof(block_q5_1, qs) : (kind) == LEG_MXFP4 ? offsetof(block_mxfp4, qs) \
-                          : (size_t)2)
-#define LEG_QH(kind) ((kind) == LEG_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh))
-_Static_assert(offsetof(block_q4_0, qs) == 2 && offsetof(block_q8_0, qs) == 2 &&
-                   offsetof(block_iq4_nl, qs) == 2 && offsetof(block_q4_1, m) == 2 &&
-                   offsetof(block_q5_1, m) == 2,
-               "legacy blocks start with the fp16 scale (MXFP4: its exponent byte), then the "
-               "fp16 minimum where there is one");
-
 /* 1 for the kinds whose values go to maddubs unsigned (below 32, see leg_values). */
 ALWAYS_INLINE int leg_unsigned(int kind) {
     return kind != LEG_Q8_0 && kind != LEG_IQ4_NL;
-}
-
-/* 1 for the kinds with a stored minimum (Q4_1, Q5_1). */
-ALWAYS_INLINE int leg_has_min(int kind) {
-    return kind == LEG_Q4_1 || kind == LEG_Q5_1;
 }
 
 /* Minus the shift times each 16 values' activation sum S (lane l), from g = -128 S: -8 S for
@@ -882,15 +712,9 @@ ALWAYS_INLINE __m256i leg_products(const uint8_t *b, const int8_t *a, int kind) 
     return leg_unsigned(kind) ? dot_unsigned(w, av) : dot_signed(w, av);
 }
 
-ALWAYS_INLINE uint64_t leg_u16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* Eight fp16 fields at p, p + bs, ... as floats, in the lane order of lanes8. */
 ALWAYS_INLINE __m256 leg_halfs8(const uint8_t *p, size_t bs) {
-#define H(t) leg_u16(p + (t) * bs)
+#define H(t) ((uint64_t)leg_u16(p + (t) * bs))
     const uint64_t lo = H(0) | H(1) << 16 | H(4) << 32 | H(5) << 48;
     const uint64_t hi = H(2) | H(3) << 16 | H(6) << 32 | H(7) << 48;
 #undef H
@@ -937,15 +761,6 @@ ALWAYS_INLINE __m256 lanes8_first(const float *v) {
 ALWAYS_INLINE __m256 lanes8_sum(const float *v) {
     const __m256 lo = _mm256_loadu_ps(v), hi = _mm256_loadu_ps(v + 8);
     return _mm256_add_ps(_mm256_shuffle_ps(lo, hi, 0x88), _mm256_shuffle_ps(lo, hi, 0xDD));
-}
-
-/* The scale of one block, for the blocks past the last whole eight. */
-ALWAYS_INLINE float leg_scale(const uint8_t *b, int kind) {
-    return kind == LEG_MXFP4 ? e8m0_half(b[0]) : h2f((uint16_t)leg_u16(b));
-}
-
-ALWAYS_INLINE float leg_min(const uint8_t *b) {
-    return h2f((uint16_t)leg_u16(b + 2));
 }
 
 /* Four blocks' per-lane sums p[0..3] (p[t] lane l: values of block t's half l / 4) to one sum
@@ -1038,19 +853,7 @@ ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k
     return leg_has_min(kind) ? dots + hsum8(mins) + tail_mins : dots;
 }
 
-/* One table entry per kind of a shared kernel. */
-#define FDOT_OF_KIND(name, impl, kind)                                                   \
-    static float name(const void *row, const qt_mm_act *act, int64_t k) {               \
-        return impl(row, act, k, kind);                                                  \
-    }
-
-FDOT_OF_KIND(fdot_q4_0, fdot_legacy, LEG_Q4_0)
-FDOT_OF_KIND(fdot_q4_1, fdot_legacy, LEG_Q4_1)
-FDOT_OF_KIND(fdot_q5_0, fdot_legacy, LEG_Q5_0)
-FDOT_OF_KIND(fdot_q5_1, fdot_legacy, LEG_Q5_1)
-FDOT_OF_KIND(fdot_q8_0, fdot_legacy, LEG_Q8_0)
-FDOT_OF_KIND(fdot_iq4_nl, fdot_legacy, LEG_IQ4_NL)
-FDOT_OF_KIND(fdot_mxfp4, fdot_legacy, LEG_MXFP4)
+LEG_FDOT_ENTRIES(fdot_legacy)
 
 /* ---------------------------------------------------------------- super-block GEMV dots
  * Q2_K .. Q6_K, IQ4_XS, TQ1_0 and TQ2_0 take one activation scale per 256 values

@@ -2,16 +2,14 @@
  * Registered only when the CPU has AVX-512 VNNI (vpdpbusd); other AVX-512 parts keep AVX2's. */
 #include "../simd_x86_avx512_intrin.h"
 
-#include "../blocks.h"
-#include "../matmul.h"
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-static inline int32_t load_i32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+#define MM_W 16
+#define MM_VF __m512
+#define MM_VF_ZERO() _mm512_setzero_ps()
+#define MM_VF_LOADU(p) _mm512_loadu_ps(p)
+#define MM_VF_ADD(a, b) _mm512_add_ps(a, b)
+#define MM_VF_FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define MM_VF_HSUM(v) _mm512_reduce_add_ps(v)
+#include "matmul_x86_common.h"
 
 /* Per-lane correction for weights stored with an offset of 1 << shift: -offset times the sum
  * of the lane's 4 activations (lane l covers values j + 4l .. j + 4l + 3). */
@@ -51,10 +49,7 @@ static void quantize_act(const float *x, int64_t k, int group, int8_t *a, float 
             if (nsum4) {
                 /* sums of 4 consecutive values: 4-lane dot with ones, then narrowed */
                 const __m128i q8 = _mm512_cvtepi32_epi8(q);
-                const __m128i s4 = _mm_dpbusd_epi32(_mm_setzero_si128(), _mm_set1_epi8(1), q8);
-                _mm_storel_epi64((__m128i *)(void *)(nsum4 + 4 * g),
-                                 _mm_packs_epi32(_mm_sub_epi32(_mm_setzero_si128(), s4),
-                                                 _mm_setzero_si128()));
+                store_nsum4(nsum4, g, _mm_dpbusd_epi32(_mm_setzero_si128(), _mm_set1_epi8(1), q8));
             }
         }
     }
@@ -83,38 +78,28 @@ static float dot_vnni(const uint8_t *u, const float *s, const float *m, int has_
         acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
                                _mm512_mul_ps(s1, lane_da(act, k0 + j + 64)), acc1);
     }
-    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    for (; j < kc; j += QT_MM_GROUP) {
-        int32_t d = 0;
-        for (int t = 0; t < QT_MM_GROUP; t++) d += ((int32_t)u[j + t] - 128) * a[j + t];
-        total += (float)d * (s[j / 16] * act->da[(k0 + j) / 16]);
-    }
-    if (has_min) {
-        const float *sa = act->sa + k0 / 16;
-        const int64_t ng = kc / QT_MM_GROUP;
-        __m512 mac = _mm512_setzero_ps();
-        int64_t g = 0;
-        for (; g + 16 <= ng; g += 16) {
-            mac = _mm512_fmadd_ps(_mm512_loadu_ps(m + g), _mm512_loadu_ps(sa + g), mac);
-        }
-        total += _mm512_reduce_add_ps(mac);
-        for (; g < ng; g++) total += m[g] * sa[g];
-    }
-    return total;
+    const float total = dot_tail_groups(_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), u, s, a,
+                                        act->da + k0 / 16, j, kc);
+    return has_min ? add_min_terms(total, m, act->sa + k0 / 16, kc / QT_MM_GROUP) : total;
 }
 
 /* ---------------------------------------------------------------- fast path: GEMM tile */
 
-/* rb activation rows against one 16-row tile; lane r of every vector is weight row r. */
+/* out[r * 16 + 0..15] += f[r] for the rb activation rows of a tile. */
+ALWAYS_INLINE void add_tile_rows(float *out, const __m512 *f, const int rb) {
+    for (int r = 0; r < rb; r++) {
+        float *o = out + r * QT_MM_TILE_ROWS;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
+    }
+}
+
+/* rb activation rows against one 16-row tile; lane r of every vector is weight row r. pair
+ * (scale group 32): groups 2h and 2h+1 share every scale, so their integer sums add first and
+ * one conversion, multiply and add serve 32 values. */
 ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
                              int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             float *out);
-
-/* Scale group 32: groups 2h and 2h+1 share every scale, so their integer sums add first and
- * one conversion, multiply and add serve 32 values. */
-ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const float *tm,
-                                  int has_min, int64_t ng, const qt_mm_act *acts, const int rb,
-                                  int64_t k0, float *out) {
+                             const int pair, float *out) {
+    const int step = pair ? 2 : 1;
     const int8_t *ap[8];
     const int32_t *gb[8];
     const float *dp[8], *sp[8];
@@ -129,21 +114,21 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
          * too sparsely for the hardware prefetcher: fetch them while the dots run. */
         _mm_prefetch((const char *)(out + r * QT_MM_TILE_ROWS), _MM_HINT_T0);
     }
-    for (int64_t g = 0; g < ng; g += 2) {
+    for (int64_t g = 0; g < ng; g += step) {
         const uint8_t *wg = tu + g * 256;
         const __m512 sc = _mm512_load_ps(ts + g * 16);
         __m512i w[8];
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) w[c] = _mm512_load_si512(wg + 64 * c);
+        for (int c = 0; c < 4 * step; c++) w[c] = _mm512_load_si512(wg + 64 * c);
 #pragma GCC unroll 8
         for (int r = 0; r < rb; r++) {
             const int8_t *a = ap[r] + g * 16;
-            /* two dependency chains */
-            /* gbias[g] and sa[g] hold the sums of the whole pair (qt_mm_tile_fn) */
+            /* two dependency chains; pair: gbias[g] and sa[g] hold the sums of the whole pair
+             * (qt_mm_tile_fn) */
             __m512i acc = _mm512_set1_epi32(gb[r][g]);
             __m512i acc2 = _mm512_setzero_si512();
 #pragma GCC unroll 4
-            for (int c = 0; c < 8; c += 2) {
+            for (int c = 0; c < 4 * step; c += 2) {
                 acc = _mm512_dpbusd_epi32(acc, w[c], _mm512_set1_epi32(load_i32(a + 4 * c)));
                 acc2 = _mm512_dpbusd_epi32(acc2, w[c + 1], _mm512_set1_epi32(load_i32(a + 4 * c + 4)));
             }
@@ -159,58 +144,22 @@ ALWAYS_INLINE void tile_rows_pair(const uint8_t *tu, const float *ts, const floa
             }
         }
     }
-    for (int r = 0; r < rb; r++) {
-        float *o = out + r * QT_MM_TILE_ROWS;
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
-    }
+    add_tile_rows(out, f, rb);
 }
 
-ALWAYS_INLINE void tile_rows(const uint8_t *tu, const float *ts, const float *tm, int has_min,
-                             int64_t ng, const qt_mm_act *acts, const int rb, int64_t k0,
-                             float *out) {
-    const int8_t *ap[8];
-    const int32_t *gb[8];
-    const float *dp[8], *sp[8];
-    __m512 f[8];
-    for (int r = 0; r < rb; r++) {
-        ap[r] = acts[r].a + k0;
-        gb[r] = acts[r].gbias + k0 / 16;
-        dp[r] = acts[r].da + k0 / 16;
-        sp[r] = acts[r].sa + k0 / 16;
-        f[r] = _mm512_setzero_ps();
-        /* The partial sums live in a buffer far larger than L2 and are touched once per call,
-         * too sparsely for the hardware prefetcher: fetch them while the dots run. */
-        _mm_prefetch((const char *)(out + r * QT_MM_TILE_ROWS), _MM_HINT_T0);
+ALWAYS_INLINE void tile_all(const uint8_t *tu, const float *ts, const float *tm, int has_min,
+                            int64_t ng, const qt_mm_act *acts, int64_t nrows, int64_t k0,
+                            const int pair, float *out) {
+    int64_t i = 0;
+    for (; i + 8 <= nrows; i += 8) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 8, k0, pair, out + i * QT_MM_TILE_ROWS);
     }
-    for (int64_t g = 0; g < ng; g++) {
-        const uint8_t *wg = tu + g * 256;
-        const __m512i w0 = _mm512_load_si512(wg), w1 = _mm512_load_si512(wg + 64);
-        const __m512i w2 = _mm512_load_si512(wg + 128), w3 = _mm512_load_si512(wg + 192);
-        const __m512 sc = _mm512_load_ps(ts + g * 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < rb; r++) {
-            const int8_t *a = ap[r] + g * 16;
-            __m512i acc = _mm512_set1_epi32(gb[r][g]);
-            __m512i acc2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1,
-                                               _mm512_set1_epi32(load_i32(a + 4)));
-            acc = _mm512_dpbusd_epi32(acc, w0, _mm512_set1_epi32(load_i32(a)));
-            acc2 = _mm512_dpbusd_epi32(acc2, w3, _mm512_set1_epi32(load_i32(a + 12)));
-            acc = _mm512_dpbusd_epi32(acc, w2, _mm512_set1_epi32(load_i32(a + 8)));
-            acc = _mm512_add_epi32(acc, acc2);
-            f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
-                                   _mm512_mul_ps(sc, _mm512_set1_ps(dp[r][g])), f[r]);
-        }
-        if (has_min) {
-            const __m512 mn = _mm512_load_ps(tm + g * 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < rb; r++) {
-                f[r] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sp[r][g]), f[r]);
-            }
-        }
+    if (i + 4 <= nrows) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, pair, out + i * QT_MM_TILE_ROWS);
+        i += 4;
     }
-    for (int r = 0; r < rb; r++) {
-        float *o = out + r * QT_MM_TILE_ROWS;
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
+    for (; i < nrows; i++) {
+        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, pair, out + i * QT_MM_TILE_ROWS);
     }
 }
 
@@ -218,50 +167,25 @@ static void tile_vnni(const uint8_t *tu, const float *ts, const float *tm, int h
                       int pair, int64_t kc, const qt_mm_act *acts, int64_t nrows, int64_t k0,
                       float *out) {
     const int64_t ng = kc / QT_MM_GROUP;
-    int64_t i = 0;
     if (pair) {
-        for (; i + 8 <= nrows; i += 8) {
-            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 8, k0, out + i * QT_MM_TILE_ROWS);
-        }
-        if (i + 4 <= nrows) {
-            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
-            i += 4;
-        }
-        for (; i < nrows; i++) {
-            tile_rows_pair(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
-        }
-        return;
-    }
-    for (; i + 8 <= nrows; i += 8) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 8, k0, out + i * QT_MM_TILE_ROWS);
-    }
-    if (i + 4 <= nrows) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 4, k0, out + i * QT_MM_TILE_ROWS);
-        i += 4;
-    }
-    for (; i < nrows; i++) {
-        tile_rows(tu, ts, tm, has_min, ng, acts + i, 1, k0, out + i * QT_MM_TILE_ROWS);
+        tile_all(tu, ts, tm, has_min, ng, acts, nrows, k0, 1, out);
+    } else {
+        tile_all(tu, ts, tm, has_min, ng, acts, nrows, k0, 0, out);
     }
 }
 
 /* ---------------------------------------------------------------- exact path (float) */
 
 static float dot_f32(const float *w, const float *x, int64_t n) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int64_t j = 0;
-    for (; j + 64 <= n; j += 64) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(x + j), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 16), _mm512_loadu_ps(x + j + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 32), _mm512_loadu_ps(x + j + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 48), _mm512_loadu_ps(x + j + 48), a3);
-    }
-    for (; j < n; j += 16) {
+    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+    for (int64_t j = dot_f32_steps(w, x, n, a); j < n; j += 16) {
+        /* the rest 16 at a time, the last one masked, into the first chain */
         const __mmask16 mk = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w + j), _mm512_maskz_loadu_ps(mk, x + j),
-                             a0);
+        a[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w + j), _mm512_maskz_loadu_ps(mk, x + j),
+                               a[0]);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    return dot_f32_sum(a);
 }
 
 ALWAYS_INLINE void tile_f32_rows(const float *tw, int64_t kc, const float *x, int64_t ldx,
@@ -274,10 +198,7 @@ ALWAYS_INLINE void tile_f32_rows(const float *tw, int64_t kc, const float *x, in
             f[r] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[r * ldx + j]), f[r]);
         }
     }
-    for (int r = 0; r < rb; r++) {
-        float *o = out + r * QT_MM_TILE_ROWS;
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f[r]));
-    }
+    add_tile_rows(out, f, rb);
 }
 
 static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, int64_t nrows,
@@ -295,29 +216,10 @@ static void tile_f32(const float *tw, int64_t kc, const float *x, int64_t ldx, i
     }
 }
 
-/* Weights stream through once, in order. Asking for them PF_AHEAD bytes early keeps more
- * misses in flight than the hardware prefetcher does for one stream per core: measured on the
- * Q8_0 GEMV at 4096x14336, 22 -> 37 GB/s on one thread and 41 -> 54 GB/s on two (4 KiB ahead:
- * 30 GB/s; 12-16 KiB: no better on one thread, erratic on two). Prefetches never fault, so
- * running past the end of the weights is harmless. */
-#define PF_AHEAD 8192
-
-ALWAYS_INLINE void prefetch_ahead(const void *p, int bytes) {
-    const char *c = (const char *)p + PF_AHEAD;
-    for (int o = 0; o < bytes; o += 64) {
-        _mm_prefetch(c + o, _MM_HINT_T0);
-    }
-    _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
-}
-
 /* ---------------------------------------------------------------- fused GEMV dots
  * Decode ggml blocks straight into registers: lane l of a 64-value step covers values
  * 4l..4l+3, so per-lane activation scales (lane_da) and offset corrections (lane_bias) line up
  * with the integer sums without reordering the activations. */
-
-static inline float h2f(uint16_t h) {
-    return _cvtsh_ss(h);
-}
 
 /* [d0 x 8 lanes, d1 x 8 lanes] from two fp16 scales. */
 static inline __m512 two_scales(uint16_t d0, uint16_t d1) {
@@ -335,221 +237,6 @@ static inline float tail_block(const int8_t *w, float d, const qt_mm_act *act, i
         total += (float)acc * (d * act->da[j / 16 + g]);
     }
     return total;
-}
-
-static float fdot_q4_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q4_0 *x = row;
-    const int64_t nb = k / 32;
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-#define Q4_0_PAIR(ACC, I)                                                                      \
-    do {                                                                                       \
-        const int64_t j = 32 * (I);                                                            \
-        const __m256i q2 = _mm256_inserti128_si256(                                            \
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)x[I].qs)),   \
-            _mm_loadu_si128((const __m128i *)(const void *)x[(I) + 1].qs), 1);                 \
-        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q2), _mm256_srli_epi16(q2, 4), 1); \
-        z = _mm512_shuffle_i64x2(_mm512_and_si512(z, mask), _mm512_and_si512(z, mask), 0xD8);  \
-        const __m512i bias = lane_bias(act, j, 3);     \
-        const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));        \
-        const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
-                                        lane_da(act, j));                    \
-        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
-    } while (0)
-    for (; i + 4 <= nb; i += 4) {
-        prefetch_ahead(&x[i], 4 * (int)sizeof x[i]);
-        Q4_0_PAIR(acc0, i);
-        Q4_0_PAIR(acc1, i + 2);
-    }
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        Q4_0_PAIR(acc0, i);
-    }
-#undef Q4_0_PAIR
-    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if (i < nb) {
-        int8_t w[32];
-        for (int t = 0; t < 16; t++) {
-            w[t] = (int8_t)((x[i].qs[t] & 0xF) - 8);
-            w[t + 16] = (int8_t)((x[i].qs[t] >> 4) - 8);
-        }
-        total += tail_block(w, h2f(x[i].d), act, 32 * i);
-    }
-    return total;
-}
-
-static float fdot_q8_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q8_0 *x = row;
-    const int64_t nb = k / 32;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-#define Q8_0_PAIR(ACC, I)                                                                      \
-    do {                                                                                       \
-        const int64_t j = 32 * (I);                                                            \
-        const __m512i z = _mm512_xor_si512(                                                    \
-            _mm512_inserti64x4(                                                                \
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)x[I].qs)), \
-                _mm256_loadu_si256((const __m256i *)(const void *)x[(I) + 1].qs), 1),          \
-            flip);                                                                             \
-        const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,       \
-                                              _mm512_loadu_si512(act->a + j));                 \
-        const __m512 sc = _mm512_mul_ps(two_scales(x[I].d, x[(I) + 1].d),                      \
-                                        lane_da(act, j));                    \
-        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, ACC);                                 \
-    } while (0)
-    for (; i + 4 <= nb; i += 4) {
-        prefetch_ahead(&x[i], 4 * (int)sizeof x[i]);
-        Q8_0_PAIR(acc0, i);
-        Q8_0_PAIR(acc1, i + 2);
-    }
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        Q8_0_PAIR(acc0, i);
-    }
-#undef Q8_0_PAIR
-    float total = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if (i < nb) {
-        total += tail_block(x[i].qs, h2f(x[i].d), act, 32 * i);
-    }
-    return total;
-}
-
-static float fdot_q4_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q4_K *x = row;
-    const __m256i mask = _mm256_set1_epi8(0x0F);
-    /* chunk c of 64 values: lanes 0-7 use scale 2c, lanes 8-15 scale 2c+1 */
-    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i two = _mm512_set1_epi32(2);
-    /* minimum j (lanes 8-15 of sm) for groups 2j and 2j+1 */
-    const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const int64_t j0 = QK_K * i;
-        uint32_t w[3];
-        memcpy(w, x[i].scales, sizeof w);
-        const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
-        const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-        const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-        const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-        const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(h2f(x[i].d)),
-                                             _mm256_set1_ps(h2f(x[i].dmin)), 1);
-        /* lanes 0-7: d * scale_j; lanes 8-15: dmin * min_j */
-        const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
-        macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
-                               _mm512_loadu_ps(act->sa + j0 / 16), macc);
-        /* lanes 0-7: scale j times the activation scale of its 32 values (group 2j) */
-        const __m512 sd = _mm512_mul_ps(
-            sm, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + j0 / 16)));
-        __m512i pick = pick0;
-        for (int c = 0; c < 4; c++) {
-            const int64_t j = j0 + 64 * c;
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * c));
-            const __m512i z = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_and_si256(q, mask)),
-                _mm256_and_si256(_mm256_srli_epi16(q, 4), mask), 1);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
-                                                  _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-            pick = _mm512_add_epi32(pick, two);
-        }
-    }
-    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
-}
-
-static float fdot_q6_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q6_K *x = row;
-    const __m512i mask = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
-    /* fifth/sixth bits: values 0-31 take qh << 4, 32-63 qh << 2, 64-95 qh, 96-127 qh >> 2 */
-    const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr_b = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    /* 64 values = 4 groups of 16: lanes 4g..4g+3 take group g0 + g */
-    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __m512i four = _mm512_set1_epi32(4);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const __m512 s = _mm512_mul_ps(
-            _mm512_set1_ps(h2f(x[i].d)),
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                _mm_loadu_si128((const __m128i *)(const void *)x[i].scales))));
-        /* group scales times activation scales, once per super-block */
-        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
-        __m512i pick = pick0;
-        for (int h = 0; h < 2; h++) {
-            const int64_t j = QK_K * i + 128 * h;
-            const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qh + 32 * h));
-            const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-            const __m512i za = _mm512_or_si512(_mm512_and_si512(ql, mask),
-                                               _mm512_and_si512(_mm512_sllv_epi16(qh2, shl_a), top));
-            const __m512i zb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), mask),
-                                               _mm512_and_si512(_mm512_srlv_epi16(qh2, shr_b), top));
-            /* stored values are q + 32 */
-            const __m512i pa = _mm512_dpbusd_epi32(
-                lane_bias(act, j, 5), za,
-                _mm512_loadu_si512(act->a + j));
-            const __m512i pb = _mm512_dpbusd_epi32(
-                lane_bias(act, j + 64, 5), zb,
-                _mm512_loadu_si512(act->a + j + 64));
-            const __m512 sa = _mm512_permutexvar_ps(pick, sd);
-            pick = _mm512_add_epi32(pick, four);
-            const __m512 sb = _mm512_permutexvar_ps(pick, sd);
-            pick = _mm512_add_epi32(pick, four);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), sa, acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), sb, acc1);
-        }
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-static float fdot_q5_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q5_K *x = row;
-    const __m256i mask = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i two = _mm512_set1_epi32(2);
-    const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const int64_t j0 = QK_K * i;
-        uint32_t w[3];
-        memcpy(w, x[i].scales, sizeof w);
-        const uint32_t sc_lo = w[0] & 0x3f3f3f3fu, mn_lo = w[1] & 0x3f3f3f3fu;
-        const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
-        const uint32_t mn_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
-        const __m128i b = _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
-        const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(h2f(x[i].d)),
-                                             _mm256_set1_ps(h2f(x[i].dmin)), 1);
-        const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
-        macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm),
-                               _mm512_loadu_ps(act->sa + j0 / 16), macc);
-        /* lanes 0-7: scale j times the activation scale of its 32 values (group 2j) */
-        const __m512 sd = _mm512_mul_ps(
-            sm, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + j0 / 16)));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)x[i].qh);
-        __m512i pick = pick0;
-        for (int c = 0; c < 4; c++) {
-            const int64_t j = j0 + 64 * c;
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * c));
-            const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit4);
-            const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit4);
-            const __m512i z = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_or_si256(_mm256_and_si256(q, mask), h0)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h1), 1);
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
-                                                  _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-            pick = _mm512_add_epi32(pick, two);
-        }
-    }
-    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
 }
 
 /* 32 nibble-packed values of blocks I and I+1 in natural order (block I in the low half). */
@@ -572,271 +259,216 @@ static inline __m512i q5_bits_pair(const uint8_t *qh0, const uint8_t *qh1) {
     return _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10));
 }
 
-static float fdot_q5_0(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q5_0 *x = row;
-    const int64_t nb = k / 32;
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        const int64_t j = 32 * i;
-        const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
-                                          q5_bits_pair(x[i].qh, x[i + 1].qh));
-        /* stored values are q + 16 */
-        const __m512i bias = lane_bias(act, j, 4);
-        const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
-        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        lane_da(act, j));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-    }
-    float total = _mm512_reduce_add_ps(acc);
-    if (i < nb) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        int8_t w[32];
-        for (int t = 0; t < 16; t++) {
-            w[t] = (int8_t)(((x[i].qs[t] & 0xF) | (((qh >> t) & 1u) << 4)) - 16);
-            w[t + 16] = (int8_t)(((x[i].qs[t] >> 4) | (((qh >> (t + 16)) & 1u) << 4)) - 16);
-        }
-        total += tail_block(w, h2f(x[i].d), act, 32 * i);
-    }
-    return total;
+/* The IQ4 grid offset by 128 (offset-binary), in every 128-bit lane for a byte shuffle. */
+ALWAYS_INLINE __m512i iq4_grid_u(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129,
+                                                (char)141, (char)153, (char)166, (char)181,
+                                                (char)197, (char)217, (char)241));
 }
 
-static float fdot_q4_1(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q4_1 *x = row;
+/* ---------------------------------------------------------------- 32-value blocks
+ * Two blocks per 64-value step: values as dpbusd's unsigned operand, the offset they are
+ * stored with taken off through lane_bias, the two fp16 (MXFP4: E8M0) scales times the
+ * activation scales per lane; Q4_1/Q5_1's minimums meet the activation sums sa in float. */
+
+/* The grids of IQ4_NL and MXFP4 (E2M1 values doubled), offset by 128. */
+ALWAYS_INLINE __m512i leg_grid_u(int kind) {
+    return kind == LEG_MXFP4
+               ? _mm512_broadcast_i32x4(_mm_setr_epi8((char)128, (char)129, (char)130, (char)131,
+                                                      (char)132, (char)134, (char)136, (char)140,
+                                                      (char)128, 127, 126, 125, 124, 122, 120, 116))
+               : iq4_grid_u();
+}
+
+/* The offset the values of a kind are stored with, as the lane_bias shift; -1: none (the
+ * minimum kinds store q >= 0). */
+ALWAYS_INLINE int leg_offset_shift(int kind) {
+    switch (kind) {
+    case LEG_Q4_0: return 3;
+    case LEG_Q5_0: return 4;
+    case LEG_Q4_1: case LEG_Q5_1: return -1;
+    default: return 7; /* Q8_0 flipped, the grids offset-binary */
+    }
+}
+
+/* acc plus blocks b and b + bs (values from j on) times their activations; Q4_1/Q5_1 add their
+ * minimum terms to *mins. */
+ALWAYS_INLINE __m512 leg_pair(__m512 acc, const uint8_t *b, size_t bs, const qt_mm_act *act,
+                              int64_t j, int kind, float *mins) {
+    const uint8_t *c = b + bs;
+    const size_t qs = LEG_QS(kind);
+    __m512i z;
+    if (kind == LEG_Q8_0) {
+        z = _mm512_xor_si512(
+            _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(b + qs))),
+                _mm256_loadu_si256((const __m256i *)(const void *)(c + qs)), 1),
+            _mm512_set1_epi8((char)0x80));
+    } else {
+        z = nibble_pair(b + qs, c + qs);
+        if (kind == LEG_Q5_0 || kind == LEG_Q5_1) {
+            z = _mm512_or_si512(z, q5_bits_pair(b + LEG_QH(kind), c + LEG_QH(kind)));
+        } else if (leg_grid(kind)) {
+            z = _mm512_shuffle_epi8(leg_grid_u(kind), z);
+        }
+    }
+    const int shift = leg_offset_shift(kind);
+    const __m512i bias = shift < 0 ? _mm512_setzero_si512() : lane_bias(act, j, shift);
+    const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
+    const __m512 d = kind == LEG_MXFP4 ? _mm512_insertf32x8(_mm512_set1_ps(e8m0_half(b[0])),
+                                                            _mm256_set1_ps(e8m0_half(c[0])), 1)
+                                       : two_scales(leg_u16(b), leg_u16(c));
+    if (leg_has_min(kind)) {
+        const float *sa = act->sa + j / 16;
+        *mins += leg_min(b) * (sa[0] + sa[1]) + leg_min(c) * (sa[2] + sa[3]);
+    }
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(d, lane_da(act, j)), acc);
+}
+
+/* Value t of block b without its offset (the scalar tail). */
+ALWAYS_INLINE int8_t leg_signed(const uint8_t *b, int t, int kind, const uint8_t *grid) {
+    if (kind == LEG_Q8_0) {
+        return (int8_t)b[LEG_QS(kind) + t];
+    }
+    const int v = leg_nibble5(b, t, kind);
+    switch (kind) {
+    case LEG_Q4_0: return (int8_t)(v - 8);
+    case LEG_Q5_0: return (int8_t)(v - 16);
+    case LEG_IQ4_NL: case LEG_MXFP4: return (int8_t)(grid[v] - 128);
+    default: return (int8_t)v;
+    }
+}
+
+ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k, int kind) {
+    const size_t bs = LEG_SIZE(kind);
     const int64_t nb = k / 32;
-    __m512 acc = _mm512_setzero_ps();
+    const uint8_t *x = row;
+    /* Q4_0 / Q8_0: four blocks per step in two chains */
+    const int two = kind == LEG_Q4_0 || kind == LEG_Q8_0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     float mins = 0.0f;
     int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        const int64_t j = 32 * i;
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                              nibble_pair(x[i].qs, x[i + 1].qs),
-                                              _mm512_loadu_si512(act->a + j));
-        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        lane_da(act, j));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-        const float *sa = act->sa + j / 16;
-        mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
-    }
-    float total = _mm512_reduce_add_ps(acc) + mins;
-    if (i < nb) {
-        int8_t w[32];
-        for (int t = 0; t < 16; t++) {
-            w[t] = (int8_t)(x[i].qs[t] & 0xF);
-            w[t + 16] = (int8_t)(x[i].qs[t] >> 4);
+    if (two) {
+        for (; i + 4 <= nb; i += 4) {
+            const uint8_t *b = x + (size_t)i * bs;
+            prefetch_ahead(b, 4 * (int)bs);
+            acc0 = leg_pair(acc0, b, bs, act, 32 * i, kind, &mins);
+            acc1 = leg_pair(acc1, b + 2 * bs, bs, act, 32 * (i + 2), kind, &mins);
         }
-        const float *sa = act->sa + 32 * i / 16;
-        total += tail_block(w, h2f(x[i].d), act, 32 * i) + h2f(x[i].m) * (sa[0] + sa[1]);
+    }
+    for (; i + 2 <= nb; i += 2) {
+        const uint8_t *b = x + (size_t)i * bs;
+        prefetch_ahead(b, 2 * (int)bs);
+        acc0 = leg_pair(acc0, b, bs, act, 32 * i, kind, &mins);
+    }
+    float total = _mm512_reduce_add_ps(two ? _mm512_add_ps(acc0, acc1) : acc0);
+    if (leg_has_min(kind)) {
+        total += mins;
+    }
+    if (i < nb) {
+        const uint8_t *b = x + (size_t)i * bs;
+        uint8_t grid[64];
+        if (leg_grid(kind)) {
+            _mm512_storeu_si512(grid, leg_grid_u(kind));
+        }
+        int8_t w[32];
+        for (int t = 0; t < 32; t++) w[t] = leg_signed(b, t, kind, grid);
+        float last = tail_block(w, leg_scale(b, kind), act, 32 * i);
+        if (leg_has_min(kind)) {
+            const float *sa = act->sa + 32 * i / 16;
+            last += leg_min(b) * (sa[0] + sa[1]);
+        }
+        total += last;
     }
     return total;
 }
 
-static float fdot_iq4_xs(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_iq4_xs *x = row;
-    const __m512i grid = _mm512_broadcast_i32x4(_mm_setr_epi8(
-        1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166, (char)181,
-        (char)197, (char)217, (char)241));
-    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i two = _mm512_set1_epi32(2);
+LEG_FDOT_ENTRIES(fdot_legacy)
+
+/* ---------------------------------------------------------------- super-block dots
+ * Q2_K .. Q6_K and IQ4_XS: per 256-value block a vector sd of weight scales times activation
+ * scales (and the minimum terms into macc), then four 64-value steps, two per half block h:
+ * the step's unsigned values, an integer dot (dpbusd; lane_bias where they are stored with an
+ * offset) and one multiply-add with its scales picked from sd. 16-value groups (Q2_K, Q3_K,
+ * Q6_K): sd per group, lanes 4g..4g+3 of a step take group g0 + g; 32-value groups (Q4_K,
+ * Q5_K, IQ4_XS): sd in lanes 0-7, lanes 0-7 of step c take group 2c and lanes 8-15 2c + 1. */
+enum { SK_Q2_K, SK_Q3_K, SK_Q4_K, SK_Q5_K, SK_Q6_K, SK_IQ4_XS };
+
+ALWAYS_INLINE size_t sk_size(int kind) {
+    switch (kind) {
+    case SK_Q2_K: return sizeof(block_q2_K);
+    case SK_Q3_K: return sizeof(block_q3_K);
+    case SK_Q4_K: return sizeof(block_q4_K);
+    case SK_Q5_K: return sizeof(block_q5_K);
+    case SK_Q6_K: return sizeof(block_q6_K);
+    default: return sizeof(block_iq4_xs);
+    }
+}
+
+ALWAYS_INLINE int sk_group32(int kind) {
+    return kind == SK_Q4_K || kind == SK_Q5_K || kind == SK_IQ4_XS;
+}
+
+/* The lane_bias shift of the stored values' offset; -1: none (the minimum kinds). */
+ALWAYS_INLINE int sk_offset_shift(int kind) {
+    return kind == SK_Q3_K ? 2 : kind == SK_Q6_K ? 5 : kind == SK_IQ4_XS ? 7 : -1;
+}
+
+/* Q4_K / Q5_K: the 6-bit scales (lanes 0-7, times d) and minimums (lanes 8-15, times dmin). */
+ALWAYS_INLINE __m512 k4_sd(uint16_t d, uint16_t dmin, const uint8_t *scales, const qt_mm_act *act,
+                           int64_t j0, __m512 *macc) {
+    /* minimum j (lanes 8-15 of sm) for groups 2j and 2j+1 */
+    const __m512i mins2 = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
     const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const float d = h2f(x[i].d);
-        /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h),
-         * built in registers: a store/reload here stalls on store forwarding */
-        uint32_t l4;
-        memcpy(&l4, x[i].scales_l, sizeof l4);
-        const __m256i lo = _mm256_and_si256(
-            _mm256_srlv_epi32(_mm256_set1_epi32((int)l4), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-            _mm256_set1_epi32(0xF));
-        const __m256i hi = _mm256_and_si256(
-            _mm256_srlv_epi32(_mm256_set1_epi32(x[i].scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-            _mm256_set1_epi32(3));
-        const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
-                                            _mm256_set1_epi32(32));
-        const __m512 sv = _mm512_castps256_ps512(
-            _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(ls)));
-        const __m512 sd = _mm512_mul_ps(
-            sv, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + QK_K * i / 16)));
-        __m512i pick = pick0;
-        for (int c = 0; c < 4; c++) {
-            const int64_t j = QK_K * i + 64 * c;
-            const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(x[i].qs + 32 * c,
-                                                                    x[i].qs + 32 * c + 16));
-            const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
-                                                  _mm512_loadu_si512(act->a + j));
-            const __m512 sc = _mm512_permutexvar_ps(pick, sd);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-            pick = _mm512_add_epi32(pick, two);
-        }
+    const __m128i b = k4_scale_bytes(scales);
+    const __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(h2f(d)), _mm256_set1_ps(h2f(dmin)), 1);
+    /* lanes 0-7: d * scale_j; lanes 8-15: dmin * min_j */
+    const __m512 sm = _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)));
+    *macc = _mm512_fmadd_ps(_mm512_permutexvar_ps(mins2, sm), _mm512_loadu_ps(act->sa + j0 / 16),
+                            *macc);
+    /* lanes 0-7: scale j times the activation scale of its 32 values (group 2j) */
+    return _mm512_mul_ps(sm, _mm512_permutexvar_ps(evens, _mm512_loadu_ps(act->da + j0 / 16)));
+}
+
+/* The block's sd (see above); the minimum kinds add their terms to *macc. */
+ALWAYS_INLINE __m512 sk_scales(const uint8_t *blk, const qt_mm_act *act, int64_t j0, int kind,
+                               __m512 *macc) {
+    const __m512 da16 = _mm512_loadu_ps(act->da + j0 / 16);
+    switch (kind) {
+    case SK_Q4_K: {
+        const block_q4_K *x = (const block_q4_K *)(const void *)blk;
+        return k4_sd(x->d, x->dmin, x->scales, act, j0, macc);
     }
-    return _mm512_reduce_add_ps(acc);
-}
-
-static inline float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23);
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* 4-bit index blocks through a 16-entry table of offset-binary values (IQ4_NL, MXFP4). */
-ALWAYS_INLINE float fdot_table4(const void *row, const qt_mm_act *act, int64_t k, int mx) {
-    const int64_t nb = k / 32;
-    const size_t bs = mx ? sizeof(block_mxfp4) : sizeof(block_iq4_nl);
-    const size_t qoff = mx ? 1 : 2;
-    const uint8_t *base = row;
-    const __m512i grid = mx ? _mm512_broadcast_i32x4(_mm_setr_epi8(
-                                  (char)128, (char)129, (char)130, (char)131, (char)132,
-                                  (char)134, (char)136, (char)140, (char)128, 127, 126, 125, 124,
-                                  122, 120, 116))
-                            : _mm512_broadcast_i32x4(_mm_setr_epi8(
-                                  1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
-                                  (char)153, (char)166, (char)181, (char)197, (char)217, (char)241));
-    __m512 acc = _mm512_setzero_ps();
-    float total = 0.0f;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const int64_t j = 32 * i;
-        const uint8_t *b0 = base + (size_t)i * bs, *b1 = b0 + bs;
-        prefetch_ahead(b0, 2 * (int)bs);
-        const __m512i z = _mm512_shuffle_epi8(grid, nibble_pair(b0 + qoff, b1 + qoff));
-        const __m512i p = _mm512_dpbusd_epi32(lane_bias(act, j, 7), z,
-                                              _mm512_loadu_si512(act->a + j));
-        __m512 d;
-        if (mx) {
-            d = _mm512_insertf32x8(_mm512_set1_ps(e8m0_half(b0[0])),
-                                   _mm256_set1_ps(e8m0_half(b1[0])), 1);
-        } else {
-            uint16_t h0, h1;
-            memcpy(&h0, b0, 2);
-            memcpy(&h1, b1, 2);
-            d = two_scales(h0, h1);
-        }
-        const __m512 sc = _mm512_mul_ps(d, lane_da(act, j));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
+    case SK_Q5_K: {
+        const block_q5_K *x = (const block_q5_K *)(const void *)blk;
+        return k4_sd(x->d, x->dmin, x->scales, act, j0, macc);
     }
-    total = _mm512_reduce_add_ps(acc);
-    if (i < nb) {
-        const uint8_t *b0 = base + (size_t)i * bs;
-        uint8_t table[64];
-        _mm512_storeu_si512(table, grid);
-        int8_t w[32];
-        for (int t = 0; t < 16; t++) {
-            w[t] = (int8_t)(table[b0[qoff + t] & 0xF] - 128);
-            w[t + 16] = (int8_t)(table[b0[qoff + t] >> 4] - 128);
-        }
-        float d;
-        if (mx) {
-            d = e8m0_half(b0[0]);
-        } else {
-            uint16_t h0;
-            memcpy(&h0, b0, 2);
-            d = h2f(h0);
-        }
-        total += tail_block(w, d, act, 32 * i);
+    case SK_Q6_K: {
+        const block_q6_K *x = (const block_q6_K *)(const void *)blk;
+        const __m512 s = _mm512_mul_ps(
+            _mm512_set1_ps(h2f(x->d)),
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(const void *)x->scales))));
+        return _mm512_mul_ps(s, da16);
     }
-    return total;
-}
-
-static float fdot_iq4_nl(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_table4(row, act, k, 0);
-}
-
-static float fdot_mxfp4(const void *row, const qt_mm_act *act, int64_t k) {
-    return fdot_table4(row, act, k, 1);
-}
-
-static float fdot_q5_1(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q5_1 *x = row;
-    const int64_t nb = k / 32;
-    __m512 acc = _mm512_setzero_ps();
-    float mins = 0.0f;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        prefetch_ahead(&x[i], 2 * (int)sizeof x[i]);
-        const int64_t j = 32 * i;
-        const __m512i z = _mm512_or_si512(nibble_pair(x[i].qs, x[i + 1].qs),
-                                          q5_bits_pair(x[i].qh, x[i + 1].qh));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
-                                              _mm512_loadu_si512(act->a + j));
-        const __m512 sc = _mm512_mul_ps(two_scales(x[i].d, x[i + 1].d),
-                                        lane_da(act, j));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
-        const float *sa = act->sa + j / 16;
-        mins += h2f(x[i].m) * (sa[0] + sa[1]) + h2f(x[i + 1].m) * (sa[2] + sa[3]);
-    }
-    float total = _mm512_reduce_add_ps(acc) + mins;
-    if (i < nb) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, sizeof qh);
-        int8_t w[32];
-        for (int t = 0; t < 16; t++) {
-            w[t] = (int8_t)((x[i].qs[t] & 0xF) | (((qh >> t) & 1u) << 4));
-            w[t + 16] = (int8_t)((x[i].qs[t] >> 4) | (((qh >> (t + 16)) & 1u) << 4));
-        }
-        const float *sa = act->sa + 32 * i / 16;
-        total += tail_block(w, h2f(x[i].d), act, 32 * i) + h2f(x[i].m) * (sa[0] + sa[1]);
-    }
-    return total;
-}
-
-/* Q2_K / Q3_K share the layout of their 2-bit planes: value 128h + 32j + l is bits 2j..2j+1
- * of qs[32h + l]. Lanes of a 64-value step span 4 scale groups (pick). */
-static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q2_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3);
-    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __m512i four = _mm512_set1_epi32(4);
-    __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)x[i].scales));
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)),
+    case SK_Q2_K: {
+        const block_q2_K *x = (const block_q2_K *)(const void *)blk;
+        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)x->scales));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x->d)),
                                        _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(0xF))));
-        const __m512 mn = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].dmin)),
+        const __m512 mn = _mm512_mul_ps(_mm512_set1_ps(h2f(x->dmin)),
                                         _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)));
-        macc = _mm512_fmadd_ps(mn, _mm512_loadu_ps(act->sa + QK_K * i / 16), macc);
-        /* group scales times activation scales, once per super-block */
-        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
-        __m512i pick = pick0;
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
-            for (int jj = 0; jj < 4; jj += 2) {
-                const int64_t j = QK_K * i + 128 * h + 32 * jj;
-                const __m512i z = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three)),
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three), 1);
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z,
-                                                      _mm512_loadu_si512(act->a + j));
-                const __m512 scl = _mm512_permutexvar_ps(pick, sd);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
-                pick = _mm512_add_epi32(pick, four);
-            }
-        }
+        *macc = _mm512_fmadd_ps(mn, _mm512_loadu_ps(act->sa + j0 / 16), *macc);
+        return _mm512_mul_ps(s, da16);
     }
-    return _mm512_reduce_add_ps(_mm512_sub_ps(acc, macc));
-}
-
-static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
-    const block_q3_K *x = row;
-    const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    const __m512i four = _mm512_set1_epi32(4);
-    /* top two bits of scale j: bits 2(j/4).. of byte 8 + j%4 */
-    const __m512i hshift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k / QK_K; i++) {
-        prefetch_ahead(&x[i], (int)sizeof x[i]);
-        const uint8_t *b = x[i].scales;
+    case SK_Q3_K: {
+        const block_q3_K *x = (const block_q3_K *)(const void *)blk;
+        /* top two bits of scale j: bits 2(j/4).. of byte 8 + j%4 */
+        const __m512i hshift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
         uint64_t lo8;
         uint32_t hi4;
-        memcpy(&lo8, b, sizeof lo8);
-        memcpy(&hi4, b + 8, sizeof hi4);
+        memcpy(&lo8, x->scales, sizeof lo8);
+        memcpy(&hi4, x->scales + 8, sizeof hi4);
         const __m128i l = _mm_cvtsi64_si128((long long)lo8);
         const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(l, _mm_set1_epi8(0x0F)),
                                                 _mm_and_si128(_mm_srli_epi16(l, 4), _mm_set1_epi8(0x0F)));
@@ -846,33 +478,141 @@ static float fdot_q3_K(const void *row, const qt_mm_act *act, int64_t k) {
         const __m512i sc = _mm512_sub_epi32(
             _mm512_or_si512(_mm512_cvtepu8_epi32(lows), _mm512_slli_epi32(his, 4)),
             _mm512_set1_epi32(32));
-        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x[i].d)), _mm512_cvtepi32_ps(sc));
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)(const void *)x[i].hmask);
-        /* group scales times activation scales, once per super-block */
-        const __m512 sd = _mm512_mul_ps(s, _mm512_loadu_ps(act->da + QK_K * i / 16));
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(h2f(x->d)), _mm512_cvtepi32_ps(sc));
+        return _mm512_mul_ps(s, da16);
+    }
+    default: { /* IQ4_XS */
+        const block_iq4_xs *x = (const block_iq4_xs *)(const void *)blk;
+        const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+        /* sub-block scales ls - 32 (6 bits: low nibble from scales_l, top two from scales_h),
+         * built in registers: a store/reload here stalls on store forwarding */
+        uint32_t l4;
+        memcpy(&l4, x->scales_l, sizeof l4);
+        const __m256i lo = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32((int)l4), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+            _mm256_set1_epi32(0xF));
+        const __m256i hi = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+            _mm256_set1_epi32(3));
+        const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
+                                            _mm256_set1_epi32(32));
+        const __m512 sv = _mm512_castps256_ps512(
+            _mm256_mul_ps(_mm256_set1_ps(h2f(x->d)), _mm256_cvtepi32_ps(ls)));
+        return _mm512_mul_ps(sv, _mm512_permutexvar_ps(evens, da16));
+    }
+    }
+}
+
+/* The unsigned values of steps 2h and 2h + 1 (values 128h .. 128h + 127 of the block). */
+ALWAYS_INLINE void sk_values(const uint8_t *blk, int h, int kind, __m512i z[2]) {
+    switch (kind) {
+    case SK_Q4_K: case SK_Q5_K: {
+        /* 32 bytes per step: low nibbles are group 2c, high nibbles group 2c + 1; Q5_K's fifth
+         * bit of group g is bit g of qh, moved to bit 4 */
+        const __m256i mask = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+        const uint8_t *qs = kind == SK_Q5_K ? ((const block_q5_K *)(const void *)blk)->qs
+                                            : ((const block_q4_K *)(const void *)blk)->qs;
+        for (int e = 0; e < 2; e++) {
+            const int c = 2 * h + e;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(q, mask), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            if (kind == SK_Q5_K) {
+                const __m256i qh = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)((const block_q5_K *)(const void *)blk)->qh);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c), 4), bit4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * c + 1), 4), bit4));
+            }
+            z[e] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        return;
+    }
+    case SK_IQ4_XS: {
+        const uint8_t *qs = ((const block_iq4_xs *)(const void *)blk)->qs;
+        for (int e = 0; e < 2; e++) {
+            const int c = 2 * h + e;
+            z[e] = _mm512_shuffle_epi8(iq4_grid_u(), nibble_pair(qs + 32 * c, qs + 32 * c + 16));
+        }
+        return;
+    }
+    case SK_Q6_K: {
+        const block_q6_K *x = (const block_q6_K *)(const void *)blk;
+        const __m512i mask = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+        /* fifth/sixth bits: values 0-31 take qh << 4, 32-63 qh << 2, 64-95 qh, 96-127 qh >> 2;
+         * stored values are q + 32 */
+        const __m512i shl_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+        const __m512i shr_b = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+        const __m512i ql = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(x->qh + 32 * h));
+        const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+        z[0] = _mm512_or_si512(_mm512_and_si512(ql, mask),
+                               _mm512_and_si512(_mm512_sllv_epi16(qh2, shl_a), top));
+        z[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), mask),
+                               _mm512_and_si512(_mm512_srlv_epi16(qh2, shr_b), top));
+        return;
+    }
+    default: { /* Q2_K, Q3_K: value 128h + 32j + l is bits 2j..2j+1 of qs[32h + l] */
+        const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+        const uint8_t *qs = kind == SK_Q3_K ? ((const block_q3_K *)(const void *)blk)->qs
+                                            : ((const block_q2_K *)(const void *)blk)->qs;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * h));
+        for (int e = 0; e < 2; e++) {
+            const int jj = 2 * e;
+            __m256i v0 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three);
+            __m256i v1 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three);
+            if (kind == SK_Q3_K) {
+                /* stored value (q & 3) + 4 * high bit: the real value minus -4 */
+                const __m256i hm = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)((const block_q3_K *)(const void *)blk)->hmask);
+                v0 = _mm256_or_si256(v0, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj), one), 2));
+                v1 = _mm256_or_si256(v1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj + 1), one), 2));
+            }
+            z[e] = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+        }
+        return;
+    }
+    }
+}
+
+ALWAYS_INLINE float fdot_super(const void *row, const qt_mm_act *act, int64_t k, int kind) {
+    const size_t bs = sk_size(kind);
+    const int g32 = sk_group32(kind), shift = sk_offset_shift(kind);
+    /* lanes of step 0 to the entries of sd they take, and the advance per step */
+    const __m512i pick0 = g32 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                              : _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i advance = _mm512_set1_epi32(g32 ? 2 : 4);
+    /* Q6_K: even and odd steps in two chains */
+    const int two = kind == SK_Q6_K;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 macc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const uint8_t *blk = (const uint8_t *)row + (size_t)i * bs;
+        prefetch_ahead(blk, (int)bs);
+        const int64_t j0 = QK_K * i;
+        const __m512 sd = sk_scales(blk, act, j0, kind, &macc);
         __m512i pick = pick0;
         for (int h = 0; h < 2; h++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[i].qs + 32 * h));
-            for (int jj = 0; jj < 4; jj += 2) {
-                const int64_t j = QK_K * i + 128 * h + 32 * jj;
-                /* stored value (q & 3) + 4 * high bit: the real value minus -4 */
-                const __m256i v0 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj), three),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj), one), 2));
-                const __m256i v1 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(q, 2 * jj + 2), three),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + jj + 1), one), 2));
-                const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
-                const __m512i bias = lane_bias(act, j, 2);
-                const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
-                const __m512 scl = _mm512_permutexvar_ps(pick, sd);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scl, acc);
-                pick = _mm512_add_epi32(pick, four);
+            __m512i z[2];
+            sk_values(blk, h, kind, z);
+            for (int e = 0; e < 2; e++) {
+                const int64_t j = j0 + 128 * h + 64 * e;
+                const __m512i bias = shift < 0 ? _mm512_setzero_si512() : lane_bias(act, j, shift);
+                const __m512i p = _mm512_dpbusd_epi32(bias, z[e], _mm512_loadu_si512(act->a + j));
+                const __m512 sc = _mm512_permutexvar_ps(pick, sd);
+                acc[two ? e : 0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc[two ? e : 0]);
+                pick = _mm512_add_epi32(pick, advance);
             }
         }
     }
-    return _mm512_reduce_add_ps(acc);
+    if (two) {
+        return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    }
+    const int has_min = kind == SK_Q2_K || kind == SK_Q4_K || kind == SK_Q5_K;
+    return _mm512_reduce_add_ps(has_min ? _mm512_sub_ps(acc[0], macc) : acc[0]);
 }
+
+FDOT_OF_KIND(fdot_q2_K, fdot_super, SK_Q2_K) FDOT_OF_KIND(fdot_q3_K, fdot_super, SK_Q3_K)
+FDOT_OF_KIND(fdot_q4_K, fdot_super, SK_Q4_K) FDOT_OF_KIND(fdot_q5_K, fdot_super, SK_Q5_K)
+FDOT_OF_KIND(fdot_q6_K, fdot_super, SK_Q6_K) FDOT_OF_KIND(fdot_iq4_xs, fdot_super, SK_IQ4_XS)
 
 /* ---------------------------------------------------------------- exact GEMV on float storage */
 
@@ -1006,36 +746,11 @@ static float fdot_bf16w_eo(const void *w, const float *xp, int64_t k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* Rows in pairs sharing each load of x. Measured at k = 14336: two rows at the same offset beat
- * one row and beat four (four streams 4 KiB-multiples apart collide in the L1 sets). */
-static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_t k, float *out) {
-    for (int pair = 0; pair < 2; pair++) {
-        const uint16_t *r0 = (const uint16_t *)((const uint8_t *)w + 2 * (size_t)pair * stride);
-        const uint16_t *r1 = (const uint16_t *)((const uint8_t *)r0 + stride);
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-        for (int64_t j = 0; j < k; j += 32) {
-            prefetch_ahead(r0 + j, 64);
-            prefetch_ahead(r1 + j, 64);
-            const __m512 xe = _mm512_loadu_ps(xp + j), xo = _mm512_loadu_ps(xp + j + 16);
-            const __m512i v = _mm512_loadu_si512(r0 + j), u = _mm512_loadu_si512(r1 + j);
-            a0 = _mm512_fmadd_ps(bf16_even(v), xe, a0);
-            a1 = _mm512_fmadd_ps(bf16_odd(v), xo, a1);
-            b0 = _mm512_fmadd_ps(bf16_even(u), xe, b0);
-            b1 = _mm512_fmadd_ps(bf16_odd(u), xo, b1);
-        }
-        out[2 * pair] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-        out[2 * pair + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
-    }
-}
-
-/* F16 rows on 64-byte boundaries: pairs of rows share each load of x (copied to an aligned
- * buffer by xprep_copy). Measured against the staggered four-row kernel at k = 14336: 2-5%
- * faster on one thread, 5-7% on two. */
-static void xprep_copy(const float *x, int64_t n, float *out) {
-    memcpy(out, x, sizeof(float) * (size_t)n);
-}
-
+/* Four rows (stride bytes apart, each on a 64-byte boundary) in pairs sharing each load of the
+ * prepped x: BF16 (kind 2) against xprep_bf16's even/odd order, F16 (kind 1) against
+ * xprep_copy's aligned copy. Measured at k = 14336: two BF16 rows at the same offset beat one
+ * row and beat four (four streams 4 KiB-multiples apart collide in the L1 sets); the F16 pairs
+ * beat the staggered four-row kernel by 2-5% on one thread, 5-7% on two. */
 ALWAYS_INLINE void fdot_floats_pairs(const void *w, size_t stride, const float *xp, int64_t k,
                                      int kind, float *out) {
     for (int pair = 0; pair < 2; pair++) {
@@ -1047,15 +762,32 @@ ALWAYS_INLINE void fdot_floats_pairs(const void *w, size_t stride, const float *
         for (int64_t j = 0; j < k; j += 32) {
             prefetch_ahead(r0 + j * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
             prefetch_ahead(r1 + j * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
-            const __m512 x0 = _mm512_load_ps(xp + j), x1 = _mm512_load_ps(xp + j + 16);
-            a0 = _mm512_fmadd_ps(load_w16(r0, j, kind, all), x0, a0);
-            a1 = _mm512_fmadd_ps(load_w16(r0, j + 16, kind, all), x1, a1);
-            b0 = _mm512_fmadd_ps(load_w16(r1, j, kind, all), x0, b0);
-            b1 = _mm512_fmadd_ps(load_w16(r1, j + 16, kind, all), x1, b1);
+            if (kind == 2) {
+                const __m512 xe = _mm512_loadu_ps(xp + j), xo = _mm512_loadu_ps(xp + j + 16);
+                const __m512i v = _mm512_loadu_si512(r0 + 2 * j), u = _mm512_loadu_si512(r1 + 2 * j);
+                a0 = _mm512_fmadd_ps(bf16_even(v), xe, a0);
+                a1 = _mm512_fmadd_ps(bf16_odd(v), xo, a1);
+                b0 = _mm512_fmadd_ps(bf16_even(u), xe, b0);
+                b1 = _mm512_fmadd_ps(bf16_odd(u), xo, b1);
+            } else {
+                const __m512 x0 = _mm512_load_ps(xp + j), x1 = _mm512_load_ps(xp + j + 16);
+                a0 = _mm512_fmadd_ps(load_w16(r0, j, kind, all), x0, a0);
+                a1 = _mm512_fmadd_ps(load_w16(r0, j + 16, kind, all), x1, a1);
+                b0 = _mm512_fmadd_ps(load_w16(r1, j, kind, all), x0, b0);
+                b1 = _mm512_fmadd_ps(load_w16(r1, j + 16, kind, all), x1, b1);
+            }
         }
         out[2 * pair] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
         out[2 * pair + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
     }
+}
+
+static void fdot4_bf16w_eo(const void *w, size_t stride, const float *xp, int64_t k, float *out) {
+    fdot_floats_pairs(w, stride, xp, k, 2, out);
+}
+
+static void xprep_copy(const float *x, int64_t n, float *out) {
+    memcpy(out, x, sizeof(float) * (size_t)n);
 }
 
 static void fdot4_f16w_pairs(const void *w, size_t stride, const float *xp, int64_t k,
