@@ -67,30 +67,33 @@ bash scripts/test_native.sh
 echo "== pytest"
 "$PY" -m pytest "$@"
 
+# emulated_level OPTION LEVEL BUILD_DIR TEST_FILE...: build the library with a test-only SIMDe
+# emulation (-DOPTION=ON) and run the given level tests on that level alone.
+emulated_level() {
+  local option=$1 level=$2 dir=$3
+  shift 3
+  cmake -S . -B "$dir" -G Ninja "-D$option=ON" -DCMAKE_BUILD_TYPE=Release \
+    -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
+  cmake --build "$dir" --target qtnative >/dev/null
+  QTSTUDIO_NATIVE_LIB="$PWD/$dir/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=$level \
+    "$PY" -m pytest -q -m "not slow" "$@"
+}
+
 if ! bash scripts/has_avx512.sh; then
   # The level tests once more, on the AVX-512 level emulated with SIMDe (this CPU lacks it, or
   # some of its extensions): golden vectors, SIMD == scalar, the K-quant searches, qmatmul.
   echo "== AVX-512 level emulated (SIMDe): golden and level tests"
-  EMU="${EMU_LIB_BUILD_DIR:-build/native-emu-release}"
-  cmake -S . -B "$EMU" -G Ninja -DQT_EMULATE_AVX512=ON -DCMAKE_BUILD_TYPE=Release \
-    -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
-  cmake --build "$EMU" --target qtnative >/dev/null
-  QTSTUDIO_NATIVE_LIB="$PWD/$EMU/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=avx512 \
-    "$PY" -m pytest -q -m "not slow" tests/test_golden.py tests/test_native_levels.py \
-    tests/test_kquant_levels.py tests/test_qmatmul.py
+  emulated_level QT_EMULATE_AVX512 avx512 "${EMU_LIB_BUILD_DIR:-build/native-emu-release}" \
+    tests/test_golden.py tests/test_native_levels.py tests/test_kquant_levels.py \
+    tests/test_qmatmul.py
 fi
 
 if [ "$(uname -m)" = "x86_64" ]; then
   # The NEON level's codecs once more on x86-64, built against SIMDe's NEON: golden vectors,
   # SIMD == scalar, the K-quant searches (its qmatmul is the portable code tested above).
   echo "== NEON level emulated (SIMDe): golden and level tests"
-  NEON="${NEON_LIB_BUILD_DIR:-build/native-neon-emu-release}"
-  cmake -S . -B "$NEON" -G Ninja -DQT_EMULATE_NEON=ON -DCMAKE_BUILD_TYPE=Release \
-    -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
-  cmake --build "$NEON" --target qtnative >/dev/null
-  QTSTUDIO_NATIVE_LIB="$PWD/$NEON/native/libqtnative.so" QTSTUDIO_TEST_LEVELS=neon \
-    "$PY" -m pytest -q -m "not slow" tests/test_golden.py tests/test_native_levels.py \
-    tests/test_kquant_levels.py
+  emulated_level QT_EMULATE_NEON neon "${NEON_LIB_BUILD_DIR:-build/native-neon-emu-release}" \
+    tests/test_golden.py tests/test_native_levels.py tests/test_kquant_levels.py
 fi
 
 if [ "${QTSTUDIO_SKIP_FRESH:-0}" != "1" ]; then
