@@ -24,6 +24,9 @@
 
 #define NV (32 / W)
 
+/* For the shape-generic block workers: their shape arguments must be constants at the call. */
+#define CODEC_INLINE static inline __attribute__((always_inline))
+
 /* ---------------------------------------------------------------- block helpers */
 
 static inline void load_block(const float *x, vf v[NV]) {
@@ -220,7 +223,7 @@ static void dequantize_bf16(const void *vx, float *y, int64_t n) {
 /* ---------------------------------------------------------------- 4/5-bit quantizers */
 
 /* Q4_0 / Q5_0: d = signed absmax / -half, q = min(limit, trunc(x / d + half + 0.5)). */
-static inline int symmetric_levels(const vf v[NV], float half, int limit, float *d, vi q[NV]) {
+CODEC_INLINE int symmetric_levels(const vf v[NV], float half, int limit, float *d, vi q[NV]) {
     float max;
     if (!signed_absmax_block(v, &max)) {
         return 0;
@@ -239,7 +242,7 @@ static inline int symmetric_levels(const vf v[NV], float half, int limit, float 
 }
 
 /* Q4_1 / Q5_1: d = (max - min) / top, q = min(limit, trunc((x - min) / d + 0.5)). */
-static inline int offset_levels(const vf v[NV], float top, int limit, float *d, float *m,
+CODEC_INLINE int offset_levels(const vf v[NV], float top, int limit, float *d, float *m,
                                 vi q[NV]) {
     float mn, mx;
     if (!min_max_block(v, &mn, &mx)) {
@@ -264,7 +267,7 @@ static inline int offset_levels(const vf v[NV], float top, int limit, float *d, 
  * both constant after inlining). Writes d, m, qh and qs, or nothing and returns 0 when the
  * reference must take the block. Byte j of qs holds elements j and j + 16 (low, high nibble),
  * which are lanes of vectors k and k + NV/2; qh bit j is bit 4 of element j. */
-static inline int legacy_block(const float *x, int offset, int bits, uint16_t *d, uint16_t *m,
+CODEC_INLINE int legacy_block(const float *x, int offset, int bits, uint16_t *d, uint16_t *m,
                                uint8_t *qh, uint8_t *qs) {
     const int top = (1 << bits) - 1;
     vf v[NV];
@@ -391,7 +394,7 @@ static void quantize_q8_0(const float *x, void *y, int64_t n, const float *qw) {
 /* One block of Q4_0 / Q4_1 / Q5_0 / Q5_1: the 16 nibble bytes (low nibbles are elements
  * 0..15), bit 4 from qh when `bits` is 5, then d * (q - 2^(bits-1)) without a minimum, or
  * d * q + m with one (m != NULL). */
-static inline void legacy_decode(float *y, const uint8_t *qs, const uint8_t *qh, int bits,
+CODEC_INLINE void legacy_decode(float *y, const uint8_t *qs, const uint8_t *qh, int bits,
                                  uint16_t dh, const uint16_t *mh) {
     const vf d = VF_SET1(_cvtsh_ss(dh));
     const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)qs);
