@@ -35,21 +35,19 @@ static inline void load_block(const float *x, vf v[NV]) {
     }
 }
 
-/* Pairwise reductions of a block's vectors to one. */
-static inline vf max_block(const vf v[NV]) {
-#if NV == 4
-    return VF_MAX(VF_MAX(v[0], v[1]), VF_MAX(v[2], v[3]));
-#else
-    return VF_MAX(v[0], v[1]);
-#endif
-}
-
-static inline vf min_block(const vf v[NV]) {
-#if NV == 4
-    return VF_MIN(VF_MIN(v[0], v[1]), VF_MIN(v[2], v[3]));
-#else
-    return VF_MIN(v[0], v[1]);
-#endif
+/* The block's vectors folded pairwise into one, lane-wise max or min (order-free here: the
+ * inputs are finite and a zero result is looked up again, so the sign of zero never leaks). */
+CODEC_INLINE vf fold_block(const vf v[NV], int max) {
+    vf t[NV];
+    for (int k = 0; k < NV; k++) {
+        t[k] = v[k];
+    }
+    for (int s = NV / 2; s > 0; s /= 2) {
+        for (int k = 0; k < s; k++) {
+            t[k] = max ? VF_MAX(t[k], t[k + s]) : VF_MIN(t[k], t[k + s]);
+        }
+    }
+    return t[0];
 }
 
 /* Lanes whose exponent is all ones (NaN or Inf). */
@@ -93,7 +91,7 @@ static inline int signed_absmax_block(const vf v[NV], float *out) {
     for (int k = 0; k < NV; k++) {
         a[k] = VF_ABS(v[k]);
     }
-    const float amax = vf_hmax(max_block(a));
+    const float amax = vf_hmax(fold_block(a, 1));
     if (amax == 0.0f) {
         *out = 0.0f; /* the reference never moves off its +0 start */
         return 1;
@@ -108,8 +106,8 @@ static inline int min_max_block(const vf v[NV], float *lo, float *hi) {
     if (!block_finite(v)) {
         return 0;
     }
-    float mn = vf_hmin(min_block(v));
-    float mx = vf_hmax(max_block(v));
+    float mn = vf_hmin(fold_block(v, 0));
+    float mx = vf_hmax(fold_block(v, 1));
     if (mn == 0.0f || mx == 0.0f) {
         const float z = block_lane(v, __builtin_ctz(eq_mask32(v, 0.0f)));
         if (mn == 0.0f) mn = z;
@@ -354,7 +352,7 @@ static void quantize_q8_0_plain(const float *x, void *vy, int64_t n) {
         for (int k = 0; k < NV; k++) {
             a[k] = VF_ABS(v[k]);
         }
-        const float d = vf_hmax(max_block(a)) / 127;
+        const float d = vf_hmax(fold_block(a, 1)) / 127;
         const float id = d ? 1.0f / d : 0.0f;
         if (!block_finite(v) || !finite_scale(d, id)) {
             qt_ref_quantize_q8_0_plain(x, &y[i], QK8_0);
