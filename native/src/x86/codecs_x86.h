@@ -220,20 +220,23 @@ static void dequantize_bf16(const void *vx, float *y, int64_t n) {
 
 /* ---------------------------------------------------------------- 4/5-bit quantizers */
 
-/* Q4_0 / Q5_0: d = signed absmax / -half, q = min(limit, trunc(x / d + half + 0.5)). */
-CODEC_INLINE int symmetric_levels(const vf v[NV], float half, int limit, float *d, vi q[NV]) {
+/* Q4_0 / Q5_0: d = signed absmax / div (div = -half), q = min(limit, trunc(x / d + bias))
+ * (bias = half + 0.5). Both constants are passed as the reference writes them: GCC turns
+ * max / -half with a still variable half into -max / half, one negation more per block. */
+CODEC_INLINE int symmetric_levels(const vf v[NV], float div, float bias, int limit, float *d,
+                                  vi q[NV]) {
     float max;
     if (!signed_absmax_block(v, &max)) {
         return 0;
     }
-    const float dd = max / -half;
+    const float dd = max / div;
     const float id = dd ? 1.0f / dd : 0.0f;
     if (!finite_scale(dd, id)) {
         return 0;
     }
-    const vf idv = VF_SET1(id), bias = VF_SET1(half + 0.5f);
+    const vf idv = VF_SET1(id), bv = VF_SET1(bias);
     for (int k = 0; k < NV; k++) {
-        q[k] = VI_MIN(VF_TO_VI_TRUNC(VF_ADD(VF_MUL(v[k], idv), bias)), VI_SET1(limit));
+        q[k] = VI_MIN(VF_TO_VI_TRUNC(VF_ADD(VF_MUL(v[k], idv), bv)), VI_SET1(limit));
     }
     *d = dd;
     return 1;
@@ -275,7 +278,8 @@ CODEC_INLINE int legacy_block(const float *x, int offset, int bits, uint16_t *d,
     /* The reference does not clamp Q5_1; finite in-range values stay <= 31 anyway, and 255
      * keeps the bit extraction below well defined. */
     if (offset ? !offset_levels(v, (float)top, bits == 5 ? 255 : top, &dd, &mm, q)
-               : !symmetric_levels(v, (float)(1 << (bits - 1)), top, &dd, q)) {
+               : !symmetric_levels(v, bits == 5 ? -16.0f : -8.0f, bits == 5 ? 16.5f : 8.5f, top,
+                                   &dd, q)) {
         return 0;
     }
     *d = f16_bits(dd);
