@@ -180,14 +180,18 @@ static void qk_dequantize_q6_K(const void *vx, float *y, int64_t n) {
     }
 }
 
+/* 32 values from 16 bytes of 4-bit indices (low nibbles first) into a 16-entry byte grid. */
+static inline void qk_emit_grid32(float *y, const uint8_t *qs, __m128i grid, float d) {
+    const __m128i b = qk_load16(qs);
+    qk_emit_i8(y, _mm_shuffle_epi8(grid, qk_bits(b, 0, 0xF)), d);
+    qk_emit_i8(y + 16, _mm_shuffle_epi8(grid, qk_bits(b, 4, 0xF)), d);
+}
+
 static void qk_dequantize_iq4_nl(const void *vx, float *y, int64_t n) {
     const block_iq4_nl *x = vx;
     const __m128i grid = _mm_loadu_si128((const __m128i *)qk_iq4_grid);
     for (int64_t i = 0; i < n / QK4_NL; i++, y += QK4_NL) {
-        const float d = _cvtsh_ss(x[i].d);
-        const __m128i b = qk_load16(x[i].qs);
-        qk_emit_i8(y, _mm_shuffle_epi8(grid, qk_bits(b, 0, 0xF)), d);
-        qk_emit_i8(y + 16, _mm_shuffle_epi8(grid, qk_bits(b, 4, 0xF)), d);
+        qk_emit_grid32(y, x[i].qs, grid, _cvtsh_ss(x[i].d));
     }
 }
 
@@ -200,10 +204,7 @@ static void qk_dequantize_iq4_xs(const void *vx, float *y, int64_t n) {
         for (int ib = 0; ib < QK_K / 32; ib++, y += 32, qs += 16) {
             const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
                            (((x[i].scales_h >> (2 * ib)) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
-            const __m128i b = qk_load16(qs);
-            qk_emit_i8(y, _mm_shuffle_epi8(grid, qk_bits(b, 0, 0xF)), dl);
-            qk_emit_i8(y + 16, _mm_shuffle_epi8(grid, qk_bits(b, 4, 0xF)), dl);
+            qk_emit_grid32(y, qs, grid, d * (float)(ls - 32));
         }
     }
 }
@@ -221,10 +222,7 @@ static void qk_dequantize_mxfp4(const void *vx, float *y, int64_t n) {
     const block_mxfp4 *x = vx;
     const __m128i grid = _mm_loadu_si128((const __m128i *)qk_e2m1_x2);
     for (int64_t i = 0; i < n / QK_MXFP4; i++, y += QK_MXFP4) {
-        const float d = qk_e8m0_half(x[i].e);
-        const __m128i b = qk_load16(x[i].qs);
-        qk_emit_i8(y, _mm_shuffle_epi8(grid, qk_bits(b, 0, 0xF)), d);
-        qk_emit_i8(y + 16, _mm_shuffle_epi8(grid, qk_bits(b, 4, 0xF)), d);
+        qk_emit_grid32(y, x[i].qs, grid, qk_e8m0_half(x[i].e));
     }
 }
 
@@ -285,16 +283,19 @@ static void qk_dequantize_tq2_0(const void *vx, float *y, int64_t n) {
 
 /* Decoders only: the quantize entries (scalar or another level's) are left as they are. */
 static inline void qk_register_dequantizers(qt_kernel_table *t) {
-    t->codec[QT_T_Q2_K].dequantize = qk_dequantize_q2_K;
-    t->codec[QT_T_Q3_K].dequantize = qk_dequantize_q3_K;
-    t->codec[QT_T_Q4_K].dequantize = qk_dequantize_q4_K;
-    t->codec[QT_T_Q5_K].dequantize = qk_dequantize_q5_K;
-    t->codec[QT_T_Q6_K].dequantize = qk_dequantize_q6_K;
-    t->codec[QT_T_IQ4_NL].dequantize = qk_dequantize_iq4_nl;
-    t->codec[QT_T_IQ4_XS].dequantize = qk_dequantize_iq4_xs;
-    t->codec[QT_T_TQ1_0].dequantize = qk_dequantize_tq1_0;
-    t->codec[QT_T_TQ2_0].dequantize = qk_dequantize_tq2_0;
-    t->codec[QT_T_MXFP4].dequantize = qk_dequantize_mxfp4;
+    static const struct {
+        int type;
+        qt_dequantize_row_fn fn;
+    } decoders[] = {
+        {QT_T_Q2_K, qk_dequantize_q2_K},     {QT_T_Q3_K, qk_dequantize_q3_K},
+        {QT_T_Q4_K, qk_dequantize_q4_K},     {QT_T_Q5_K, qk_dequantize_q5_K},
+        {QT_T_Q6_K, qk_dequantize_q6_K},     {QT_T_IQ4_NL, qk_dequantize_iq4_nl},
+        {QT_T_IQ4_XS, qk_dequantize_iq4_xs}, {QT_T_TQ1_0, qk_dequantize_tq1_0},
+        {QT_T_TQ2_0, qk_dequantize_tq2_0},   {QT_T_MXFP4, qk_dequantize_mxfp4},
+    };
+    for (size_t i = 0; i < sizeof decoders / sizeof decoders[0]; i++) {
+        t->codec[decoders[i].type].dequantize = decoders[i].fn;
+    }
 }
 
 #endif /* QT_SIMD_X86_KDEQUANT_H */
