@@ -102,6 +102,9 @@ typedef struct qt_matmul_table {
     /* Exact GEMV straight from float storage (F32/F16/BF16): float dot of a whole row with x,
      * converting each weight exactly; NULL: decode spans with the codec, then dot_f32. */
     float (*fdot_float[QT_TYPE_MAX])(const void *row, const float *x, int64_t k);
+    /* The same without software prefetch, for weights the last-level cache holds (where the
+     * prefetches only cost issue slots); NULL: fdot_float. */
+    float (*fdot_float_cached[QT_TYPE_MAX])(const void *row, const float *x, int64_t k);
     /* The same for four rows stride bytes apart: out[r] = dot(row r, x), for k % 32 == 0 and
      * k >= 256 only; NULL: one row at a time. */
     qt_mm_fdot_float4_fn fdot_float4[QT_TYPE_MAX];
