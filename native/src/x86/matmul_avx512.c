@@ -628,14 +628,17 @@ ALWAYS_INLINE __m512 load_w16(const void *w, int64_t j, int kind, __mmask16 mk) 
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int kind) {
+/* pf: prefetch the weights ahead; off for weights the L3 holds (see fdot_float_cached). */
+ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int kind, int pf) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     const __mmask16 all = 0xFFFF;
     int64_t j = 0;
     const int esize = kind == 0 ? 4 : 2;
     for (; j + 64 <= k; j += 64) {
-        prefetch_ahead((const char *)w + j * esize, 64 * esize);
+        if (pf) {
+            prefetch_ahead((const char *)w + j * esize, 64 * esize);
+        }
         a0 = _mm512_fmadd_ps(load_w16(w, j, kind, all), _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(load_w16(w, j + 16, kind, all), _mm512_loadu_ps(x + j + 16), a1);
         a2 = _mm512_fmadd_ps(load_w16(w, j + 32, kind, all), _mm512_loadu_ps(x + j + 32), a2);
@@ -692,15 +695,27 @@ static void fdot4_bf16w(const void *w, size_t stride, const float *x, int64_t k,
 }
 
 static float fdot_bf16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 2);
+    return fdot_floats(w, x, k, 2, 1);
+}
+
+static float fdot_bf16w_cached(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 2, 0);
 }
 
 static float fdot_f32w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 0);
+    return fdot_floats(w, x, k, 0, 1);
+}
+
+static float fdot_f32w_cached(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 0, 0);
 }
 
 static float fdot_f16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 1);
+    return fdot_floats(w, x, k, 1, 1);
+}
+
+static float fdot_f16w_cached(const void *w, const float *x, int64_t k) {
+    return fdot_floats(w, x, k, 1, 0);
 }
 
 /* BF16 rows (each starting on a 64-byte boundary) against an x rearranged per 32 values as
@@ -922,6 +937,9 @@ void qt_mm_avx512_register(qt_matmul_table *t) {
     t->fdot_float[QT_T_F32] = fdot_f32w;
     t->fdot_float[QT_T_F16] = fdot_f16w;
     t->fdot_float[QT_T_BF16] = fdot_bf16w;
+    t->fdot_float_cached[QT_T_F32] = fdot_f32w_cached;
+    t->fdot_float_cached[QT_T_F16] = fdot_f16w_cached;
+    t->fdot_float_cached[QT_T_BF16] = fdot_bf16w_cached;
     t->fdot_float_prepped[QT_T_BF16] =
         (qt_mm_prepped_gemv){xprep_bf16, fdot_bf16w_eo, fdot4_bf16w_eo};
     t->fdot_float_prepped[QT_T_F16] =
