@@ -1328,21 +1328,7 @@ ALWAYS_INLINE void fdot_floats4(const void *w, size_t stride, const float *x, in
     }
 }
 
-#define FDOT_FLOAT_OF_KIND(name, kind)                                                   \
-    static float name(const void *w, const float *x, int64_t k) {                        \
-        return fdot_floats(w, x, k, kind, 1);                                            \
-    }                                                                                    \
-    static float name##_cached(const void *w, const float *x, int64_t k) {               \
-        return fdot_floats(w, x, k, kind, 0);                                            \
-    }                                                                                    \
-    static void name##4(const void *w, size_t stride, const float *x, int64_t k,         \
-                        float *out) {                                                    \
-        fdot_floats4(w, stride, x, k, kind, 1, out);                                     \
-    }
-
-FDOT_FLOAT_OF_KIND(fdot_f32w, WF32)
-FDOT_FLOAT_OF_KIND(fdot_f16w, WF16)
-FDOT_FLOAT_OF_KIND(fdot_bf16w, WBF16)
+FLOAT_FDOT_ENTRIES
 
 void qt_mm_avx2_register(qt_matmul_table *t) {
     t->unpack[QT_T_TQ1_0] = unpack_tq1_0;
@@ -1375,15 +1361,7 @@ void qt_mm_avx2_register(qt_matmul_table *t) {
     t->fdot[QT_T_Q6_K] = fdot_q6_K;
     t->fdot[QT_T_TQ1_0] = fdot_tq1_0;
     t->fdot[QT_T_TQ2_0] = fdot_tq2_0;
-    t->fdot_float[QT_T_F32] = fdot_f32w;
-    t->fdot_float[QT_T_F16] = fdot_f16w;
-    t->fdot_float[QT_T_BF16] = fdot_bf16w;
-    t->fdot_float_cached[QT_T_F32] = fdot_f32w_cached;
-    t->fdot_float_cached[QT_T_F16] = fdot_f16w_cached;
-    t->fdot_float_cached[QT_T_BF16] = fdot_bf16w_cached;
-    t->fdot_float4[QT_T_F32] = fdot_f32w4;
-    t->fdot_float4[QT_T_F16] = fdot_f16w4;
-    t->fdot_float4[QT_T_BF16] = fdot_bf16w4;
+    register_float_fdots(t);
     t->quantize_act = quantize_act_avx2;
     t->dot = dot_avx2;
     t->tile = tile_avx2;

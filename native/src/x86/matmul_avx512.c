@@ -657,7 +657,7 @@ ALWAYS_INLINE float fdot_floats(const void *w, const float *x, int64_t k, int ki
  * same offset would fight over the same L1 sets; staggered, they touch x within a 1 KiB window
  * that stays in L1 even when the whole of x (57 KiB at k = 14336) does not. */
 ALWAYS_INLINE void fdot_floats4(const void *w, size_t stride, const float *x, int64_t k, int kind,
-                                float *out) {
+                                int pf, float *out) {
     const uint8_t *rows[4];
     int64_t pos[4];
     __m512 a[8];
@@ -670,7 +670,9 @@ ALWAYS_INLINE void fdot_floats4(const void *w, size_t stride, const float *x, in
     for (int64_t j = 0; j < k; j += 32) {
         for (int r = 0; r < 4; r++) {
             const int64_t p = pos[r];
-            prefetch_ahead(rows[r] + p * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
+            if (pf) {
+                prefetch_ahead(rows[r] + p * (kind == 0 ? 4 : 2), 32 * (kind == 0 ? 4 : 2));
+            }
             a[r] = _mm512_fmadd_ps(load_w16(rows[r], p, kind, all), _mm512_loadu_ps(x + p), a[r]);
             a[r + 4] = _mm512_fmadd_ps(load_w16(rows[r], p + 16, kind, all),
                                        _mm512_loadu_ps(x + p + 16), a[r + 4]);
@@ -682,41 +684,7 @@ ALWAYS_INLINE void fdot_floats4(const void *w, size_t stride, const float *x, in
     }
 }
 
-static void fdot4_f32w(const void *w, size_t stride, const float *x, int64_t k, float *out) {
-    fdot_floats4(w, stride, x, k, 0, out);
-}
-
-static void fdot4_f16w(const void *w, size_t stride, const float *x, int64_t k, float *out) {
-    fdot_floats4(w, stride, x, k, 1, out);
-}
-
-static void fdot4_bf16w(const void *w, size_t stride, const float *x, int64_t k, float *out) {
-    fdot_floats4(w, stride, x, k, 2, out);
-}
-
-static float fdot_bf16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 2, 1);
-}
-
-static float fdot_bf16w_cached(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 2, 0);
-}
-
-static float fdot_f32w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 0, 1);
-}
-
-static float fdot_f32w_cached(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 0, 0);
-}
-
-static float fdot_f16w(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 1, 1);
-}
-
-static float fdot_f16w_cached(const void *w, const float *x, int64_t k) {
-    return fdot_floats(w, x, k, 1, 0);
-}
+FLOAT_FDOT_ENTRIES
 
 /* BF16 rows (each starting on a 64-byte boundary) against an x rearranged per 32 values as
  * [16 even-indexed, 16 odd-indexed]: one 64-byte load holds 32 weights, whose even ones become floats by a shift and odd ones by a
@@ -934,19 +902,11 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
 void qt_mm_avx512_register(qt_matmul_table *t) {
     t->dot_f32 = dot_f32;
     t->tile_f32 = tile_f32;
-    t->fdot_float[QT_T_F32] = fdot_f32w;
-    t->fdot_float[QT_T_F16] = fdot_f16w;
-    t->fdot_float[QT_T_BF16] = fdot_bf16w;
-    t->fdot_float_cached[QT_T_F32] = fdot_f32w_cached;
-    t->fdot_float_cached[QT_T_F16] = fdot_f16w_cached;
-    t->fdot_float_cached[QT_T_BF16] = fdot_bf16w_cached;
+    register_float_fdots(t);
     t->fdot_float_prepped[QT_T_BF16] =
         (qt_mm_prepped_gemv){xprep_bf16, fdot_bf16w_eo, fdot4_bf16w_eo};
     t->fdot_float_prepped[QT_T_F16] =
         (qt_mm_prepped_gemv){xprep_copy, fdot_f16w, fdot4_f16w_pairs};
-    t->fdot_float4[QT_T_F32] = fdot4_f32w;
-    t->fdot_float4[QT_T_F16] = fdot4_f16w;
-    t->fdot_float4[QT_T_BF16] = fdot4_bf16w;
     if (qt_cpu_features() & QT_CPU_AVX512BF16) {
         t->round_bf16 = round_bf16;
         t->fdot_bf16_bf16 = fdot_bf16_bf16;

@@ -124,6 +124,34 @@ ALWAYS_INLINE int leg_nibble5(const uint8_t *b, int t, int kind) {
     FDOT_OF_KIND(fdot_q8_0, impl, LEG_Q8_0) FDOT_OF_KIND(fdot_iq4_nl, impl, LEG_IQ4_NL)        \
     FDOT_OF_KIND(fdot_mxfp4, impl, LEG_MXFP4)
 
+/* Exact GEMV entries on float storage over the including file's fdot_floats(w, x, k, kind, pf)
+ * and fdot_floats4(w, stride, x, k, kind, pf, out) (kind 0 F32, 1 F16, 2 BF16; pf: prefetch
+ * the weights ahead), and register_float_fdots, which installs them: the prefetching ones, the
+ * _cached ones for weights the L3 holds, and the four-row ones. */
+#define FLOAT_FDOT_KIND(name, kind)                                                            \
+    static float name(const void *w, const float *x, int64_t k) {                              \
+        return fdot_floats(w, x, k, kind, 1);                                                  \
+    }                                                                                          \
+    static float name##_cached(const void *w, const float *x, int64_t k) {                     \
+        return fdot_floats(w, x, k, kind, 0);                                                  \
+    }                                                                                          \
+    static void name##4(const void *w, size_t stride, const float *x, int64_t k, float *out) { \
+        fdot_floats4(w, stride, x, k, kind, 1, out);                                           \
+    }
+#define FLOAT_FDOT_ENTRIES                                                                     \
+    FLOAT_FDOT_KIND(fdot_f32w, 0) FLOAT_FDOT_KIND(fdot_f16w, 1) FLOAT_FDOT_KIND(fdot_bf16w, 2) \
+    static void register_float_fdots(qt_matmul_table *t) {                                     \
+        t->fdot_float[QT_T_F32] = fdot_f32w;                                                   \
+        t->fdot_float[QT_T_F16] = fdot_f16w;                                                   \
+        t->fdot_float[QT_T_BF16] = fdot_bf16w;                                                 \
+        t->fdot_float_cached[QT_T_F32] = fdot_f32w_cached;                                     \
+        t->fdot_float_cached[QT_T_F16] = fdot_f16w_cached;                                     \
+        t->fdot_float_cached[QT_T_BF16] = fdot_bf16w_cached;                                   \
+        t->fdot_float4[QT_T_F32] = fdot_f32w4;                                                 \
+        t->fdot_float4[QT_T_F16] = fdot_f16w4;                                                 \
+        t->fdot_float4[QT_T_BF16] = fdot_bf16w4;                                               \
+    }
+
 /* The 8 six-bit scales and minimums of a Q4_K/Q5_K super-block as bytes [scales 0-7, minimums
  * 0-7] (scales[0..3]: scales 0-3 and top bits of scales 4-7; [4..7]: minimums 0-3 and top bits
  * of minimums 4-7; [8..11]: low nibbles of scales/minimums 4-7). */
