@@ -523,6 +523,21 @@ static inline vf LANE_FN(iq4_level)(vf v, const vf *thr, const vf *val) {
     return VF_LOOKUP16(val, idx);
 }
 
+/* Per lane, over a 32-value group at inverse scale id: sum w q x and sum w q q, q its levels. */
+static inline void LANE_FN(iq4_sums)(const float *xt, const float *wt, vf id, const vf *thr,
+                                     const vf *val, vf *sumqx_out, vf *sumq2_out) {
+    vf sumqx = VF_ZERO(), sumq2 = VF_ZERO();
+    for (int j = 0; j < 32; j++) {
+        const vf xj = VF_LOAD(xt + j * W), wj = VF_LOAD(wt + j * W);
+        const vf q = LANE_FN(iq4_level)(VF_MUL(id, xj), thr, val);
+        const vf wq = VF_MUL(wj, q);
+        sumqx = VF_ADD(sumqx, VF_MUL(wq, xj));
+        sumq2 = VF_ADD(sumq2, VF_MUL(wq, q));
+    }
+    *sumqx_out = sumqx;
+    *sumq2_out = sumq2;
+}
+
 static void LANE_FN(iq4)(int ngroups, const float *x, const float *w, int ntry, float *scale) {
     float xt[32 * W] __attribute__((aligned(64)));
     float wt[32 * W] __attribute__((aligned(64)));
@@ -549,26 +564,13 @@ static void LANE_FN(iq4)(int ngroups, const float *x, const float *w, int ntry, 
         vf d = ntry > 0 ? VF_DIV(LANE_FN(neg)(peak), VF_SET1((float)tab[0]))
                         : VF_DIV(peak, VF_SET1((float)tab[0]));
         vf id = VF_DIV(VF_SET1(1.0f), d);
-        vf sumqx = zero, sumq2 = zero;
-        for (int j = 0; j < 32; j++) {
-            const vf xj = VF_LOAD(xt + j * W), wj = VF_LOAD(wt + j * W);
-            const vf q = LANE_FN(iq4_level)(VF_MUL(id, xj), thr, val);
-            const vf wq = VF_MUL(wj, q);
-            sumqx = VF_ADD(sumqx, VF_MUL(wq, xj));
-            sumq2 = VF_ADD(sumq2, VF_MUL(wq, q));
-        }
+        vf sumqx, sumq2;
+        LANE_FN(iq4_sums)(xt, wt, id, thr, val, &sumqx, &sumq2);
         d = VF_BLEND(VF_GT(sumq2, zero), VF_DIV(sumqx, sumq2), zero);
         vf best = VF_MUL(d, sumqx);
         for (int k = -ntry; k <= ntry; k++) {
             id = VF_DIV(VF_SET1((float)(k + tab[0])), peak);
-            sumqx = sumq2 = zero;
-            for (int j = 0; j < 32; j++) {
-                const vf xj = VF_LOAD(xt + j * W), wj = VF_LOAD(wt + j * W);
-                const vf q = LANE_FN(iq4_level)(VF_MUL(id, xj), thr, val);
-                const vf wq = VF_MUL(wj, q);
-                sumqx = VF_ADD(sumqx, VF_MUL(wq, xj));
-                sumq2 = VF_ADD(sumq2, VF_MUL(wq, q));
-            }
+            LANE_FN(iq4_sums)(xt, wt, id, thr, val, &sumqx, &sumq2);
             const vm better = VM_AND(VF_GT(sumq2, zero),
                                      VF_GT(VF_MUL(sumqx, sumqx), VF_MUL(best, sumq2)));
             d = VF_BLEND(better, VF_DIV(sumqx, sumq2), d);
@@ -604,27 +606,18 @@ static const qt_search_ops LANE_FN(search_ops) = {LANE_FN(asym), LANE_FN(sym), L
                                                   LANE_FN(iq4), LANE_FN(requant)};
 
 /* Row quantizers of this level: the shared drivers with this level's searches. */
-static void LANE_FN(quantize_q2_K)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q2_K(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_q3_K)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q3_K(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_q4_K)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q4_K(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_q5_K)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q5_K(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_q6_K)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_kq_quantize_q6_K(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_iq4_nl)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_iq_quantize_iq4_nl(&LANE_FN(search_ops), x, y, n, qw);
-}
-static void LANE_FN(quantize_iq4_xs)(const float *x, void *y, int64_t n, const float *qw) {
-    qt_iq_quantize_iq4_xs(&LANE_FN(search_ops), x, y, n, qw);
-}
+#define LANE_ROW_QUANTIZER(type, driver)                                                    \
+    static void LANE_FN(quantize_##type)(const float *x, void *y, int64_t n, const float *qw) { \
+        driver(&LANE_FN(search_ops), x, y, n, qw);                                          \
+    }
+LANE_ROW_QUANTIZER(q2_K, qt_kq_quantize_q2_K)
+LANE_ROW_QUANTIZER(q3_K, qt_kq_quantize_q3_K)
+LANE_ROW_QUANTIZER(q4_K, qt_kq_quantize_q4_K)
+LANE_ROW_QUANTIZER(q5_K, qt_kq_quantize_q5_K)
+LANE_ROW_QUANTIZER(q6_K, qt_kq_quantize_q6_K)
+LANE_ROW_QUANTIZER(iq4_nl, qt_iq_quantize_iq4_nl)
+LANE_ROW_QUANTIZER(iq4_xs, qt_iq_quantize_iq4_xs)
+#undef LANE_ROW_QUANTIZER
 
 /* Installs this level's quantizers; dequantizers already in the table are left alone. */
 static void LANE_FN(install)(qt_kernel_table *t) {
