@@ -1392,8 +1392,9 @@ static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
 }
 
 /* The base-3 digit (3 * b) >> 8 of each byte b (1 from b = 86 on, 2 from b = 171 on), from
- * s = b ^ 0x80 (b - 128 as a signed byte). The flip survives the digit planes' multiplies by 3
- * (and 9): 3 (b + 128) = 3 b + 128 (mod 256), so it is applied once per loaded byte. */
+ * s = b ^ 0x80 (b - 128 as a signed byte). The flip survives the digit planes' multiplies by 3:
+ * 3 (b + 128) = 3 b + 128 (mod 256), so it is applied once per loaded byte (and, by the same
+ * token, before the qh multiply by 3^k). */
 ALWAYS_INLINE __m256i top_trits(__m256i s, __m256i t1, __m256i t2) {
     const __m256i c = _mm256_add_epi8(_mm256_cmpgt_epi8(s, t1), _mm256_cmpgt_epi8(s, t2));
     return _mm256_sub_epi8(_mm256_setzero_si256(), c);
@@ -1403,17 +1404,17 @@ ALWAYS_INLINE __m256i times3_256(__m256i b) {
     return _mm256_add_epi8(b, _mm256_add_epi8(b, b));
 }
 
-/* 9b per byte: a 16-bit shift by 3, the bits it moved across a byte boundary masked off. */
-ALWAYS_INLINE __m256i times9_256(__m256i b) {
-    return _mm256_add_epi8(_mm256_and_si256(_mm256_slli_epi16(b, 3), _mm256_set1_epi8((char)0xF8)), b);
+ALWAYS_INLINE __m128i times3_128(__m128i b) {
+    return _mm_add_epi8(b, _mm_add_epi8(b, b));
 }
 
 /* TQ1_0 (layout as in unpack_tq1_0): digit k of byte b is the top trit of b * 3^k (mod 256).
  * qs[0..31] give values 32k + l, qs[32..47] values 160 + 16k + l and qh values 240 + 4k + l,
- * so the last 96 values are three 32-byte steps: planes 0|1, 2|3 and 4|qh. Those are built
- * 256 bits wide: qs[32..47] in both lanes times (1 | 3), then times 9 twice; the 16 qh digits'
- * bytes (qh[l] * 3^k) come from one 16-bit multiply of the four bytes zero-extended, their low
- * bytes gathered by one in-lane shuffle and one qword permute into the last step's high lane. */
+ * so the last 96 values are three 32-byte steps: planes 0|1, 2|3 and 4|qh. The 16 qh bytes
+ * qh[l] * 3^k come from one 16-bit multiply of the four bytes zero-extended (in both lanes), their
+ * low bytes gathered by one in-lane shuffle and one qword permute into the last step's high lane
+ * (before: mask, extract, pack and insert). The qs[32..47] planes stay 128 bits wide: as fast as
+ * a 256-bit chain here (Zen 4), half the micro-ops where 256-bit operations split (Zen 1). */
 static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     const block_tq1_0 *x = row;
     const __m256i qh_pow3 = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
@@ -1440,18 +1441,21 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
                 s0 = _mm256_add_epi16(s0, p);
             }
         }
-        const __m256i bt = _mm256_xor_si256(
-            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32))),
-            flip);
-        const __m256i t01 = _mm256_blend_epi32(bt, times3_256(bt), 0xF0);
-        const __m256i t23 = times9_256(t01);
+        __m128i t[5];
+        t[0] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)(x[i].qs + 32)),
+                             _mm256_castsi256_si128(flip));
+        for (int e = 1; e < 5; e++) {
+            t[e] = times3_128(t[e - 1]);
+        }
+        /* qh in all four dwords by a broadcast load (GCC makes load + shuffle of set1_epi32) */
         const __m256i qhw = _mm256_mullo_epi16(
             _mm256_cvtepu8_epi16(_mm_xor_si128(
                 _mm_castps_si128(_mm_broadcast_ss((const float *)(const void *)x[i].qh)),
                 _mm256_castsi256_si128(flip))),
             qh_pow3);
         const __m256i qhb = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(qhw, qh_pick), 0xC0);
-        const __m256i tail[3] = {t01, t23, _mm256_blend_epi32(times9_256(t23), qhb, 0xF0)};
+        const __m256i tail[3] = {_mm256_set_m128i(t[1], t[0]), _mm256_set_m128i(t[3], t[2]),
+                                 _mm256_blend_epi32(_mm256_castsi128_si256(t[4]), qhb, 0xF0)};
         for (int s = 5; s < 8; s++) {
             const __m256i p = digit_products(top_trits(tail[s - 5], t1, t2), act, j0 + 32 * s);
             if (s & 1) {
