@@ -1061,9 +1061,10 @@ FDOT_OF_KIND(fdot_mxfp4, fdot_legacy, LEG_MXFP4)
  * pipe (AMD Zen 1), per-group float conversions and multiplies cost more than the integer dot
  * itself. */
 
-/* Q2_K, TQ1_0 and TQ2_0 prefetch their weights a shorter way ahead than PF_AHEAD: measured on
- * this machine (Zen 4 EPYC, one thread, cold 4096x4096 / 4096x14336 GEMV), 2 KiB beat 8 KiB by
- * 3-8% on all three (4 KiB in between; none at all lost up to 20% on the long rows). */
+/* Super-block prefetch: Q2_K, TQ1_0 and TQ2_0 prefetch their weights a shorter way ahead than
+ * PF_AHEAD: measured on this machine (Zen 4 EPYC, one thread, cold 4096x4096 and 4096x14336
+ * GEMV), 2 KiB beat 8 KiB by 3-8% on all three (4 KiB in between; no prefetch lost up to 20% on
+ * the long rows). */
 #ifndef SB_PF_AHEAD
 #define SB_PF_AHEAD 2048
 #endif
@@ -1133,8 +1134,7 @@ ALWAYS_INLINE __m256 block_scaled(__m256 acc, __m256i sumi, float d) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
 }
 
-/* Word t of both 128-bit lanes in every word of its lane: step t's scales from words laid out
- * as fdot_q2_K lays them out. */
+/* Word t of each 128-bit lane copied to every word of that lane (fdot_q2_K's step scales). */
 ALWAYS_INLINE __m256i word_in_lanes(__m256i w, int t) {
     const char b = (char)(2 * t), c = (char)(2 * t + 1);
     return _mm256_shuffle_epi8(w, _mm256_setr_epi8(b, c, b, c, b, c, b, c, b, c, b, c, b, c, b, c,
@@ -1172,9 +1172,9 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
                                                           word_in_lanes(j & 1 ? s1 : s4, 4 * h + j)));
             }
         }
-        /* [d da, dmin da] in every pair of lanes */
-        const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32(load_i32(&x[i].d))),
-                                        _mm256_broadcast_ss(act->da + j0 / 16));
+        /* [d da, dmin da] in every pair of lanes; d and dmin by one broadcast load */
+        const __m128i ddmin = _mm_castps_si128(_mm_broadcast_ss((const float *)(const void *)&x[i].d));
+        const __m256 dm = _mm256_mul_ps(_mm256_cvtph_ps(ddmin), _mm256_broadcast_ss(act->da + j0 / 16));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_permute_ps(dm, 0x00), acc);
         macc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_permute_ps(dm, 0x55), macc);
     }
