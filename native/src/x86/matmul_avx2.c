@@ -864,25 +864,6 @@ LEG_FDOT_ENTRIES(fdot_legacy)
  * pipe (AMD Zen 1), per-group float conversions and multiplies cost more than the integer dot
  * itself. */
 
-/* Super-block prefetch: Q2_K, TQ1_0 and TQ2_0 prefetch their weights a shorter way ahead than
- * PF_AHEAD: measured on this machine (Zen 4 EPYC, one thread, cold 4096x4096 and 4096x14336
- * GEMV), 2 KiB beat 8 KiB by 3-8% on all three (4 KiB in between; no prefetch lost up to 20% on
- * the long rows). */
-#ifndef SB_PF_AHEAD
-#define SB_PF_AHEAD 2048
-#endif
-ALWAYS_INLINE void sb_prefetch(const void *p, int bytes) {
-#if SB_PF_AHEAD > 0
-    const char *c = (const char *)p + SB_PF_AHEAD;
-    for (int o = 0; o < bytes; o += 64) {
-        _mm_prefetch(c + o, _MM_HINT_T0);
-    }
-    _mm_prefetch(c + bytes - 1, _MM_HINT_T0);
-#else
-    (void)p, (void)bytes;
-#endif
-}
-
 /* The activation scale of the super-block starting at value j0. */
 ALWAYS_INLINE float block_da(const qt_mm_act *act, int64_t j0) {
     return act->da[j0 / 16];
@@ -957,7 +938,7 @@ static float fdot_q2_K(const void *row, const qt_mm_act *act, int64_t k) {
     const __m128i split = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
-        sb_prefetch(&x[i], (int)sizeof x[i]);
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
         const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)x[i].scales);
         const __m128i scl = _mm_and_si128(sc, low4), mnl = _mm_and_si128(_mm_srli_epi16(sc, 4), low4);
@@ -1193,7 +1174,7 @@ static float fdot_tq2_0(const void *row, const qt_mm_act *act, int64_t k) {
     const __m256i low = _mm256_set1_epi8(3), high = _mm256_set1_epi8(12);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
-        sb_prefetch(&x[i], (int)sizeof x[i]);
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
         __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -1250,7 +1231,7 @@ static float fdot_tq1_0(const void *row, const qt_mm_act *act, int64_t k) {
     __asm__("" : "+x"(t1), "+x"(t2));
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < k / QK_K; i++) {
-        sb_prefetch(&x[i], (int)sizeof x[i]);
+        prefetch_ahead(&x[i], (int)sizeof x[i]);
         const int64_t j0 = QK_K * i;
         __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
         __m256i b = _mm256_xor_si256(load256(x[i].qs), flip);
