@@ -115,8 +115,8 @@ static void build_tables(void) {
         /* The AVX2 level keeps its streaming copy here too: on the project's AVX-512 EPYC,
          * forced to AVX2, dequantizing 64 and 224 MiB outputs ran 1.13-1.46x faster with it than
          * with plain stores (same process, one thread; Q5_0/Q5_1 store plainly anyway, see the
-         * decode_bound table). An earlier note here measured 32-byte streams 2.5-8x slower; that
-         * was one non-temporal store per line at a time, before the two-per-line copy. */
+         * decode_bound table). An earlier note here had them 2.5-8x slower: measured at load 10-12
+         * with the copy aligned to 32 bytes, where a pair of stores could straddle two lines. */
         qt_avx512_register(&g_tables[QT_ISA_AVX512]);
         qt_avx512_register_kquants(&g_tables[QT_ISA_AVX512]);
         g_level_ok[QT_ISA_AVX512] = 1;

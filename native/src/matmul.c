@@ -31,9 +31,46 @@ _Static_assert(MM_GEMV_CLAIM % MM_ROW_GROUP == 0 && QT_MM_TILE_ROWS % MM_ROW_GRO
 
 static qt_matmul_table g_mm[QT_ISA_COUNT];
 static int g_mm_ok[QT_ISA_COUNT];
+/* Level-3 cache bytes (0: unknown; weights are then always treated as streamed from memory). */
+static uint64_t g_l3_bytes;
 static pthread_once_t g_mm_once = PTHREAD_ONCE_INIT;
 
+/* Bytes of this CPU's level-3 cache from Linux sysfs, 0 where it does not say. (glibc's
+ * sysconf(_SC_LEVEL3_CACHE_SIZE) was measured returning ten times the real size in a VM.) */
+static long read_l3_bytes(void) {
+    long best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[64], text[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            break;
+        }
+        const int level = fgets(text, sizeof text, f) ? atoi(text) : 0;
+        fclose(f);
+        if (level != 3) {
+            continue;
+        }
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        f = fopen(path, "r");
+        if (!f) {
+            continue;
+        }
+        char *end = NULL;
+        long v = fgets(text, sizeof text, f) ? strtol(text, &end, 10) : 0;
+        fclose(f);
+        if (end && *end == 'K') {
+            v *= 1024;
+        } else if (end && *end == 'M') {
+            v *= 1024 * 1024;
+        }
+        best = v > best ? v : best;
+    }
+    return best;
+}
+
 static void build_mm_tables(void) {
+    g_l3_bytes = (uint64_t)read_l3_bytes();
     qt_matmul_table base;
     memset(&base, 0, sizeof base);
     qt_mm_ref_register(&base);
@@ -278,58 +315,13 @@ static void gemm_fast(mm_job *j) {
 
 /* ---------------------------------------------------------------- exact path */
 
-/* Bytes of this CPU's level-3 cache from Linux sysfs, 0 where it does not say. (glibc's
- * sysconf(_SC_LEVEL3_CACHE_SIZE) was measured returning ten times the real size in a VM.) */
-static long read_l3_bytes(void) {
-    long best = 0;
-    for (int i = 0; i < 8; i++) {
-        char path[64], text[32];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
-        FILE *f = fopen(path, "r");
-        if (!f) {
-            break;
-        }
-        const int level = fgets(text, sizeof text, f) ? atoi(text) : 0;
-        fclose(f);
-        if (level != 3) {
-            continue;
-        }
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-        f = fopen(path, "r");
-        if (!f) {
-            continue;
-        }
-        char *end = NULL;
-        long v = fgets(text, sizeof text, f) ? strtol(text, &end, 10) : 0;
-        fclose(f);
-        if (end && *end == 'K') {
-            v *= 1024;
-        } else if (end && *end == 'M') {
-            v *= 1024 * 1024;
-        }
-        best = v > best ? v : best;
-    }
-    return best;
-}
-
-/* The level-3 cache size, read once (0: unknown, weights are then always treated as streamed). */
-static uint64_t llc_bytes(void) {
-    static _Atomic long cached = -1;
-    long v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        v = read_l3_bytes();
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return (uint64_t)v;
-}
-
 static void gemv_exact(mm_job *j) {
     const qt_mm_prepped_gemv *pk = &j->mt->fdot_float_prepped[j->type_id];
     /* qt_qmatmul rearranged x for the prepped kernels when their conditions held */
     float (*direct)(const void *, const float *, int64_t) =
         j->x_prepped ? pk->row : j->mt->fdot_float[j->type_id];
     if (!j->x_prepped && j->mt->fdot_float_cached[j->type_id] &&
-        (uint64_t)j->m * j->w_stride <= llc_bytes()) {
+        (uint64_t)j->m * j->w_stride <= g_l3_bytes) {
         direct = j->mt->fdot_float_cached[j->type_id];
     }
     if (direct) {

@@ -267,57 +267,38 @@ ALWAYS_INLINE __m512i iq4_grid_u(void) {
 }
 
 /* ---------------------------------------------------------------- 32-value blocks
- * Two blocks per 64-value step: values as dpbusd's unsigned operand, the offset they are
- * stored with taken off through lane_bias, the two fp16 (MXFP4: E8M0) scales times the
- * activation scales per lane; Q4_1/Q5_1's minimums meet the activation sums sa in float. */
+ * Q5_0, Q5_1 and IQ4_NL, the three types whose VNNI dot beats the AVX2 level's on the
+ * project's CPU (the others keep AVX2's, see the register function). Two blocks per 64-value
+ * step: values as dpbusd's unsigned operand, the offset they are stored with taken off through
+ * lane_bias, the two fp16 scales times the activation scales per lane; Q5_1's minimums meet
+ * the activation sums sa in float. */
 
-/* The grids of IQ4_NL and MXFP4 (E2M1 values doubled), offset by 128. */
-ALWAYS_INLINE __m512i leg_grid_u(int kind) {
-    return kind == LEG_MXFP4
-               ? _mm512_broadcast_i32x4(_mm_setr_epi8((char)128, (char)129, (char)130, (char)131,
-                                                      (char)132, (char)134, (char)136, (char)140,
-                                                      (char)128, 127, 126, 125, 124, 122, 120, 116))
-               : iq4_grid_u();
-}
-
-/* The offset the values of a kind are stored with, as the lane_bias shift; -1: none (the
- * minimum kinds store q >= 0). */
+/* The offset the values of a kind are stored with, as the lane_bias shift; -1: none (Q5_1
+ * stores q >= 0). */
 ALWAYS_INLINE int leg_offset_shift(int kind) {
     switch (kind) {
-    case LEG_Q4_0: return 3;
     case LEG_Q5_0: return 4;
-    case LEG_Q4_1: case LEG_Q5_1: return -1;
-    default: return 7; /* Q8_0 flipped, the grids offset-binary */
+    case LEG_Q5_1: return -1;
+    default: return 7; /* IQ4_NL: the grid offset-binary */
     }
 }
 
-/* acc plus blocks b and b + bs (values from j on) times their activations; Q4_1/Q5_1 add their
+/* acc plus blocks b and b + bs (values from j on) times their activations; Q5_1 adds its
  * minimum terms to *mins. */
 ALWAYS_INLINE __m512 leg_pair(__m512 acc, const uint8_t *b, size_t bs, const qt_mm_act *act,
                               int64_t j, int kind, float *mins) {
     const uint8_t *c = b + bs;
     const size_t qs = LEG_QS(kind);
-    __m512i z;
-    if (kind == LEG_Q8_0) {
-        z = _mm512_xor_si512(
-            _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(b + qs))),
-                _mm256_loadu_si256((const __m256i *)(const void *)(c + qs)), 1),
-            _mm512_set1_epi8((char)0x80));
+    __m512i z = nibble_pair(b + qs, c + qs);
+    if (kind == LEG_IQ4_NL) {
+        z = _mm512_shuffle_epi8(iq4_grid_u(), z);
     } else {
-        z = nibble_pair(b + qs, c + qs);
-        if (kind == LEG_Q5_0 || kind == LEG_Q5_1) {
-            z = _mm512_or_si512(z, q5_bits_pair(b + LEG_QH(kind), c + LEG_QH(kind)));
-        } else if (leg_grid(kind)) {
-            z = _mm512_shuffle_epi8(leg_grid_u(kind), z);
-        }
+        z = _mm512_or_si512(z, q5_bits_pair(b + LEG_QH(kind), c + LEG_QH(kind)));
     }
     const int shift = leg_offset_shift(kind);
     const __m512i bias = shift < 0 ? _mm512_setzero_si512() : lane_bias(act, j, shift);
     const __m512i p = _mm512_dpbusd_epi32(bias, z, _mm512_loadu_si512(act->a + j));
-    const __m512 d = kind == LEG_MXFP4 ? _mm512_insertf32x8(_mm512_set1_ps(e8m0_half(b[0])),
-                                                            _mm256_set1_ps(e8m0_half(c[0])), 1)
-                                       : two_scales(leg_u16(b), leg_u16(c));
+    const __m512 d = two_scales(leg_u16(b), leg_u16(c));
     if (leg_has_min(kind)) {
         const float *sa = act->sa + j / 16;
         *mins += leg_min(b) * (sa[0] + sa[1]) + leg_min(c) * (sa[2] + sa[3]);
@@ -327,14 +308,10 @@ ALWAYS_INLINE __m512 leg_pair(__m512 acc, const uint8_t *b, size_t bs, const qt_
 
 /* Value t of block b without its offset (the scalar tail). */
 ALWAYS_INLINE int8_t leg_signed(const uint8_t *b, int t, int kind, const uint8_t *grid) {
-    if (kind == LEG_Q8_0) {
-        return (int8_t)b[LEG_QS(kind) + t];
-    }
     const int v = leg_nibble5(b, t, kind);
     switch (kind) {
-    case LEG_Q4_0: return (int8_t)(v - 8);
     case LEG_Q5_0: return (int8_t)(v - 16);
-    case LEG_IQ4_NL: case LEG_MXFP4: return (int8_t)(grid[v] - 128);
+    case LEG_IQ4_NL: return (int8_t)(grid[v] - 128);
     default: return (int8_t)v;
     }
 }
@@ -343,33 +320,23 @@ ALWAYS_INLINE float fdot_legacy(const void *row, const qt_mm_act *act, int64_t k
     const size_t bs = LEG_SIZE(kind);
     const int64_t nb = k / 32;
     const uint8_t *x = row;
-    /* Q4_0 / Q8_0: four blocks per step in two chains */
-    const int two = kind == LEG_Q4_0 || kind == LEG_Q8_0;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
     float mins = 0.0f;
     int64_t i = 0;
-    if (two) {
-        for (; i + 4 <= nb; i += 4) {
-            const uint8_t *b = x + (size_t)i * bs;
-            prefetch_ahead(b, 4 * (int)bs);
-            acc0 = leg_pair(acc0, b, bs, act, 32 * i, kind, &mins);
-            acc1 = leg_pair(acc1, b + 2 * bs, bs, act, 32 * (i + 2), kind, &mins);
-        }
-    }
     for (; i + 2 <= nb; i += 2) {
         const uint8_t *b = x + (size_t)i * bs;
         prefetch_ahead(b, 2 * (int)bs);
-        acc0 = leg_pair(acc0, b, bs, act, 32 * i, kind, &mins);
+        acc = leg_pair(acc, b, bs, act, 32 * i, kind, &mins);
     }
-    float total = _mm512_reduce_add_ps(two ? _mm512_add_ps(acc0, acc1) : acc0);
+    float total = _mm512_reduce_add_ps(acc);
     if (leg_has_min(kind)) {
         total += mins;
     }
     if (i < nb) {
         const uint8_t *b = x + (size_t)i * bs;
         uint8_t grid[64];
-        if (leg_grid(kind)) {
-            _mm512_storeu_si512(grid, leg_grid_u(kind));
+        if (kind == LEG_IQ4_NL) {
+            _mm512_storeu_si512(grid, iq4_grid_u());
         }
         int8_t w[32];
         for (int t = 0; t < 32; t++) w[t] = leg_signed(b, t, kind, grid);

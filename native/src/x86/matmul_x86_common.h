@@ -91,11 +91,6 @@ ALWAYS_INLINE int leg_has_min(int kind) {
     return kind == LEG_Q4_1 || kind == LEG_Q5_1;
 }
 
-/* 1 for the kinds whose values are a 16-entry grid indexed by nibbles (IQ4_NL, MXFP4). */
-ALWAYS_INLINE int leg_grid(int kind) {
-    return kind == LEG_IQ4_NL || kind == LEG_MXFP4;
-}
-
 /* The scale of block b (MXFP4: halved, for its doubled grid) and the minimum of a Q4_1/Q5_1 b. */
 ALWAYS_INLINE float leg_scale(const uint8_t *b, int kind) {
     return kind == LEG_MXFP4 ? e8m0_half(b[0]) : h2f(leg_u16(b));
